@@ -1,0 +1,1 @@
+//! sessions.toml: schema, defaults and validation (being built).

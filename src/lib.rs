@@ -1,0 +1,9 @@
+//! wasp: WhatsApp Session Pool. Library crate behind the `wasp` binary.
+//!
+//! Layers point one way: `wa` (protocol, no I/O) <- `session` (pure state machine)
+//! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
+
+pub mod config;
+pub mod session;
+pub mod store;
+pub mod wa;

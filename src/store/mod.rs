@@ -1,0 +1,1 @@
+//! Credentials storage (being built).

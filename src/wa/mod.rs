@@ -1,0 +1,14 @@
+//! The WhatsApp Web protocol as data: framing, Noise, binary nodes, protobufs, credentials,
+//! pairing and typed stanzas. No tokio, no sockets and no clock here: time comes in as an
+//! argument and bytes go in and out of plain functions, so both the client (`net`) and the
+//! simulated server (`sim`) are built on the same code.
+
+pub mod creds;
+pub mod frame;
+pub mod node;
+pub mod noise;
+pub mod pair;
+pub mod payload;
+pub mod proto;
+pub mod stanza;
+pub mod xeddsa;

@@ -1,0 +1,5 @@
+//! The protobuf messages wasp uses, written by hand with prost derives (no protoc).
+
+pub mod adv;
+pub mod handshake;
+pub mod payload;
