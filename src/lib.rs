@@ -6,4 +6,5 @@
 pub mod config;
 pub mod session;
 pub mod store;
+pub mod ui;
 pub mod wa;
