@@ -40,7 +40,7 @@ enum Op {
 /// A term that looks like a comparison but cannot be understood.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FilterError {
-    #[error("`{0}` is not a state (online, pairing, backoff, conflict ...)")]
+    #[error("`{0}` is not a state")]
     UnknownState(String),
     #[error("`{0}` needs a number")]
     NotANumber(String),

@@ -17,6 +17,16 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Like `duration` but one unit coarser above a minute: `12s`, `13m`, `2h03m`, `3d04h`.
+pub fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    if (60..3600).contains(&s) {
+        format!("{}m", s / 60)
+    } else {
+        duration(d)
+    }
+}
+
 /// How long ago `at` was, seen from `now` (`0s` for an instant in the future).
 pub fn age(at: Instant, now: Instant) -> String {
     duration(now.saturating_duration_since(at))

@@ -84,7 +84,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
             (" Bulk action ", lines)
         }
     };
-    let popup = centered(area, 72, lines.len() as u16 + 4);
+    let popup = centered(area, 72, lines.len() as u16 + 3);
     let block = pane(model, Line::from(title), true);
     frame.render_widget(Clear, popup);
     frame.render_widget(

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::super::fmt;
+use super::super::keymap::{Action, Section};
 use super::super::model::Model;
 use super::super::qr::{self as qrcode, QrStyle};
 use super::super::theme::state_glyph;
@@ -57,7 +58,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
             frame.render_widget(Paragraph::new(lines), inner);
             return;
         }
-        lines.push(qr_hint(model, inner));
+        lines.extend(qr_hint(model, inner));
     }
     lines.push(Line::default());
     let left = usize::from(inner.height).saturating_sub(lines.len());
@@ -65,34 +66,38 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Why the QR is not inline, and what to do.
-fn qr_hint(model: &Model, inner: Rect) -> Line<'static> {
+/// Why the QR is not inline, and what to do (two lines).
+fn qr_hint(model: &Model, inner: Rect) -> Vec<Line<'static>> {
     let theme = model.theme();
     let ascii = model.settings().ascii;
+    let width = usize::from(inner.width);
     let enter = model
         .settings()
         .keymap
-        .key_for(super::super::keymap::Section::Table, super::super::keymap::Action::ShowQr)
+        .key_for(Section::Table, Action::ShowQr)
         .map_or_else(|| "enter".to_string(), |k| k.to_string());
     let text = match model.qr_cache().map(|c| &c.matrix) {
         Some(Ok(m)) => {
             let style = if ascii { QrStyle::Ascii } else { QrStyle::HalfBlock };
             let (c, r) = qrcode::cells(m.width(), style, qrcode::QUIET_MIN);
-            format!(
-                "QR needs {c}x{r} cells (pane {}x{}): {enter} shows it full screen",
-                inner.width, inner.height
-            )
+            vec![
+                format!("{enter}: full-screen QR to scan"),
+                format!("(inline it needs {c}x{r} cells)"),
+            ]
         }
-        Some(Err(e)) => format!("QR cannot be drawn: {e}"),
-        None => "QR not ready".to_string(),
+        Some(Err(e)) => vec![format!("QR cannot be drawn: {e}")],
+        None => vec!["QR not ready".to_string()],
     };
-    Line::from(Span::styled(clip(&text, usize::from(inner.width), ascii), theme.message))
+    text.into_iter()
+        .map(|t| Line::from(Span::styled(clip(&t, width, ascii), theme.message)))
+        .collect()
 }
 
+/// The state, its timer, liveness, counters and credentials: short lines that fit the 42
+/// columns of the detail pane on an 80x24 terminal.
 fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     let theme = model.theme();
     let ascii = model.settings().ascii;
-    let label = |t: &str| Span::styled(format!("{t:<10}"), theme.dim);
     let mut lines = Vec::new();
 
     let mut state = vec![
@@ -107,75 +112,68 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     }
     lines.push(Line::from(state));
 
-    let countdown = match s.state {
+    let timer = match s.state {
         StateName::Backoff => Some(format!(
-            "retry in {} · attempt {}{} · last {}",
+            "retry in {} · attempt {}{} · {}",
             s.retry_at.map_or_else(|| "?".into(), |t| fmt::countdown(t, now)),
             s.attempt,
             if s.max_attempts > 0 { format!("/{}", s.max_attempts) } else { String::new() },
             or_dash(cause(s)),
         )),
-        StateName::Cooldown | StateName::Conflict | StateName::LoggedOut => {
-            s.cooldown_until.filter(|t| *t > now).map(|t| {
-                format!("cooldown {} left · last {}", fmt::countdown(t, now), or_dash(cause(s)))
-            })
-        }
+        StateName::Cooldown | StateName::Conflict | StateName::LoggedOut => s
+            .cooldown_until
+            .filter(|t| *t > now)
+            .map(|t| format!("cooldown {} left · {}", fmt::countdown(t, now), or_dash(cause(s))))
+            .or_else(|| s.last_cause.as_ref().map(|_| format!("last {}", cause(s)))),
         StateName::Pairing => s.qr.as_ref().map(|q| {
             format!("QR ref {}/{} · {} left", q.index, q.count, fmt::countdown(q.expires_at, now))
         }),
-        StateName::Online => s.online_since.map(|t| {
-            let took = s
-                .last_reconnect
-                .map_or_else(String::new, |d| format!(" · last reconnect took {}", fmt::millis(d)));
-            format!("online for {}{took}", fmt::age(t, now))
-        }),
+        StateName::Online => s
+            .last_reconnect
+            .map(|d| format!("last reconnect took {}", fmt::millis(d))),
         _ => s.last_cause.as_ref().map(|_| format!("last {}", cause(s))),
     };
-    if let Some(text) = countdown {
-        lines.push(Line::from(vec![label("timer"), Span::styled(text, theme.state(s.state))]));
+    if let Some(text) = timer {
+        lines.push(Line::from(Span::styled(text, theme.state(s.state))));
     }
     if s.state == StateName::Pairing {
         return lines;
     }
 
     let live = &s.liveness;
-    lines.push(Line::from(vec![
-        label("liveness"),
-        Span::styled(
-            format!(
-                "ping {} · last frame {} · misses {}",
-                live.last_rtt.map_or_else(|| "-".into(), fmt::millis),
-                live.last_frame_at
-                    .map_or_else(|| "-".into(), |t| format!("{} ago", fmt::age(t, now))),
-                live.misses
-            ),
-            theme.text,
+    lines.push(Line::from(Span::styled(
+        format!(
+            "ping {} · frame {} · misses {}",
+            live.last_rtt.map_or_else(|| "-".into(), fmt::millis),
+            live.last_frame_at
+                .map_or_else(|| "-".into(), |t| format!("{} ago", fmt::age(t, now))),
+            live.misses
         ),
-    ]));
-    lines.push(Line::from(vec![
-        label("counters"),
-        Span::styled(
-            format!(
-                "conflicts {} · disconnects {} (1h) · uptime {}",
-                s.conflicts_1h,
-                s.disconnects_1h,
-                fmt::percent(s.uptime_pct)
-            ),
-            theme.text,
+        theme.text,
+    )));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "conflicts {} · drops {} (1h) · uptime {}",
+            s.conflicts_1h,
+            s.disconnects_1h,
+            fmt::percent(s.uptime_pct)
         ),
-    ]));
+        theme.text,
+    )));
     let creds = if s.paired {
         format!(
             "paired{} · backups {}{}",
-            s.phone.as_ref().map_or_else(String::new, |p| format!(" as {p}")),
+            s.phone.as_ref().map_or_else(String::new, |p| format!(" {p}")),
             s.backups,
             s.last_backup_at
-                .map_or_else(String::new, |t| format!(", last {} ago", fmt::age(t, now)))
+                .map_or_else(String::new, |t| {
+                    format!(" ({} ago)", fmt::short(now.saturating_duration_since(t)))
+                })
         )
     } else {
         format!("not paired · backups {}", s.backups)
     };
-    lines.push(Line::from(vec![label("creds"), Span::styled(creds, theme.text)]));
+    lines.push(Line::from(Span::styled(creds, theme.text)));
     lines
 }
 

@@ -57,10 +57,15 @@ fn hints(model: &Model, width: usize) -> Line<'static> {
         .chain(keymap.section(Section::Global))
         .filter(|b| b.action.in_footer() && b.action != Action::Help)
         .filter(|b| !(read_only && is_operator(b.action)));
+    let mut shown = Vec::new();
     for b in bindings {
         let Some(key) = b.keys.first() else {
             continue;
         };
+        if shown.contains(&b.action) {
+            continue;
+        }
+        shown.push(b.action);
         let key = key.to_string();
         let label = b.action.label();
         let len = key.chars().count() + 1 + label.chars().count() + 2;

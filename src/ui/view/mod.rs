@@ -122,6 +122,9 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
     }
     if model.mode == Mode::Qr {
         qr::draw_full(frame, area, model, now);
+        if model.settings().ascii {
+            asciify(frame);
+        }
         return;
     }
     let areas = layout(area, model);
@@ -138,6 +141,28 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
         Mode::Help { scroll } => help::draw(frame, area, model, *scroll),
         Mode::Confirm(confirm) => confirm::draw(frame, area, model, confirm),
         Mode::Normal | Mode::Filter { .. } | Mode::Qr => {}
+    }
+    if model.settings().ascii {
+        asciify(frame);
+    }
+}
+
+/// ASCII mode's last pass: whatever text reached the frame (separators, a label typed with
+/// accents), only ASCII leaves it.
+fn asciify(frame: &mut Frame) {
+    for cell in frame.buffer_mut().content.iter_mut() {
+        let symbol = cell.symbol();
+        if symbol.is_ascii() {
+            continue;
+        }
+        let plain = match symbol {
+            "·" => "-",
+            "…" => "~",
+            "▏" => "_",
+            "—" | "–" => "-",
+            _ => "?",
+        };
+        cell.set_symbol(plain);
     }
 }
 

@@ -67,7 +67,7 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
             if fit.style == QrStyle::Sextant && room.height > fit.rows {
                 let (c, r) = code::cells(matrix.width(), QrStyle::HalfBlock, code::QUIET_MIN);
                 let note = format!(
-                    "compact QR (2x3 modules per cell); if it shows boxes or does not scan, enlarge the terminal to {c}x{}",
+                    "compact QR: if it shows boxes or will not scan, enlarge to {c}x{}",
                     r + 1
                 );
                 let y = area.y + area.height - 1;

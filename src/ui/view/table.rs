@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
 
 use super::super::fmt;
 use super::super::model::{Model, Pane, last_event};
@@ -55,9 +55,11 @@ impl Col {
 
 /// Columns and widths for an inner width; optional columns join as width allows.
 fn columns(width: u16, id_width: u16) -> Vec<(Col, u16)> {
+    // One column goes to the selection marker.
+    let width = width.saturating_sub(1);
     let mut cols = vec![
         (Col::Mark, 1),
-        (Col::State, 12),
+        (Col::State, 13),
         (Col::Id, id_width.clamp(4, 16)),
         (Col::Uptime, 6),
         (Col::Timer, 6),
@@ -138,7 +140,9 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .row_highlight_style(theme.selected);
+        .row_highlight_style(theme.selected)
+        .highlight_symbol(if ascii { ">" } else { "▶" })
+        .highlight_spacing(HighlightSpacing::Always);
     let mut state =
         TableState::default().with_selected(model.selected_index().and_then(|i| i.checked_sub(offset)));
     frame.render_stateful_widget(table, inner, &mut state);
