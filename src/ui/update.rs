@@ -162,6 +162,7 @@ fn on_filter_key(model: &mut Model, key: KeyEvent) {
         KeyCode::Backspace => {
             input.pop();
         }
+        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => input.clear(),
         KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => input.push(c),
         _ => return,
     }

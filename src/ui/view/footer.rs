@@ -21,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
         match error {
             Some(e) => spans.push(Span::styled(format!("  {e}"), theme.error)),
             None => spans.push(Span::styled(
-                "  enter keeps · esc restores · state=backoff conflicts>0 text",
+                "  enter keeps · esc restores · ctrl-u clears",
                 theme.dim,
             )),
         }

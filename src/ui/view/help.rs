@@ -11,7 +11,7 @@ use super::super::model::Model;
 use super::{centered, pane};
 
 const DIALOG_KEYS: [(&str, &str); 5] = [
-    ("filter", "type the filter; enter keeps it, esc restores the previous one"),
+    ("filter", "type the filter; enter keeps it, esc restores the previous one, ctrl-u clears"),
     ("wipe", "type the session id (or the count); tab: backup first; enter wipes"),
     ("bulk", "y sends one request per marked row (staggered by the pool); n cancels"),
     ("QR", "esc or enter closes the full-screen QR"),
