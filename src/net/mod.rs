@@ -1,6 +1,8 @@
 //! The I/O side of a session: WebSocket transport, the Noise socket with request/response
 //! matching, the per-session driver, the pool and the global connect rate limit.
 
+pub mod board;
 pub mod conn;
+pub mod metrics;
 pub mod ratelimit;
 pub mod transport;

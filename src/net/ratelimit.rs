@@ -50,8 +50,10 @@ impl RateLimiter {
         }
     }
 
-    /// Waits until a connect may start. Cancel-safe: a cancelled wait takes no token.
-    pub async fn acquire(&self) {
+    /// Waits until a connect may start; returns true when it had to wait for a token.
+    /// Cancel-safe: a cancelled wait takes no token.
+    pub async fn acquire(&self) -> bool {
+        let mut waited = false;
         loop {
             let wait = {
                 let mut bucket = self.inner.bucket.lock().await;
@@ -62,11 +64,14 @@ impl RateLimiter {
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
                     self.inner.granted.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return waited;
                 }
                 Duration::from_secs_f64((1.0 - bucket.tokens) / self.inner.per_second)
             };
-            self.inner.waited.fetch_add(1, Ordering::Relaxed);
+            if !waited {
+                self.inner.waited.fetch_add(1, Ordering::Relaxed);
+                waited = true;
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -91,18 +96,18 @@ mod tests {
         let limiter = RateLimiter::new(5, 10);
         let start = Instant::now();
         for _ in 0..10 {
-            limiter.acquire().await;
+            assert!(!limiter.acquire().await);
         }
         // The burst is free: no virtual time passed.
         assert_eq!(Instant::now(), start);
         for _ in 0..5 {
-            limiter.acquire().await;
+            assert!(limiter.acquire().await);
         }
         // Five more at 5/s need one virtual second (paused clock: exact, not timed).
         let elapsed = Instant::now() - start;
         assert!(elapsed >= Duration::from_millis(999), "{elapsed:?}");
         assert!(elapsed <= Duration::from_millis(1001), "{elapsed:?}");
         assert_eq!(limiter.granted(), 15);
-        assert!(limiter.waited() >= 5);
+        assert_eq!(limiter.waited(), 5);
     }
 }
