@@ -4,6 +4,7 @@
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
 pub mod config;
+pub mod http;
 pub mod net;
 pub mod session;
 pub mod store;

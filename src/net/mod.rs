@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod conn;
+pub mod handle;
 pub mod metrics;
 pub mod ratelimit;
 pub mod transport;
