@@ -167,6 +167,17 @@ impl fmt::Debug for Node {
     }
 }
 
+/// Like `Node`'s rendering: byte content shows only its length.
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Content::None => write!(f, "None"),
+            Content::Nodes(list) => f.debug_tuple("Nodes").field(list).finish(),
+            Content::Bytes(b) => write!(f, "Bytes([{} bytes])", b.len()),
+            Content::Text(t) => f.debug_tuple("Text").field(t).finish(),
+        }
+    }
+}
 
 /// Why a node could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +289,9 @@ fn to_wire(node: &Node, depth: usize) -> Result<wacore_binary::Node, NodeError> 
                 .collect::<Result<_, _>>()?,
         )),
         Content::Bytes(bytes) => Some(NodeContent::Bytes(bytes.clone())),
-        Content::Text(text) if is_compact_text(text) => Some(NodeContent::String(text.as_str().into())),
+        Content::Text(text) if is_compact_text(text) => {
+            Some(NodeContent::String(text.as_str().into()))
+        }
         Content::Text(text) => Some(NodeContent::Bytes(text.as_bytes().to_vec())),
     };
     Ok(wacore_binary::Node::new(node.tag.clone(), attrs, content))
