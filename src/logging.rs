@@ -44,7 +44,9 @@ pub enum LoggingError {
         #[source]
         source: tracing_appender::rolling::InitError,
     },
-    #[error("log level \"{directives}\" is not valid (try \"info\" or \"wasp=debug,warn\"): {source}")]
+    #[error(
+        "log level \"{directives}\" is not valid (try \"info\" or \"wasp=debug,warn\"): {source}"
+    )]
     BadLevel {
         directives: String,
         #[source]
@@ -76,10 +78,12 @@ pub fn file_writer(data_dir: &Path) -> Result<(NonBlocking, LogGuard), LoggingEr
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(&dir).map_err(|source| LoggingError::CreateDir {
-        path: dir.clone(),
-        source,
-    })?;
+    builder
+        .create(&dir)
+        .map_err(|source| LoggingError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("wasp")
@@ -285,7 +289,10 @@ mod tests {
         assert_eq!(line["message"], "reconnecting");
         assert_eq!(line["fields"]["attempt"], 3);
         assert_eq!(line["fields"]["cause"], "conflict");
-        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+        assert!(
+            line["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
     }
 
     #[test]
@@ -324,10 +331,16 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || tracing::info!("hello from the test"));
         drop(guard); // flushes the background writer
         let logs = data_dir.path().join("logs");
-        let files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+        let files: Vec<_> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(files.len(), 1, "{files:?}");
         let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with("wasp.") && name.ends_with(".log"), "{name}");
+        assert!(
+            name.starts_with("wasp.") && name.ends_with(".log"),
+            "{name}"
+        );
         let text = std::fs::read_to_string(&files[0]).unwrap();
         assert!(text.contains("hello from the test"), "{text}");
     }

@@ -21,12 +21,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("it is empty; write a number and a unit such as \"30s\"".to_string());
     }
     if text.starts_with('-') {
-        return Err(format!("\"{text}\" is negative; durations must be positive"));
+        return Err(format!(
+            "\"{text}\" is negative; durations must be positive"
+        ));
     }
     let mut rest = text;
     let mut total_ms: u64 = 0;
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(format!(
                 "\"{text}\" must be whole numbers each followed by a unit, such as \"30s\" or \"1m30s\""
@@ -38,8 +42,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 "\"{text}\" has a fraction; use whole numbers of a smaller unit, such as \"1500ms\""
             ));
         }
-        let unit_end = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
+        let unit_end = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_end);
+        if after.starts_with(char::is_whitespace) {
+            return Err(format!(
+                "\"{text}\" has a space; write the number and its unit together, such as \"30s\""
+            ));
+        }
         if unit.is_empty() {
             return Err(format!(
                 "\"{text}\" has no unit; add one of ms, s, m, h or d, such as \"{digits}s\""
@@ -97,7 +108,10 @@ mod tests {
     #[test]
     fn sums_compound_durations() {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h1m1s1ms"), Ok(Duration::from_millis(3_661_001)));
+        assert_eq!(
+            parse_duration("1h1m1s1ms"),
+            Ok(Duration::from_millis(3_661_001))
+        );
     }
 
     #[test]
@@ -113,7 +127,7 @@ mod tests {
             ("-5s", "negative"),
             ("1.5s", "fraction"),
             ("5x", "not a unit"),
-            ("5 s", "no unit"),
+            ("5 s", "space"),
             ("s", "whole numbers"),
             ("5sec", "not a unit"),
             ("99999999999999999999s", "too long"),

@@ -243,12 +243,24 @@ mod tests {
     #[test]
     fn positions_count_lines_and_characters() {
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(Position::of_offset(text, 0), Position { line: 1, column: 1 });
-        assert_eq!(Position::of_offset(text, 6), Position { line: 2, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, 0),
+            Position { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 6),
+            Position { line: 2, column: 1 }
+        );
         // "é" is two bytes but one column.
         let eq = text.find("= 2").unwrap_or_default();
-        assert_eq!(Position::of_offset(text, eq), Position { line: 2, column: 4 });
-        assert_eq!(Position::of_offset(text, 999), Position { line: 3, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, eq),
+            Position { line: 2, column: 4 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 999),
+            Position { line: 3, column: 1 }
+        );
     }
 
     #[test]

@@ -27,10 +27,8 @@ pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
 /// Where credentials, backups and logs go when `[storage] data_dir` is not given.
 pub const DEFAULT_DATA_DIR: &str = "./wasp-data";
 /// The HTTP endpoint's address when `[http]` is present without `listen`.
-pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    9464,
-);
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 /// The longest session id (ids name directories and Redis keys).
 pub const MAX_SESSION_ID_LEN: usize = 64;
 

@@ -55,9 +55,7 @@ pub(super) fn describe(value: &DeValue<'_>) -> String {
 /// The value of a TOML integer, if it fits in an i64.
 fn integer_value(value: &DeValue<'_>) -> Option<Result<i64, String>> {
     let integer = value.as_integer()?;
-    Some(
-        i64::from_str_radix(integer.as_str(), integer.radix()).map_err(|_| integer.to_string()),
-    )
+    Some(i64::from_str_radix(integer.as_str(), integer.radix()).map_err(|_| integer.to_string()))
 }
 
 /// A table being read, and the words that name it in messages ("[policy]",
@@ -107,7 +105,13 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    fn wrong_type(&self, problems: &mut Problems, key: &str, value: &Value<'_>, expected: &'static str) {
+    fn wrong_type(
+        &self,
+        problems: &mut Problems,
+        key: &str,
+        value: &Value<'_>,
+        expected: &'static str,
+    ) {
         problems.report(
             &value.span(),
             ConfigError::WrongType {
@@ -138,7 +142,12 @@ impl<'a, 'i> Table<'a, 'i> {
     ) -> Option<(&'a str, Span)> {
         let (text, span) = self.string(problems, key)?;
         if text.trim().is_empty() {
-            problems.report(&span, ConfigError::Empty { field: self.field(key) });
+            problems.report(
+                &span,
+                ConfigError::Empty {
+                    field: self.field(key),
+                },
+            );
             return None;
         }
         Some((text, span))
@@ -147,7 +156,12 @@ impl<'a, 'i> Table<'a, 'i> {
     /// Reports a missing required key at the table's header.
     pub(super) fn require(&self, problems: &mut Problems, key: &str) {
         if self.get(key).is_none() {
-            problems.report(&self.span, ConfigError::MissingKey { field: self.field(key) });
+            problems.report(
+                &self.span,
+                ConfigError::MissingKey {
+                    field: self.field(key),
+                },
+            );
         }
     }
 
@@ -161,7 +175,12 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// A whole number from `min` up to `u32::MAX`.
-    pub(super) fn count(&self, problems: &mut Problems, key: &str, min: u32) -> Option<(u32, Span)> {
+    pub(super) fn count(
+        &self,
+        problems: &mut Problems,
+        key: &str,
+        min: u32,
+    ) -> Option<(u32, Span)> {
         let value = self.get(key)?;
         let span = value.span();
         let Some(number) = integer_value(value.get_ref()) else {
@@ -201,7 +220,12 @@ impl<'a, 'i> Table<'a, 'i> {
         };
         match parse_duration(text) {
             Ok(d) if d.is_zero() => {
-                problems.report(&span, ConfigError::ZeroDuration { field: self.field(key) });
+                problems.report(
+                    &span,
+                    ConfigError::ZeroDuration {
+                        field: self.field(key),
+                    },
+                );
                 None
             }
             Ok(d) => Some((d, span)),
@@ -222,12 +246,23 @@ impl<'a, 'i> Table<'a, 'i> {
             other => integer_value(other).and_then(Result::ok).map(|i| i as f64),
         };
         let Some(number) = number else {
-            self.wrong_type(problems, key, value, "a number from 0 up to (not including) 1");
+            self.wrong_type(
+                problems,
+                key,
+                value,
+                "a number from 0 up to (not including) 1",
+            );
             return None;
         };
         if !(0.0..1.0).contains(&number) {
             let field = self.field(key);
-            problems.report(&span, ConfigError::JitterOutOfRange { field, found: number });
+            problems.report(
+                &span,
+                ConfigError::JitterOutOfRange {
+                    field,
+                    found: number,
+                },
+            );
             return None;
         }
         Some((number, span))
@@ -249,7 +284,14 @@ impl<'a, 'i> Table<'a, 'i> {
         if found.is_none() {
             let field = self.field(key);
             let found = text.to_string();
-            problems.report(&span, ConfigError::UnknownChoice { field, choices, found });
+            problems.report(
+                &span,
+                ConfigError::UnknownChoice {
+                    field,
+                    choices,
+                    found,
+                },
+            );
         }
         found
     }

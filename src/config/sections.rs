@@ -67,9 +67,8 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
     let mut problems = Problems::default();
     check_top_level(&mut problems, root);
 
-    let server = table(&mut problems, root, "server").map_or_else(ServerConfig::default, |t| {
-        read_server(&mut problems, &t)
-    });
+    let server = table(&mut problems, root, "server")
+        .map_or_else(ServerConfig::default, |t| read_server(&mut problems, &t));
     let storage = table(&mut problems, root, "storage")
         .map_or_else(StorageConfig::default, |t| read_storage(&mut problems, &t));
     let policy = match table(&mut problems, root, "policy") {
@@ -157,7 +156,15 @@ fn read_server(problems: &mut Problems, t: &Table<'_, '_>) -> ServerConfig {
     t.check_keys(problems, &SERVER_KEYS, home_of);
     let mut server = ServerConfig::default();
     if let Some((url, span)) = t.non_empty_string(problems, "url") {
-        check_scheme(problems, t, "url", url, &span, &["ws://", "wss://"], "ws:// or wss://");
+        check_scheme(
+            problems,
+            t,
+            "url",
+            url,
+            &span,
+            &["ws://", "wss://"],
+            "ws:// or wss://",
+        );
         server.url = url.to_string();
     }
     if let Some((text, span)) = t.non_empty_string(problems, "trust_root") {
@@ -175,7 +182,10 @@ fn check_scheme(
     schemes: &[&str],
     listed: &'static str,
 ) {
-    if !schemes.iter().any(|s| url.starts_with(s) && url.len() > s.len()) {
+    if !schemes
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len())
+    {
         let error = ConfigError::BadUrlScheme {
             field: t.field(key),
             schemes: listed,
@@ -186,7 +196,12 @@ fn check_scheme(
 }
 
 /// A 32-byte key in standard base64, padding optional.
-fn decode_key(problems: &mut Problems, t: &Table<'_, '_>, text: &str, span: &Span) -> Option<[u8; 32]> {
+fn decode_key(
+    problems: &mut Problems,
+    t: &Table<'_, '_>,
+    text: &str,
+    span: &Span,
+) -> Option<[u8; 32]> {
     let engine = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -194,7 +209,20 @@ fn decode_key(problems: &mut Problems, t: &Table<'_, '_>, text: &str, span: &Spa
     match engine.decode(text.trim()) {
         Err(error) => {
             let field = t.field("trust_root");
-            let reason = error.to_string();
+            let reason = match error {
+                base64::DecodeError::InvalidByte(at, byte)
+                | base64::DecodeError::InvalidLastSymbol(at, byte) => {
+                    format!(
+                        "{:?} at position {} does not belong there",
+                        char::from(byte),
+                        at + 1
+                    )
+                }
+                base64::DecodeError::InvalidLength(len) => {
+                    format!("{len} base64 characters cannot encode whole bytes")
+                }
+                base64::DecodeError::InvalidPadding => "its '=' padding is wrong".to_string(),
+            };
             problems.report(span, ConfigError::TrustRootNotBase64 { field, reason });
             None
         }
@@ -269,7 +297,15 @@ fn read_cluster(problems: &mut Problems, t: &Table<'_, '_>) -> ClusterConfig {
     let mut cluster = ClusterConfig::default();
     if let Some((url, span)) = t.non_empty_string(problems, "redis_url") {
         let schemes = ["redis://", "rediss://"];
-        check_scheme(problems, t, "redis_url", url, &span, &schemes, "redis:// or rediss://");
+        check_scheme(
+            problems,
+            t,
+            "redis_url",
+            url,
+            &span,
+            &schemes,
+            "redis:// or rediss://",
+        );
         cluster.redis_url = url.to_string();
     }
     if let Some((node_id, _)) = t.non_empty_string(problems, "node_id") {
@@ -278,7 +314,10 @@ fn read_cluster(problems: &mut Problems, t: &Table<'_, '_>) -> ClusterConfig {
     if let Some((ttl, _)) = t.duration(problems, "lease_ttl") {
         cluster.lease_ttl = ttl;
     }
-    let stores = [("file", CredentialStore::File), ("redis", CredentialStore::Redis)];
+    let stores = [
+        ("file", CredentialStore::File),
+        ("redis", CredentialStore::Redis),
+    ];
     if let Some((store, _)) = t.choice(problems, "credentials", &stores, "\"file\" or \"redis\"") {
         cluster.credentials = store;
     }
@@ -336,10 +375,14 @@ fn read_sessions(
             if let Some(first_line) = first_line_of.insert(id, line) {
                 first_line_of.insert(id, first_line);
                 let id = id.to_string();
-                problems.report(&span, ConfigError::DuplicateSessionId { id, first_line });
+                problems.report(span, ConfigError::DuplicateSessionId { id, first_line });
             }
         }
-        let known: Vec<&str> = SESSION_KEYS.iter().chain(POLICY_KEYS.iter()).copied().collect();
+        let known: Vec<&str> = SESSION_KEYS
+            .iter()
+            .chain(POLICY_KEYS.iter())
+            .copied()
+            .collect();
         t.check_keys(problems, &known, home_of);
         let policy = overlay(problems, &t, global);
         let mut session = SessionConfig::new(id.map(|(id, _)| id).unwrap_or_default(), policy);
@@ -368,7 +411,12 @@ fn read_session_id<'a>(problems: &mut Problems, t: &Table<'a, '_>) -> Option<(&'
     t.require(problems, "id");
     let (id, span) = t.string(problems, "id")?;
     if id.is_empty() {
-        problems.report(&span, ConfigError::Empty { field: t.field("id") });
+        problems.report(
+            &span,
+            ConfigError::Empty {
+                field: t.field("id"),
+            },
+        );
         return None;
     }
     match check_session_id(id) {
