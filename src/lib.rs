@@ -4,6 +4,7 @@
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
 pub mod config;
+pub mod logging;
 pub mod session;
 pub mod store;
 pub mod wa;
