@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod net;
 pub mod session;
 pub mod store;
