@@ -6,6 +6,8 @@
 //! `tokio::io::duplex` as well as real TCP.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -216,10 +218,14 @@ where
         tokio::spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));
         (
             Conn {
-                cmd: cmd_tx,
+                querier: Querier {
+                    cmd: cmd_tx,
+                    ids: Arc::new(IdGen {
+                        prefix: id_prefix(),
+                        counter: AtomicU64::new(1),
+                    }),
+                },
                 cancel,
-                prefix: id_prefix(),
-                counter: std::sync::atomic::AtomicU64::new(1),
             },
             event_rx,
         )
@@ -264,21 +270,24 @@ enum Command {
     Close,
 }
 
-/// A handle on a running connection task. Cloning is not offered: one owner per socket.
-pub struct Conn {
+/// Sends nodes and queries on a running connection; cheap to clone, so keepalive pings and
+/// background queries can run beside the owner. Dropping a `Querier` does not close anything.
+#[derive(Clone)]
+pub struct Querier {
     cmd: mpsc::Sender<Command>,
-    cancel: CancellationToken,
-    prefix: String,
-    counter: std::sync::atomic::AtomicU64,
+    ids: Arc<IdGen>,
 }
 
-impl Conn {
+struct IdGen {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl Querier {
     /// A fresh iq id for this connection.
     pub fn next_id(&self) -> String {
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}.{n}", self.prefix)
+        let n = self.ids.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n}", self.ids.prefix)
     }
 
     /// Queues a node for sending.
@@ -289,8 +298,8 @@ impl Conn {
             .map_err(|_| ConnError::Gone)
     }
 
-    /// Sends an iq (its `id` attribute is set here) and waits up to `timeout` for the
-    /// matching result; an `type="error"` answer is an `IqError`.
+    /// Sends an iq (its `id` attribute is set here when missing) and waits up to `timeout`
+    /// for the matching answer; an `type="error"` answer is an `IqError`.
     pub async fn query(&self, node: Node, timeout: Duration) -> Result<Node, ConnError> {
         let id = match node.get_attr("id") {
             Some(id) => id.to_string(),
@@ -332,17 +341,51 @@ impl Conn {
         self.query(stanza::ping(&self.next_id()), timeout).await?;
         Ok(start.elapsed())
     }
+}
+
+/// The owner's handle on a running connection task: one per socket, not cloneable.
+/// Dropping it ends the task and closes the socket.
+pub struct Conn {
+    querier: Querier,
+    cancel: CancellationToken,
+}
+
+impl Conn {
+    /// A cloneable sender/querier for background work on this connection.
+    pub fn querier(&self) -> Querier {
+        self.querier.clone()
+    }
+
+    /// A fresh iq id for this connection.
+    pub fn next_id(&self) -> String {
+        self.querier.next_id()
+    }
+
+    /// Queues a node for sending.
+    pub async fn send(&self, node: Node) -> Result<(), ConnError> {
+        self.querier.send(node).await
+    }
+
+    /// See [`Querier::query`].
+    pub async fn query(&self, node: Node, timeout: Duration) -> Result<Node, ConnError> {
+        self.querier.query(node, timeout).await
+    }
+
+    /// See [`Querier::ping`].
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, ConnError> {
+        self.querier.ping(timeout).await
+    }
 
     /// Asks the task to close the socket; the `Closed { by_us: true }` event follows.
     pub async fn close(&self) {
-        if self.cmd.send(Command::Close).await.is_err() {
+        if self.querier.cmd.send(Command::Close).await.is_err() {
             self.cancel.cancel();
         }
     }
 
     /// True once the task has ended.
     pub fn is_closed(&self) -> bool {
-        self.cmd.is_closed()
+        self.querier.cmd.is_closed()
     }
 }
 
