@@ -6,5 +6,8 @@ pub mod conn;
 pub mod handle;
 pub mod link;
 pub mod metrics;
+pub mod pool;
 pub mod ratelimit;
 pub mod transport;
+pub mod vault;
+pub mod driver;
