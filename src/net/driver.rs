@@ -536,6 +536,7 @@ impl Driver {
             cancel.cancel();
         }
         self.link = Link::None;
-        self.vault.save_status(self.session.status(now()).state == crate::session::status::StateName::Online);
+        let online = self.session.status(now()).state == crate::session::status::StateName::Online;
+        self.vault.set_online(online);
     }
 }

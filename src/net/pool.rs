@@ -20,7 +20,7 @@ use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::vault::{Vault, VaultError};
 use crate::session::status::{StateName, Status};
-use crate::store::FileStore;
+use crate::store::CredentialStore;
 
 /// How long shutdown waits for every session to close its socket.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
@@ -41,7 +41,7 @@ pub struct Running {
 
 struct Pool {
     shared: Shared,
-    store: Arc<FileStore>,
+    store: Arc<dyn CredentialStore>,
     entries: HashMap<String, Entry>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -50,7 +50,7 @@ struct Pool {
 
 /// Starts every configured session (connecting those with `autostart` or that were online
 /// when the last process stopped) and returns the handle the console and HTTP use.
-pub fn start(config: &Config, endpoint: Endpoint, store: Arc<FileStore>, cancel: CancellationToken) -> Running {
+pub fn start(config: &Config, endpoint: Endpoint, store: Arc<dyn CredentialStore>, cancel: CancellationToken) -> Running {
     let board = Arc::new(StatusBoard::new());
     let metrics = Arc::new(Metrics::new());
     let limiter = RateLimiter::new(
@@ -110,7 +110,7 @@ pub fn start(config: &Config, endpoint: Endpoint, store: Arc<FileStore>, cancel:
 impl Pool {
     fn start_session(&mut self, config: SessionConfig) {
         let id = config.id.clone();
-        let vault = match Vault::open(self.store.clone(), &id) {
+        let vault = match Vault::open(self.store.clone(), &id, config.policy.backups_kept) {
             Ok(vault) => vault,
             Err(err) => {
                 // Locked by another process, or the directory is unusable: show why and
