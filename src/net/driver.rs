@@ -177,8 +177,15 @@ fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    fn publish(&self) {
+    fn publish(&mut self) {
         let mut status = self.session.status(now());
+        // Remember whether the session is meant to be online, so a restart resumes it.
+        use crate::session::status::StateName as S;
+        let wanted = matches!(
+            status.state,
+            S::Online | S::Connecting | S::Handshaking | S::Backoff | S::Cooldown
+        );
+        self.vault.set_online(wanted);
         status.phone = self
             .creds
             .as_ref()
