@@ -277,6 +277,7 @@ pub fn keep_aside(path: &Path, now: SystemTime) -> io::Result<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

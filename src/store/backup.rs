@@ -146,6 +146,7 @@ fn prune(dir: &Path, keep: u32) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};

@@ -204,13 +204,13 @@ impl FileStore {
         }))
     }
 
-    /// The newest backup that verifies; those that do not are renamed `*.corrupt-<time>`.
-    #[allow(clippy::type_complexity)]
+    /// The newest backup that verifies, with its body, and the paths where the backups that did
+    /// not verify were kept aside (as `*.corrupt-<time>`).
     fn newest_good_backup(
         &self,
         session: &str,
         now: SystemTime,
-    ) -> Result<(Option<(BackupInfo, Zeroizing<Vec<u8>>)>, Vec<PathBuf>), StoreError> {
+    ) -> Result<(Option<GoodBackup>, Vec<PathBuf>), StoreError> {
         let mut set_aside = Vec::new();
         for info in self.list_backups(session)?.into_iter().rev() {
             let bytes = match Self::read_optional(session, "backup", &info.path) {
@@ -235,6 +235,9 @@ impl FileStore {
         Ok((None, set_aside))
     }
 }
+
+/// A backup that verified, and its body.
+type GoodBackup = (BackupInfo, Zeroizing<Vec<u8>>);
 
 /// Refuses ids that cannot safely name a directory under the data dir.
 pub(super) fn validate_session_id(session: &str) -> Result<(), StoreError> {

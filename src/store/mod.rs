@@ -191,6 +191,7 @@ pub trait CredentialStore: Send + Sync {
     /// A refused file (checksum, truncation, unknown version) falls back to the newest good
     /// backup, which becomes current again; the bad file is kept aside and the answer says so.
     /// With no good backup: [`StoreError::NoUsableCredentials`] (the session is `logged_out`).
+    /// Call it holding the session's lock, since a fallback moves files.
     fn load(&self, session: &str) -> Result<Option<Loaded<SecretBody>>, StoreError>;
 
     /// Replaces the credentials atomically; on error the previous ones are intact.
@@ -208,14 +209,16 @@ pub trait CredentialStore: Send + Sync {
         Ok(self.list_backups(session)?.last().map(|b| b.written_at))
     }
 
-    /// Removes the key material, after one last backup unless told to skip it. Backups stay.
+    /// Removes the key material (the credentials file and temp files of interrupted writes),
+    /// after one last backup unless told to skip it. Backups and `*.corrupt-*` copies stay.
     fn wipe(&self, session: &str, last_backup: LastBackup) -> Result<WipeReport, StoreError>;
 
     /// Takes the session's lock for as long as the returned guard lives, or fails with
     /// [`StoreError::Locked`] naming the holder.
     fn lock(&self, session: &str) -> Result<SessionLock, StoreError>;
 
-    /// Who holds the session's lock, if anyone.
+    /// Who holds the session's lock, if anyone. (The probe takes the lock for an instant when it
+    /// is free, so use [`CredentialStore::lock`] itself to start a session, not probe-then-lock.)
     fn is_locked(&self, session: &str) -> Result<Option<LockHolder>, StoreError>;
 
     /// Replaces the persisted status atomically.
