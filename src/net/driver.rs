@@ -488,13 +488,12 @@ impl Driver {
                 Vec::new()
             }
             Effect::BackupCredentials => {
-                match self.vault.backup() {
-                    Ok(()) => self.shared.metrics.backups_written.inc(),
-                    Err(e) => {
-                        self.shared.metrics.backups_failed.inc();
-                        warn!(error = %e, "credential backup failed");
-                    }
-                };
+                if let Err(e) = self.vault.backup() {
+                    self.shared.metrics.backups_failed.inc();
+                    warn!(error = %e, "credential backup failed");
+                } else {
+                    self.shared.metrics.backups_written.inc();
+                }
                 Vec::new()
             }
             Effect::WipeCredentials { backup } => {
@@ -511,10 +510,14 @@ impl Driver {
             }
             Effect::Record(entry) => {
                 match entry.code {
-                    Some(440) => self.shared.metrics.conflicts.inc(),
-                    Some(401) => self.shared.metrics.logouts.inc(),
-                    _ => 0,
-                };
+                    Some(440) => {
+                        self.shared.metrics.conflicts.inc();
+                    }
+                    Some(401) => {
+                        self.shared.metrics.logouts.inc();
+                    }
+                    _ => {}
+                }
                 Vec::new()
             }
             Effect::Reconnect { cause } => {
