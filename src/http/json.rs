@@ -35,7 +35,10 @@ impl Clock {
 
 /// Formats a wall time as RFC 3339 in UTC, to the second.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -169,7 +172,11 @@ impl SessionDetail {
             qr: s.qr.as_ref().map(|q| q.text.clone()),
             qr_ref: s.qr.as_ref().map(|q| format!("{}/{}", q.index, q.count)),
             qr_expires_at: s.qr.as_ref().map(|q| clock.wall(q.expires_at)),
-            timeline: s.timeline.iter().map(|e| TimelineRow::new(e, clock)).collect(),
+            timeline: s
+                .timeline
+                .iter()
+                .map(|e| TimelineRow::new(e, clock))
+                .collect(),
         }
     }
 }

@@ -51,7 +51,9 @@ pub async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| HttpError::Bind { addr, source })?;
     let app = routes::router(pool, token);
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };

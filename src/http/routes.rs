@@ -52,7 +52,10 @@ async fn readyz(State(app): State<AppState>) -> Response {
     if app.pool.is_ready() {
         Json(json!({ "status": "ready" })).into_response()
     } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "the pool is still starting")
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pool is still starting",
+        )
     }
 }
 
@@ -113,7 +116,9 @@ async fn act(
     let Some(parsed) = parse_action(&action) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("unknown action {action}: use reconnect, disconnect, connect, reset-cooldown or pair"),
+            format!(
+                "unknown action {action}: use reconnect, disconnect, connect, reset-cooldown or pair"
+            ),
         );
     };
     match app.pool.act(&id, parsed).await {

@@ -212,7 +212,11 @@ where
     }
 
     /// Starts the connection task; see [`Conn`].
-    pub fn spawn(self, cancel: CancellationToken, events: usize) -> (Conn, mpsc::Receiver<ConnEvent>) {
+    pub fn spawn(
+        self,
+        cancel: CancellationToken,
+        events: usize,
+    ) -> (Conn, mpsc::Receiver<ConnEvent>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (event_tx, event_rx) = mpsc::channel(events.max(1));
         tokio::spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));

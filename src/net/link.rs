@@ -42,7 +42,10 @@ pub struct DialKeys {
 
 impl DialKeys {
     /// Login payload when paired, registration payload otherwise.
-    pub fn from_credentials(creds: &Credentials, version: &ClientVersion) -> Result<Self, ConnError> {
+    pub fn from_credentials(
+        creds: &Credentials,
+        version: &ClientVersion,
+    ) -> Result<Self, ConnError> {
         let payload = if creds.is_paired() {
             payload::login_payload(creds, version)
                 .map_err(|e| ConnError::Ws(format!("cannot build login payload: {e}")))?

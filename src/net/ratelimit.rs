@@ -59,7 +59,8 @@ impl RateLimiter {
                 let mut bucket = self.inner.bucket.lock().await;
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-                bucket.tokens = (bucket.tokens + elapsed * self.inner.per_second).min(self.inner.burst);
+                bucket.tokens =
+                    (bucket.tokens + elapsed * self.inner.per_second).min(self.inner.burst);
                 bucket.last = now;
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
