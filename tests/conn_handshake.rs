@@ -1,5 +1,6 @@
 //! The client dials a real WebSocket on 127.0.0.1, completes the Noise handshake with a
 //! server written here from the same `wa` parts, sends a ping iq and gets its answer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -437,11 +437,11 @@ async fn run_conn<S>(
                 Ok(node) => node,
                 Err(e) => break 'outer (e.cause(), false),
             };
-            if is_answer(&node) {
-                if let Some(reply) = node.get_attr("id").and_then(|id| pending.remove(id)) {
-                    let _ = reply.send(node);
-                    continue;
-                }
+            if is_answer(&node)
+                && let Some(reply) = node.get_attr("id").and_then(|id| pending.remove(id))
+            {
+                let _ = reply.send(node);
+                continue;
             }
             if let Some(cause) = stanza::end_cause(&node) {
                 let _ = events.send(ConnEvent::Node(node)).await;

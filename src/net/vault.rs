@@ -112,12 +112,12 @@ impl Vault {
     /// Saves the credentials atomically.
     pub fn save(&mut self, creds: &Credentials) -> Result<(), StoreError> {
         self.store.save_json(&self.id, creds)?;
-        if let Some(account) = &creds.account {
-            if self.status.phone.as_deref() != Some(account.phone.as_str()) {
-                self.status.phone = Some(account.phone.clone());
-                self.status.paired_at = Some(SystemTime::now());
-                self.write_status();
-            }
+        if let Some(account) = &creds.account
+            && self.status.phone.as_deref() != Some(account.phone.as_str())
+        {
+            self.status.phone = Some(account.phone.clone());
+            self.status.paired_at = Some(SystemTime::now());
+            self.write_status();
         }
         Ok(())
     }
