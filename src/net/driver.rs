@@ -524,7 +524,6 @@ impl Driver {
                 self.shared.metrics.reconnect(&cause);
                 Vec::new()
             }
-            _ => Vec::new(),
         }
     }
 
