@@ -8,5 +8,6 @@ pub mod http;
 pub mod logging;
 pub mod net;
 pub mod session;
+pub mod sim;
 pub mod store;
 pub mod wa;

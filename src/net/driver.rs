@@ -19,8 +19,8 @@ use crate::net::link::{self, DialKeys, Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::vault::Vault;
-use crate::session::{Command, ConnId, Effect, Event, Session, TimerId};
 use crate::session::policy::Policy;
+use crate::session::{Command, ConnId, Effect, Event, Session, TimerId};
 use crate::wa::creds::Credentials;
 use crate::wa::pair;
 use crate::wa::payload::QR_PLATFORM;
@@ -55,14 +55,24 @@ pub enum DriverMsg {
 
 /// Results of work the driver started in the background.
 enum Background {
-    Ping { conn: ConnId, rtt: Result<Duration, ()> },
+    Ping {
+        conn: ConnId,
+        rtt: Result<Duration, ()>,
+    },
 }
 
 /// The open (or opening) socket of the session, at most one.
 enum Link {
     None,
-    Dialling { conn: ConnId, cancel: CancellationToken },
-    Open { conn: ConnId, handle: Conn, events: mpsc::Receiver<ConnEvent> },
+    Dialling {
+        conn: ConnId,
+        cancel: CancellationToken,
+    },
+    Open {
+        conn: ConnId,
+        handle: Conn,
+        events: mpsc::Receiver<ConnEvent>,
+    },
 }
 
 impl Link {
@@ -238,7 +248,8 @@ impl Driver {
         match done {
             Background::Ping { conn, rtt: Ok(rtt) } => {
                 self.shared.metrics.keepalive_rtt.observe(rtt.as_secs_f64());
-                self.session.handle(now(), Event::PingAnswered { conn, rtt })
+                self.session
+                    .handle(now(), Event::PingAnswered { conn, rtt })
             }
             Background::Ping { conn, rtt: Err(()) } => {
                 self.session.handle(now(), Event::PingMissed { conn })
@@ -262,13 +273,23 @@ impl Driver {
             }
             LinkEvent::Dialled => self.session.handle(now(), Event::Dialled { conn }),
             LinkEvent::Ready(handle, events) => {
-                self.link = Link::Open { conn, handle, events };
+                self.link = Link::Open {
+                    conn,
+                    handle,
+                    events,
+                };
                 self.session.handle(now(), Event::HandshakeDone { conn })
             }
             LinkEvent::Failed(err) => {
                 warn!(error = %err, "connect failed");
                 self.link = Link::None;
-                self.session.handle(now(), Event::Closed { conn, cause: err.cause() })
+                self.session.handle(
+                    now(),
+                    Event::Closed {
+                        conn,
+                        cause: err.cause(),
+                    },
+                )
             }
         }
     }
@@ -280,7 +301,13 @@ impl Driver {
         match event {
             None => {
                 self.link = Link::None;
-                self.session.handle(now(), Event::Closed { conn, cause: Cause::Closed })
+                self.session.handle(
+                    now(),
+                    Event::Closed {
+                        conn,
+                        cause: Cause::Closed,
+                    },
+                )
             }
             Some(ConnEvent::Closed { cause, by_us }) => {
                 if by_us {
@@ -427,11 +454,20 @@ impl Driver {
                 let keys = match DialKeys::from_credentials(creds, &version) {
                     Ok(keys) => keys,
                     Err(e) => {
-                        return self.session.handle(now(), Event::Closed { conn, cause: e.cause() });
+                        return self.session.handle(
+                            now(),
+                            Event::Closed {
+                                conn,
+                                cause: e.cause(),
+                            },
+                        );
                     }
                 };
                 let cancel = self.cancel.child_token();
-                self.link = Link::Dialling { conn, cancel: cancel.clone() };
+                self.link = Link::Dialling {
+                    conn,
+                    cancel: cancel.clone(),
+                };
                 self.dial_started = Some(Instant::now());
                 tokio::spawn(
                     link::open(
@@ -452,16 +488,23 @@ impl Driver {
                     if let Link::Dialling { cancel, .. } = &self.link {
                         cancel.cancel();
                         self.link = Link::None;
-                        return self
-                            .session
-                            .handle(now(), Event::Closed { conn, cause: Cause::Closed });
+                        return self.session.handle(
+                            now(),
+                            Event::Closed {
+                                conn,
+                                cause: Cause::Closed,
+                            },
+                        );
                     }
                     self.close_link().await;
                 }
                 Vec::new()
             }
             Effect::SendPing { conn } => {
-                if let Link::Open { handle, conn: open, .. } = &self.link {
+                if let Link::Open {
+                    handle, conn: open, ..
+                } = &self.link
+                {
                     if *open == conn {
                         let querier = handle.querier();
                         let deadline = self.spec.policy.keepalive_deadline;
@@ -476,7 +519,8 @@ impl Driver {
             }
             Effect::ScheduleTimer { timer, at } => {
                 self.timer_seq += 1;
-                self.timers.insert((Instant::from_std(at), self.timer_seq), timer);
+                self.timers
+                    .insert((Instant::from_std(at), self.timer_seq), timer);
                 Vec::new()
             }
             Effect::SaveCredentials => {

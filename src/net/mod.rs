@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod conn;
+pub mod driver;
 pub mod handle;
 pub mod link;
 pub mod metrics;
@@ -10,4 +11,3 @@ pub mod pool;
 pub mod ratelimit;
 pub mod transport;
 pub mod vault;
-pub mod driver;

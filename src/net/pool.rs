@@ -50,7 +50,12 @@ struct Pool {
 
 /// Starts every configured session (connecting those with `autostart` or that were online
 /// when the last process stopped) and returns the handle the console and HTTP use.
-pub fn start(config: &Config, endpoint: Endpoint, store: Arc<dyn CredentialStore>, cancel: CancellationToken) -> Running {
+pub fn start(
+    config: &Config,
+    endpoint: Endpoint,
+    store: Arc<dyn CredentialStore>,
+    cancel: CancellationToken,
+) -> Running {
     let board = Arc::new(StatusBoard::new());
     let metrics = Arc::new(Metrics::new());
     let limiter = RateLimiter::new(
@@ -127,7 +132,10 @@ impl Pool {
             }
         };
         let start = config.autostart || vault.was_online();
-        self.seed = self.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         let spec = SessionSpec {
             id: id.clone(),
             label: config.label.clone(),

@@ -47,7 +47,10 @@ mod tests {
         let first: Vec<Duration> = (1..=9).map(|a| policy.delay(a, &mut rng)).collect();
         for (d, e) in first.iter().zip(expected) {
             let e = e as f64;
-            assert!(d.as_secs_f64() >= e * 0.8 - 1e-9 && d.as_secs_f64() <= e * 1.2 + 1e-9, "{d:?} vs {e}");
+            assert!(
+                d.as_secs_f64() >= e * 0.8 - 1e-9 && d.as_secs_f64() <= e * 1.2 + 1e-9,
+                "{d:?} vs {e}"
+            );
         }
         let mut rng = StdRng::seed_from_u64(7);
         let again: Vec<Duration> = (1..=9).map(|a| policy.delay(a, &mut rng)).collect();

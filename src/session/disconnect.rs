@@ -11,7 +11,13 @@ use super::{CONFLICT_STEP, CONFLICTS_BEFORE_COOLDOWN, Session, is_server_class};
 use crate::wa::stanza::Cause;
 
 impl Session {
-    pub(super) fn on_closed(&mut self, now: Instant, conn: ConnId, cause: Cause, fx: &mut Vec<Effect>) {
+    pub(super) fn on_closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        cause: Cause,
+        fx: &mut Vec<Effect>,
+    ) {
         if self.live != Some(conn) {
             return; // an older connection: already accounted for
         }
@@ -83,7 +89,14 @@ impl Session {
                     fx.push(Effect::Reconnect {
                         cause: label.to_string(),
                     });
-                    self.enter_coded(now, State::Backoff { until, cause }, label, code, detail, fx);
+                    self.enter_coded(
+                        now,
+                        State::Backoff { until, cause },
+                        label,
+                        code,
+                        detail,
+                        fx,
+                    );
                 }
             }
             Cause::LoggedOut => {
@@ -164,11 +177,25 @@ impl Session {
         fx.push(Effect::Reconnect {
             cause: label.to_string(),
         });
-        self.enter_coded(now, State::Backoff { until, cause }, label, code, detail, fx);
+        self.enter_coded(
+            now,
+            State::Backoff { until, cause },
+            label,
+            code,
+            detail,
+            fx,
+        );
     }
 
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).
-    fn timeline_note(&mut self, now: Instant, cause: &str, code: Option<u16>, detail: &str, fx: &mut Vec<Effect>) {
+    fn timeline_note(
+        &mut self,
+        now: Instant,
+        cause: &str,
+        code: Option<u16>,
+        detail: &str,
+        fx: &mut Vec<Effect>,
+    ) {
         let entry = super::super::status::TimelineEntry {
             at: now,
             state: self.state_name(),

@@ -69,23 +69,49 @@ pub enum Event {
     /// Connect requested by config (autostart, or online before the last stop).
     Start,
     /// The WebSocket of `conn` is open; the handshake runs.
-    Dialled { conn: ConnId },
+    Dialled {
+        conn: ConnId,
+    },
     /// The Noise handshake of `conn` completed.
-    HandshakeDone { conn: ConnId },
+    HandshakeDone {
+        conn: ConnId,
+    },
     /// The server offered pairing refs (one QR each).
-    QrRefs { conn: ConnId, refs: Vec<String> },
+    QrRefs {
+        conn: ConnId,
+        refs: Vec<String>,
+    },
     /// The phone paired us (pair-success verified and answered); a 515 follows.
-    Paired { conn: ConnId, phone: String },
+    Paired {
+        conn: ConnId,
+        phone: String,
+    },
     /// `<success>`: logged in.
-    Online { conn: ConnId },
+    Online {
+        conn: ConnId,
+    },
     /// Any frame arrived (proof of life).
-    FrameReceived { conn: ConnId },
-    PingAnswered { conn: ConnId, rtt: Duration },
-    PingMissed { conn: ConnId },
+    FrameReceived {
+        conn: ConnId,
+    },
+    PingAnswered {
+        conn: ConnId,
+        rtt: Duration,
+    },
+    PingMissed {
+        conn: ConnId,
+    },
     /// The socket of `conn` is closed (by either side) for `cause`.
-    Closed { conn: ConnId, cause: Cause },
-    TimerFired { timer: TimerId },
+    Closed {
+        conn: ConnId,
+        cause: Cause,
+    },
+    TimerFired {
+        timer: TimerId,
+    },
     Operator(Command),
     /// The store found credentials but none loads (the reason says why).
-    CredentialsLost { reason: String },
+    CredentialsLost {
+        reason: String,
+    },
 }

@@ -149,8 +149,18 @@ impl Session {
                     self.repair_after = None;
                     fx.push(Effect::SaveCredentials);
                     self.disarm(TimerKind::QrExpiry);
-                    self.arm(TimerKind::ConnectTimeout, now + self.policy.connect_timeout, &mut fx);
-                    self.enter(now, State::Handshaking { conn }, "paired", Some(phone), &mut fx);
+                    self.arm(
+                        TimerKind::ConnectTimeout,
+                        now + self.policy.connect_timeout,
+                        &mut fx,
+                    );
+                    self.enter(
+                        now,
+                        State::Handshaking { conn },
+                        "paired",
+                        Some(phone),
+                        &mut fx,
+                    );
                 }
             }
             Event::Online { conn } => self.on_online(now, conn, &mut fx),
@@ -342,7 +352,11 @@ impl Session {
         }
         self.enter(now, State::Connecting { conn }, why, None, fx);
         fx.push(Effect::Dial { conn });
-        self.arm(TimerKind::ConnectTimeout, now + self.policy.connect_timeout, fx);
+        self.arm(
+            TimerKind::ConnectTimeout,
+            now + self.policy.connect_timeout,
+            fx,
+        );
     }
 
     /// Closes the live socket, reporting `cause` when its `Closed` arrives.
@@ -376,7 +390,10 @@ impl Session {
         if self.live != Some(conn) || refs.is_empty() || self.closing() {
             return;
         }
-        if !matches!(self.state, State::Handshaking { .. } | State::Connecting { .. }) {
+        if !matches!(
+            self.state,
+            State::Handshaking { .. } | State::Connecting { .. }
+        ) {
             return;
         }
         self.disarm(TimerKind::ConnectTimeout);
@@ -406,7 +423,9 @@ impl Session {
         if next < count {
             let expires_at = now + NEXT_QR_TTL;
             if let State::Pairing {
-                index, expires_at: e, ..
+                index,
+                expires_at: e,
+                ..
             } = &mut self.state
             {
                 *index = next;
@@ -424,7 +443,13 @@ impl Session {
             let state = State::Stopped {
                 reason: "pairing timed out".to_string(),
             };
-            self.enter(now, state, "qr refs exhausted", Some(format!("{count} refs shown")), fx);
+            self.enter(
+                now,
+                state,
+                "qr refs exhausted",
+                Some(format!("{count} refs shown")),
+                fx,
+            );
         }
     }
 

@@ -101,7 +101,11 @@ impl Uptime {
     pub fn percent(&self, now: Instant) -> f64 {
         let observed = now.saturating_duration_since(self.observed_from);
         if observed.is_zero() {
-            return if self.online_since.is_some() { 100.0 } else { 0.0 };
+            return if self.online_since.is_some() {
+                100.0
+            } else {
+                0.0
+            };
         }
         let current = self
             .online_since
