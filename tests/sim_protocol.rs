@@ -78,11 +78,9 @@ async fn pair_new(sim: &Handle) -> Credentials {
     let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
     let phone = sim.clone();
     let scan = tokio::spawn(async move { phone.scan(&qr, Some("15550001111")).await });
-    let success = loop {
-        match stanza::classify(next_node(&mut events).await.unwrap()) {
-            Incoming::PairSuccess { node, .. } => break node,
-            other => panic!("expected pair-success, got {other:?}"),
-        }
+    let success = match stanza::classify(next_node(&mut events).await.unwrap()) {
+        Incoming::PairSuccess { node, .. } => node,
+        other => panic!("expected pair-success, got {other:?}"),
     };
     let parsed = pair::parse_pair_success(&success).unwrap();
     let (account, reply) = pair::complete_pairing(&creds, &parsed).unwrap();

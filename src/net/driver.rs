@@ -327,10 +327,10 @@ impl Driver {
     }
 
     async fn send(&self, node: crate::wa::node::Node) {
-        if let Link::Open { handle, .. } = &self.link {
-            if let Err(e) = handle.send(node).await {
-                debug!(error = %e, "send failed: the connection is closing");
-            }
+        if let Link::Open { handle, .. } = &self.link
+            && let Err(e) = handle.send(node).await
+        {
+            debug!(error = %e, "send failed: the connection is closing");
         }
     }
 
@@ -504,16 +504,15 @@ impl Driver {
                 if let Link::Open {
                     handle, conn: open, ..
                 } = &self.link
+                    && *open == conn
                 {
-                    if *open == conn {
-                        let querier = handle.querier();
-                        let deadline = self.spec.policy.keepalive_deadline;
-                        let tx = self.background_tx.clone();
-                        tokio::spawn(async move {
-                            let rtt = querier.ping(deadline).await.map_err(|_| ());
-                            let _ = tx.send(Background::Ping { conn, rtt }).await;
-                        });
-                    }
+                    let querier = handle.querier();
+                    let deadline = self.spec.policy.keepalive_deadline;
+                    let tx = self.background_tx.clone();
+                    tokio::spawn(async move {
+                        let rtt = querier.ping(deadline).await.map_err(|_| ());
+                        let _ = tx.send(Background::Ping { conn, rtt }).await;
+                    });
                 }
                 Vec::new()
             }
@@ -524,10 +523,10 @@ impl Driver {
                 Vec::new()
             }
             Effect::SaveCredentials => {
-                if let Some(creds) = &self.creds {
-                    if let Err(e) = self.vault.save(creds) {
-                        warn!(error = %e, "could not save credentials");
-                    }
+                if let Some(creds) = &self.creds
+                    && let Err(e) = self.vault.save(creds)
+                {
+                    warn!(error = %e, "could not save credentials");
                 }
                 Vec::new()
             }

@@ -93,10 +93,10 @@ pub fn start(
                 req = req_rx.recv() => match req {
                     None | Some(PoolRequest::Shutdown) => break,
                     Some(PoolRequest::Act { session, action }) => {
-                        if let Some(entry) = pool.entries.get(&session) {
-                            if entry.inbox.send(DriverMsg::Act(action)).await.is_err() {
-                                warn!(session = %session, "session task has ended");
-                            }
+                        if let Some(entry) = pool.entries.get(&session)
+                            && entry.inbox.send(DriverMsg::Act(action)).await.is_err()
+                        {
+                            warn!(session = %session, "session task has ended");
                         }
                     }
                 },

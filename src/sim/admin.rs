@@ -34,17 +34,17 @@ struct FaultRequest {
     expires_s: Option<u64>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
         let line = e.to_string().lines().next().unwrap_or_default().to_string();
-        bad(StatusCode::BAD_REQUEST, format!("bad JSON: {line}"))
+        Box::new(bad(StatusCode::BAD_REQUEST, format!("bad JSON: {line}")))
     })
 }
 
 async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: ScanRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match sim.scan(&req.qr, req.phone.as_deref()).await {
         Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
@@ -58,7 +58,7 @@ async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
 async fn fault(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: FaultRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let parsed = match Fault::parse(&req.kind, req.code, req.expires_s) {
         Ok(f) => f,

@@ -42,6 +42,9 @@ mod b64 {
     }
 }
 
+/// The saved root and server private keys.
+pub type SavedKeys = ([u8; 32], [u8; 32]);
+
 /// What the admin side asks a connection task to do.
 pub enum Control {
     Fault(Fault),
@@ -107,9 +110,7 @@ pub struct Registry {
 
 impl Registry {
     /// Loads the state file when it exists; returns the saved root and server keys.
-    pub fn open(
-        state_file: Option<PathBuf>,
-    ) -> Result<(Registry, Option<([u8; 32], [u8; 32])>), String> {
+    pub fn open(state_file: Option<PathBuf>) -> Result<(Registry, Option<SavedKeys>), String> {
         let mut registry = Registry {
             next_device: 1,
             state_file: state_file.clone(),
