@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod net;
+pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod store;
