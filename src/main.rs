@@ -127,10 +127,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => check_config(&file),
         Command::Tui(_) => not_built("wasp tui (the console)"),
         Command::Demo(_) => not_built("wasp demo"),
-        Command::Headless(_) => not_built("wasp headless"),
-        Command::Sim(_) => not_built("wasp sim"),
+        Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
+            if let Err(e) = wasp::logging::init_json_stdout("info") {
+                eprintln!("wasp headless: {e}");
+            }
+            wasp::runner::headless(&args.config, args.http).await
+        })),
+        Command::Sim(args) => ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
+            args.listen,
+            args.admin,
+            args.state,
+        ))),
         Command::Bench { .. } => not_built("wasp bench"),
     })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn not_built(what: &str) -> ExitCode {

@@ -21,12 +21,24 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) 
             return 1;
         }
     };
-    let line = serde_json::json!({
-        "ws_url": handle.ws_url,
-        "admin_url": handle.admin_url,
-        "trust_root": handle.trust_root_base64(),
-    });
-    println!("{line}");
+    #[derive(serde::Serialize)]
+    struct Ready<'a> {
+        ws_url: &'a str,
+        admin_url: Option<&'a str>,
+        trust_root: String,
+    }
+    let ready = Ready {
+        ws_url: &handle.ws_url,
+        admin_url: handle.admin_url.as_deref(),
+        trust_root: handle.trust_root_base64(),
+    };
+    match serde_json::to_string(&ready) {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("wasp sim: {e}");
+            return 1;
+        }
+    }
     wait_for_signal().await;
     handle.shutdown();
     0
