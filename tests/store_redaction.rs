@@ -1,59 +1,20 @@
 //! Key material never leaks through the store: every log line it emits (captured at TRACE, text
 //! and JSON) and every Debug/Display string of what it returns is searched for the key bytes,
 //! raw and encoded, and none is found. Uses a local credential type with a redacting Debug;
-//! `wasp::wa::creds::Credentials` takes its place once it lands.
+//! Runs on the real `wasp::wa::creds::Credentials`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 use wasp::store::{CredentialStore, CredentialStoreExt, FileStore, LastBackup};
-
-/// 32 key bytes; Debug prints `<redacted>`, serde writes base64 (as the real type will).
-struct Key([u8; 32]);
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Key {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
-        let array: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("key length"))?;
-        Ok(Key(array))
-    }
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct TestCreds {
-    noise_key: Key,
-    identity_key: Key,
-    registration_id: u32,
-}
-
-fn key(seed: u8) -> [u8; 32] {
-    std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(seed) | 0x80)
-}
 
 /// A log sink shared by the capturing subscriber.
 #[derive(Clone, Default)]
@@ -110,12 +71,14 @@ fn find_leak(haystack: &[u8], needles: &[Vec<u8>]) -> Option<String> {
 
 #[test]
 fn no_log_line_or_debug_string_holds_key_bytes() {
-    let keys = [key(3), key(101)];
-    let creds = TestCreds {
-        noise_key: Key(keys[0]),
-        identity_key: Key(keys[1]),
-        registration_id: 4242,
-    };
+    // The real credential set: every private key and the adv secret are needles.
+    let creds = wasp::wa::creds::Credentials::generate();
+    let keys = [
+        *creds.noise.private.expose(),
+        *creds.identity.private.expose(),
+        *creds.signed_pre_key.key_pair.private.expose(),
+        *creds.adv_secret.expose(),
+    ];
     let logs = Capture::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::TRACE)
@@ -143,9 +106,13 @@ fn no_log_line_or_debug_string_holds_key_bytes() {
         store.backup("sales-1", 5).unwrap();
 
         // Current file loads.
-        let loaded = store.load_json::<TestCreds>("sales-1").unwrap().unwrap();
+        let loaded = store
+            .load_json::<wasp::wa::creds::Credentials>("sales-1")
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            loaded.value.noise_key.0, keys[0],
+            *loaded.value.noise.private.expose(),
+            keys[0],
             "the keys really are stored"
         );
         shown.push(format!("{loaded:?}"));
@@ -162,7 +129,10 @@ fn no_log_line_or_debug_string_holds_key_bytes() {
         let last = bytes.len() - 2;
         bytes[last] ^= 1;
         fs::write(&newest.path, &bytes).unwrap();
-        let fallback = store.load_json::<TestCreds>("sales-1").unwrap().unwrap();
+        let fallback = store
+            .load_json::<wasp::wa::creds::Credentials>("sales-1")
+            .unwrap()
+            .unwrap();
         shown.push(format!("{fallback:?}"));
         shown.push(fallback.timeline_note().unwrap());
 
