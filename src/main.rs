@@ -128,9 +128,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tui(_) => not_built("wasp tui (the console)"),
         Command::Demo(_) => not_built("wasp demo"),
         Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
-            if let Err(e) = wasp::logging::init_json_stdout("info") {
-                eprintln!("wasp headless: {e}");
-            }
+            // The guard flushes the log writer when dropped: keep it for the whole run.
+            let _guard = match wasp::logging::init_json_stdout("info") {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    eprintln!("wasp headless: {e}");
+                    None
+                }
+            };
             wasp::runner::headless(&args.config, args.http).await
         })),
         Command::Sim(args) => ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
