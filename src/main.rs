@@ -143,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args.admin,
             args.state,
         ))),
-        Command::Bench { .. } => not_built("wasp bench"),
+        Command::Bench { args } => ExitCode::from(runtime()?.block_on(wasp::bench::run(&args))),
     })
 }
 

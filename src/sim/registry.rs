@@ -103,7 +103,6 @@ pub struct Registry {
     pending_faults: HashMap<String, Fault>,
     pub stats: Stats,
     pub slow_handshake: Option<Duration>,
-    next_device: u32,
     state_file: Option<PathBuf>,
     keys: Option<([u8; 32], [u8; 32])>,
 }
@@ -112,7 +111,6 @@ impl Registry {
     /// Loads the state file when it exists; returns the saved root and server keys.
     pub fn open(state_file: Option<PathBuf>) -> Result<(Registry, Option<SavedKeys>), String> {
         let mut registry = Registry {
-            next_device: 1,
             state_file: state_file.clone(),
             ..Default::default()
         };
@@ -132,7 +130,6 @@ impl Registry {
         };
         let keys = (key(&saved.root_private)?, key(&saved.server_private)?);
         for device in saved.devices {
-            registry.next_device = registry.next_device.max(device.device + 1);
             registry.devices.insert(device.jid.clone(), device);
         }
         registry.keys = Some(keys);
@@ -162,11 +159,16 @@ impl Registry {
         *self.stats.errors.entry(kind.to_string()).or_default() += 1;
     }
 
-    /// A new device id for a pairing.
-    pub fn next_device_id(&mut self) -> u32 {
-        let id = self.next_device;
-        self.next_device += 1;
-        id
+    /// A new device id for a pairing with `phone`: ids are per account (1..=255, as in
+    /// WhatsApp's JIDs, whose device part is one byte on the wire).
+    pub fn next_device_id(&mut self, phone: &str) -> Option<u32> {
+        let used: Vec<u32> = self
+            .devices
+            .values()
+            .filter(|d| d.phone == phone)
+            .map(|d| d.device)
+            .collect();
+        (1..=255).find(|id| !used.contains(id))
     }
 
     pub fn add_device(&mut self, device: Device) {

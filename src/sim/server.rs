@@ -289,9 +289,13 @@ impl Conn {
         }
         let phone_number = phone.unwrap_or_else(made_up_phone);
         let phone = Phone::new(&phone_number);
-        let device = self.core.reg().next_device_id();
+        let device = self
+            .core
+            .reg()
+            .next_device_id(&phone_number)
+            .ok_or_else(|| format!("phone {phone_number} already has 255 linked devices"))?;
         let signed = phone.sign_pairing(qr, 1, now_unix());
-        let lid = format!("{}{}@lid", 9_000_000 + u64::from(device), device);
+        let lid = format!("{}{}@lid", phone_number.trim_start_matches('+'), device);
         let id = self.iq_id();
         let iq = phone.pair_success_iq(&id, signed, device, &lid, "Chrome");
         self.socket
