@@ -3,8 +3,14 @@
 //! Layers point one way: `wa` (protocol, no I/O) <- `session` (pure state machine)
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
+pub mod bench;
 pub mod config;
+pub mod http;
+pub mod logging;
+pub mod net;
+pub mod runner;
 pub mod session;
+pub mod sim;
 pub mod store;
 pub mod ui;
 pub mod wa;

@@ -1,1 +1,214 @@
-fn main() {}
+//! The `wasp` command line: parses arguments, picks the subcommand, installs the panic hook,
+//! and maps outcomes to exit codes (0 ok, 2 bad usage or config, 1 runtime failure).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use wasp::config;
+
+/// wasp: keeps a pool of WhatsApp Web sessions online, with a terminal console.
+#[derive(Debug, Parser)]
+#[command(name = "wasp", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of the console when no subcommand is given.
+    #[command(flatten)]
+    tui: TuiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The console (the default when no subcommand is given).
+    Tui(TuiArgs),
+    /// The console against the embedded simulator; needs no network.
+    Demo(DemoArgs),
+    /// The pool without a console: JSON log lines on stdout, HTTP endpoint.
+    Headless(HeadlessArgs),
+    /// The simulated WhatsApp server on its own.
+    Sim(SimArgs),
+    /// Validate a config file and print every problem with file:line:column.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+    /// Repeatable measurements against the embedded simulator, JSON out.
+    Bench {
+        /// Arguments for the benchmark.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TuiArgs {
+    /// The sessions file.
+    #[arg(long, value_name = "FILE", default_value = "sessions.toml")]
+    config: PathBuf,
+    /// Colour theme from themes/ (dark, light, mono).
+    #[arg(long, value_name = "NAME")]
+    theme: Option<String>,
+    /// Draw with ASCII only (no Unicode blocks or glyphs).
+    #[arg(long)]
+    ascii: bool,
+    /// Also serve the health/metrics endpoint on this address.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// How many simulated sessions to run.
+    #[arg(long, value_name = "N", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=5000))]
+    sessions: u32,
+    /// Inject scripted faults (conflict, drop, stall, 515, 503, logout) into random sessions.
+    #[arg(long, overrides_with = "no_faults")]
+    faults: bool,
+    /// No faults (the default).
+    #[arg(long, overrides_with = "faults")]
+    no_faults: bool,
+    /// Colour theme from themes/ (dark, light, mono).
+    #[arg(long, value_name = "NAME")]
+    theme: Option<String>,
+    /// Draw with ASCII only.
+    #[arg(long)]
+    ascii: bool,
+}
+
+#[derive(Debug, Args)]
+struct HeadlessArgs {
+    /// The sessions file.
+    #[arg(long, value_name = "FILE", default_value = "sessions.toml")]
+    config: PathBuf,
+    /// Serve the health/metrics endpoint here (overrides [http] listen).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// WebSocket address to serve the protocol on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Address of the admin HTTP API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    admin: SocketAddr,
+    /// File keeping the simulator's keys and devices between runs.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = Cli::parse();
+    // A panic has already printed its sentence (hook above); it is a runtime failure.
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(error)) => {
+            eprintln!("wasp: {error:#}");
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Exit code 2: bad usage or config.
+fn usage_failure() -> ExitCode {
+    ExitCode::from(2)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Tui(cli.tui));
+    Ok(match command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Tui(_) => not_built("wasp tui (the console)"),
+        Command::Demo(_) => not_built("wasp demo"),
+        Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
+            // The guard flushes the log writer when dropped: keep it for the whole run.
+            let _guard = match wasp::logging::init_json_stdout("info") {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    eprintln!("wasp headless: {e}");
+                    None
+                }
+            };
+            wasp::runner::headless(&args.config, args.http).await
+        })),
+        Command::Sim(args) => ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
+            args.listen,
+            args.admin,
+            args.state,
+        ))),
+        Command::Bench { args } => ExitCode::from(runtime()?.block_on(wasp::bench::run(&args))),
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("{what} is not built yet.");
+    usage_failure()
+}
+
+/// `wasp check-config FILE`: every problem on stderr (exit 2) or a one-line summary on
+/// stdout (exit 0).
+fn check_config(file: &Path) -> ExitCode {
+    match config::load(file) {
+        Ok(config) => {
+            println!("{}", summary(&file.display().to_string(), &config));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for line in errors.lines() {
+                eprintln!("{line}");
+            }
+            usage_failure()
+        }
+    }
+}
+
+/// "sessions.toml: ok, 3 sessions (2 autostart), data dir ./wasp-data"
+fn summary(file: &str, config: &config::Config) -> String {
+    let count = config.sessions.len();
+    let noun = if count == 1 { "session" } else { "sessions" };
+    let mut line = format!(
+        "{file}: ok, {count} {noun} ({} autostart), data dir {}",
+        config.autostart_count(),
+        config.storage.data_dir.display()
+    );
+    if let Some(http) = &config.http {
+        line.push_str(&format!(", http {}", http.listen));
+    }
+    if let Some(cluster) = &config.cluster {
+        line.push_str(&format!(", cluster node {}", cluster.node_id));
+    }
+    line
+}
+
+/// A panic prints one sentence instead of a backtrace (the log file has the details).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%message, location = %place, "panic");
+        eprintln!(
+            "wasp stopped on an internal error ({message}{place}); this is a bug, please report it."
+        );
+    }));
+}

@@ -1,1 +1,0 @@
-//! sessions.toml: schema, defaults and validation (being built).

@@ -1,0 +1,275 @@
+//! sessions.toml: the schema, its defaults, and validation that reports every problem at
+//! its `FILE:LINE:COL`.
+//!
+//! `parse` walks the spanned TOML tree (`toml::de::DeTable`) by hand instead of deriving
+//! `Deserialize`, so that one pass can report every unknown key, bad value and broken
+//! cross-field rule, each at its own position.
+
+mod duration;
+mod error;
+mod overrides;
+mod read;
+mod sections;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+use crate::session::policy::Policy;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem};
+
+/// The real WhatsApp Web endpoint, used when `[server] url` is not given.
+pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
+/// Where credentials, backups and logs go when `[storage] data_dir` is not given.
+pub const DEFAULT_DATA_DIR: &str = "./wasp-data";
+/// The HTTP endpoint's address when `[http]` is present without `listen`.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+/// The longest session id (ids name directories and Redis keys).
+pub const MAX_SESSION_ID_LEN: usize = 64;
+
+/// A whole sessions.toml, resolved: every default filled in and every session's policy
+/// being the global one overlaid with that session's keys.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    /// The global policy (`[policy]` over the defaults). Sessions carry their own copy.
+    pub policy: Policy,
+    pub limits: Limits,
+    pub http: Option<HttpConfig>,
+    pub cluster: Option<ClusterConfig>,
+    /// In file order.
+    pub sessions: Vec<SessionConfig>,
+}
+
+impl Config {
+    /// The session with this id.
+    pub fn session(&self, id: &str) -> Option<&SessionConfig> {
+        self.sessions.iter().find(|s| s.id == id)
+    }
+
+    /// How many sessions have `autostart = true`.
+    pub fn autostart_count(&self) -> usize {
+        self.sessions.iter().filter(|s| s.autostart).count()
+    }
+}
+
+/// `[server]`: where sessions connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// The Noise certificate root to trust instead of WhatsApp's (for `wasp sim`).
+    pub trust_root: Option<[u8; 32]>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            url: WHATSAPP_URL.to_string(),
+            trust_root: None,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// As written; a relative path is relative to the working directory.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
+}
+
+/// `[limits]`: the global connect rate limit and the pool size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connects_per_second: u32,
+    pub connect_burst: u32,
+    pub max_sessions: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connects_per_second: 5,
+            connect_burst: 10,
+            max_sessions: 5000,
+        }
+    }
+}
+
+/// `[http]`: the health, sessions and metrics endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Name of the environment variable holding the bearer token.
+    pub token_env: Option<String>,
+    /// The bearer token written in the file itself.
+    pub token: Option<HttpToken>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: DEFAULT_HTTP_LISTEN,
+            token_env: None,
+            token: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The bearer token that guards the POST endpoints: `token` if written in the file, else
+    /// the non-empty value of the `token_env` variable, else none (POSTs are then refused).
+    pub fn bearer_token(&self) -> Option<HttpToken> {
+        if let Some(token) = &self.token {
+            return Some(token.clone());
+        }
+        let value = std::env::var(self.token_env.as_deref()?).ok()?;
+        (!value.is_empty()).then(|| HttpToken::new(value))
+    }
+}
+
+/// A bearer token. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpToken(String);
+
+impl HttpToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        HttpToken(token.into())
+    }
+
+    /// The token itself, for the one place that must compare or send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares a presented token in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpToken(<redacted>)")
+    }
+}
+
+/// `[cluster]`: several hosts sharing one fleet through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    /// This host's name in leases; must differ between hosts.
+    pub node_id: String,
+    pub lease_ttl: Duration,
+    pub credentials: CredentialStore,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: "redis://127.0.0.1:6379".to_string(),
+            node_id: "wasp".to_string(),
+            lease_ttl: Duration::from_secs(15),
+            credentials: CredentialStore::File,
+        }
+    }
+}
+
+/// Where credentials live when clustered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CredentialStore {
+    /// In the data dir of the host that runs the session.
+    #[default]
+    File,
+    /// In Redis, so a session can fail over to another host.
+    Redis,
+}
+
+/// One `[[session]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionConfig {
+    /// Safe as a directory name: `[A-Za-z0-9._-]`, not starting with '.', at most 64.
+    pub id: String,
+    /// Defaults to the id.
+    pub label: String,
+    pub phone: Option<String>,
+    /// Connect at start even if it was not online before.
+    pub autostart: bool,
+    /// The global policy overlaid with this session's keys.
+    pub policy: Policy,
+}
+
+impl SessionConfig {
+    /// A session with this id as its label, no phone, no autostart.
+    pub fn new(id: impl Into<String>, policy: Policy) -> Self {
+        let id = id.into();
+        SessionConfig {
+            label: id.clone(),
+            id,
+            phone: None,
+            autostart: false,
+            policy,
+        }
+    }
+}
+
+/// Checks that `id` can name a directory and a Redis key: non-empty, at most 64
+/// characters of `[A-Za-z0-9._-]`, not starting with '.'.
+pub fn check_session_id(id: &str) -> Result<(), ConfigError> {
+    if id.is_empty() {
+        return Err(ConfigError::Empty {
+            field: "session id".to_string(),
+        });
+    }
+    if let Some(found) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(ConfigError::UnsafeSessionId {
+            id: id.to_string(),
+            found,
+        });
+    }
+    if id.starts_with('.') {
+        return Err(ConfigError::SessionIdStartsWithDot { id: id.to_string() });
+    }
+    if id.len() > MAX_SESSION_ID_LEN {
+        return Err(ConfigError::SessionIdTooLong {
+            id: id.to_string(),
+            len: id.len(),
+            max: MAX_SESSION_ID_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// Reads and validates a config file. Problems are named after `path` as given.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(error) => Err(ConfigErrors::unreadable(file, error.to_string())),
+    }
+}
+
+/// Validates config text; `file_name` is only used in the rendered problems.
+pub fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
+    sections::parse(text, file_name)
+}
+
+#[cfg(test)]
+mod tests;

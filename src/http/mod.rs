@@ -1,0 +1,69 @@
+//! The HTTP endpoint beside the pool (headless or next to the console): health, readiness,
+//! per-session diagnostics, operator actions behind a bearer token, Prometheus metrics and a
+//! server-sent event stream of status changes and log lines.
+
+mod auth;
+mod events;
+mod json;
+mod routes;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::handle::PoolHandle;
+
+pub use auth::Token;
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "refusing to listen on {0} without a token: set [http] token or token_env, or bind to 127.0.0.1"
+    )]
+    NoTokenOnPublicBind(SocketAddr),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started endpoint.
+pub struct Server {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds `addr` and serves until `cancel` fires. A non-loopback address needs a token.
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<Token>,
+    pool: PoolHandle,
+    cancel: CancellationToken,
+) -> Result<Server, HttpError> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(HttpError::NoTokenOnPublicBind(addr));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let app = routes::router(pool, token);
+    let task = tokio::spawn(async move {
+        let shutdown = async move { cancel.cancelled().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "http endpoint stopped");
+        }
+    });
+    tracing::info!(%addr, "http endpoint listening");
+    Ok(Server { addr, task })
+}

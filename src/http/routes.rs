@@ -1,0 +1,172 @@
+//! The routes: reads are open (loopback by default), actions need the bearer token.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::auth::Token;
+use super::events;
+use super::json::{Clock, SessionDetail, SessionRow};
+use crate::net::handle::{Action, HandleError, PoolHandle};
+use crate::session::status::StateName;
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub pool: PoolHandle,
+    pub token: Option<Token>,
+}
+
+pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{id}", get(session))
+        .route("/sessions/{id}/{action}", post(act))
+        .route("/metrics", get(metrics))
+        .route("/events", get(events::stream))
+        .fallback(not_found)
+        .with_state(AppState { pool, token })
+}
+
+/// A JSON error answer: `{"error": "<one sentence>"}`.
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    if app.pool.is_ready() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pool is still starting",
+        )
+    }
+}
+
+async fn sessions(State(app): State<AppState>) -> Response {
+    let clock = Clock::now();
+    let rows: Vec<SessionRow> = app
+        .pool
+        .board
+        .snapshot()
+        .iter()
+        .map(|s| SessionRow::new(s, &clock))
+        .collect();
+    Json(rows).into_response()
+}
+
+async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    match app.pool.board.get(&id) {
+        Some(s) => Json(SessionDetail::new(&s, &Clock::now())).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no session named {id}")),
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let text = app.pool.metrics.render(&app.pool.board.snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn parse_action(name: &str) -> Option<Action> {
+    Some(match name {
+        "reconnect" => Action::Reconnect,
+        "disconnect" => Action::Disconnect,
+        "connect" => Action::Connect,
+        "reset-cooldown" => Action::ResetCooldown,
+        "pair" => Action::Pair,
+        _ => return None,
+    })
+}
+
+async fn act(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
+    if !admitted {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs Authorization: Bearer <token>",
+        );
+    }
+    let Some(parsed) = parse_action(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown action {action}: use reconnect, disconnect, connect, reset-cooldown or pair"
+            ),
+        );
+    };
+    match app.pool.act(&id, parsed).await {
+        Err(HandleError::UnknownSession(_)) => {
+            return error(StatusCode::NOT_FOUND, format!("no session named {id}"));
+        }
+        Err(HandleError::Closed) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the pool is shutting down");
+        }
+        Ok(()) => {}
+    }
+    tracing::info!(session = %id, action = parsed.name(), "operator action over http");
+    if parsed == Action::Pair {
+        return wait_for_qr(&app, &id).await;
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "session": id, "action": parsed.name(), "accepted": true })),
+    )
+        .into_response()
+}
+
+/// After a pair request, waits (up to 15 s) for the session to show a QR and returns it.
+async fn wait_for_qr(app: &AppState, id: &str) -> Response {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = app.pool.board.get(id) {
+            if let (StateName::Pairing, Some(qr)) = (status.state, &status.qr) {
+                return Json(json!({
+                    "session": id,
+                    "qr": qr.text,
+                    "ref": format!("{}/{}", qr.index, qr.count),
+                }))
+                .into_response();
+            }
+            if status.paired {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("session {id} is already paired: wipe its credentials first"),
+                );
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("session {id} did not show a QR within 15 s"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

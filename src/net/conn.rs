@@ -1,0 +1,497 @@
+//! The Noise socket over a WebSocket: handshake (client and server side), node send/receive,
+//! and a connection task that matches iq requests to responses by id, answers with a typed
+//! close reason, and never outlives its cancellation token.
+//!
+//! Everything is generic over the stream under the WebSocket, so tests run it over
+//! `tokio::io::duplex` as well as real TCP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::transport::DialError;
+use crate::wa::frame::{self, FrameDecoder, FrameError};
+use crate::wa::node::{self, Node, NodeError};
+use crate::wa::noise::{ClientFinish, Initiator, NoiseError, Responder, Transport, TrustRoot};
+use crate::wa::stanza::{self, Cause};
+
+/// Why a connection step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    #[error("websocket error: {0}")]
+    Ws(String),
+    #[error("the server closed the connection")]
+    ClosedByPeer,
+    #[error("framing error: {0}")]
+    Frame(#[from] FrameError),
+    #[error("noise error: {0}")]
+    Noise(#[from] NoiseError),
+    #[error("node error: {0}")]
+    Node(#[from] NodeError),
+    #[error("{what} timed out after {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    #[error("the connection is already closed")]
+    Gone,
+    #[error("the server answered iq {id} with error {code}")]
+    IqError { id: String, code: u16 },
+}
+
+impl ConnError {
+    /// The disconnect cause this failure means for the session (PROTOCOL.md section 7).
+    pub fn cause(&self) -> Cause {
+        match self {
+            ConnError::Dial(e) => Cause::TimedOut(e.to_string()),
+            ConnError::Ws(e) => Cause::TimedOut(format!("network error: {e}")),
+            ConnError::ClosedByPeer | ConnError::Gone => Cause::Closed,
+            ConnError::Frame(e) => Cause::Protocol(e.to_string()),
+            ConnError::Noise(e) => Cause::Protocol(e.to_string()),
+            ConnError::Node(e) => Cause::Protocol(e.to_string()),
+            ConnError::Timeout { what, .. } => Cause::TimedOut(format!("{what} timed out")),
+            ConnError::IqError { code, .. } => Cause::Server(*code),
+        }
+    }
+}
+
+/// A WebSocket with a completed Noise handshake: nodes in, nodes out.
+pub struct NoiseSocket<S> {
+    ws: WebSocketStream<S>,
+    decoder: FrameDecoder,
+    transport: Transport,
+}
+
+/// What the client side of the handshake needs.
+pub struct ClientHandshake<'a> {
+    /// The session's static noise private key.
+    pub noise_private: &'a [u8; 32],
+    /// The encoded ClientPayload (registration or login).
+    pub payload: Vec<u8>,
+    pub trust: &'a TrustRoot,
+    /// Wall-clock seconds, for certificate validity.
+    pub now_unix: u64,
+    /// Edge routing bytes from an earlier `<ib><edge_routing>`, if any.
+    pub routing: Option<&'a [u8]>,
+}
+
+async fn send_raw<S>(ws: &mut WebSocketStream<S>, bytes: Vec<u8>) -> Result<(), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::Binary(bytes.into()))
+        .await
+        .map_err(|e| ConnError::Ws(e.to_string()))
+}
+
+/// Reads until the decoder yields one whole frame.
+async fn read_frame<S>(
+    ws: &mut WebSocketStream<S>,
+    decoder: &mut FrameDecoder,
+) -> Result<Vec<u8>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        if let Some(frame) = decoder.next_frame()? {
+            return Ok(frame);
+        }
+        match ws.next().await {
+            None | Some(Ok(Message::Close(_))) => return Err(ConnError::ClosedByPeer),
+            Some(Ok(Message::Binary(bytes))) => decoder.push(&bytes),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(ws_error(e)),
+        }
+    }
+}
+
+/// A socket that ends without a closing handshake is a close (428), not a network error.
+fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> ConnError {
+    use tokio_tungstenite::tungstenite::Error as E;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        E::ConnectionClosed
+        | E::AlreadyClosed
+        | E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ConnError::ClosedByPeer,
+        E::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => ConnError::ClosedByPeer,
+        other => ConnError::Ws(other.to_string()),
+    }
+}
+
+/// Runs the client side of the handshake on an open WebSocket.
+pub async fn client_handshake<S>(
+    mut ws: WebSocketStream<S>,
+    hs: ClientHandshake<'_>,
+) -> Result<NoiseSocket<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut initiator = Initiator::new(hs.noise_private)?;
+    let hello = initiator.client_hello()?;
+    let mut out = frame::client_intro(hs.routing);
+    frame::encode_frame(&hello, &mut out)?;
+    send_raw(&mut ws, out).await?;
+
+    let mut decoder = FrameDecoder::new();
+    let server_hello = read_frame(&mut ws, &mut decoder).await?;
+    initiator.read_server_hello(&server_hello, hs.trust, hs.now_unix)?;
+    let (finish, transport) = initiator.client_finish(&hs.payload)?;
+    let mut out = Vec::with_capacity(finish.len() + 3);
+    frame::encode_frame(&finish, &mut out)?;
+    send_raw(&mut ws, out).await?;
+    Ok(NoiseSocket {
+        ws,
+        decoder,
+        transport,
+    })
+}
+
+/// Runs the server side of the handshake: reads the client's intro and hello, waits
+/// `hello_delay` (the simulator's slow-handshake fault), answers with our certificate chain,
+/// and returns the client's static key and payload for inspection.
+pub async fn server_handshake<S>(
+    mut ws: WebSocketStream<S>,
+    static_private: &[u8; 32],
+    cert_chain: Vec<u8>,
+    hello_delay: Option<Duration>,
+) -> Result<(NoiseSocket<S>, ClientFinish), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut decoder = FrameDecoder::server();
+    let hello = read_frame(&mut ws, &mut decoder).await?;
+    let mut responder = Responder::new(static_private, cert_chain)?;
+    responder.read_client_hello(&hello)?;
+    if let Some(delay) = hello_delay {
+        tokio::time::sleep(delay).await;
+    }
+    let server_hello = responder.server_hello()?;
+    let mut out = Vec::with_capacity(server_hello.len() + 3);
+    frame::encode_frame(&server_hello, &mut out)?;
+    send_raw(&mut ws, out).await?;
+    let finish = read_frame(&mut ws, &mut decoder).await?;
+    let (client, transport) = responder.read_client_finish(&finish)?;
+    Ok((
+        NoiseSocket {
+            ws,
+            decoder,
+            transport,
+        },
+        client,
+    ))
+}
+
+impl<S> NoiseSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Encrypts and sends one node.
+    pub async fn send_node(&mut self, node: &Node) -> Result<(), ConnError> {
+        let plain = node::encode(node)?;
+        send_encrypted(&mut self.ws, &mut self.transport, &plain).await
+    }
+
+    /// Receives the next node (cancel-safe: buffered bytes stay in the decoder).
+    pub async fn recv_node(&mut self) -> Result<Node, ConnError> {
+        let frame = read_frame(&mut self.ws, &mut self.decoder).await?;
+        let plain = self.transport.decrypt(&frame)?;
+        Ok(node::decode(&plain)?)
+    }
+
+    /// Closes the WebSocket politely (best effort).
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    /// Starts the connection task; see [`Conn`].
+    pub fn spawn(
+        self,
+        cancel: CancellationToken,
+        events: usize,
+    ) -> (Conn, mpsc::Receiver<ConnEvent>) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (event_tx, event_rx) = mpsc::channel(events.max(1));
+        tokio::spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));
+        (
+            Conn {
+                querier: Querier {
+                    cmd: cmd_tx,
+                    ids: Arc::new(IdGen {
+                        prefix: id_prefix(),
+                        counter: AtomicU64::new(1),
+                    }),
+                },
+                cancel,
+            },
+            event_rx,
+        )
+    }
+}
+
+async fn send_encrypted<S>(
+    ws: &mut WebSocketStream<S>,
+    transport: &mut Transport,
+    plain: &[u8],
+) -> Result<(), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let sealed = transport.encrypt(plain)?;
+    let mut out = Vec::with_capacity(sealed.len() + 3);
+    frame::encode_frame(&sealed, &mut out)?;
+    send_raw(ws, out).await
+}
+
+fn id_prefix() -> String {
+    let n: u32 = rand::random();
+    format!("{:05}", n % 100_000)
+}
+
+/// What a connection task reports to its owner.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A node that was not the answer to one of our queries.
+    Node(Node),
+    /// The connection ended; the task has finished. `by_us` is true when we closed it.
+    Closed { cause: Cause, by_us: bool },
+}
+
+enum Command {
+    Send(Node),
+    Query {
+        node: Node,
+        reply: oneshot::Sender<Node>,
+    },
+    Forget(String),
+    Close,
+}
+
+/// Sends nodes and queries on a running connection; cheap to clone, so keepalive pings and
+/// background queries can run beside the owner. Dropping a `Querier` does not close anything.
+#[derive(Clone)]
+pub struct Querier {
+    cmd: mpsc::Sender<Command>,
+    ids: Arc<IdGen>,
+}
+
+struct IdGen {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl Querier {
+    /// A fresh iq id for this connection.
+    pub fn next_id(&self) -> String {
+        let n = self.ids.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n}", self.ids.prefix)
+    }
+
+    /// Queues a node for sending.
+    pub async fn send(&self, node: Node) -> Result<(), ConnError> {
+        self.cmd
+            .send(Command::Send(node))
+            .await
+            .map_err(|_| ConnError::Gone)
+    }
+
+    /// Sends an iq (its `id` attribute is set here when missing) and waits up to `timeout`
+    /// for the matching answer; an `type="error"` answer is an `IqError`.
+    pub async fn query(&self, node: Node, timeout: Duration) -> Result<Node, ConnError> {
+        let id = match node.get_attr("id") {
+            Some(id) => id.to_string(),
+            None => self.next_id(),
+        };
+        let node = node.attr("id", id.clone());
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Query { node, reply })
+            .await
+            .map_err(|_| ConnError::Gone)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => {
+                let _ = self.cmd.try_send(Command::Forget(id));
+                Err(ConnError::Timeout {
+                    what: "query",
+                    after: timeout,
+                })
+            }
+            Ok(Err(_)) => Err(ConnError::Gone),
+            Ok(Ok(answer)) => {
+                if answer.get_attr("type") == Some("error") {
+                    let code = answer
+                        .get_child("error")
+                        .and_then(|e| e.get_attr("code"))
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(500);
+                    Err(ConnError::IqError { id, code })
+                } else {
+                    Ok(answer)
+                }
+            }
+        }
+    }
+
+    /// Sends a keepalive ping and returns the round-trip time.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, ConnError> {
+        let start = Instant::now();
+        self.query(stanza::ping(&self.next_id()), timeout).await?;
+        Ok(start.elapsed())
+    }
+}
+
+/// The owner's handle on a running connection task: one per socket, not cloneable.
+/// Dropping it ends the task and closes the socket.
+pub struct Conn {
+    querier: Querier,
+    cancel: CancellationToken,
+}
+
+impl Conn {
+    /// A cloneable sender/querier for background work on this connection.
+    pub fn querier(&self) -> Querier {
+        self.querier.clone()
+    }
+
+    /// A fresh iq id for this connection.
+    pub fn next_id(&self) -> String {
+        self.querier.next_id()
+    }
+
+    /// Queues a node for sending.
+    pub async fn send(&self, node: Node) -> Result<(), ConnError> {
+        self.querier.send(node).await
+    }
+
+    /// See [`Querier::query`].
+    pub async fn query(&self, node: Node, timeout: Duration) -> Result<Node, ConnError> {
+        self.querier.query(node, timeout).await
+    }
+
+    /// See [`Querier::ping`].
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, ConnError> {
+        self.querier.ping(timeout).await
+    }
+
+    /// Asks the task to close the socket; the `Closed { by_us: true }` event follows.
+    pub async fn close(&self) {
+        if self.querier.cmd.send(Command::Close).await.is_err() {
+            self.cancel.cancel();
+        }
+    }
+
+    /// True once the task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.querier.cmd.is_closed()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The socket has one owner: when the handle goes, the task goes.
+        self.cancel.cancel();
+    }
+}
+
+/// True for an iq answer (`result` or `error`) that can match a pending query.
+fn is_answer(node: &Node) -> bool {
+    node.tag == "iq" && matches!(node.get_attr("type"), Some("result") | Some("error"))
+}
+
+async fn run_conn<S>(
+    socket: NoiseSocket<S>,
+    mut cmd_rx: mpsc::Receiver<Command>,
+    events: mpsc::Sender<ConnEvent>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let NoiseSocket {
+        ws,
+        mut decoder,
+        mut transport,
+    } = socket;
+    let (mut sink, mut stream) = ws.split();
+    let mut pending: HashMap<String, oneshot::Sender<Node>> = HashMap::new();
+
+    let (cause, by_us) = 'outer: loop {
+        // Deliver every frame already buffered before waiting for more bytes.
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => break 'outer (ConnError::from(e).cause(), false),
+            };
+            let node = match transport
+                .decrypt(&frame)
+                .map_err(ConnError::from)
+                .and_then(|plain| node::decode(&plain).map_err(ConnError::from))
+            {
+                Ok(node) => node,
+                Err(e) => break 'outer (e.cause(), false),
+            };
+            if is_answer(&node)
+                && let Some(reply) = node.get_attr("id").and_then(|id| pending.remove(id))
+            {
+                let _ = reply.send(node);
+                continue;
+            }
+            if let Some(cause) = stanza::end_cause(&node) {
+                let _ = events.send(ConnEvent::Node(node)).await;
+                break 'outer (cause, false);
+            }
+            if events.send(ConnEvent::Node(node)).await.is_err() {
+                break 'outer (Cause::Closed, true);
+            }
+        }
+
+        tokio::select! {
+            _ = cancel.cancelled() => break (Cause::Closed, true),
+            cmd = cmd_rx.recv() => {
+                let node = match cmd {
+                    None | Some(Command::Close) => break (Cause::Closed, true),
+                    Some(Command::Forget(id)) => { pending.remove(&id); continue; }
+                    Some(Command::Send(node)) => node,
+                    Some(Command::Query { node, reply }) => {
+                        if let Some(id) = node.get_attr("id") {
+                            pending.insert(id.to_string(), reply);
+                        }
+                        node
+                    }
+                };
+                let sent = match node::encode(&node) {
+                    Ok(plain) => match transport.encrypt(&plain) {
+                        Ok(sealed) => {
+                            let mut out = Vec::with_capacity(sealed.len() + 3);
+                            match frame::encode_frame(&sealed, &mut out) {
+                                Ok(()) => sink.send(Message::Binary(out.into())).await
+                                    .map_err(|e| ConnError::Ws(e.to_string())),
+                                Err(e) => Err(e.into()),
+                            }
+                        }
+                        Err(e) => Err(e.into()),
+                    },
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = sent {
+                    break (e.cause(), false);
+                }
+            }
+            msg = stream.next() => match msg {
+                None | Some(Ok(Message::Close(_))) => break (Cause::Closed, false),
+                Some(Ok(Message::Binary(bytes))) => decoder.push(&bytes),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break (ws_error(e).cause(), false),
+            },
+        }
+    };
+    let _ = sink.close().await;
+    let _ = events.send(ConnEvent::Closed { cause, by_us }).await;
+}

@@ -1,0 +1,113 @@
+//! Opening one connection for a session: wait for the global rate limit, dial the WebSocket,
+//! run the Noise handshake with the right ClientPayload, start the connection task. Runs as
+//! its own task so the driver stays responsive; reports progress over a channel.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_handshake};
+use crate::net::ratelimit::RateLimiter;
+use crate::net::transport;
+use crate::wa::creds::{Credentials, SecretKey};
+use crate::wa::noise::TrustRoot;
+use crate::wa::payload::{self, ClientVersion};
+
+/// Where and how a session connects.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub trust: TrustRoot,
+    pub version: ClientVersion,
+}
+
+/// Progress of one dial, tagged with the dial's id by the caller.
+pub enum LinkEvent {
+    /// A rate-limit token was granted (`waited`: after a wait) and the dial is starting.
+    Dialling { waited: bool },
+    /// The WebSocket is open; the handshake is running.
+    Dialled,
+    /// Handshake done; the connection task runs.
+    Ready(Conn, mpsc::Receiver<ConnEvent>),
+    /// The dial or handshake failed.
+    Failed(ConnError),
+}
+
+/// What a dial needs from the credentials (copied so the task owns it).
+pub struct DialKeys {
+    noise_private: SecretKey,
+    payload: Vec<u8>,
+}
+
+impl DialKeys {
+    /// Login payload when paired, registration payload otherwise.
+    pub fn from_credentials(
+        creds: &Credentials,
+        version: &ClientVersion,
+    ) -> Result<Self, ConnError> {
+        let payload = if creds.is_paired() {
+            payload::login_payload(creds, version)
+                .map_err(|e| ConnError::Ws(format!("cannot build login payload: {e}")))?
+        } else {
+            payload::registration_payload(creds, version)
+        };
+        Ok(DialKeys {
+            noise_private: SecretKey::from_bytes(*creds.noise.private.expose()),
+            payload,
+        })
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs one dial to completion (or cancellation), sending progress to `progress`.
+/// `connect_timeout` bounds the dial and the handshake together.
+pub async fn open<T: Copy + Send + 'static>(
+    tag: T,
+    endpoint: Endpoint,
+    keys: DialKeys,
+    connect_timeout: Duration,
+    limiter: RateLimiter,
+    progress: mpsc::Sender<(T, LinkEvent)>,
+    cancel: CancellationToken,
+) {
+    let waited = tokio::select! {
+        _ = cancel.cancelled() => return,
+        waited = limiter.acquire() => waited,
+    };
+    let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
+    let attempt = async {
+        let ws = transport::dial(&endpoint.url, connect_timeout).await?;
+        let _ = progress.send((tag, LinkEvent::Dialled)).await;
+        let hs = ClientHandshake {
+            noise_private: keys.noise_private.expose(),
+            payload: keys.payload,
+            trust: &endpoint.trust,
+            now_unix: now_unix(),
+            routing: None,
+        };
+        client_handshake(ws, hs).await
+    };
+    let result = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = tokio::time::timeout(connect_timeout, attempt) => r,
+    };
+    let event = match result {
+        Err(_) => LinkEvent::Failed(ConnError::Timeout {
+            what: "connect",
+            after: connect_timeout,
+        }),
+        Ok(Err(e)) => LinkEvent::Failed(e),
+        Ok(Ok(socket)) => {
+            let (conn, events) = socket.spawn(cancel.child_token(), 256);
+            LinkEvent::Ready(conn, events)
+        }
+    };
+    let _ = progress.send((tag, event)).await;
+}

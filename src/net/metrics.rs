@@ -1,0 +1,171 @@
+//! Process metrics in Prometheus form: counters and histograms the drivers update as things
+//! happen, and a per-session state gauge filled from the status board at scrape time.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::session::status::{StateName, Status};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub session: String,
+    pub state: String,
+}
+
+/// Every metric wasp exports. Shared by `Arc`; each metric is internally atomic.
+pub struct Metrics {
+    registry: Registry,
+    pub session_state: Family<StateLabels, Gauge>,
+    pub reconnects: Family<CauseLabel, Counter>,
+    pub conflicts: Counter,
+    pub logouts: Counter,
+    pub keepalive_rtt: Histogram,
+    pub connect_duration: Histogram,
+    pub qr_shown: Counter,
+    pub backups_written: Counter,
+    pub backups_failed: Counter,
+    pub connects_rate_limited: Counter,
+    pub connects: Counter,
+    /// Serialises scrapes: the state gauge is rebuilt per scrape.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `wasp_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wasp");
+        let session_state = Family::<StateLabels, Gauge>::default();
+        let reconnects = Family::<CauseLabel, Counter>::default();
+        let conflicts = Counter::default();
+        let logouts = Counter::default();
+        let keepalive_rtt = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let connect_duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let qr_shown = Counter::default();
+        let backups_written = Counter::default();
+        let backups_failed = Counter::default();
+        let connects_rate_limited = Counter::default();
+        let connects = Counter::default();
+        registry.register(
+            "session_state",
+            "1 for the state each session is in",
+            session_state.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Reconnects by the cause of the disconnect",
+            reconnects.clone(),
+        );
+        registry.register("conflicts", "440 conflicts received", conflicts.clone());
+        registry.register("logouts", "401 logouts received", logouts.clone());
+        registry.register(
+            "keepalive_rtt_seconds",
+            "Keepalive ping round-trip time",
+            keepalive_rtt.clone(),
+        );
+        registry.register(
+            "connect_duration_seconds",
+            "Time from dial to online",
+            connect_duration.clone(),
+        );
+        registry.register("qr_shown", "QR codes shown for pairing", qr_shown.clone());
+        registry.register(
+            "backups_written",
+            "Credential backups written and verified",
+            backups_written.clone(),
+        );
+        registry.register(
+            "backups_failed",
+            "Credential backups that failed",
+            backups_failed.clone(),
+        );
+        registry.register(
+            "connects_rate_limited",
+            "Connects that waited for the global rate limit",
+            connects_rate_limited.clone(),
+        );
+        registry.register("connects", "Dials started", connects.clone());
+        Metrics {
+            registry,
+            session_state,
+            reconnects,
+            conflicts,
+            logouts,
+            keepalive_rtt,
+            connect_duration,
+            qr_shown,
+            backups_written,
+            backups_failed,
+            connects_rate_limited,
+            connects,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts one reconnect caused by `cause` (a `Cause::name()`).
+    pub fn reconnect(&self, cause: &str) {
+        self.reconnects
+            .get_or_create(&CauseLabel {
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with the state gauge taken from `statuses`.
+    pub fn render(&self, statuses: &[Status]) -> String {
+        let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.session_state.clear();
+        for status in statuses {
+            for state in StateName::ALL {
+                self.session_state
+                    .get_or_create(&StateLabels {
+                        session: status.id.clone(),
+                        state: state.as_str().to_string(),
+                    })
+                    .set(i64::from(status.state == state));
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn render_has_state_gauge_and_counters() {
+        let m = Metrics::new();
+        m.reconnect("closed");
+        m.reconnect("closed");
+        m.conflicts.inc();
+        let mut s = Status::new("sales-1", "Sales", Instant::now());
+        s.state = StateName::Online;
+        let text = m.render(&[s]);
+        assert!(text.contains("wasp_session_state{session=\"sales-1\",state=\"online\"} 1"));
+        assert!(text.contains("wasp_session_state{session=\"sales-1\",state=\"backoff\"} 0"));
+        assert!(text.contains("wasp_reconnects_total{cause=\"closed\"} 2"));
+        assert!(text.contains("wasp_conflicts_total 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

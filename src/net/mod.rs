@@ -1,0 +1,13 @@
+//! The I/O side of a session: WebSocket transport, the Noise socket with request/response
+//! matching, the per-session driver, the pool and the global connect rate limit.
+
+pub mod board;
+pub mod conn;
+pub mod driver;
+pub mod handle;
+pub mod link;
+pub mod metrics;
+pub mod pool;
+pub mod ratelimit;
+pub mod transport;
+pub mod vault;

@@ -1,0 +1,217 @@
+//! The pool: starts one driver per configured session, routes operator actions to them,
+//! applies config reloads, and shuts everything down within a bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Config, SessionConfig};
+use crate::net::board::StatusBoard;
+use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
+use crate::net::handle::{PoolHandle, PoolRequest};
+use crate::net::link::Endpoint;
+use crate::net::metrics::Metrics;
+use crate::net::ratelimit::RateLimiter;
+use crate::net::vault::{Vault, VaultError};
+use crate::session::status::{StateName, Status};
+use crate::store::CredentialStore;
+
+/// How long shutdown waits for every session to close its socket.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
+
+struct Entry {
+    inbox: mpsc::Sender<DriverMsg>,
+    cancel: CancellationToken,
+    config: SessionConfig,
+}
+
+/// A running pool: its handle, and the task to await for a clean stop.
+pub struct Running {
+    pub handle: PoolHandle,
+    pub task: tokio::task::JoinHandle<()>,
+    /// Sends a new config (SIGHUP reload).
+    pub reload: mpsc::Sender<Config>,
+}
+
+struct Pool {
+    shared: Shared,
+    store: Arc<dyn CredentialStore>,
+    entries: HashMap<String, Entry>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    seed: u64,
+}
+
+/// Starts every configured session (connecting those with `autostart` or that were online
+/// when the last process stopped) and returns the handle the console and HTTP use.
+pub fn start(
+    config: &Config,
+    endpoint: Endpoint,
+    store: Arc<dyn CredentialStore>,
+    cancel: CancellationToken,
+) -> Running {
+    let board = Arc::new(StatusBoard::new());
+    let metrics = Arc::new(Metrics::new());
+    let limiter = RateLimiter::new(
+        config.limits.connects_per_second,
+        config.limits.connect_burst,
+    );
+    let shared = Shared {
+        endpoint,
+        limiter,
+        board: board.clone(),
+        metrics: metrics.clone(),
+    };
+    let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
+    let ready = Arc::new(AtomicBool::new(false));
+    let handle = PoolHandle::new(board, metrics, req_tx, ready.clone());
+    let mut pool = Pool {
+        shared,
+        store,
+        entries: HashMap::new(),
+        tracker: TaskTracker::new(),
+        cancel: cancel.clone(),
+        seed: rand::random(),
+    };
+    for session in &config.sessions {
+        pool.start_session(session.clone());
+    }
+    ready.store(true, Ordering::Release);
+    info!(sessions = config.sessions.len(), "pool started");
+
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                req = req_rx.recv() => match req {
+                    None | Some(PoolRequest::Shutdown) => break,
+                    Some(PoolRequest::Act { session, action }) => {
+                        if let Some(entry) = pool.entries.get(&session)
+                            && entry.inbox.send(DriverMsg::Act(action)).await.is_err()
+                        {
+                            warn!(session = %session, "session task has ended");
+                        }
+                    }
+                },
+                Some(new) = reload_rx.recv() => pool.reload(new).await,
+            }
+        }
+        pool.shutdown().await;
+    });
+    Running {
+        handle,
+        task,
+        reload: reload_tx,
+    }
+}
+
+impl Pool {
+    fn start_session(&mut self, config: SessionConfig) {
+        let id = config.id.clone();
+        let vault = match Vault::open(self.store.clone(), &id, config.policy.backups_kept) {
+            Ok(vault) => vault,
+            Err(err) => {
+                // Locked by another process, or the directory is unusable: show why and
+                // never dial.
+                let mut status = Status::new(&id, &config.label, std::time::Instant::now());
+                status.state = match err {
+                    VaultError::Locked(_) => StateName::Stopped,
+                    _ => StateName::Failed,
+                };
+                status.reason = err.to_string();
+                warn!(session = %id, error = %err, "session not started");
+                self.shared.board.publish(status);
+                return;
+            }
+        };
+        let start = config.autostart || vault.was_online();
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let spec = SessionSpec {
+            id: id.clone(),
+            label: config.label.clone(),
+            phone: config.phone.clone(),
+            policy: config.policy.clone(),
+            start,
+            seed: self.seed,
+        };
+        let (inbox, rx) = mpsc::channel(16);
+        let cancel = self.cancel.child_token();
+        self.tracker.spawn(driver::run(
+            spec,
+            self.shared.clone(),
+            vault,
+            rx,
+            cancel.clone(),
+        ));
+        self.entries.insert(
+            id,
+            Entry {
+                inbox,
+                cancel,
+                config,
+            },
+        );
+    }
+
+    /// Applies a new config: new sessions start, removed ones stop, changed policies apply
+    /// in place (an online socket is not dropped).
+    async fn reload(&mut self, config: Config) {
+        let wanted: HashMap<String, SessionConfig> = config
+            .sessions
+            .iter()
+            .map(|s| (s.id.clone(), s.clone()))
+            .collect();
+        let removed: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in removed {
+            if let Some(entry) = self.entries.remove(&id) {
+                entry.cancel.cancel();
+                self.shared.board.remove(&id);
+                info!(session = %id, "session removed by reload");
+            }
+        }
+        for (id, session) in wanted {
+            match self.entries.get_mut(&id) {
+                None => {
+                    info!(session = %id, "session added by reload");
+                    self.start_session(session);
+                }
+                Some(entry) => {
+                    if entry.config.policy != session.policy {
+                        let _ = entry
+                            .inbox
+                            .send(DriverMsg::SetPolicy(Box::new(session.policy.clone())))
+                            .await;
+                        info!(session = %id, "policy changed by reload");
+                    }
+                    entry.config = session;
+                }
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_BUDGET, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some sessions did not close within {SHUTDOWN_BUDGET:?}");
+        }
+    }
+}

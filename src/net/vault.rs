@@ -1,0 +1,169 @@
+//! A session's view of the credential store: typed credentials in and out, the session
+//! lock held for the driver's whole life, backup bookkeeping and the persisted status.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tracing::warn;
+
+use crate::store::{
+    CredentialStore, CredentialStoreExt, LastBackup, PersistedStatus, SessionLock, StoreError,
+};
+use crate::wa::creds::Credentials;
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Another process runs this session (the message names it).
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+/// What the driver starts from.
+pub struct Opened {
+    pub credentials: Option<Credentials>,
+    /// No usable credentials although some were stored (the session is `logged_out`).
+    pub problem: Option<String>,
+    /// The load fell back to a backup: one sentence for the timeline.
+    pub note: Option<String>,
+}
+
+/// Backup figures for the console.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackupSummary {
+    pub count: u32,
+    pub last_at: Option<Instant>,
+}
+
+/// One session's handle on the store; holds the session lock until dropped.
+pub struct Vault {
+    store: Arc<dyn CredentialStore>,
+    id: String,
+    keep: u32,
+    status: PersistedStatus,
+    backups: BackupSummary,
+    _lock: SessionLock,
+}
+
+fn to_instant(t: SystemTime) -> Instant {
+    let age = SystemTime::now().duration_since(t).unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+impl Vault {
+    /// Takes the session's lock and reads its persisted status.
+    pub fn open(store: Arc<dyn CredentialStore>, id: &str, keep: u32) -> Result<Vault, VaultError> {
+        let lock = store.lock(id).map_err(|e| match e {
+            StoreError::Locked { .. } => VaultError::Locked(e.to_string()),
+            other => VaultError::Store(other.to_string()),
+        })?;
+        let status = match store.load_status(id) {
+            Ok(Some(loaded)) => loaded.value,
+            Ok(None) => PersistedStatus::default(),
+            Err(e) => {
+                warn!(session = %id, error = %e, "persisted status unreadable; starting fresh");
+                PersistedStatus::default()
+            }
+        };
+        let mut vault = Vault {
+            store,
+            id: id.to_string(),
+            keep: keep.max(1),
+            status,
+            backups: BackupSummary::default(),
+            _lock: lock,
+        };
+        vault.refresh_backups();
+        Ok(vault)
+    }
+
+    fn refresh_backups(&mut self) {
+        if let Ok(list) = self.store.list_backups(&self.id) {
+            self.backups = BackupSummary {
+                count: u32::try_from(list.len()).unwrap_or(u32::MAX),
+                last_at: list.last().map(|b| to_instant(b.written_at)),
+            };
+        }
+    }
+
+    /// Loads the credentials (falling back to a backup when the current file is bad).
+    pub fn load(&self) -> Opened {
+        match self.store.load_json::<Credentials>(&self.id) {
+            Ok(None) => Opened {
+                credentials: None,
+                problem: None,
+                note: None,
+            },
+            Ok(Some(loaded)) => Opened {
+                note: loaded.timeline_note(),
+                credentials: Some(loaded.value),
+                problem: None,
+            },
+            Err(e) => Opened {
+                credentials: None,
+                problem: Some(e.to_string()),
+                note: None,
+            },
+        }
+    }
+
+    /// Saves the credentials atomically.
+    pub fn save(&mut self, creds: &Credentials) -> Result<(), StoreError> {
+        self.store.save_json(&self.id, creds)?;
+        if let Some(account) = &creds.account
+            && self.status.phone.as_deref() != Some(account.phone.as_str())
+        {
+            self.status.phone = Some(account.phone.clone());
+            self.status.paired_at = Some(SystemTime::now());
+            self.write_status();
+        }
+        Ok(())
+    }
+
+    /// Writes and verifies a backup, keeping the newest `keep`.
+    pub fn backup(&mut self) -> Result<(), StoreError> {
+        let result = self.store.backup(&self.id, self.keep).map(|_| ());
+        self.refresh_backups();
+        result
+    }
+
+    /// Removes the key material (after one last backup when `backup`).
+    pub fn wipe(&mut self, backup: bool) -> Result<(), StoreError> {
+        let last = if backup {
+            LastBackup::Take { keep: self.keep }
+        } else {
+            LastBackup::Skip
+        };
+        let result = self.store.wipe(&self.id, last).map(|_| ());
+        self.refresh_backups();
+        result
+    }
+
+    pub fn backup_info(&self) -> BackupSummary {
+        self.backups
+    }
+
+    /// True when the session was online when the last process stopped.
+    pub fn was_online(&self) -> bool {
+        self.status.was_online
+    }
+
+    /// Records whether the session is online now (read at the next start).
+    pub fn set_online(&mut self, online: bool) {
+        if self.status.was_online != online {
+            self.status.was_online = online;
+            if online {
+                self.status.last_online_at = Some(SystemTime::now());
+            }
+            self.write_status();
+        }
+    }
+
+    fn write_status(&self) {
+        if let Err(e) = self.store.save_status(&self.id, &self.status) {
+            warn!(session = %self.id, error = %e, "could not save session status");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! What a closed socket leads to: SPEC.md's disconnect table, read from the `Policy`.
+
+use std::time::Instant;
+
+use super::super::backoff::BackoffPolicy;
+use super::super::effect::Effect;
+use super::super::event::{ConnId, TimerKind};
+use super::super::policy::OnLogout;
+use super::super::state::State;
+use super::{CONFLICT_STEP, CONFLICTS_BEFORE_COOLDOWN, Session, is_server_class};
+use crate::wa::stanza::Cause;
+
+impl Session {
+    pub(super) fn on_closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        cause: Cause,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.live != Some(conn) {
+            return; // an older connection: already accounted for
+        }
+        self.live = None;
+        self.ping_outstanding = false;
+        // When we closed it ourselves for a reason (timeout, dead link), that reason wins.
+        let cause = match self.close_cause.take() {
+            Some(Cause::Closed) | None => cause,
+            Some(ours) => ours,
+        };
+        let was_online = matches!(self.state, State::Online { .. });
+        if self.redial {
+            self.redial = false;
+            self.dial(now, "reconnect", fx);
+            return;
+        }
+        // States we chose ourselves (operator stop, refs exhausted, wipe): stay there.
+        if matches!(
+            self.state,
+            State::Stopped { .. }
+                | State::LoggedOut { .. }
+                | State::Failed { .. }
+                | State::Conflict
+                | State::Cooldown { .. }
+                | State::Backoff { .. }
+        ) {
+            return;
+        }
+        self.clear_waits();
+        if was_online {
+            self.disconnects.record(now);
+        }
+        if self.outage_started.is_none() {
+            self.outage_started = Some(now);
+        }
+        self.last_cause = Some(cause.clone());
+        self.apply_table(now, cause, fx);
+    }
+
+    fn apply_table(&mut self, now: Instant, cause: Cause, fx: &mut Vec<Effect>) {
+        let label = cause.name();
+        let code = Some(cause.code());
+        let detail = Some(cause.to_string());
+        match &cause {
+            Cause::RestartRequired => {
+                // Normal after pairing: reconnect at once, attempt counter untouched.
+                fx.push(Effect::Reconnect {
+                    cause: label.to_string(),
+                });
+                self.timeline_note(now, label, code, "restart required: reconnecting now", fx);
+                self.dial(now, "restart required", fx);
+            }
+            Cause::Conflict => {
+                self.conflicts.record(now);
+                let recent = self.conflicts.count(now);
+                if self.policy.conflict_auto_retries == 0
+                    || self.conflict_retries >= self.policy.conflict_auto_retries
+                {
+                    self.enter_coded(now, State::Conflict, label, code, detail, fx);
+                } else if recent >= CONFLICTS_BEFORE_COOLDOWN {
+                    let until = now + self.policy.conflict_cooldown;
+                    self.arm(TimerKind::Retry, until, fx);
+                    let why = format!("{recent} conflicts in the last hour");
+                    self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
+                } else {
+                    self.conflict_retries += 1;
+                    let until = now + CONFLICT_STEP * self.conflict_retries;
+                    self.arm(TimerKind::Retry, until, fx);
+                    fx.push(Effect::Reconnect {
+                        cause: label.to_string(),
+                    });
+                    self.enter_coded(
+                        now,
+                        State::Backoff { until, cause },
+                        label,
+                        code,
+                        detail,
+                        fx,
+                    );
+                }
+            }
+            Cause::LoggedOut => {
+                self.has_credentials = false;
+                if self.policy.on_logout == OnLogout::Wipe {
+                    fx.push(Effect::WipeCredentials { backup: true });
+                }
+                let repair_after = Some(now + self.policy.logout_cooldown);
+                self.repair_after = repair_after;
+                let state = State::LoggedOut {
+                    reason: "logged out by the server (device removed)".to_string(),
+                    repair_after,
+                };
+                self.enter_coded(now, state, label, code, detail, fx);
+            }
+            Cause::Locked | Cause::Banned | Cause::Mismatch => {
+                let reason = match cause {
+                    Cause::Locked => "account locked",
+                    Cause::Banned => "account banned",
+                    _ => "multi-device mismatch",
+                };
+                let state = State::Failed {
+                    reason: format!("{reason}; credentials kept"),
+                    probe_at: None,
+                };
+                self.enter_coded(now, state, label, code, detail, fx);
+            }
+            Cause::ClientOutdated => {
+                let state = State::Failed {
+                    reason: "client version outdated: set a newer client version".to_string(),
+                    probe_at: None,
+                };
+                self.enter_coded(now, state, label, code, detail, fx);
+            }
+            Cause::TempBanned { expires_s } => {
+                let wait = expires_s
+                    .map(std::time::Duration::from_secs)
+                    .unwrap_or(self.policy.conflict_cooldown);
+                let until = now + wait;
+                self.arm(TimerKind::Retry, until, fx);
+                let why = format!("temporary ban for {}s", wait.as_secs());
+                self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
+            }
+            Cause::Closed | Cause::TimedOut(_) => {
+                let max = self.policy.max_attempts_network;
+                self.backoff_or_fail(now, cause, max, fx);
+            }
+            Cause::Server(_) | Cause::Protocol(_) | Cause::UnknownFailure(_) => {
+                debug_assert!(is_server_class(&cause));
+                let max = self.policy.max_attempts_server;
+                self.backoff_or_fail(now, cause, max, fx);
+            }
+        }
+    }
+
+    fn backoff_or_fail(&mut self, now: Instant, cause: Cause, max: u32, fx: &mut Vec<Effect>) {
+        let label = cause.name();
+        let code = Some(cause.code());
+        let detail = Some(cause.to_string());
+        self.attempt += 1;
+        if self.attempt > max {
+            let probe_at = now + self.policy.failed_probe_interval;
+            self.arm(TimerKind::Retry, probe_at, fx);
+            let state = State::Failed {
+                reason: format!("gave up after {max} attempts ({cause})"),
+                probe_at: Some(probe_at),
+            };
+            self.enter_coded(now, state, label, code, detail, fx);
+            return;
+        }
+        let policy = BackoffPolicy {
+            base: self.policy.backoff_base,
+            cap: self.policy.backoff_cap,
+            jitter: self.policy.backoff_jitter,
+        };
+        let until = now + policy.delay(self.attempt, &mut self.rng);
+        self.arm(TimerKind::Retry, until, fx);
+        fx.push(Effect::Reconnect {
+            cause: label.to_string(),
+        });
+        self.enter_coded(
+            now,
+            State::Backoff { until, cause },
+            label,
+            code,
+            detail,
+            fx,
+        );
+    }
+
+    /// A timeline entry that is not a state change (e.g. a 515 before the redial).
+    fn timeline_note(
+        &mut self,
+        now: Instant,
+        cause: &str,
+        code: Option<u16>,
+        detail: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        let entry = super::super::status::TimelineEntry {
+            at: now,
+            state: self.state_name(),
+            cause: cause.to_string(),
+            code,
+            detail: detail.to_string(),
+        };
+        self.timeline.push(entry.clone());
+        fx.push(Effect::Record(entry));
+    }
+}

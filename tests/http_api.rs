@@ -1,0 +1,187 @@
+//! The HTTP endpoint over real HTTP against a pool on the simulator: sessions follow faults,
+//! reconnect brings a conflict back, metrics parse and move, auth and 404s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::request;
+use tokio_util::sync::CancellationToken;
+use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
+use wasp::runner;
+use wasp::session::policy::Policy;
+use wasp::sim::{Fault, Server, SimConfig};
+
+const TOKEN: &str = "test-token-123";
+
+async fn wait_state(base: &str, id: &str, state: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = request(base, "GET", &format!("/sessions/{id}"), None, "").await;
+        let json = answer.json();
+        if json["state"] == state {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {state}: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_metrics_and_actions_over_http() {
+    let sim = Server::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.url = sim.ws_url.clone();
+    config.server.trust_root = Some(sim.trust_root.0);
+    config.storage.data_dir = dir.path().to_path_buf();
+    let policy = Policy {
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(300),
+        ..Policy::default()
+    };
+    config.policy = policy.clone();
+    config.http = Some(HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token_env: None,
+        token: Some(HttpToken::new(TOKEN)),
+    });
+    config.sessions = ["alpha", "beta"]
+        .iter()
+        .map(|id| {
+            let mut s = SessionConfig::new(*id, policy.clone());
+            s.autostart = true;
+            s
+        })
+        .collect();
+    let started = runner::start(&config, None).await.unwrap();
+    let base = format!("http://{}", started.http.as_ref().unwrap().addr);
+    let phone = CancellationToken::new();
+    tokio::spawn(runner::virtual_phone(
+        started.running.handle.board.clone(),
+        sim.clone(),
+        Duration::from_millis(10),
+        Duration::from_millis(30),
+        phone.clone(),
+    ));
+
+    assert_eq!(
+        request(&base, "GET", "/healthz", None, "").await.status,
+        200
+    );
+    assert_eq!(request(&base, "GET", "/readyz", None, "").await.status, 200);
+
+    // While pairing, the session view carries the QR text.
+    let alpha = wait_state(&base, "alpha", "online").await;
+    assert_eq!(alpha["paired"], true);
+    wait_state(&base, "beta", "online").await;
+    let list = request(&base, "GET", "/sessions", None, "").await.json();
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for key in [
+        "id",
+        "label",
+        "phone",
+        "state",
+        "since",
+        "attempt",
+        "retry_at",
+        "cooldown_until",
+        "conflicts_1h",
+        "last_cause",
+        "last_code",
+        "uptime_pct",
+        "last_rtt_ms",
+    ] {
+        assert!(rows[0].get(key).is_some(), "row lacks {key}: {}", rows[0]);
+    }
+    assert!(
+        alpha["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["state"] == "pairing")
+    );
+
+    let metrics_before = request(&base, "GET", "/metrics", None, "").await.body;
+    assert_eq!(metric(&metrics_before, "wasp_conflicts_total"), 0.0);
+    assert!(metrics_before.contains("wasp_session_state{session=\"alpha\",state=\"online\"} 1"));
+    assert!(metric(&metrics_before, "wasp_qr_shown_total") >= 2.0);
+
+    // A conflict shows in /sessions; a reconnect over HTTP brings it back.
+    let phone_of_alpha = alpha["phone"].as_str().unwrap().to_string();
+    let jid = sim
+        .devices()
+        .into_iter()
+        .find(|j| j.starts_with(&format!("{phone_of_alpha}:")))
+        .unwrap();
+    sim.fault(&jid, Fault::Conflict).await.unwrap();
+    let conflicted = wait_state(&base, "alpha", "conflict").await;
+    assert_eq!(conflicted["last_code"], 440);
+    assert_eq!(conflicted["conflicts_1h"], 1);
+
+    let unauthorized = request(&base, "POST", "/sessions/alpha/reconnect", None, "").await;
+    assert_eq!(unauthorized.status, 401);
+    assert!(unauthorized.json()["error"].is_string());
+    let wrong = request(&base, "POST", "/sessions/alpha/reconnect", Some("nope"), "").await;
+    assert_eq!(wrong.status, 401);
+    let ok = request(&base, "POST", "/sessions/alpha/reconnect", Some(TOKEN), "").await;
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    wait_state(&base, "alpha", "online").await;
+
+    let metrics_after = request(&base, "GET", "/metrics", None, "").await.body;
+    assert_eq!(metric(&metrics_after, "wasp_conflicts_total"), 1.0);
+    assert!(
+        metric(&metrics_after, "wasp_connects_total")
+            > metric(&metrics_before, "wasp_connects_total")
+    );
+
+    // A drop is counted as a reconnect by cause.
+    sim.fault(&jid, Fault::Drop).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = request(&base, "GET", "/metrics", None, "").await.body;
+        if metric(&text, "wasp_reconnects_total") >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reconnect counted: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Unknown session: 404 with a JSON error, for reads and actions.
+    let missing = request(&base, "GET", "/sessions/nobody", None, "").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"].as_str().unwrap().contains("nobody"));
+    let missing = request(&base, "POST", "/sessions/nobody/reconnect", Some(TOKEN), "").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"].is_string());
+
+    // Disconnect stops the session.
+    let stop = request(&base, "POST", "/sessions/beta/disconnect", Some(TOKEN), "").await;
+    assert_eq!(stop.status, 202);
+    wait_state(&base, "beta", "stopped").await;
+
+    phone.cancel();
+    runner::stop(started).await;
+}

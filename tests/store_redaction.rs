@@ -1,0 +1,186 @@
+//! Key material never leaks through the store: every log line it emits (captured at TRACE, text
+//! and JSON) and every Debug/Display string of what it returns is searched for the key bytes,
+//! raw and encoded, and none is found. Uses a local credential type with a redacting Debug;
+//! Runs on the real `wasp::wa::creds::Credentials`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+
+use wasp::store::{CredentialStore, CredentialStoreExt, FileStore, LastBackup};
+
+/// A log sink shared by the capturing subscriber.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+/// Every form in which a key could show up: raw bytes, base64 in four flavours, hex and the
+/// `[1, 2, 3]` of a derived Debug, each as every 8-byte window.
+fn leak_needles(keys: &[[u8; 32]]) -> Vec<Vec<u8>> {
+    let mut needles = Vec::new();
+    for k in keys {
+        let mut forms: Vec<Vec<u8>> = vec![k.to_vec()];
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(k).into_bytes());
+        }
+        forms.push(
+            k.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        );
+        forms.push(format!("{:?}", &k[..]).into_bytes());
+        for form in forms {
+            for window in form.windows(12) {
+                needles.push(window.to_vec());
+            }
+        }
+    }
+    needles
+}
+
+fn find_leak(haystack: &[u8], needles: &[Vec<u8>]) -> Option<String> {
+    needles
+        .iter()
+        .find(|n| haystack.windows(n.len()).any(|w| w == n.as_slice()))
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+}
+
+#[test]
+fn no_log_line_or_debug_string_holds_key_bytes() {
+    // The real credential set: every private key and the adv secret are needles.
+    let creds = wasp::wa::creds::Credentials::generate();
+    let keys = [
+        *creds.noise.private.expose(),
+        *creds.identity.private.expose(),
+        *creds.signed_pre_key.key_pair.private.expose(),
+        *creds.adv_secret.expose(),
+    ];
+    let logs = Capture::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(logs.clone()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(logs.clone()),
+        );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::new(tmp.path());
+    let mut shown: Vec<String> = Vec::new();
+
+    tracing::subscriber::with_default(subscriber, || {
+        let lock = store.lock("sales-1").unwrap();
+        shown.push(format!("{lock:?}"));
+        store.save_json("sales-1", &creds).unwrap();
+        let first = store.backup("sales-1", 5).unwrap();
+        shown.push(format!("{first:?}"));
+        store.save_json("sales-1", &creds).unwrap();
+        store.backup("sales-1", 5).unwrap();
+
+        // Current file loads.
+        let loaded = store
+            .load_json::<wasp::wa::creds::Credentials>("sales-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            *loaded.value.noise.private.expose(),
+            keys[0],
+            "the keys really are stored"
+        );
+        shown.push(format!("{loaded:?}"));
+        let raw = store.load("sales-1").unwrap().unwrap();
+        shown.push(format!("{raw:?}"));
+
+        // Corrupt current file and newest backup: warnings, set-aside, fallback.
+        let path = store.credentials_path("sales-1").unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        fs::write(&path, &bytes).unwrap();
+        let newest = store.list_backups("sales-1").unwrap().pop().unwrap();
+        let mut bytes = fs::read(&newest.path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        fs::write(&newest.path, &bytes).unwrap();
+        let fallback = store
+            .load_json::<wasp::wa::creds::Credentials>("sales-1")
+            .unwrap()
+            .unwrap();
+        shown.push(format!("{fallback:?}"));
+        shown.push(fallback.timeline_note().unwrap());
+
+        // Decode errors and the no-usable-credentials error.
+        let wrong = store.load_json::<Vec<u32>>("sales-1").unwrap_err();
+        shown.push(format!("{wrong} {wrong:?}"));
+        let wipe = store.wipe("sales-1", LastBackup::Take { keep: 5 }).unwrap();
+        shown.push(format!("{wipe:?}"));
+        store.save_json("sales-2", &creds).unwrap();
+        let path = store.credentials_path("sales-2").unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let none = store.load("sales-2").unwrap_err();
+        shown.push(format!("{none} {none:?}"));
+        drop(lock);
+    });
+
+    let logs = logs.0.lock().unwrap().clone();
+    let log_text = String::from_utf8_lossy(&logs);
+    // The capture really saw the store's events, including the fallback warnings.
+    assert!(log_text.contains("credentials backed up"), "{log_text}");
+    assert!(
+        log_text.contains("credentials restored from backup"),
+        "{log_text}"
+    );
+    assert!(
+        log_text.contains("backup failed verification"),
+        "{log_text}"
+    );
+
+    let needles = leak_needles(&keys);
+    // The needles do find keys where they are: in the stored file itself.
+    let stored = fs::read(&store.list_backups("sales-1").unwrap()[0].path).unwrap();
+    assert!(
+        find_leak(&stored, &needles).is_some(),
+        "the search would find a leak"
+    );
+    assert!(find_leak(format!("{:?}", &keys[0][..]).as_bytes(), &needles).is_some());
+
+    if let Some(leak) = find_leak(&logs, &needles) {
+        panic!("key material {leak:?} appears in the logs:\n{log_text}");
+    }
+    for text in &shown {
+        if let Some(leak) = find_leak(text.as_bytes(), &needles) {
+            panic!("key material {leak:?} appears in {text}");
+        }
+        assert!(!text.contains("registration_id\":4242"), "{text}");
+    }
+}
