@@ -27,6 +27,14 @@ fn type_text(events: &Events, text: &str) {
     }
 }
 
+/// Fails the test (rather than hanging it) when the loop has not finished after a minute of
+/// virtual time.
+async fn within_a_minute<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), work)
+        .await
+        .expect("the loop finished within a minute of virtual time")
+}
+
 fn clock() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -51,10 +59,13 @@ async fn a_storm_of_updates_and_a_key_cost_one_frame() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.cancel();
     };
-    let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
-        stop
-    );
+    let (stats, ()) = within_a_minute(async {
+        tokio::join!(
+            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            stop
+        )
+    })
+    .await;
     let stats = stats.unwrap();
     assert_eq!((stats.status_batches, stats.statuses), (50, 5000));
     // The first frame (empty), then one frame for the 50 batches and the 7 keys together.
@@ -84,10 +95,13 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         cancel.cancel();
     };
-    let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
-        stop
-    );
+    let (stats, ()) = within_a_minute(async {
+        tokio::join!(
+            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            stop
+        )
+    })
+    .await;
     let stats = stats.unwrap();
     assert_eq!(stats.status_batches, 1000);
     assert_eq!(stats.frames, 2, "initial frame + one for the whole storm");
@@ -114,10 +128,13 @@ async fn countdowns_tick_every_second() {
         tokio::time::sleep(Duration::from_millis(3500)).await;
         cancel.cancel();
     };
-    let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
-        stop
-    );
+    let (stats, ()) = within_a_minute(async {
+        tokio::join!(
+            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            stop
+        )
+    })
+    .await;
     // First frame, the status, then three ticks.
     assert_eq!(stats.unwrap().frames, 5);
     let screen = terminal.backend().to_string();
@@ -137,13 +154,14 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     let (status_tx, status_rx) = mpsc::channel(4);
     status_tx.send(batch).await.unwrap();
     let (events, event_rx) = unbounded();
-    // Mark all, reconnect, confirm.
-    type_text(&events, "ary");
     let (request_tx, mut request_rx) = mpsc::channel(1);
     let cancel = CancellationToken::new();
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     let mut model = Model::new(Settings::default(), LogRing::new(10));
     let pool = async {
+        // Once the statuses are in: mark all, reconnect, confirm.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        type_text(&events, "ary");
         let mut got = Vec::new();
         while got.len() < 5 {
             let request = request_rx.recv().await.unwrap();
@@ -152,10 +170,13 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
         cancel.cancel();
         got
     };
-    let (stats, got) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
-        pool
-    );
+    let (stats, got) = within_a_minute(async {
+        tokio::join!(
+            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            pool
+        )
+    })
+    .await;
     assert_eq!(stats.unwrap().requests_sent, 5);
     let sessions: Vec<&str> = got.iter().map(|r| r.session.as_str()).collect();
     assert_eq!(sessions, ["c1", "c2", "c3", "c4", "c5"]);
@@ -170,14 +191,14 @@ async fn quit_ends_the_loop() {
     let (request_tx, _request_rx) = mpsc::channel(1);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     let mut model = Model::new(Settings::default(), LogRing::new(10));
-    let stats = run_loop(
+    let stats = within_a_minute(run_loop(
         &mut terminal,
         &mut model,
         event_rx,
         status_rx,
         request_tx,
         CancellationToken::new(),
-    )
+    ))
     .await
     .unwrap();
     assert!(model.should_quit());
