@@ -24,6 +24,8 @@ pub struct FrameBench {
     pub tick: Stats,
     /// A storm frame: every session's status replaced in one batch, then one frame.
     pub storm: Stats,
+    /// The merge part of a storm frame alone (`Model::apply`: insert, filter, sort).
+    pub apply: Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -70,6 +72,7 @@ impl FrameBench {
             "iterations": self.iterations,
             "tick_frame": self.tick.json(),
             "storm_frame": self.storm.json(),
+            "storm_apply": self.apply.json(),
         })
     }
 }
@@ -103,12 +106,14 @@ pub fn bench_frame(sessions: usize, width: u16, height: u16, iterations: usize) 
         tick.push(frame(&model, now));
     }
     let mut storm = Vec::with_capacity(iterations);
+    let mut apply = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         now += Duration::from_secs(1);
         let batch = sample_fleet(sessions, now);
         let t = Instant::now();
         update(&mut model, Msg::Statuses(batch), now);
         let applied = t.elapsed();
+        apply.push(applied);
         storm.push(applied + frame(&model, now));
     }
     FrameBench {
@@ -118,5 +123,6 @@ pub fn bench_frame(sessions: usize, width: u16, height: u16, iterations: usize) 
         iterations,
         tick: Stats::of(tick),
         storm: Stats::of(storm),
+        apply: Stats::of(apply),
     }
 }

@@ -301,13 +301,17 @@ impl Model {
     /// once: a batch of thousands costs one filter and sort.
     pub fn apply(&mut self, statuses: Vec<Status>) {
         for status in statuses {
-            if let Some(old) = self.sessions.get(&status.id)
-                && (old.state != status.state || old.since != status.since)
-            {
-                let id = status.id.clone();
-                self.pending.retain(|(s, _), _| *s != id);
+            match self.sessions.get_mut(&status.id) {
+                Some(old) => {
+                    if old.state != status.state || old.since != status.since {
+                        self.pending.retain(|(s, _), _| *s != status.id);
+                    }
+                    *old = status;
+                }
+                None => {
+                    self.sessions.insert(status.id.clone(), status);
+                }
             }
-            self.sessions.insert(status.id.clone(), status);
         }
         self.refresh_rows();
         self.refresh_qr();
@@ -323,7 +327,8 @@ impl Model {
             .filter(|s| self.filter.matches(s))
             .collect();
         let key = self.sort;
-        rows.sort_by(|a, b| {
+        // Ties are broken by id, so an unstable sort gives the same order.
+        rows.sort_unstable_by(|a, b| {
             let ord = match key {
                 SortKey::State => severity(a.state).cmp(&severity(b.state)),
                 SortKey::Id => std::cmp::Ordering::Equal,
