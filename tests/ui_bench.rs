@@ -2,6 +2,8 @@
 //! `cargo test --test ui_bench -- --ignored --nocapture`. The figure goes to docs/benchmarks.md;
 //! `wasp bench` can call `wasp::ui::bench_frame` the same way.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use wasp::ui::bench_frame;
 
 #[test]

@@ -1,6 +1,8 @@
 //! The event loop on a `TestBackend` with made-up input and a paused clock: coalescing of
 //! status storms, keys drawn in the next frame, the 1 s tick, requests reaching the pool.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ui_support;
 
 use std::time::Duration;
@@ -61,7 +63,14 @@ async fn a_storm_of_updates_and_a_key_cost_one_frame() {
     };
     let (stats, ()) = within_a_minute(async {
         tokio::join!(
-            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            run_loop(
+                &mut terminal,
+                &mut model,
+                event_rx,
+                status_rx,
+                request_tx,
+                cancel.clone()
+            ),
             stop
         )
     })
@@ -97,7 +106,14 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
     };
     let (stats, ()) = within_a_minute(async {
         tokio::join!(
-            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            run_loop(
+                &mut terminal,
+                &mut model,
+                event_rx,
+                status_rx,
+                request_tx,
+                cancel.clone()
+            ),
             stop
         )
     })
@@ -106,7 +122,11 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
     assert_eq!(stats.status_batches, 1000);
     assert_eq!(stats.frames, 2, "initial frame + one for the whole storm");
     assert_eq!(model.len(), 10);
-    assert_eq!(model.status("s9").unwrap().attempt, 999, "the newest status wins");
+    assert_eq!(
+        model.status("s9").unwrap().attempt,
+        999,
+        "the newest status wins"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,7 +150,14 @@ async fn countdowns_tick_every_second() {
     };
     let (stats, ()) = within_a_minute(async {
         tokio::join!(
-            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            run_loop(
+                &mut terminal,
+                &mut model,
+                event_rx,
+                status_rx,
+                request_tx,
+                cancel.clone()
+            ),
             stop
         )
     })
@@ -172,7 +199,14 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     };
     let (stats, got) = within_a_minute(async {
         tokio::join!(
-            run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+            run_loop(
+                &mut terminal,
+                &mut model,
+                event_rx,
+                status_rx,
+                request_tx,
+                cancel.clone()
+            ),
             pool
         )
     })

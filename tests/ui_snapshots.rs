@@ -1,6 +1,8 @@
 //! Screens of the console drawn on a `TestBackend` and compared with insta snapshots. Every
 //! time on screen is relative to a fixed `now`, so the frames are reproducible.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ui_support;
 
 use std::time::Duration;
@@ -45,7 +47,10 @@ fn session_in_backoff_counts_down() {
     let later = now + Duration::from_secs(5);
     update(&mut model, Msg::Tick, later);
     let screen = draw(&model, later).backend().to_string();
-    assert!(screen.contains(&format!("retry in {}s", retry_in.as_secs() - 5)), "{screen}");
+    assert!(
+        screen.contains(&format!("retry in {}s", retry_in.as_secs() - 5)),
+        "{screen}"
+    );
 }
 
 #[test]
