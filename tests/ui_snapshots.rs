@@ -12,6 +12,7 @@ use ratatui::style::Color;
 use ui_support::*;
 use wasp::session::status::StateName;
 use wasp::ui::model::Mode;
+use wasp::ui::qr::{self, QrMatrix};
 use wasp::ui::{Msg, Settings, update};
 
 #[test]
@@ -60,7 +61,35 @@ fn qr_inline_in_the_detail_pane_at_160x48() {
     model.select("s0002");
     update(&mut model, Msg::Tick, now);
     assert_eq!(model.status("s0002").unwrap().state, StateName::Pairing);
-    insta::assert_snapshot!(draw(&model, now).backend());
+    let terminal = draw(&model, now);
+    insta::assert_snapshot!(terminal.backend());
+
+    // The code on screen is the session's QR text, module for module, black on white.
+    let text = &model.status("s0002").unwrap().qr.as_ref().unwrap().text;
+    let matrix = QrMatrix::encode(text).unwrap();
+    let fit = qr::fit(matrix.width(), 62, 40, false, false).unwrap();
+    let expected = qr::render(&matrix, fit, false);
+    let buffer = terminal.backend().buffer();
+    let screen: Vec<String> = buffer
+        .content()
+        .chunks(160)
+        .map(|row| row.iter().map(|c| c.symbol()).collect())
+        .collect();
+    let (top, left) = screen
+        .iter()
+        .enumerate()
+        .find_map(|(y, line)| {
+            line.find(&expected[2])
+                .map(|x| (y - 2, line[..x].chars().count()))
+        })
+        .expect("the QR is on screen");
+    for (dy, line) in expected.iter().enumerate() {
+        for (dx, ch) in line.chars().enumerate() {
+            let cell = &buffer[((left + dx) as u16, (top + dy) as u16)];
+            assert_eq!(cell.symbol(), ch.to_string());
+            assert_eq!((cell.fg, cell.bg), (Color::Black, Color::White));
+        }
+    }
 }
 
 #[test]
