@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use super::{Server, SimConfig};
 
+/// How long `wasp sim` waits for its connections to close after a signal.
+const STOP_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs the simulator until a signal; returns the process exit code.
 pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) -> u8 {
     let config = SimConfig {
@@ -41,6 +44,8 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) 
     }
     wait_for_signal().await;
     handle.shutdown();
+    // Connections close at once; an admin request in flight gets a moment to finish.
+    let _ = tokio::time::timeout(STOP_BUDGET, handle.stopped()).await;
     0
 }
 
