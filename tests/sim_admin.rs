@@ -199,7 +199,9 @@ async fn a_forged_scan_over_http_is_a_conflict_with_its_reason() {
     assert_eq!(answer.status, 409, "{}", answer.body);
     let reason = answer.json()["error"].as_str().unwrap().to_string();
     assert!(reason.contains("hmac-mismatch"), "{reason}");
-    let stats = request(&admin, "GET", "/admin/stats", None, "").await.json();
+    let stats = request(&admin, "GET", "/admin/stats", None, "")
+        .await
+        .json();
     assert_eq!(stats["errors"]["client_reported_bad_hmac"], 1);
 }
 

@@ -44,7 +44,9 @@ async fn any_offered_ref_pairs_in_either_qr_form() {
 async fn scans_of_qrs_no_connection_shows_are_refused() {
     let sim = start().await;
     let showing = show_qr(&target(&sim)).await;
-    let stale = showing.qr(0).replace(&showing.refs[0], "2@not-a-ref-it-was-given");
+    let stale = showing
+        .qr(0)
+        .replace(&showing.refs[0], "2@not-a-ref-it-was-given");
     assert!(matches!(
         sim.scan(&stale, None).await,
         Err(SimError::UnknownRef)
@@ -116,12 +118,12 @@ async fn a_wrong_device_signature_is_refused_and_counted() {
     let qr = showing.qr(0);
     let phone = sim.clone();
     let scan = tokio::spawn(async move { phone.scan(&qr, None).await });
-    let node = match wasp::wa::stanza::classify(
-        sim_client::next_node(&mut showing.events).await.unwrap(),
-    ) {
-        Incoming::PairSuccess { node, .. } => node,
-        other => panic!("expected pair-success, got {other:?}"),
-    };
+    let node =
+        match wasp::wa::stanza::classify(sim_client::next_node(&mut showing.events).await.unwrap())
+        {
+            Incoming::PairSuccess { node, .. } => node,
+            other => panic!("expected pair-success, got {other:?}"),
+        };
     let parsed = pair::parse_pair_success(&node).unwrap();
     let (_, mut reply) = pair::complete_pairing(&showing.creds, &parsed).unwrap();
     // Flip a bit in the signed identity the client sends back.
@@ -158,7 +160,10 @@ async fn a_restarted_simulator_still_knows_paired_devices() {
 
     let second = Server::start(config).await.unwrap();
     assert_eq!(second.trust_root, first.trust_root);
-    assert_eq!(second.devices(), [kept.account.as_ref().unwrap().jid.clone()]);
+    assert_eq!(
+        second.devices(),
+        [kept.account.as_ref().unwrap().jid.clone()]
+    );
     let (conn, _events) = login(&target(&second), &kept).await;
     conn.ping(sim_client::WAIT).await.unwrap();
     let (_c, mut events) = connect(&target(&second), &removed).await;

@@ -73,7 +73,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
 
 fn status_of(e: &SimError) -> StatusCode {
     match e {
-        SimError::PairingFailed(_) => StatusCode::CONFLICT,
+        SimError::PairingFailed(_) | SimError::TooManyDevices(_) => StatusCode::CONFLICT,
         SimError::Bind { .. } | SimError::State { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }

@@ -131,9 +131,15 @@ where
         }
     };
     let (scanned, account) = tokio::join!(scan(qr), client_side);
-    scanned.map_err(LoadError::Scan)?;
-    creds.account = Some(account?);
-    Ok(creds)
+    match (scanned, account) {
+        (Ok(_), Ok(account)) => {
+            creds.account = Some(account);
+            Ok(creds)
+        }
+        (Ok(_), Err(e)) => Err(e),
+        (Err(why), Ok(_)) => Err(LoadError::Scan(why)),
+        (Err(why), Err(e)) => Err(LoadError::Scan(format!("{why} (the client: {e})"))),
+    }
 }
 
 /// Logs paired credentials in; returns the socket once `<success>` arrived. Holding the

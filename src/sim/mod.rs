@@ -85,6 +85,8 @@ pub enum SimError {
     NoSuchPairing,
     #[error("that QR's ref is not one this connection was given")]
     UnknownRef,
+    #[error("the account {0} already has as many devices as a JID can number (255)")]
+    TooManyDevices(String),
     #[error("pairing failed: {0}")]
     PairingFailed(String),
     #[error("no device {0:?} is paired with this simulator")]

@@ -84,7 +84,10 @@ pub fn offer(
         None => {}
     }
     let identity = phone.sign_pairing(&signed_for, 1, now_unix);
-    let lid = format!("{}@lid", 200_000_000_000_000u64 + u64::from(device));
+    let lid = format!(
+        "{}@lid",
+        100_000_000_000_000u64 + rand::random::<u64>() % 900_000_000_000_000
+    );
     let iq = phone.pair_success_iq(iq_id, identity, device, &lid, "Chrome");
     Offer {
         jid: device_jid(&number, device),

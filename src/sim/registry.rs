@@ -34,6 +34,9 @@ pub struct Device {
     pub identity_public: [u8; 32],
 }
 
+/// The highest device number a JID can carry on the wire.
+pub const MAX_DEVICE: u32 = 255;
+
 /// The JID of device `device` of `phone` (`PHONE:DEVICE@s.whatsapp.net`).
 pub fn device_jid(phone: &str, device: u32) -> String {
     format!("{phone}:{device}@s.whatsapp.net")
@@ -98,7 +101,8 @@ pub struct Registry {
     pub hello_delay: Option<Duration>,
     /// Delay before answering a device's login (slow-handshake for one device).
     login_delays: HashMap<String, Duration>,
-    next_device: u32,
+    /// The highest device number given to each phone number in this run.
+    last_device: HashMap<String, u32>,
     state_file: Option<PathBuf>,
     keys: SimKeys,
 }
@@ -115,7 +119,7 @@ impl Registry {
             stats: Stats::default(),
             hello_delay: None,
             login_delays: HashMap::new(),
-            next_device: 1,
+            last_device: HashMap::new(),
             state_file: state_file.clone(),
             keys: SimKeys {
                 root: SecretKey::random(),
@@ -137,7 +141,6 @@ impl Registry {
             server: SecretKey::from_bytes(key(&saved.server_private)?),
         };
         for device in saved.devices {
-            registry.next_device = registry.next_device.max(device.device.saturating_add(1));
             registry.devices.insert(device.jid.clone(), device);
         }
         Ok(registry)
@@ -168,11 +171,24 @@ impl Registry {
         self.devices.contains_key(jid)
     }
 
-    /// A new device number for a pairing (unique in this simulator, like a JID must be).
-    pub fn next_device_number(&mut self) -> u32 {
-        let n = self.next_device;
-        self.next_device += 1;
-        n
+    /// A new device number of `phone` for a pairing: one above any it has or had in this
+    /// run. `None` once the wire's limit is reached (device numbers are one byte; 0 is the
+    /// phone itself).
+    pub fn next_device_number(&mut self, phone: &str) -> Option<u32> {
+        let paired = self
+            .devices
+            .values()
+            .filter(|d| d.phone == phone)
+            .map(|d| d.device)
+            .max()
+            .unwrap_or(0);
+        let last = self.last_device.entry(phone.to_string()).or_default();
+        let next = paired.max(*last) + 1;
+        if next > MAX_DEVICE {
+            return None;
+        }
+        *last = next;
+        Some(next)
     }
 
     pub fn add_device(&mut self, device: Device) {
@@ -344,9 +360,11 @@ mod tests {
         assert_eq!(again.keys().server, first.keys().server);
         assert_eq!(again.find_login(15550001111, 4), Some(&device(4)));
         assert_eq!(again.find_login(15550001111, 5), None);
-        // Device numbers are not reused after a restart.
+        // Device numbers go on from the highest paired one, per phone number.
         let mut again = again;
-        assert_eq!(again.next_device_number(), 5);
+        assert_eq!(again.next_device_number("15550001111"), Some(5));
+        assert_eq!(again.next_device_number("15550001111"), Some(6));
+        assert_eq!(again.next_device_number("15550009999"), Some(1));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -359,6 +377,16 @@ mod tests {
         std::fs::write(&path, "{\"root_private\": 3").unwrap();
         let err = Registry::open(Some(path)).err().unwrap().to_string();
         assert!(err.contains("sim.json"), "{err}");
+    }
+
+    #[test]
+    fn device_numbers_stop_at_the_wire_limit() {
+        let mut reg = Registry::open(None).unwrap();
+        let given: Vec<_> = (0..MAX_DEVICE)
+            .map(|_| reg.next_device_number("15550001111").unwrap())
+            .collect();
+        assert_eq!((given[0], given[254]), (1, 255));
+        assert_eq!(reg.next_device_number("15550001111"), None);
     }
 
     #[test]
