@@ -161,13 +161,15 @@ impl Conn {
     /// then the device is known (and saved). Answers the device JID.
     async fn pair(&mut self, qr: &QrInfo, options: ScanOptions) -> Result<String, SimError> {
         let number = options.phone.unwrap_or_else(phone::made_up_phone);
-        let device = self
-            .core
-            .reg()
-            .next_device_number(&number)
-            .ok_or_else(|| SimError::TooManyDevices(number.clone()))?;
+        let (account, device) = {
+            let mut reg = self.core.reg();
+            let device = reg
+                .next_device_number(&number)
+                .ok_or_else(|| SimError::TooManyDevices(number.clone()))?;
+            (reg.phone(&number), device)
+        };
         let id = self.iq_id();
-        let offer = phone::offer(qr, number, options.tamper, device, &id, now_unix());
+        let offer = phone::offer(qr, account, options.tamper, device, &id, now_unix());
         self.socket
             .send_node(&offer.iq)
             .await

@@ -66,17 +66,17 @@ pub struct Offer {
     pub iq: Node,
 }
 
-/// Builds the phone's `pair-success` for the companion that showed `qr`, as device number
-/// `device` of `number`, in iq `iq_id`.
+/// Builds `phone`'s `pair-success` for the companion that showed `qr`, as its device number
+/// `device`, in iq `iq_id`.
 pub fn offer(
     qr: &QrInfo,
-    number: String,
+    phone: Phone,
     tamper: Option<Tamper>,
     device: u32,
     iq_id: &str,
     now_unix: u64,
 ) -> Offer {
-    let phone = Phone::new(&number);
+    let number = phone.phone.clone();
     let mut signed_for = qr.clone();
     match tamper {
         Some(Tamper::Hmac) => signed_for.adv_secret[0] ^= 0xff,
@@ -154,7 +154,7 @@ mod tests {
         let creds = Credentials::generate();
         let offer = offer(
             &qr_of(&creds),
-            "15550001111".into(),
+            Phone::new("15550001111"),
             None,
             3,
             "p1",
@@ -199,7 +199,7 @@ mod tests {
         ] {
             let offer = offer(
                 &qr_of(&creds),
-                "15550001111".into(),
+                Phone::new("15550001111"),
                 Some(tamper),
                 1,
                 "p",

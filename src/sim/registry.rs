@@ -18,7 +18,7 @@ use super::faults::Fault;
 use super::phone::ScanOptions;
 use super::stats::Stats;
 use crate::wa::creds::SecretKey;
-use crate::wa::pair::QrInfo;
+use crate::wa::pair::{Phone, QrInfo};
 
 /// A device the virtual phone paired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +101,8 @@ pub struct Registry {
     pub hello_delay: Option<Duration>,
     /// Delay before answering a device's login (slow-handshake for one device).
     login_delays: HashMap<String, Duration>,
+    /// The virtual phone of each account, so its devices share one account key.
+    phones: HashMap<String, Phone>,
     /// The highest device number given to each phone number in this run.
     last_device: HashMap<String, u32>,
     state_file: Option<PathBuf>,
@@ -119,6 +121,7 @@ impl Registry {
             stats: Stats::default(),
             hello_delay: None,
             login_delays: HashMap::new(),
+            phones: HashMap::new(),
             last_device: HashMap::new(),
             state_file: state_file.clone(),
             keys: SimKeys {
@@ -169,6 +172,15 @@ impl Registry {
 
     pub fn knows(&self, jid: &str) -> bool {
         self.devices.contains_key(jid)
+    }
+
+    /// The phone of this number (made on first use; its account key lives as long as the
+    /// simulator runs).
+    pub fn phone(&mut self, number: &str) -> Phone {
+        self.phones
+            .entry(number.to_string())
+            .or_insert_with(|| Phone::new(number))
+            .clone()
     }
 
     /// A new device number of `phone` for a pairing: one above any it has or had in this
@@ -387,6 +399,10 @@ mod tests {
             .collect();
         assert_eq!((given[0], given[254]), (1, 255));
         assert_eq!(reg.next_device_number("15550001111"), None);
+        // Every device of one number is vouched for by the same account key.
+        let (a, b) = (reg.phone("15550001111"), reg.phone("15550001111"));
+        assert_eq!(a.account.public, b.account.public);
+        assert_ne!(reg.phone("15550002222").account.public, a.account.public);
     }
 
     #[test]
