@@ -58,7 +58,10 @@ pub async fn run(args: &[String]) -> u8 {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// RSS in KiB and CPU time (user + system) in clock ticks of a process.
@@ -96,8 +99,11 @@ fn start_sim() -> Result<Sim, String> {
         .map_err(|e| format!("cannot start wasp sim: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
-    let ready: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("bad ready line: {e}"))?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("bad ready line: {e}"))?;
     use base64::Engine;
     let root: [u8; 32] = base64::engine::general_purpose::STANDARD
         .decode(ready["trust_root"].as_str().unwrap_or_default())
@@ -112,8 +118,13 @@ fn start_sim() -> Result<Sim, String> {
     })
 }
 
-async fn connect(sim: &Sim, creds: &Credentials) -> Result<(Conn, tokio::sync::mpsc::Receiver<ConnEvent>), String> {
-    let ws = transport::dial(&sim.ws_url, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+async fn connect(
+    sim: &Sim,
+    creds: &Credentials,
+) -> Result<(Conn, tokio::sync::mpsc::Receiver<ConnEvent>), String> {
+    let ws = transport::dial(&sim.ws_url, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
     let version = ClientVersion::default();
     let payload = if creds.is_paired() {
         payload::login_payload(creds, &version).map_err(|e| e.to_string())?
@@ -135,7 +146,9 @@ async fn connect(sim: &Sim, creds: &Credentials) -> Result<(Conn, tokio::sync::m
     Ok(socket.spawn(CancellationToken::new(), 16))
 }
 
-async fn next(events: &mut tokio::sync::mpsc::Receiver<ConnEvent>) -> Result<crate::wa::node::Node, String> {
+async fn next(
+    events: &mut tokio::sync::mpsc::Receiver<ConnEvent>,
+) -> Result<crate::wa::node::Node, String> {
     match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
         Ok(Some(ConnEvent::Node(n))) => Ok(n),
         Ok(Some(ConnEvent::Closed { cause, .. })) => Err(cause.to_string()),
@@ -151,10 +164,13 @@ async fn pair_one(sim: &Sim) -> Result<Credentials, String> {
         Incoming::PairDevice { id, refs } => (id, refs),
         other => return Err(format!("expected pair-device, got {other:?}")),
     };
-    conn.send(stanza::iq_result(&id)).await.map_err(|e| e.to_string())?;
+    conn.send(stanza::iq_result(&id))
+        .await
+        .map_err(|e| e.to_string())?;
     let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
     let admin = sim.admin.clone();
-    let scan = tokio::spawn(async move { post_json(&admin, "/admin/scan", &json!({ "qr": qr })).await });
+    let scan =
+        tokio::spawn(async move { post_json(&admin, "/admin/scan", &json!({ "qr": qr })).await });
     let node = match stanza::classify(next(&mut events).await?) {
         Incoming::PairSuccess { node, .. } => node,
         other => return Err(format!("expected pair-success, got {other:?}")),
@@ -171,14 +187,20 @@ async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base.trim_start_matches("http://");
     let body = body.to_string();
-    let mut tcp = tokio::net::TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    let mut tcp = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| e.to_string())?;
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    tcp.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+    tcp.read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
     if answer.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
