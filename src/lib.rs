@@ -12,4 +12,5 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod store;
+pub mod ui;
 pub mod wa;
