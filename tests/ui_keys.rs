@@ -4,7 +4,7 @@ mod ui_support;
 
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ui_support::*;
 use wasp::session::status::StateName;
 use wasp::ui::model::{Confirm, Mode, Pane, SortKey};
@@ -45,7 +45,11 @@ fn reconnect_on_a_conflict_session_sends_exactly_one_reconnect() {
     // Once the session's state changes, a new reconnect may be sent.
     let mut connecting = session("conf-1", StateName::Connecting, now);
     connecting.since = now + Duration::from_secs(2);
-    update(&mut model, Msg::Statuses(vec![connecting]), now + Duration::from_secs(2));
+    update(
+        &mut model,
+        Msg::Statuses(vec![connecting]),
+        now + Duration::from_secs(2),
+    );
     let later = update(&mut model, key('r'), now + Duration::from_secs(3));
     assert_eq!(later, vec![request("conf-1", OperatorAction::Reconnect)]);
 }
@@ -73,7 +77,10 @@ fn wipe_with_the_typed_id_wipes_that_session_only() {
     update(&mut model, key('W'), now);
     type_text(&mut model, "on-1", now);
     let sent = update(&mut model, code(KeyCode::Enter), now);
-    assert_eq!(sent, vec![request("on-1", OperatorAction::Wipe { backup: true })]);
+    assert_eq!(
+        sent,
+        vec![request("on-1", OperatorAction::Wipe { backup: true })]
+    );
     assert_eq!(model.mode(), &Mode::Normal);
 
     // Tab turns the last backup off.
@@ -82,7 +89,10 @@ fn wipe_with_the_typed_id_wipes_that_session_only() {
     update(&mut model, code(KeyCode::Tab), now);
     type_text(&mut model, "on-2", now);
     let sent = update(&mut model, code(KeyCode::Enter), now);
-    assert_eq!(sent, vec![request("on-2", OperatorAction::Wipe { backup: false })]);
+    assert_eq!(
+        sent,
+        vec![request("on-2", OperatorAction::Wipe { backup: false })]
+    );
 }
 
 #[test]
@@ -161,7 +171,10 @@ fn the_other_operator_keys_map_to_their_actions() {
         ('p', OperatorAction::Pair),
         ('d', OperatorAction::Disconnect),
     ] {
-        assert_eq!(update(&mut model, key(k), now), vec![request("back-1", action)]);
+        assert_eq!(
+            update(&mut model, key(k), now),
+            vec![request("back-1", action)]
+        );
     }
 }
 
@@ -177,7 +190,11 @@ fn read_only_mode_sends_nothing() {
         assert!(update(&mut model, key(k), now).is_empty(), "key {k}");
         assert_eq!(model.mode(), &Mode::Normal, "key {k}");
     }
-    assert!(model.flash().is_some_and(|f| f.error && f.text.contains("read-only")));
+    assert!(
+        model
+            .flash()
+            .is_some_and(|f| f.error && f.text.contains("read-only"))
+    );
 }
 
 #[test]
@@ -193,7 +210,10 @@ fn filter_by_state_and_restore_on_esc() {
     update(&mut model, key('/'), now);
     update(
         &mut model,
-        Msg::Key(crossterm::event::KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL)),
+        Msg::Key(crossterm::event::KeyEvent::new(
+            KeyCode::Char('u'),
+            KeyModifiers::CONTROL,
+        )),
         now,
     );
     type_text(&mut model, "x", now);
@@ -214,7 +234,12 @@ fn numeric_filters() {
     type_text(&mut model, "conflicts>0", now);
     update(&mut model, code(KeyCode::Enter), now);
     assert!(!model.rows().is_empty());
-    assert!(model.rows().iter().all(|id| model.status(id).unwrap().conflicts_1h > 0));
+    assert!(
+        model
+            .rows()
+            .iter()
+            .all(|id| model.status(id).unwrap().conflicts_1h > 0)
+    );
 }
 
 #[test]
@@ -256,7 +281,10 @@ fn quit_key_and_ctrl_c_quit() {
     let (mut model, now) = small(settings());
     update(
         &mut model,
-        Msg::Key(crossterm::event::KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Msg::Key(crossterm::event::KeyEvent::new(
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL,
+        )),
         now,
     );
     assert!(model.should_quit());
@@ -295,10 +323,26 @@ fn logs_follow_freeze_and_filters() {
 
     // Freeze: lines pushed afterwards do not show until thawed.
     update(&mut model, key('z'), now);
-    model.ring().push("12:01:00", tracing::Level::INFO, None, "t", "after the freeze");
-    assert!(!draw(&model, now).backend().to_string().contains("after the freeze"));
+    model.ring().push(
+        "12:01:00",
+        tracing::Level::INFO,
+        None,
+        "t",
+        "after the freeze",
+    );
+    assert!(
+        !draw(&model, now)
+            .backend()
+            .to_string()
+            .contains("after the freeze")
+    );
     update(&mut model, key('z'), now);
-    assert!(draw(&model, now).backend().to_string().contains("after the freeze"));
+    assert!(
+        draw(&model, now)
+            .backend()
+            .to_string()
+            .contains("after the freeze")
+    );
 
     // Scrolling up stops following; End follows again.
     update(&mut model, key('k'), now);
@@ -337,8 +381,16 @@ fn paging_keeps_the_selection_on_screen() {
     for _ in 0..5 {
         update(&mut model, code(KeyCode::PageDown), now);
     }
-    let index = model.rows().iter().position(|r| Some(r.as_str()) == model.selected()).unwrap();
-    assert!(index >= model.offset() && index < model.offset() + 7, "{index} {}", model.offset());
+    let index = model
+        .rows()
+        .iter()
+        .position(|r| Some(r.as_str()) == model.selected())
+        .unwrap();
+    assert!(
+        index >= model.offset() && index < model.offset() + 7,
+        "{index} {}",
+        model.offset()
+    );
     let screen = draw(&model, now).backend().to_string();
     assert!(screen.contains(model.selected().unwrap()));
     update(&mut model, code(KeyCode::End), now);

@@ -52,7 +52,14 @@ async fn a_storm_of_updates_and_a_key_cost_one_frame() {
         cancel.cancel();
     };
     let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+        run_loop(
+            &mut terminal,
+            &mut model,
+            event_rx,
+            status_rx,
+            request_tx,
+            cancel.clone()
+        ),
         stop
     );
     let stats = stats.unwrap();
@@ -85,14 +92,25 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
         cancel.cancel();
     };
     let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+        run_loop(
+            &mut terminal,
+            &mut model,
+            event_rx,
+            status_rx,
+            request_tx,
+            cancel.clone()
+        ),
         stop
     );
     let stats = stats.unwrap();
     assert_eq!(stats.status_batches, 1000);
     assert_eq!(stats.frames, 2, "initial frame + one for the whole storm");
     assert_eq!(model.len(), 10);
-    assert_eq!(model.status("s9").unwrap().attempt, 999, "the newest status wins");
+    assert_eq!(
+        model.status("s9").unwrap().attempt,
+        999,
+        "the newest status wins"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -115,7 +133,14 @@ async fn countdowns_tick_every_second() {
         cancel.cancel();
     };
     let (stats, ()) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+        run_loop(
+            &mut terminal,
+            &mut model,
+            event_rx,
+            status_rx,
+            request_tx,
+            cancel.clone()
+        ),
         stop
     );
     // First frame, the status, then three ticks.
@@ -153,7 +178,14 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
         got
     };
     let (stats, got) = tokio::join!(
-        run_loop(&mut terminal, &mut model, event_rx, status_rx, request_tx, cancel.clone()),
+        run_loop(
+            &mut terminal,
+            &mut model,
+            event_rx,
+            status_rx,
+            request_tx,
+            cancel.clone()
+        ),
         pool
     );
     assert_eq!(stats.unwrap().requests_sent, 5);

@@ -45,7 +45,10 @@ fn session_in_backoff_counts_down() {
     let later = now + Duration::from_secs(5);
     update(&mut model, Msg::Tick, later);
     let screen = draw(&model, later).backend().to_string();
-    assert!(screen.contains(&format!("retry in {}s", retry_in.as_secs() - 5)), "{screen}");
+    assert!(
+        screen.contains(&format!("retry in {}s", retry_in.as_secs() - 5)),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -237,7 +237,11 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     let size = terminal.size().map_err(|e| UiError::Draw(Box::new(e)))?;
-    update(model, Msg::Resize(size.width, size.height), now().into_std());
+    update(
+        model,
+        Msg::Resize(size.width, size.height),
+        now().into_std(),
+    );
     draw(terminal, model, &mut stats)?;
     let mut last_draw = now();
     let mut deferred: Option<tokio::time::Instant> = None;
@@ -296,7 +300,10 @@ where
     }
     flush(model, &request_tx, &mut outbox, &mut stats);
     if !outbox.is_empty() {
-        tracing::warn!(unsent = outbox.len(), "console closed with operator requests not yet sent");
+        tracing::warn!(
+            unsent = outbox.len(),
+            "console closed with operator requests not yet sent"
+        );
     }
     Ok(stats)
 }

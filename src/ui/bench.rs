@@ -80,13 +80,23 @@ pub fn bench_frame(sessions: usize, width: u16, height: u16, iterations: usize) 
     let start = Instant::now();
     let ring = LogRing::new(1000);
     for i in 0..200 {
-        ring.push("12:00:00", tracing::Level::INFO, Some(format!("s{:04}", i % 50 + 1)), "wasp", format!("sample line {i}"));
+        ring.push(
+            "12:00:00",
+            tracing::Level::INFO,
+            Some(format!("s{:04}", i % 50 + 1)),
+            "wasp",
+            format!("sample line {i}"),
+        );
     }
     let mut model = Model::new(Settings::default(), ring);
-    let mut terminal = Terminal::new(TestBackend::new(width, height))
-        .unwrap_or_else(|never| match never {});
+    let mut terminal =
+        Terminal::new(TestBackend::new(width, height)).unwrap_or_else(|never| match never {});
     update(&mut model, Msg::Resize(width, height), start);
-    update(&mut model, Msg::Statuses(sample_fleet(sessions, start)), start);
+    update(
+        &mut model,
+        Msg::Statuses(sample_fleet(sessions, start)),
+        start,
+    );
 
     let mut now = start;
     let mut frame = |model: &Model, now: Instant| {

@@ -120,7 +120,9 @@ fn term_matches(term: &Term, s: &Status) -> bool {
                 || contains_ignore_case(&s.label, t)
                 || s.phone.as_deref().is_some_and(|p| p.contains(t.as_str()))
                 || contains_ignore_case(&s.reason, t)
-                || s.last_cause.as_deref().is_some_and(|c| contains_ignore_case(c, t))
+                || s.last_cause
+                    .as_deref()
+                    .is_some_and(|c| contains_ignore_case(c, t))
         }
         Term::State { state, equal } => (s.state == *state) == *equal,
         Term::Number { field, op, value } => {

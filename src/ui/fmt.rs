@@ -70,8 +70,14 @@ mod tests {
     fn durations_read_like_a_clock() {
         assert_eq!(duration(Duration::from_secs(12)), "12s");
         assert_eq!(duration(Duration::from_secs(65)), "1m05s");
-        assert_eq!(duration(Duration::from_secs(2 * 3600 + 3 * 60 + 9)), "2h03m");
-        assert_eq!(duration(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d04h");
+        assert_eq!(
+            duration(Duration::from_secs(2 * 3600 + 3 * 60 + 9)),
+            "2h03m"
+        );
+        assert_eq!(
+            duration(Duration::from_secs(3 * 86_400 + 4 * 3600)),
+            "3d04h"
+        );
     }
 
     #[test]

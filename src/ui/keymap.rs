@@ -467,7 +467,10 @@ mod tests {
             "user.toml",
         )
         .unwrap();
-        assert_eq!(map.action(Section::Table, key("R")), Some(Action::Reconnect));
+        assert_eq!(
+            map.action(Section::Table, key("R")),
+            Some(Action::Reconnect)
+        );
         assert_eq!(map.action(Section::Table, key("d")), Some(Action::Wipe));
         assert_eq!(map.action(Section::Table, key("W")), None);
         // Disconnect lost its only key; the help still lists it, without keys.
@@ -479,7 +482,10 @@ mod tests {
     fn a_bad_key_names_its_line_and_column() {
         let mut map = Keymap::defaults();
         let err = map
-            .overlay("[[table]]\non = [\"r\", \"hyper-x\"]\nrun = \"reconnect\"\n", "k.toml")
+            .overlay(
+                "[[table]]\non = [\"r\", \"hyper-x\"]\nrun = \"reconnect\"\n",
+                "k.toml",
+            )
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -494,7 +500,10 @@ mod tests {
             .overlay("[[table]]\non = [\"r\"]\nrun = \"explode\"\n", "k.toml")
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("keymap k.toml is not a valid keymap"), "{text}");
+        assert!(
+            text.starts_with("keymap k.toml is not a valid keymap"),
+            "{text}"
+        );
         assert!(text.contains("explode"), "{text}");
     }
 }

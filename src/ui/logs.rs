@@ -142,7 +142,12 @@ impl LogRing {
 
     /// Up to `max` of the newest lines that pass `keep` and have `seq <= upto` (all when
     /// `None`), oldest first.
-    pub fn tail(&self, max: usize, upto: Option<u64>, keep: impl Fn(&LogLine) -> bool) -> Vec<LogLine> {
+    pub fn tail(
+        &self,
+        max: usize,
+        upto: Option<u64>,
+        keep: impl Fn(&LogLine) -> bool,
+    ) -> Vec<LogLine> {
         let ring = self.lock();
         tail_of(ring.lines.iter(), max, upto, keep)
     }
@@ -179,7 +184,12 @@ pub fn tail_of<'a>(
 /// `HH:MM:SS` (UTC) of a wall-clock time.
 pub fn time_of_day(at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
 }
 
 /// A tracing layer formatting events into a `LogRing`. Add it to the registry in place of a
@@ -320,11 +330,18 @@ mod tests {
     fn tail_filters_and_anchors() {
         let ring = LogRing::new(10);
         for i in 0..6 {
-            let level = if i % 2 == 0 { Level::WARN } else { Level::DEBUG };
+            let level = if i % 2 == 0 {
+                Level::WARN
+            } else {
+                Level::DEBUG
+            };
             ring.push("00:00:00", level, None, "t", format!("{i}"));
         }
         let warn = ring.tail(2, None, |l| l.level <= Level::WARN);
-        assert_eq!(warn.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["2", "4"]);
+        assert_eq!(
+            warn.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            ["2", "4"]
+        );
         let before = ring.tail(2, Some(3), |_| true);
         assert_eq!(before.iter().map(|l| l.seq).collect::<Vec<_>>(), [2, 3]);
     }

@@ -62,7 +62,9 @@ pub enum Mode {
         before: String,
         error: Option<String>,
     },
-    Help { scroll: u16 },
+    Help {
+        scroll: u16,
+    },
     Confirm(Confirm),
     /// The full-screen QR of the selected session.
     Qr,
@@ -359,7 +361,11 @@ impl Model {
             self.qr = None;
             return;
         };
-        let Some(view) = status.qr.as_ref().filter(|_| status.state == StateName::Pairing) else {
+        let Some(view) = status
+            .qr
+            .as_ref()
+            .filter(|_| status.state == StateName::Pairing)
+        else {
             self.qr = None;
             return;
         };

@@ -160,8 +160,9 @@ pub fn render(matrix: &QrMatrix, fit: QrFit, invert: bool) -> Vec<String> {
                     .map(|col| {
                         let x = col * 2;
                         let mut bits = 0u8;
-                        for (i, (dx, dy)) in
-                            [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)].into_iter().enumerate()
+                        for (i, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+                            .into_iter()
+                            .enumerate()
                         {
                             if on(x + dx, y + dy) {
                                 bits |= 1 << i;
@@ -175,9 +176,7 @@ pub fn render(matrix: &QrMatrix, fit: QrFit, invert: bool) -> Vec<String> {
         }
         QrStyle::Ascii => {
             for y in 0..n {
-                let line: String = (0..n)
-                    .map(|x| if on(x, y) { "##" } else { "  " })
-                    .collect();
+                let line: String = (0..n).map(|x| if on(x, y) { "##" } else { "  " }).collect();
                 lines.push(line);
             }
         }
@@ -225,7 +224,10 @@ mod tests {
     fn half_blocks_reproduce_every_module_and_a_light_quiet_zone() {
         let m = QrMatrix::encode(&typical_text()).unwrap();
         let f = fit(m.width(), 200, 200, false, false).unwrap();
-        assert_eq!((f.style, f.quiet, f.cols, f.rows), (QrStyle::HalfBlock, 4, 61, 31));
+        assert_eq!(
+            (f.style, f.quiet, f.cols, f.rows),
+            (QrStyle::HalfBlock, 4, 61, 31)
+        );
         let lines = render(&m, f, false);
         assert_eq!(lines.len(), 31);
         for (row, line) in lines.iter().enumerate() {
@@ -267,8 +269,9 @@ mod tests {
         for (row, line) in lines.iter().enumerate() {
             for (col, ch) in line.chars().enumerate() {
                 let bits = (0u8..64).find(|b| sextant(*b) == ch).unwrap();
-                for (i, (dx, dy)) in
-                    [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)].into_iter().enumerate()
+                for (i, (dx, dy)) in [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+                    .into_iter()
+                    .enumerate()
                 {
                     let (x, y) = (col as isize * 2 + dx - 4, row as isize * 3 + dy - 4);
                     let inside = (x + 4) < 61 && (y + 4) < 61;

@@ -41,10 +41,14 @@ fn state_of(i: usize) -> StateName {
 pub fn sample_qr_text(seed: usize) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let key = |salt: u64| {
-        let bytes: Vec<u8> = (0..32).map(|k| spread(seed * 97 + k, salt, 256) as u8).collect();
+        let bytes: Vec<u8> = (0..32)
+            .map(|k| spread(seed * 97 + k, salt, 256) as u8)
+            .collect();
         b64.encode(bytes)
     };
-    let reference: Vec<u8> = (0..18).map(|k| spread(seed * 31 + k, 9, 256) as u8).collect();
+    let reference: Vec<u8> = (0..18)
+        .map(|k| spread(seed * 31 + k, 9, 256) as u8)
+        .collect();
     format!(
         "https://wa.me/settings/linked_devices#2@{},{},{},{},1",
         b64.encode(reference),
@@ -74,7 +78,11 @@ fn sample_status(i: usize, now: Instant) -> Status {
         s.backups = 1 + spread(i, 3, 5) as u32;
         s.last_backup_at = Some(ago(now, 60 * (1 + spread(i, 4, 29))));
     }
-    s.conflicts_1h = if i % 17 == 0 { 1 + spread(i, 5, 3) as u32 } else { 0 };
+    s.conflicts_1h = if i % 17 == 0 {
+        1 + spread(i, 5, 3) as u32
+    } else {
+        0
+    };
     s.disconnects_1h = spread(i, 6, 4) as u32;
     s.uptime_pct = match state {
         StateName::Online => 95.0 + spread(i, 7, 50) as f64 / 10.0,
@@ -197,9 +205,15 @@ mod tests {
     #[test]
     fn sample_qr_texts_have_the_whatsapp_shape() {
         let text = sample_qr_text(1);
-        let fields: Vec<&str> = text.trim_start_matches("https://wa.me/settings/linked_devices#").split(',').collect();
+        let fields: Vec<&str> = text
+            .trim_start_matches("https://wa.me/settings/linked_devices#")
+            .split(',')
+            .collect();
         assert_eq!(fields.len(), 5);
-        assert_eq!([fields[1].len(), fields[2].len(), fields[3].len()], [44, 44, 44]);
+        assert_eq!(
+            [fields[1].len(), fields[2].len(), fields[3].len()],
+            [44, 44, 44]
+        );
         assert_eq!(text.len(), 201);
     }
 }

@@ -70,7 +70,9 @@ pub struct Theme {
 /// A theme that cannot be used; the message names the file and the place.
 #[derive(Debug, thiserror::Error)]
 pub enum ThemeError {
-    #[error("theme {name} is neither a built-in theme (dark, light, mono) nor a readable file: {source}")]
+    #[error(
+        "theme {name} is neither a built-in theme (dark, light, mono) nor a readable file: {source}"
+    )]
     Read {
         name: String,
         #[source]
@@ -482,7 +484,10 @@ mod tests {
             "mine.toml",
         )
         .unwrap();
-        assert_eq!(theme.state(StateName::Online).fg, Some(Color::Rgb(0, 255, 0)));
+        assert_eq!(
+            theme.state(StateName::Online).fg,
+            Some(Color::Rgb(0, 255, 0))
+        );
         assert_eq!(theme.selected, Theme::built_in("light").unwrap().selected);
 
         let err = Theme::parse("[ui]\ntext = { fg = \"blurple\" }\n", "bad.toml").unwrap_err();
@@ -495,8 +500,10 @@ mod tests {
     #[test]
     fn every_state_has_distinct_glyphs() {
         for ascii in [false, true] {
-            let glyphs: std::collections::HashSet<_> =
-                StateName::ALL.iter().map(|s| state_glyph(*s, ascii)).collect();
+            let glyphs: std::collections::HashSet<_> = StateName::ALL
+                .iter()
+                .map(|s| state_glyph(*s, ascii))
+                .collect();
             assert_eq!(glyphs.len(), StateName::ALL.len());
         }
     }

@@ -88,7 +88,9 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
             if model.flash.as_ref().is_some_and(|f| f.until <= now) {
                 model.flash = None;
             }
-            model.pending.retain(|_, at| now.duration_since(*at) < PENDING_FOR);
+            model
+                .pending
+                .retain(|_, at| now.duration_since(*at) < PENDING_FOR);
             Vec::new()
         }
     };
@@ -281,7 +283,10 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
             if pairing {
                 model.mode = Mode::Qr;
             } else {
-                model.say("no QR: the selected session is not pairing (p starts pairing)", now);
+                model.say(
+                    "no QR: the selected session is not pairing (p starts pairing)",
+                    now,
+                );
             }
         }
         Action::Follow => {
@@ -409,7 +414,10 @@ fn send(
         .map_or("request", |r| r.action.verb())
         .to_string();
     let text = match (requests.len(), skipped) {
-        (0, _) => format!("already requested for {}; waiting for the pool", ids.join(", ")),
+        (0, _) => format!(
+            "already requested for {}; waiting for the pool",
+            ids.join(", ")
+        ),
         (1, 0) => format!("{verb} sent for {}", requests[0].session),
         (n, 0) => format!("{verb} sent for {n} sessions (the pool staggers them)"),
         (n, k) => format!("{verb} sent for {n} sessions; {k} already pending"),
@@ -482,7 +490,12 @@ fn scroll_logs(model: &mut Model, delta: isize) {
     let Some(newest) = seqs.len().checked_sub(1) else {
         return;
     };
-    let height = usize::from(view::layout(model.viewport, model).logs.height.saturating_sub(2));
+    let height = usize::from(
+        view::layout(model.viewport, model)
+            .logs
+            .height
+            .saturating_sub(2),
+    );
     let current = match (model.logs.follow, model.logs.anchor) {
         (false, Some(anchor)) => seqs.iter().rposition(|s| *s <= anchor).unwrap_or(0),
         _ => newest,
@@ -521,7 +534,11 @@ fn on_mouse(model: &mut Model, mouse: MouseEvent) {
         }
         MouseEventKind::Down(MouseButton::Left) if in_logs => model.focus = Pane::Logs,
         MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
-            let delta = if mouse.kind == MouseEventKind::ScrollUp { -3 } else { 3 };
+            let delta = if mouse.kind == MouseEventKind::ScrollUp {
+                -3
+            } else {
+                3
+            };
             if in_logs {
                 scroll_logs(model, delta);
             } else if in_table {

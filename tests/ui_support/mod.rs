@@ -16,10 +16,22 @@ pub fn ring() -> LogRing {
     let ring = LogRing::new(500);
     let lines = [
         (Level::INFO, Some("s0002"), "pairing: QR ref 1/6 shown"),
-        (Level::WARN, Some("s0006"), "stream error: conflict (440), replaced elsewhere"),
-        (Level::INFO, Some("s0001"), "backoff: retry in 14s, attempt 3/20 (closed 428)"),
+        (
+            Level::WARN,
+            Some("s0006"),
+            "stream error: conflict (440), replaced elsewhere",
+        ),
+        (
+            Level::INFO,
+            Some("s0001"),
+            "backoff: retry in 14s, attempt 3/20 (closed 428)",
+        ),
         (Level::DEBUG, Some("s0010"), "keepalive answered in 142ms"),
-        (Level::ERROR, Some("s0008"), "failed: client outdated (405); set the client version"),
+        (
+            Level::ERROR,
+            Some("s0008"),
+            "failed: client outdated (405); set the client version",
+        ),
         (Level::INFO, None, "rate limit: 5 connects/s, burst 10"),
         (Level::TRACE, Some("s0010"), "frame in: 57 bytes"),
         (Level::INFO, Some("s0011"), "online after 850ms"),
@@ -79,7 +91,9 @@ pub fn code(code: KeyCode) -> Msg {
 
 /// Types `text` key by key; returns every request produced.
 pub fn type_text(model: &mut Model, text: &str, now: Instant) -> Vec<wasp::ui::Request> {
-    text.chars().flat_map(|c| update(model, key(c), now)).collect()
+    text.chars()
+        .flat_map(|c| update(model, key(c), now))
+        .collect()
 }
 
 /// A session in `state` with a short timeline, for targeted tests.

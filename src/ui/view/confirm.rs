@@ -14,7 +14,12 @@ use super::{centered, pane};
 const LISTED: usize = 4;
 
 fn listing(ids: &[String]) -> String {
-    let mut text = ids.iter().take(LISTED).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = ids
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if ids.len() > LISTED {
         text.push_str(&format!(" and {} more", ids.len() - LISTED));
     }
@@ -37,7 +42,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                         .map_or_else(String::new, |l| format!(" ({l})"));
                     format!("Wipe the credentials of {one}{label}?")
                 }
-                many => format!("Wipe the credentials of {} marked sessions: {}?", many.len(), listing(many)),
+                many => format!(
+                    "Wipe the credentials of {} marked sessions: {}?",
+                    many.len(),
+                    listing(many)
+                ),
             };
             let lines = vec![
                 Line::from(Span::styled(what, theme.title)),
@@ -65,7 +74,8 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                 other => {
                     let v = other.verb();
                     let mut c = v.chars();
-                    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+                    c.next()
+                        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
                 }
             };
             let lines = vec![
@@ -79,7 +89,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                     theme.text,
                 )),
                 Line::default(),
-                Line::from(Span::styled("y sends · n cancels (rows stay marked)", theme.dim)),
+                Line::from(Span::styled(
+                    "y sends · n cancels (rows stay marked)",
+                    theme.dim,
+                )),
             ];
             (" Bulk action ", lines)
         }
@@ -88,7 +101,9 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
     let block = pane(model, Line::from(title), true);
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
         popup,
     );
 }

@@ -78,7 +78,11 @@ fn qr_hint(model: &Model, inner: Rect) -> Vec<Line<'static>> {
         .map_or_else(|| "enter".to_string(), |k| k.to_string());
     let text = match model.qr_cache().map(|c| &c.matrix) {
         Some(Ok(m)) => {
-            let style = if ascii { QrStyle::Ascii } else { QrStyle::HalfBlock };
+            let style = if ascii {
+                QrStyle::Ascii
+            } else {
+                QrStyle::HalfBlock
+            };
             let (c, r) = qrcode::cells(m.width(), style, qrcode::QUIET_MIN);
             vec![
                 format!("{enter}: full-screen QR to scan"),
@@ -115,18 +119,34 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     let timer = match s.state {
         StateName::Backoff => Some(format!(
             "retry in {} · attempt {}{} · {}",
-            s.retry_at.map_or_else(|| "?".into(), |t| fmt::countdown(t, now)),
+            s.retry_at
+                .map_or_else(|| "?".into(), |t| fmt::countdown(t, now)),
             s.attempt,
-            if s.max_attempts > 0 { format!("/{}", s.max_attempts) } else { String::new() },
+            if s.max_attempts > 0 {
+                format!("/{}", s.max_attempts)
+            } else {
+                String::new()
+            },
             or_dash(cause(s)),
         )),
         StateName::Cooldown | StateName::Conflict | StateName::LoggedOut => s
             .cooldown_until
             .filter(|t| *t > now)
-            .map(|t| format!("cooldown {} left · {}", fmt::countdown(t, now), or_dash(cause(s))))
+            .map(|t| {
+                format!(
+                    "cooldown {} left · {}",
+                    fmt::countdown(t, now),
+                    or_dash(cause(s))
+                )
+            })
             .or_else(|| s.last_cause.as_ref().map(|_| format!("last {}", cause(s)))),
         StateName::Pairing => s.qr.as_ref().map(|q| {
-            format!("QR ref {}/{} · {} left", q.index, q.count, fmt::countdown(q.expires_at, now))
+            format!(
+                "QR ref {}/{} · {} left",
+                q.index,
+                q.count,
+                fmt::countdown(q.expires_at, now)
+            )
         }),
         StateName::Online => s
             .last_reconnect
@@ -163,12 +183,13 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     let creds = if s.paired {
         format!(
             "paired{} · backups {}{}",
-            s.phone.as_ref().map_or_else(String::new, |p| format!(" {p}")),
+            s.phone
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" {p}")),
             s.backups,
-            s.last_backup_at
-                .map_or_else(String::new, |t| {
-                    format!(" ({} ago)", fmt::short(now.saturating_duration_since(t)))
-                })
+            s.last_backup_at.map_or_else(String::new, |t| {
+                format!(" ({} ago)", fmt::short(now.saturating_duration_since(t)))
+            })
         )
     } else {
         format!("not paired · backups {}", s.backups)
@@ -207,7 +228,10 @@ fn timeline(s: &Status, model: &Model, now: Instant, max: usize) -> Vec<Line<'st
         ]));
     }
     if s.timeline.is_empty() {
-        lines.push(Line::from(Span::styled("  (no transitions yet)", theme.dim)));
+        lines.push(Line::from(Span::styled(
+            "  (no transitions yet)",
+            theme.dim,
+        )));
     }
     lines
 }

@@ -29,9 +29,16 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
         return;
     }
     if let Some(flash) = model.flash() {
-        let style = if flash.error { theme.error } else { theme.message };
+        let style = if flash.error {
+            theme.error
+        } else {
+            theme.message
+        };
         frame.render_widget(
-            Line::from(Span::styled(clip(&format!(" {}", flash.text), width, ascii), style)),
+            Line::from(Span::styled(
+                clip(&format!(" {}", flash.text), width, ascii),
+                style,
+            )),
             area,
         );
         return;

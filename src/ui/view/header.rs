@@ -66,7 +66,12 @@ fn counts_line(
     for state in present {
         let style = theme.state(*state);
         let text = if named {
-            format!("{} {} {}", state_glyph(*state, ascii), state.as_str(), stats.count(*state))
+            format!(
+                "{} {} {}",
+                state_glyph(*state, ascii),
+                state.as_str(),
+                stats.count(*state)
+            )
         } else {
             format!("{}{}", state_glyph(*state, ascii), stats.count(*state))
         };

@@ -11,9 +11,18 @@ use super::super::model::Model;
 use super::{centered, pane};
 
 const DIALOG_KEYS: [(&str, &str); 5] = [
-    ("filter", "type the filter; enter keeps it, esc restores the previous one, ctrl-u clears"),
-    ("wipe", "type the session id (or the count); tab: backup first; enter wipes"),
-    ("bulk", "y sends one request per marked row (staggered by the pool); n cancels"),
+    (
+        "filter",
+        "type the filter; enter keeps it, esc restores the previous one, ctrl-u clears",
+    ),
+    (
+        "wipe",
+        "type the session id (or the count); tab: backup first; enter wipes",
+    ),
+    (
+        "bulk",
+        "y sends one request per marked row (staggered by the pool); n cancels",
+    ),
     ("QR", "esc or enter closes the full-screen QR"),
     ("help", "up/down scroll; esc or ? closes"),
 ];
@@ -28,7 +37,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
             let keys = if b.keys.is_empty() {
                 "(unbound)".to_string()
             } else {
-                b.keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                b.keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             lines.push(Line::from(vec![
                 Span::styled(format!("  {keys:<14} "), theme.key),
@@ -57,7 +70,9 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
     let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(block).scroll((scroll.min(max_scroll), 0)),
+        Paragraph::new(lines)
+            .block(block)
+            .scroll((scroll.min(max_scroll), 0)),
         popup,
     );
 }

@@ -24,7 +24,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     };
     title.push(Span::styled(format!("· {state} "), theme.dim));
     if let Some(level) = view.min_level {
-        title.push(Span::styled(format!("· {}+ ", level.as_str().to_lowercase()), theme.message));
+        title.push(Span::styled(
+            format!("· {}+ ", level.as_str().to_lowercase()),
+            theme.message,
+        ));
     }
     if let Some(session) = &view.session {
         title.push(Span::styled(format!("· {session} only "), theme.message));

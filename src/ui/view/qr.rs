@@ -18,8 +18,19 @@ use super::clip;
 /// it took.
 pub fn draw_inline(frame: &mut Frame, room: Rect, model: &Model) -> Option<u16> {
     let matrix = model.qr_cache()?.matrix.as_ref().ok()?;
-    let fit = code::fit(matrix.width(), room.width, room.height, model.settings().ascii, false)?;
-    let at = Rect::new(room.x + (room.width - fit.cols) / 2, room.y, fit.cols, fit.rows);
+    let fit = code::fit(
+        matrix.width(),
+        room.width,
+        room.height,
+        model.settings().ascii,
+        false,
+    )?;
+    let at = Rect::new(
+        room.x + (room.width - fit.cols) / 2,
+        room.y,
+        fit.cols,
+        fit.rows,
+    );
     paint(frame, at, matrix, fit, model);
     Some(fit.rows)
 }
@@ -35,23 +46,31 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     };
     let mut info = format!(" {} ", status.id);
     match &status.qr {
-        Some(q) if status.state == crate::session::status::StateName::Pairing => info.push_str(
-            &format!(
+        Some(q) if status.state == crate::session::status::StateName::Pairing => {
+            info.push_str(&format!(
                 "· scan with WhatsApp > Linked devices · ref {}/{} · {} left ",
                 q.index,
                 q.count,
                 fmt::countdown(q.expires_at, now)
-            ),
-        ),
+            ))
+        }
         _ => info.push_str(&format!("· {} (no QR now) ", status.state.as_str())),
     }
     info.push_str("· Esc closes");
     let top = Rect::new(area.x, area.y, area.width, 1);
     frame.render_widget(
-        Line::from(Span::styled(clip(&info, usize::from(area.width), ascii), theme.title)),
+        Line::from(Span::styled(
+            clip(&info, usize::from(area.width), ascii),
+            theme.title,
+        )),
         top,
     );
-    let room = Rect::new(area.x, area.y + 1, area.width, area.height.saturating_sub(1));
+    let room = Rect::new(
+        area.x,
+        area.y + 1,
+        area.width,
+        area.height.saturating_sub(1),
+    );
     let Some(matrix) = model.qr_cache().and_then(|c| c.matrix.as_ref().ok()) else {
         return;
     };
@@ -72,13 +91,20 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
                 );
                 let y = area.y + area.height - 1;
                 frame.render_widget(
-                    Line::from(Span::styled(clip(&note, usize::from(area.width), ascii), theme.dim)),
+                    Line::from(Span::styled(
+                        clip(&note, usize::from(area.width), ascii),
+                        theme.dim,
+                    )),
                     Rect::new(area.x, y, area.width, 1),
                 );
             }
         }
         None => {
-            let style = if ascii { QrStyle::Ascii } else { QrStyle::HalfBlock };
+            let style = if ascii {
+                QrStyle::Ascii
+            } else {
+                QrStyle::HalfBlock
+            };
             let (c, r) = code::cells(matrix.width(), style, code::QUIET_MIN);
             let text = format!(
                 "This QR (version {}, {} modules) needs {c}x{} cells; the terminal is {}x{}. Enlarge it, or fetch the QR text from GET /sessions/{}.",
@@ -90,7 +116,9 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
                 status.id
             );
             frame.render_widget(
-                Paragraph::new(text).style(theme.message).wrap(Wrap { trim: true }),
+                Paragraph::new(text)
+                    .style(theme.message)
+                    .wrap(Wrap { trim: true }),
                 room,
             );
         }
@@ -114,8 +142,14 @@ fn paint(frame: &mut Frame, at: Rect, matrix: &QrMatrix, fit: QrFit, model: &Mod
         // the scanner.
         for (dx, ch) in line.chars().enumerate() {
             let x = at.x + dx as u16;
-            let module = if ch == '#' { colours.dark } else { colours.light };
-            let cell_style = Style::default().fg(module.unwrap_or_default()).bg(module.unwrap_or_default());
+            let module = if ch == '#' {
+                colours.dark
+            } else {
+                colours.light
+            };
+            let cell_style = Style::default()
+                .fg(module.unwrap_or_default())
+                .bg(module.unwrap_or_default());
             buf.set_string(x, y, ch.to_string(), cell_style);
         }
     }

@@ -112,7 +112,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         (false, true) => "^",
         (true, true) => "v",
     };
-    title.push(Span::styled(format!("· sort {} {arrow} ", sort.name()), theme.dim));
+    title.push(Span::styled(
+        format!("· sort {} {arrow} ", sort.name()),
+        theme.dim,
+    ));
     if !model.filter_text().is_empty() {
         title.push(Span::styled(
             format!("· filter {} ", model.filter_text()),
@@ -132,7 +135,9 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     let header = Row::new(cols.iter().map(|(c, _)| Cell::from(c.title()))).style(theme.dim);
     let rows = ids.iter().filter_map(|id| model.status(id)).map(|s| {
         let marked = model.marks().contains(&s.id);
-        let cells = cols.iter().map(|(c, w)| cell(*c, *w, s, marked, model, now));
+        let cells = cols
+            .iter()
+            .map(|(c, w)| cell(*c, *w, s, marked, model, now));
         let row = Row::new(cells);
         if marked { row.style(theme.marked) } else { row }
     });
@@ -143,8 +148,8 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         .row_highlight_style(theme.selected)
         .highlight_symbol(if ascii { ">" } else { "▶" })
         .highlight_spacing(HighlightSpacing::Always);
-    let mut state =
-        TableState::default().with_selected(model.selected_index().and_then(|i| i.checked_sub(offset)));
+    let mut state = TableState::default()
+        .with_selected(model.selected_index().and_then(|i| i.checked_sub(offset)));
     frame.render_stateful_widget(table, inner, &mut state);
     if shown == 0 {
         let text = if total == 0 {
@@ -157,7 +162,14 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     }
 }
 
-fn cell<'a>(col: Col, width: u16, s: &'a Status, marked: bool, model: &Model, now: Instant) -> Cell<'a> {
+fn cell<'a>(
+    col: Col,
+    width: u16,
+    s: &'a Status,
+    marked: bool,
+    model: &Model,
+    now: Instant,
+) -> Cell<'a> {
     let theme = model.theme();
     let ascii = model.settings().ascii;
     let w = usize::from(width);
@@ -169,7 +181,11 @@ fn cell<'a>(col: Col, width: u16, s: &'a Status, marked: bool, model: &Model, no
         )),
         Col::Id => Cell::from(clip(&s.id, w, ascii)),
         Col::Label => Cell::from(clip(&s.label, w, ascii)),
-        Col::Phone => Cell::from(s.phone.as_deref().map_or_else(String::new, |p| clip(p, w, ascii))),
+        Col::Phone => Cell::from(
+            s.phone
+                .as_deref()
+                .map_or_else(String::new, |p| clip(p, w, ascii)),
+        ),
         Col::Uptime => Cell::from(right(&fmt::percent(s.uptime_pct), w)),
         Col::Timer => match timer(s, now) {
             Some(t) => Cell::from(Span::styled(right(&t, w), theme.state(s.state))),
