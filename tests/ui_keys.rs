@@ -1,5 +1,7 @@
 //! Key sequences -> model changes and pool requests, without a terminal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ui_support;
 
 use std::time::Duration;

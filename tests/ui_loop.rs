@@ -1,6 +1,8 @@
 //! The event loop on a `TestBackend` with made-up input and a paused clock: coalescing of
 //! status storms, keys drawn in the next frame, the 1 s tick, requests reaching the pool.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ui_support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Screens of the console drawn on a `TestBackend` and compared with insta snapshots. Every
 //! time on screen is relative to a fixed `now`, so the frames are reproducible.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod ui_support;
 
 use std::time::Duration;

@@ -78,7 +78,7 @@ fn sample_status(i: usize, now: Instant) -> Status {
         s.backups = 1 + spread(i, 3, 5) as u32;
         s.last_backup_at = Some(ago(now, 60 * (1 + spread(i, 4, 29))));
     }
-    s.conflicts_1h = if i % 17 == 0 {
+    s.conflicts_1h = if i.is_multiple_of(17) {
         1 + spread(i, 5, 3) as u32
     } else {
         0
@@ -135,7 +135,7 @@ fn sample_status(i: usize, now: Instant) -> Status {
     } else {
         s.online_since = Some(s.since);
         s.last_reconnect = Some(Duration::from_millis(300 + spread(i, 10, 2000)));
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             // A recent reconnect, so the fleet has a connects/min figure.
             timeline.push(TimelineEntry {
                 at: ago(now, in_state.min(50) + 2),

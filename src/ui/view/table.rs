@@ -74,7 +74,7 @@ fn columns(width: u16, id_width: u16) -> Vec<(Col, u16)> {
         (Col::Label, 18, Col::Id),
         (Col::Phone, 13, Col::Label),
     ] {
-        if used(&cols) + w + 1 <= width {
+        if used(&cols) + w < width {
             let at = cols
                 .iter()
                 .position(|c| c.0 == after)
