@@ -3,7 +3,9 @@
 //! Layers point one way: `wa` (protocol, no I/O) <- `session` (pure state machine)
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
+pub mod bench;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod logging;
 pub mod net;
@@ -11,4 +13,5 @@ pub mod runner;
 pub mod session;
 pub mod sim;
 pub mod store;
+pub mod ui;
 pub mod wa;

@@ -125,12 +125,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Tui(cli.tui));
     Ok(match command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Tui(_) => not_built("wasp tui (the console)"),
-        Command::Demo(_) => not_built("wasp demo"),
+        Command::Tui(args) => {
+            let options = ui_options(args.theme, args.ascii);
+            ExitCode::from(runtime()?.block_on(wasp::console::tui(
+                &args.config,
+                args.http,
+                options,
+            )))
+        }
+        Command::Demo(args) => {
+            let options = ui_options(args.theme, args.ascii);
+            let faults = !args.no_faults;
+            ExitCode::from(runtime()?.block_on(wasp::console::demo(args.sessions, faults, options)))
+        }
         Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
-            if let Err(e) = wasp::logging::init_json_stdout("info") {
-                eprintln!("wasp headless: {e}");
-            }
+            // The guard flushes the log writer when dropped: keep it for the whole run.
+            let _guard = match wasp::logging::init_json_stdout("info") {
+                Ok(guard) => Some(guard),
+                Err(e) => {
+                    eprintln!("wasp headless: {e}");
+                    None
+                }
+            };
             wasp::runner::headless(&args.config, args.http).await
         })),
         Command::Sim(args) => ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
@@ -138,19 +154,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args.admin,
             args.state,
         ))),
-        Command::Bench { .. } => not_built("wasp bench"),
+        Command::Bench { args } => ExitCode::from(runtime()?.block_on(wasp::bench::run(&args))),
     })
+}
+
+fn ui_options(theme: Option<String>, ascii: bool) -> wasp::ui::UiOptions {
+    let defaults = wasp::ui::UiOptions::default();
+    wasp::ui::UiOptions {
+        theme,
+        ascii: ascii || defaults.ascii,
+        ..defaults
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("{what} is not built yet.");
-    usage_failure()
 }
 
 /// `wasp check-config FILE`: every problem on stderr (exit 2) or a one-line summary on

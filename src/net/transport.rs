@@ -26,9 +26,13 @@ pub enum DialError {
     Failed { url: String, reason: String },
 }
 
-/// WebSocket settings: messages up to the 16 MiB frame cap plus framing overhead.
+/// WebSocket settings: messages up to the 16 MiB frame cap plus framing overhead, and small
+/// I/O buffers (tungstenite's 128 KiB defaults cost ~150 KiB per idle connection; frames
+/// here are mostly tiny, and larger ones still pass, in several reads).
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some((1 << 24) + 1024))
         .max_frame_size(Some((1 << 24) + 1024))
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -26,11 +25,6 @@ use crate::wa::stanza;
 
 /// How long a client may take to upgrade to a WebSocket and finish the Noise handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
-
-/// Read buffer of each WebSocket. tungstenite allocates it eagerly (128 KiB by default);
-/// a connection of this protocol idles between small frames, and thousands of them must fit
-/// in one process. Larger frames still arrive: the buffer grows for them.
-const READ_BUFFER: usize = 4 * 1024;
 
 /// What every connection task shares.
 pub struct Core {
@@ -150,17 +144,13 @@ fn check_path(request: &Request, response: Response) -> Result<Response, ErrorRe
     }
 }
 
-fn sim_ws_config() -> WebSocketConfig {
-    ws_config().read_buffer_size(READ_BUFFER)
-}
-
 async fn serve(tcp: TcpStream, core: Arc<Core>, cancel: CancellationToken) {
     let _counted = Counted::new(core.clone());
     let hello_delay = core.reg().hello_delay;
     let deadline = HANDSHAKE_DEADLINE + hello_delay.unwrap_or_default();
     let handshake = async {
         let ws =
-            tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(sim_ws_config()))
+            tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(ws_config()))
                 .await
                 .map_err(|e| ConnError::Ws(e.to_string()))?;
         server_handshake(

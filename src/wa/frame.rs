@@ -11,12 +11,16 @@ pub const MAX_FRAME: usize = 1 << 24;
 /// Why bytes could not be framed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// A frame (or routing block) declared or carried more bytes than the limit allows.
     #[error("frame of {0} bytes is over the 16 MiB limit")]
     TooLarge(usize),
+    /// The connection did not start with `WA` (or `ED` routing then `WA`).
     #[error("connection header is not \"WA\" (got {0:02x?})")]
     BadHeader([u8; 2]),
+    /// The header names token dictionaries other than version 3 (e.g. 2, older clients).
     #[error("dictionary version {0} is not supported (only version 3)")]
     UnsupportedVersion(u8),
+    /// `ED` was not followed by the bytes 0, 1.
     #[error("edge routing prefix is malformed")]
     BadRouting,
 }
@@ -33,7 +37,9 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>
 }
 
 /// The bytes a client sends before its first frame: the optional edge-routing prefix
-/// (`"ED", 0, 1, 3-byte length, routing bytes`) then the header.
+/// (`"ED", 0, 1, 3-byte length, routing bytes`) then the header. Routing bytes too long
+/// for a 3-byte length (16 MiB or more, never seen in practice) are left out rather than
+/// sent truncated: the server then routes the connection itself.
 pub fn client_intro(routing: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + routing.map_or(0, |r| r.len() + 7));
     if let Some(routing) = routing.filter(|r| r.len() < MAX_FRAME) {
@@ -221,16 +227,63 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn server_streams_with_routing_survive_any_split(
+            routing in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6),
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let mut bytes = client_intro(routing.as_deref());
+            bytes.extend(stream(&frames));
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.sort_unstable();
             let mut dec = FrameDecoder::server();
-            dec.push(&bytes);
-            for _ in 0..8 {
-                match dec.next_frame() {
-                    Ok(Some(_)) => continue,
-                    _ => break,
+            let mut got = Vec::new();
+            let mut last = 0;
+            for p in points.into_iter().chain([bytes.len()]) {
+                dec.push(&bytes[last..p]);
+                last = p;
+                got.extend(drain(&mut dec));
+            }
+            prop_assert_eq!(got, frames);
+            prop_assert_eq!(dec.buffered(), 0);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            chunk in 1usize..17,
+            server in any::<bool>(),
+        ) {
+            let mut dec = if server { FrameDecoder::server() } else { FrameDecoder::new() };
+            'feed: for piece in bytes.chunks(chunk) {
+                dec.push(piece);
+                loop {
+                    match dec.next_frame() {
+                        Ok(Some(frame)) => prop_assert!(frame.len() < MAX_FRAME),
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn many_small_frames_in_one_push_come_out_in_order() {
+        let frames: Vec<Vec<u8>> = (0..10_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut dec = FrameDecoder::new();
+        dec.push(&stream(&frames));
+        assert_eq!(drain(&mut dec), frames);
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn client_intro_is_header_or_routing_then_header() {
+        assert_eq!(client_intro(None), HEADER);
+        assert_eq!(
+            client_intro(Some(&[0xab, 0xcd])),
+            [b'E', b'D', 0, 1, 0, 0, 2, 0xab, 0xcd, 0x57, 0x41, 6, 3]
+        );
     }
 
     #[test]

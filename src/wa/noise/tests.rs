@@ -246,3 +246,147 @@ fn garbage_handshake_messages_are_errors() {
             .is_err()
     );
 }
+
+/// Runs messages 1 and 2; returns the client (ready to finish) and server.
+fn up_to_server_hello(s: &Server) -> (Initiator, Responder, Vec<u8>) {
+    let client = KeyPair::generate();
+    let chain = s.ca.issue_chain(&s.key.public, NOW, 3600);
+    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut resp = Responder::new(s.key.private.expose(), chain).unwrap();
+    resp.read_client_hello(&init.client_hello().unwrap())
+        .unwrap();
+    let hello = resp.server_hello().unwrap();
+    (init, resp, hello)
+}
+
+fn server_hello_fields(bytes: &[u8]) -> ServerHello {
+    HandshakeMessage::decode(bytes)
+        .unwrap()
+        .server_hello
+        .unwrap()
+}
+
+fn reencode(hello: ServerHello) -> Vec<u8> {
+    HandshakeMessage {
+        server_hello: Some(hello),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_tampered_server_hello_names_the_part_that_failed() {
+    let s = server();
+    let trust = s.ca.trust_root();
+
+    let (mut init, _, hello) = up_to_server_hello(&s);
+    let mut h = server_hello_fields(&hello);
+    h.r#static.as_mut().unwrap()[0] ^= 1;
+    assert_eq!(
+        init.read_server_hello(&reencode(h), &trust, NOW),
+        Err(NoiseError::HandshakeDecrypt("server static key"))
+    );
+
+    let (mut init, _, hello) = up_to_server_hello(&s);
+    let mut h = server_hello_fields(&hello);
+    *h.payload.as_mut().unwrap().last_mut().unwrap() ^= 1;
+    assert_eq!(
+        init.read_server_hello(&reencode(h), &trust, NOW),
+        Err(NoiseError::HandshakeDecrypt("certificate payload"))
+    );
+
+    let (mut init, _, hello) = up_to_server_hello(&s);
+    let mut h = server_hello_fields(&hello);
+    h.payload = None;
+    assert_eq!(
+        init.read_server_hello(&reencode(h), &trust, NOW),
+        Err(NoiseError::Missing("certificate payload"))
+    );
+
+    let (mut init, _, hello) = up_to_server_hello(&s);
+    let mut h = server_hello_fields(&hello);
+    h.ephemeral.as_mut().unwrap().pop();
+    assert_eq!(
+        init.read_server_hello(&reencode(h), &trust, NOW),
+        Err(NoiseError::BadLength("server ephemeral key"))
+    );
+}
+
+#[test]
+fn a_tampered_client_finish_is_refused_by_the_server() {
+    let s = server();
+    let (mut init, resp, hello) = up_to_server_hello(&s);
+    init.read_server_hello(&hello, &s.ca.trust_root(), NOW)
+        .unwrap();
+    let (finish, _) = init.client_finish(b"payload").unwrap();
+    let mut msg = HandshakeMessage::decode(finish.as_slice()).unwrap();
+    msg.client_finish
+        .as_mut()
+        .unwrap()
+        .payload
+        .as_mut()
+        .unwrap()[0] ^= 1;
+    assert_eq!(
+        resp.read_client_finish(&msg.encode_to_vec()).unwrap_err(),
+        NoiseError::HandshakeDecrypt("client payload")
+    );
+}
+
+#[test]
+fn a_low_order_client_key_is_refused() {
+    let s = server();
+    let mut resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let hello = HandshakeMessage {
+        client_hello: Some(ClientHello {
+            ephemeral: Some(vec![0; 32]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    resp.read_client_hello(&hello.encode_to_vec()).unwrap();
+    assert_eq!(resp.server_hello(), Err(NoiseError::LowOrderKey));
+}
+
+#[test]
+fn steps_out_of_order_are_refused_and_a_failed_handshake_stays_failed() {
+    let s = server();
+    let client = KeyPair::generate();
+    let mut init = Initiator::new(client.private.expose()).unwrap();
+    assert_eq!(
+        init.read_server_hello(b"", &s.ca.trust_root(), NOW),
+        Err(NoiseError::OutOfOrder)
+    );
+    let mut init = Initiator::new(client.private.expose()).unwrap();
+    init.client_hello().unwrap();
+    assert_eq!(init.client_hello(), Err(NoiseError::OutOfOrder));
+
+    let mut resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    assert_eq!(resp.server_hello(), Err(NoiseError::OutOfOrder));
+
+    // A server hello from the wrong root fails, and the client cannot then finish.
+    let (mut init, _, hello) = up_to_server_hello(&s);
+    let wrong = CertAuthority::generate().trust_root();
+    assert!(init.read_server_hello(&hello, &wrong, NOW).is_err());
+    assert_eq!(
+        init.client_finish(b"payload").unwrap_err(),
+        NoiseError::OutOfOrder
+    );
+}
+
+#[test]
+fn debug_output_shows_no_key_material() {
+    let s = server();
+    let client = KeyPair::generate();
+    let init = Initiator::new(client.private.expose()).unwrap();
+    let resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let chain = s.ca.issue_chain(&s.key.public, NOW, 3600);
+    let (t, _, _, _) = handshake(&s.key, chain, &s.ca.trust_root()).unwrap();
+    for text in [format!("{init:?}"), format!("{resp:?}"), format!("{t:?}")] {
+        assert!(text.contains("<redacted>"), "{text}");
+        for key in [client.private.expose(), s.key.private.expose()] {
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!text.contains(&format!("{key:?}")), "{text}");
+            assert!(!text.contains(&hex), "{text}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! `wasp bench`: repeatable measurements against the simulator, JSON out.
+//!
+//! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
+//! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
+//! logs every one of them in over real sockets, holds them idle for S seconds, and reports the
+//! simulator process's RSS and CPU time from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
+use crate::net::transport;
+use crate::wa::creds::Credentials;
+use crate::wa::noise::TrustRoot;
+use crate::wa::pair;
+use crate::wa::payload::{self, ClientVersion, QR_PLATFORM};
+use crate::wa::stanza::{self, Incoming};
+
+/// Runs `wasp bench ARGS`; returns the exit code.
+pub async fn run(args: &[String]) -> u8 {
+    let mut connections = 1000usize;
+    let mut hold = 10u64;
+    let mut it = args.iter();
+    let what = it.next().map(String::as_str).unwrap_or("");
+    while let Some(arg) = it.next() {
+        let value = it.next().and_then(|v| v.parse::<u64>().ok());
+        match (arg.as_str(), value) {
+            ("--connections", Some(v)) => connections = v as usize,
+            ("--hold-secs", Some(v)) => hold = v,
+            _ => {
+                eprintln!("wasp bench: unknown or incomplete option {arg}");
+                return 2;
+            }
+        }
+    }
+    match what {
+        "sim-idle" => match sim_idle(connections, hold).await {
+            Ok(report) => {
+                println!("{report}");
+                0
+            }
+            Err(e) => {
+                eprintln!("wasp bench sim-idle: {e}");
+                1
+            }
+        },
+        _ => {
+            eprintln!("wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S]");
+            2
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RSS in KiB and CPU time (user + system) in clock ticks of a process.
+fn proc_usage(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((rss, utime + stime))
+}
+
+struct Sim {
+    child: std::process::Child,
+    ws_url: String,
+    admin: String,
+    trust: TrustRoot,
+}
+
+fn start_sim() -> Result<Sim, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("sim")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start wasp sim: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("bad ready line: {e}"))?;
+    use base64::Engine;
+    let root: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(ready["trust_root"].as_str().unwrap_or_default())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or("bad trust root")?;
+    Ok(Sim {
+        child,
+        ws_url: ready["ws_url"].as_str().unwrap_or_default().to_string(),
+        admin: ready["admin_url"].as_str().unwrap_or_default().to_string(),
+        trust: TrustRoot(root),
+    })
+}
+
+async fn connect(
+    sim: &Sim,
+    creds: &Credentials,
+) -> Result<(Conn, tokio::sync::mpsc::Receiver<ConnEvent>), String> {
+    let ws = transport::dial(&sim.ws_url, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let version = ClientVersion::default();
+    let payload = if creds.is_paired() {
+        payload::login_payload(creds, &version).map_err(|e| e.to_string())?
+    } else {
+        payload::registration_payload(creds, &version)
+    };
+    let socket = client_handshake(
+        ws,
+        ClientHandshake {
+            noise_private: creds.noise.private.expose(),
+            payload,
+            trust: &sim.trust,
+            now_unix: now_unix(),
+            routing: None,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(socket.spawn(CancellationToken::new(), 16))
+}
+
+async fn next(
+    events: &mut tokio::sync::mpsc::Receiver<ConnEvent>,
+) -> Result<crate::wa::node::Node, String> {
+    match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+        Ok(Some(ConnEvent::Node(n))) => Ok(n),
+        Ok(Some(ConnEvent::Closed { cause, .. })) => Err(cause.to_string()),
+        _ => Err("no answer".into()),
+    }
+}
+
+/// Pairs one device through the admin API's scan and returns logged-in credentials.
+async fn pair_one(sim: &Sim) -> Result<Credentials, String> {
+    let mut creds = Credentials::generate();
+    let (conn, mut events) = connect(sim, &creds).await?;
+    let (id, refs) = match stanza::classify(next(&mut events).await?) {
+        Incoming::PairDevice { id, refs } => (id, refs),
+        other => return Err(format!("expected pair-device, got {other:?}")),
+    };
+    conn.send(stanza::iq_result(&id))
+        .await
+        .map_err(|e| e.to_string())?;
+    let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
+    let admin = sim.admin.clone();
+    let scan =
+        tokio::spawn(async move { post_json(&admin, "/admin/scan", &json!({ "qr": qr })).await });
+    let node = match stanza::classify(next(&mut events).await?) {
+        Incoming::PairSuccess { node, .. } => node,
+        other => return Err(format!("expected pair-success, got {other:?}")),
+    };
+    let parsed = pair::parse_pair_success(&node).map_err(|e| e.to_string())?;
+    let (account, reply) = pair::complete_pairing(&creds, &parsed).map_err(|e| e.to_string())?;
+    conn.send(reply).await.map_err(|e| e.to_string())?;
+    scan.await.map_err(|e| e.to_string())??;
+    creds.account = Some(account);
+    Ok(creds)
+}
+
+async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut tcp = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(answer.lines().last().unwrap_or_default().to_string())
+    }
+}
+
+async fn sim_idle(n: usize, hold: u64) -> Result<serde_json::Value, String> {
+    let mut sim = start_sim()?;
+    let result = measure(&sim, n, hold).await;
+    let _ = sim.child.kill();
+    let _ = sim.child.wait();
+    result
+}
+
+async fn measure(sim: &Sim, n: usize, hold: u64) -> Result<serde_json::Value, String> {
+    let pid = sim.child.id();
+    let (rss_start, _) = proc_usage(pid).unwrap_or_default();
+    let started = Instant::now();
+    // Pair every device, 64 at a time.
+    let mut creds = Vec::with_capacity(n);
+    let mut pending = FuturesUnordered::new();
+    let mut launched = 0;
+    while creds.len() < n {
+        while launched < n && pending.len() < 64 {
+            pending.push(pair_one(sim));
+            launched += 1;
+        }
+        match pending.next().await {
+            Some(result) => creds.push(result?),
+            None => break,
+        }
+    }
+    let paired_in = started.elapsed();
+    // Log every device in and keep the connections open.
+    let mut conns = Vec::with_capacity(n);
+    let login_start = Instant::now();
+    let mut logins = FuturesUnordered::new();
+    let mut iter = creds.iter();
+    loop {
+        while logins.len() < 256 {
+            let Some(c) = iter.next() else { break };
+            logins.push(async move {
+                let (conn, mut events) = connect(sim, c).await?;
+                match stanza::classify(next(&mut events).await?) {
+                    Incoming::Success { .. } => Ok::<_, String>((conn, events)),
+                    other => Err(format!("expected success, got {other:?}")),
+                }
+            });
+        }
+        match logins.next().await {
+            Some(r) => conns.push(r?),
+            None => break,
+        }
+    }
+    let logged_in = login_start.elapsed();
+    let (rss_loaded, cpu_before) = proc_usage(pid).ok_or("cannot read /proc of the simulator")?;
+    let idle_start = Instant::now();
+    // Idle, with one ping per connection spread over the window (a keepalive's worth).
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let mut pings = 0usize;
+    for (conn, _) in &conns {
+        if conn.ping(Duration::from_secs(30)).await.is_ok() {
+            pings += 1;
+        }
+    }
+    let idle = idle_start.elapsed();
+    let (rss_end, cpu_after) = proc_usage(pid).ok_or("cannot read /proc of the simulator")?;
+    let ticks = 100.0; // USER_HZ on Linux
+    let cpu_s = (cpu_after - cpu_before) as f64 / ticks;
+    drop(conns);
+    Ok(json!({
+        "bench": "sim-idle",
+        "connections": n,
+        "pings_answered": pings,
+        "pair_seconds": paired_in.as_secs_f64(),
+        "login_seconds": logged_in.as_secs_f64(),
+        "sim_rss_kib_start": rss_start,
+        "sim_rss_kib_loaded": rss_loaded,
+        "sim_rss_kib_end": rss_end,
+        "sim_rss_kib_per_connection": (rss_end.saturating_sub(rss_start)) as f64 / n.max(1) as f64,
+        "idle_seconds": idle.as_secs_f64(),
+        "sim_cpu_seconds_idle": cpu_s,
+        "sim_cpu_percent_idle": cpu_s / idle.as_secs_f64() * 100.0,
+    }))
+}

@@ -1,0 +1,394 @@
+//! The console's event loop and terminal handling. The loop waits for the first of: terminal
+//! input, a status batch, the 1 s tick, new log lines, room in the request channel; then drains
+//! everything else already waiting (keys first) and draws once. Key presses draw at once;
+//! status and log churn draws at most every `MIN_FRAME_GAP`, so a storm costs one frame.
+//! Terminal setup is undone by a guard, by the panic hook, and on SIGTERM/SIGHUP.
+
+use std::collections::VecDeque;
+use std::io::{self, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::{Backend, CrosstermBackend};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use super::keymap::Keymap;
+use super::logs::LogRing;
+use super::model::{Model, Settings};
+use super::theme::Theme;
+use super::update::{Msg, Request, update};
+use super::{UiError, UiOptions, view};
+use crate::session::status::Status;
+
+/// Least time between two frames drawn for status or log churn (input draws at once).
+pub const MIN_FRAME_GAP: Duration = Duration::from_millis(50);
+/// Countdowns move once a second.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Most messages handled before a frame is forced out, so endless churn cannot starve drawing.
+const DRAIN_LIMIT: usize = 10_000;
+
+/// Whether our terminal setup is in force (so restoring never writes escape codes to a
+/// stdout that is not a TUI, e.g. headless JSON logs).
+static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Counters of one run of the loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    pub frames: u64,
+    pub status_batches: u64,
+    pub statuses: u64,
+    pub requests_sent: u64,
+}
+
+/// Raw mode, alternate screen and (optionally) mouse capture for as long as it lives.
+pub struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    pub fn enter(mouse: bool) -> Result<TerminalGuard, UiError> {
+        enable_raw_mode().map_err(UiError::TerminalSetup)?;
+        TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
+        let setup = || -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
+            let mut out = io::stdout();
+            execute!(out, EnterAlternateScreen)?;
+            if mouse {
+                execute!(out, EnableMouseCapture)?;
+            }
+            let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+            terminal.hide_cursor()?;
+            terminal.clear()?;
+            Ok(terminal)
+        };
+        match setup() {
+            Ok(terminal) => Ok(TerminalGuard { terminal }),
+            Err(e) => {
+                let _ = restore_terminal();
+                Err(UiError::TerminalSetup(e))
+            }
+        }
+    }
+
+    pub fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<Stdout>> {
+        &mut self.terminal
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = restore_terminal();
+    }
+}
+
+/// Leaves raw mode, mouse capture and the alternate screen and shows the cursor, if our setup
+/// is in force. Safe to call more than once.
+pub fn restore_terminal() -> io::Result<()> {
+    if !TERMINAL_ACTIVE.swap(false, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let raw = disable_raw_mode();
+    let screen = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    raw.and(screen)
+}
+
+/// Restores the terminal before the panic message is printed, so it is readable.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = restore_terminal();
+        previous(info);
+    }));
+}
+
+/// Whether the locale says the terminal speaks UTF-8 (`LC_ALL`, `LC_CTYPE`, `LANG`, first set
+/// wins). Without it the console draws ASCII.
+pub fn unicode_supported() -> bool {
+    if cfg!(windows) {
+        return true;
+    }
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty())
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("utf-8") || v.contains("utf8")
+        })
+}
+
+/// Runs the console on `terminal` until the operator quits, `cancel` fires, or SIGTERM/SIGHUP
+/// arrives. Statuses come in on `status_rx`; operator requests go out on `request_tx`
+/// (bounded: requests wait in order in the loop while it is full, input keeps working).
+pub async fn run<B>(
+    terminal: &mut Terminal<B>,
+    status_rx: mpsc::Receiver<Vec<Status>>,
+    request_tx: mpsc::Sender<Request>,
+    log_ring: LogRing,
+    options: UiOptions,
+    cancel: CancellationToken,
+) -> Result<(), UiError>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+{
+    let theme = Theme::resolve(options.theme.as_deref(), Theme::no_color_env())?;
+    let keymap = Keymap::load(options.keymap_path.as_deref())?;
+    let settings = Settings {
+        theme,
+        keymap,
+        ascii: options.ascii,
+        read_only: options.read_only,
+    };
+    let mut model = Model::new(settings, log_ring);
+    let stop = cancel.child_token();
+    watch_signals(stop.clone())?;
+    let result = run_loop(
+        terminal,
+        &mut model,
+        EventStream::new(),
+        status_rx,
+        request_tx,
+        stop.clone(),
+    )
+    .await;
+    // Ends the signal watcher.
+    stop.cancel();
+    result.map(|_| ())
+}
+
+#[cfg(unix)]
+fn watch_signals(stop: CancellationToken) -> Result<(), UiError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(UiError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(UiError::Signal)?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => stop.cancel(),
+            _ = hup.recv() => stop.cancel(),
+            _ = stop.cancelled() => {}
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn watch_signals(_stop: CancellationToken) -> Result<(), UiError> {
+    Ok(())
+}
+
+fn draw<B>(terminal: &mut Terminal<B>, model: &Model, stats: &mut LoopStats) -> Result<(), UiError>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+{
+    let now = tokio::time::Instant::now().into_std();
+    terminal
+        .draw(|frame| view::draw(frame, model, now))
+        .map_err(|e| UiError::Draw(Box::new(e)))?;
+    stats.frames += 1;
+    Ok(())
+}
+
+/// What one handled message asks of the next frame.
+#[derive(Default)]
+struct Dirty {
+    /// Input or a tick: draw now.
+    urgent: bool,
+    /// Churn: draw, at most every `MIN_FRAME_GAP`.
+    churn: bool,
+}
+
+/// The loop itself, over any terminal backend and any input stream (tests pass a
+/// `TestBackend` and a stream of made-up events).
+pub async fn run_loop<B, S>(
+    terminal: &mut Terminal<B>,
+    model: &mut Model,
+    mut events: S,
+    mut status_rx: mpsc::Receiver<Vec<Status>>,
+    request_tx: mpsc::Sender<Request>,
+    cancel: CancellationToken,
+) -> Result<LoopStats, UiError>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+    S: Stream<Item = io::Result<Event>> + Unpin,
+{
+    let mut stats = LoopStats::default();
+    let mut outbox: VecDeque<Request> = VecDeque::new();
+    let mut events_open = true;
+    let mut statuses_open = true;
+    let ring = model.ring().clone();
+    let now = || tokio::time::Instant::now();
+    let mut tick = tokio::time::interval_at(now() + TICK, TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    let size = terminal.size().map_err(|e| UiError::Draw(Box::new(e)))?;
+    update(
+        model,
+        Msg::Resize(size.width, size.height),
+        now().into_std(),
+    );
+    draw(terminal, model, &mut stats)?;
+    let mut last_draw = now();
+    let mut deferred: Option<tokio::time::Instant> = None;
+
+    loop {
+        let mut dirty = Dirty::default();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            event = events.next(), if events_open => {
+                on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
+            }
+            batch = status_rx.recv(), if statuses_open => {
+                on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+            }
+            _ = tick.tick() => {
+                update(model, Msg::Tick, now().into_std());
+                dirty.urgent = true;
+            }
+            permit = request_tx.reserve(), if !outbox.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(request) = outbox.pop_front() {
+                        permit.send(request);
+                        stats.requests_sent += 1;
+                    }
+                }
+                Err(_) => pool_gone(model, &mut outbox),
+            },
+            _ = ring.changed() => dirty.churn = true,
+            _ = sleep_until(deferred), if deferred.is_some() => dirty.urgent = true,
+        }
+        // Everything else already waiting, keys first, then one frame for all of it.
+        for _ in 0..DRAIN_LIMIT {
+            tokio::select! {
+                biased;
+                event = events.next(), if events_open => {
+                    on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
+                }
+                batch = status_rx.recv(), if statuses_open => {
+                    on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+                }
+                _ = std::future::ready(()) => break,
+            }
+        }
+        flush(model, &request_tx, &mut outbox, &mut stats);
+        if model.should_quit() {
+            break;
+        }
+        if dirty.urgent || (dirty.churn && now() >= last_draw + MIN_FRAME_GAP) {
+            draw(terminal, model, &mut stats)?;
+            last_draw = now();
+            deferred = None;
+        } else if dirty.churn && deferred.is_none() {
+            deferred = Some(last_draw + MIN_FRAME_GAP);
+        }
+    }
+    flush(model, &request_tx, &mut outbox, &mut stats);
+    if !outbox.is_empty() {
+        tracing::warn!(
+            unsent = outbox.len(),
+            "console closed with operator requests not yet sent"
+        );
+    }
+    Ok(stats)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+fn on_event(
+    model: &mut Model,
+    event: Option<io::Result<Event>>,
+    open: &mut bool,
+    outbox: &mut VecDeque<Request>,
+    dirty: &mut Dirty,
+) -> Result<(), UiError> {
+    let now = tokio::time::Instant::now().into_std();
+    let msg = match event {
+        None => {
+            *open = false;
+            return Ok(());
+        }
+        Some(Err(e)) => return Err(UiError::Input(e)),
+        Some(Ok(Event::Key(key))) => Msg::Key(key),
+        Some(Ok(Event::Mouse(mouse))) => Msg::Mouse(mouse),
+        Some(Ok(Event::Resize(w, h))) => Msg::Resize(w, h),
+        Some(Ok(_)) => return Ok(()),
+    };
+    outbox.extend(update(model, msg, now));
+    dirty.urgent = true;
+    Ok(())
+}
+
+fn on_batch(
+    model: &mut Model,
+    batch: Option<Vec<Status>>,
+    open: &mut bool,
+    stats: &mut LoopStats,
+    dirty: &mut Dirty,
+) {
+    let now = tokio::time::Instant::now().into_std();
+    match batch {
+        Some(batch) => {
+            stats.status_batches += 1;
+            stats.statuses += batch.len() as u64;
+            update(model, Msg::Statuses(batch), now);
+            dirty.churn = true;
+        }
+        None => {
+            *open = false;
+            model.refuse("the pool stopped publishing statuses", now);
+            dirty.urgent = true;
+        }
+    }
+}
+
+/// Sends what the channel takes now; the rest waits for the `reserve` arm.
+fn flush(
+    model: &mut Model,
+    tx: &mpsc::Sender<Request>,
+    outbox: &mut VecDeque<Request>,
+    stats: &mut LoopStats,
+) {
+    while let Some(request) = outbox.pop_front() {
+        match tx.try_send(request) {
+            Ok(()) => stats.requests_sent += 1,
+            Err(TrySendError::Full(request)) => {
+                outbox.push_front(request);
+                return;
+            }
+            Err(TrySendError::Closed(request)) => {
+                outbox.push_front(request);
+                pool_gone(model, outbox);
+                return;
+            }
+        }
+    }
+}
+
+fn pool_gone(model: &mut Model, outbox: &mut VecDeque<Request>) {
+    let lost = outbox.len();
+    outbox.clear();
+    model.refuse(
+        format!("the pool is not taking requests; {lost} not sent"),
+        tokio::time::Instant::now().into_std(),
+    );
+}

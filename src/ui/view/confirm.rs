@@ -1,0 +1,109 @@
+//! Confirmation dialogs: wipe (type the session id, or the count of marked sessions) and bulk
+//! actions on marked rows (shows the count).
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::super::model::{Confirm, Model};
+use super::super::update::OperatorAction;
+use super::{centered, pane};
+
+/// Ids listed before "and N more".
+const LISTED: usize = 4;
+
+fn listing(ids: &[String]) -> String {
+    let mut text = ids
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > LISTED {
+        text.push_str(&format!(" and {} more", ids.len() - LISTED));
+    }
+    text
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
+    let theme = model.theme();
+    let ascii = model.settings().ascii;
+    let cursor = if ascii { "_" } else { "▏" };
+    let (title, lines) = match confirm {
+        Confirm::Wipe { ids, typed, backup } => {
+            let word = Confirm::wipe_word(ids);
+            let what = match ids.as_slice() {
+                [one] => {
+                    let label = model
+                        .status(one)
+                        .map(|s| s.label.clone())
+                        .filter(|l| !l.is_empty() && l != one)
+                        .map_or_else(String::new, |l| format!(" ({l})"));
+                    format!("Wipe the credentials of {one}{label}?")
+                }
+                many => format!(
+                    "Wipe the credentials of {} marked sessions: {}?",
+                    many.len(),
+                    listing(many)
+                ),
+            };
+            let lines = vec![
+                Line::from(Span::styled(what, theme.title)),
+                Line::from(Span::styled(
+                    "Key material is removed; the session must be paired again.",
+                    theme.text,
+                )),
+                Line::from(vec![
+                    Span::styled("Backup first: ", theme.text),
+                    Span::styled(if *backup { "yes" } else { "NO" }, theme.key),
+                    Span::styled("  (tab toggles)", theme.dim),
+                ]),
+                Line::default(),
+                Line::from(vec![
+                    Span::styled(format!("Type {word} to confirm: "), theme.text),
+                    Span::styled(format!("{typed}{cursor}"), theme.key),
+                ]),
+                Line::from(Span::styled("enter wipes · esc cancels", theme.dim)),
+            ];
+            (" Wipe credentials ", lines)
+        }
+        Confirm::Bulk { action, ids } => {
+            let verb = match action {
+                OperatorAction::Stop => "Start or stop".to_string(),
+                other => {
+                    let v = other.verb();
+                    let mut c = v.chars();
+                    c.next()
+                        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+                }
+            };
+            let lines = vec![
+                Line::from(Span::styled(
+                    format!("{verb} {} marked sessions?", ids.len()),
+                    theme.title,
+                )),
+                Line::from(Span::styled(listing(ids), theme.text)),
+                Line::from(Span::styled(
+                    "One request per session; the pool staggers them through its connect rate limit.",
+                    theme.text,
+                )),
+                Line::default(),
+                Line::from(Span::styled(
+                    "y sends · n cancels (rows stay marked)",
+                    theme.dim,
+                )),
+            ];
+            (" Bulk action ", lines)
+        }
+    };
+    let popup = centered(area, 72, lines.len() as u16 + 3);
+    let block = pane(model, Line::from(title), true);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        popup,
+    );
+}

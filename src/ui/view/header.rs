@@ -1,0 +1,123 @@
+//! The header: fleet totals and rates, sessions per state (glyph, name, number), and a bar of
+//! the fleet split by state.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::super::fmt;
+use super::super::model::{FleetStats, Model};
+use super::super::theme::state_glyph;
+use crate::session::status::StateName;
+
+pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
+    let theme = model.theme();
+    let ascii = model.settings().ascii;
+    let stats = FleetStats::compute(model.statuses(), now);
+    let width = usize::from(area.width);
+
+    let mut top = vec![
+        Span::styled(" wasp ", theme.header),
+        Span::styled(format!(" {} sessions", stats.total), theme.text),
+        Span::styled("  connects/min ", theme.dim),
+        Span::styled(stats.connects_per_min.to_string(), theme.text),
+        Span::styled("  conflicts/h ", theme.dim),
+        Span::styled(stats.conflicts_per_hour.to_string(), theme.text),
+        Span::styled("  uptime ", theme.dim),
+        Span::styled(fmt::percent(stats.uptime_pct), theme.text),
+    ];
+    if !model.marks().is_empty() {
+        top.push(Span::styled(
+            format!("  {} marked", model.marks().len()),
+            theme.marked,
+        ));
+    }
+    if model.settings().read_only {
+        top.push(Span::styled("  [read-only]", theme.message));
+    }
+
+    let present: Vec<StateName> = StateName::ALL
+        .into_iter()
+        .filter(|s| stats.count(*s) > 0)
+        .collect();
+    let long = counts_line(&stats, &present, ascii, true, model);
+    let counts = if long.width() <= width {
+        long
+    } else {
+        counts_line(&stats, &present, ascii, false, model)
+    };
+
+    let lines = vec![Line::from(top), counts, bar(&stats, &present, width, model)];
+    frame.render_widget(Paragraph::new(lines).style(theme.text), area);
+}
+
+fn counts_line(
+    stats: &FleetStats,
+    present: &[StateName],
+    ascii: bool,
+    named: bool,
+    model: &Model,
+) -> Line<'static> {
+    let theme = model.theme();
+    let mut spans = vec![Span::raw(" ")];
+    for state in present {
+        let style = theme.state(*state);
+        let text = if named {
+            format!(
+                "{} {} {}",
+                state_glyph(*state, ascii),
+                state.as_str(),
+                stats.count(*state)
+            )
+        } else {
+            format!("{}{}", state_glyph(*state, ascii), stats.count(*state))
+        };
+        spans.push(Span::styled(text, style));
+        spans.push(Span::raw(if named { "  " } else { " " }));
+    }
+    if present.is_empty() {
+        spans.push(Span::styled("no sessions yet", theme.dim));
+    }
+    Line::from(spans)
+}
+
+/// A bar `width` cells wide split by state (largest remainder; every present state gets a
+/// cell). Coloured blocks, or each state's glyph when the theme says so (mono).
+fn bar(stats: &FleetStats, present: &[StateName], width: usize, model: &Model) -> Line<'static> {
+    let theme = model.theme();
+    let ascii = model.settings().ascii;
+    let width = width.saturating_sub(2);
+    if stats.total == 0 || width < present.len() {
+        return Line::default();
+    }
+    // Each present state keeps one cell; the rest is shared by count.
+    let spare = width - present.len();
+    let mut cells: Vec<(StateName, usize, usize)> = present
+        .iter()
+        .map(|s| {
+            let share = stats.count(*s) * spare;
+            (*s, 1 + share / stats.total, share % stats.total)
+        })
+        .collect();
+    let used: usize = cells.iter().map(|c| c.1).sum();
+    let mut by_remainder: Vec<usize> = (0..cells.len()).collect();
+    by_remainder.sort_by(|a, b| cells[*b].2.cmp(&cells[*a].2));
+    for i in by_remainder.into_iter().take(width.saturating_sub(used)) {
+        cells[i].1 += 1;
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (state, n, _) in cells {
+        let fill = if theme.bar_glyphs {
+            state_glyph(state, ascii)
+        } else if ascii {
+            "#"
+        } else {
+            "█"
+        };
+        spans.push(Span::styled(fill.repeat(n), theme.state(state)));
+    }
+    Line::from(spans)
+}

@@ -1,0 +1,259 @@
+//! The session table: one row per visible session (only the rows on screen are built, so 5,000
+//! sessions cost what 30 do), columns chosen by the width available.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
+
+use super::super::fmt;
+use super::super::model::{Model, Pane, last_event};
+use super::super::theme::state_glyph;
+use super::{clip, pane};
+use crate::session::status::{StateName, Status};
+
+/// Data rows that fit in a table pane of `area` (borders and the header row excluded).
+pub fn visible_rows(area: Rect) -> usize {
+    usize::from(area.height.saturating_sub(3))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Mark,
+    State,
+    Id,
+    Label,
+    Phone,
+    Uptime,
+    Timer,
+    Attempt,
+    Conflicts,
+    Cause,
+    Age,
+}
+
+impl Col {
+    fn title(self) -> &'static str {
+        match self {
+            Col::Mark => "",
+            Col::State => "state",
+            Col::Id => "id",
+            Col::Label => "label",
+            Col::Phone => "phone",
+            Col::Uptime => "uptime",
+            Col::Timer => "timer",
+            Col::Attempt => "try",
+            Col::Conflicts => "cf1h",
+            Col::Cause => "last cause",
+            Col::Age => "event",
+        }
+    }
+}
+
+/// Columns and widths for an inner width; optional columns join as width allows.
+fn columns(width: u16, id_width: u16) -> Vec<(Col, u16)> {
+    // One column goes to the selection marker.
+    let width = width.saturating_sub(1);
+    let mut cols = vec![
+        (Col::Mark, 1),
+        (Col::State, 13),
+        (Col::Id, id_width.clamp(4, 16)),
+        (Col::Uptime, 6),
+        (Col::Timer, 6),
+        (Col::Attempt, 5),
+        (Col::Conflicts, 4),
+        (Col::Age, 6),
+    ];
+    let used = |cols: &[(Col, u16)]| cols.iter().map(|c| c.1 + 1).sum::<u16>();
+    // Optional columns by priority, each placed after its neighbour.
+    for (col, w, after) in [
+        (Col::Cause, 14, Col::Conflicts),
+        (Col::Label, 18, Col::Id),
+        (Col::Phone, 13, Col::Label),
+    ] {
+        if used(&cols) + w < width {
+            let at = cols
+                .iter()
+                .position(|c| c.0 == after)
+                .or_else(|| cols.iter().position(|c| c.0 == Col::Id))
+                .map_or(cols.len(), |i| i + 1);
+            cols.insert(at, (col, w));
+        }
+    }
+    // The last-cause column takes what is left.
+    let spare = width.saturating_sub(used(&cols));
+    if let Some(c) = cols.iter_mut().find(|c| c.0 == Col::Cause) {
+        c.1 += spare.min(16);
+    }
+    cols
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
+    let theme = model.theme();
+    let ascii = model.settings().ascii;
+    let (sort, desc) = model.sort();
+    let mut title = vec![Span::raw(" Sessions ")];
+    let shown = model.rows().len();
+    let total = model.len();
+    title.push(Span::styled(
+        if shown == total {
+            format!("{total} ")
+        } else {
+            format!("{shown}/{total} ")
+        },
+        theme.text,
+    ));
+    let arrow = match (desc, ascii) {
+        (false, false) => "↑",
+        (true, false) => "↓",
+        (false, true) => "^",
+        (true, true) => "v",
+    };
+    title.push(Span::styled(
+        format!("· sort {} {arrow} ", sort.name()),
+        theme.dim,
+    ));
+    if !model.filter_text().is_empty() {
+        title.push(Span::styled(
+            format!("· filter {} ", model.filter_text()),
+            theme.message,
+        ));
+    }
+    let block = pane(model, Line::from(title), model.focus() == Pane::Table);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    let page = visible_rows(area);
+    let offset = model.offset().min(shown.saturating_sub(1));
+    let ids = &model.rows()[offset..(offset + page).min(shown)];
+    let id_width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(4) as u16;
+    let cols = columns(inner.width, id_width);
+
+    let header = Row::new(cols.iter().map(|(c, _)| Cell::from(c.title()))).style(theme.dim);
+    let rows = ids.iter().filter_map(|id| model.status(id)).map(|s| {
+        let marked = model.marks().contains(&s.id);
+        let cells = cols
+            .iter()
+            .map(|(c, w)| cell(*c, *w, s, marked, model, now));
+        let row = Row::new(cells);
+        if marked { row.style(theme.marked) } else { row }
+    });
+    let widths = cols.iter().map(|(_, w)| Constraint::Length(*w));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(theme.selected)
+        .highlight_symbol(if ascii { ">" } else { "▶" })
+        .highlight_spacing(HighlightSpacing::Always);
+    let mut state = TableState::default()
+        .with_selected(model.selected_index().and_then(|i| i.checked_sub(offset)));
+    frame.render_stateful_widget(table, inner, &mut state);
+    if shown == 0 {
+        let text = if total == 0 {
+            "no sessions yet"
+        } else {
+            "no session matches the filter (Esc clears it)"
+        };
+        let at = Rect::new(inner.x + 1, inner.y + 1, inner.width.saturating_sub(1), 1);
+        frame.render_widget(Span::styled(text, theme.dim), at);
+    }
+}
+
+fn cell<'a>(
+    col: Col,
+    width: u16,
+    s: &'a Status,
+    marked: bool,
+    model: &Model,
+    now: Instant,
+) -> Cell<'a> {
+    let theme = model.theme();
+    let ascii = model.settings().ascii;
+    let w = usize::from(width);
+    match col {
+        Col::Mark => Cell::from(if marked { "+" } else { " " }),
+        Col::State => Cell::from(Span::styled(
+            format!("{} {}", state_glyph(s.state, ascii), s.state.as_str()),
+            theme.state(s.state),
+        )),
+        Col::Id => Cell::from(clip(&s.id, w, ascii)),
+        Col::Label => Cell::from(clip(&s.label, w, ascii)),
+        Col::Phone => Cell::from(
+            s.phone
+                .as_deref()
+                .map_or_else(String::new, |p| clip(p, w, ascii)),
+        ),
+        Col::Uptime => Cell::from(right(&fmt::percent(s.uptime_pct), w)),
+        Col::Timer => match timer(s, now) {
+            Some(t) => Cell::from(Span::styled(right(&t, w), theme.state(s.state))),
+            None => Cell::from(right("-", w)).style(theme.dim),
+        },
+        Col::Attempt => {
+            if s.attempt == 0 {
+                Cell::from(right("-", w)).style(theme.dim)
+            } else if s.max_attempts > 0 {
+                Cell::from(right(&format!("{}/{}", s.attempt, s.max_attempts), w))
+            } else {
+                Cell::from(right(&s.attempt.to_string(), w))
+            }
+        }
+        Col::Conflicts => {
+            let style = if s.conflicts_1h > 0 {
+                theme.state(StateName::Conflict)
+            } else {
+                Style::default()
+            };
+            Cell::from(right(&s.conflicts_1h.to_string(), w)).style(style)
+        }
+        Col::Cause => Cell::from(clip(&cause(s), w, ascii)),
+        Col::Age => Cell::from(right(&fmt::age(last_event(s), now), w)),
+    }
+}
+
+/// The countdown that matters for the state: retry, cooldown end, QR expiry.
+pub fn timer(s: &Status, now: Instant) -> Option<String> {
+    match s.state {
+        StateName::Backoff => s.retry_at.map(|t| fmt::countdown(t, now)),
+        StateName::Pairing => s.qr.as_ref().map(|q| fmt::countdown(q.expires_at, now)),
+        _ => s
+            .cooldown_until
+            .filter(|t| *t > now)
+            .or(s.retry_at.filter(|t| *t > now))
+            .map(|t| fmt::countdown(t, now)),
+    }
+}
+
+/// `conflict 440`, `closed 428`, or the reason.
+pub fn cause(s: &Status) -> String {
+    match (&s.last_cause, s.last_code) {
+        (Some(c), Some(code)) => format!("{c} {code}"),
+        (Some(c), None) => c.clone(),
+        (None, Some(code)) => code.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+fn right(text: &str, width: usize) -> String {
+    format!("{text:>width$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_fit_the_width() {
+        for width in [60u16, 78, 94, 140, 200] {
+            let cols = columns(width, 10);
+            let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
+            assert!(used <= width, "{used} > {width}");
+        }
+        let narrow: Vec<_> = columns(78, 10).into_iter().map(|c| c.0).collect();
+        assert!(narrow.contains(&Col::Cause) && !narrow.contains(&Col::Phone));
+        let wide: Vec<_> = columns(140, 10).into_iter().map(|c| c.0).collect();
+        assert!(wide.contains(&Col::Label) && wide.contains(&Col::Phone));
+    }
+}
