@@ -1,4 +1,5 @@
-//! `wasp bench`: repeatable measurements against the simulator, JSON out.
+//! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, and
+//! `frame` (building and drawing one console frame for a large fleet).
 //!
 //! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
 //! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
@@ -26,6 +27,10 @@ use crate::wa::stanza::{self, Incoming};
 pub async fn run(args: &[String]) -> u8 {
     let mut connections = 1000usize;
     let mut hold = 10u64;
+    let mut sessions = 5000usize;
+    let mut width = 200u64;
+    let mut height = 60u64;
+    let mut iterations = 200usize;
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
     while let Some(arg) = it.next() {
@@ -33,6 +38,10 @@ pub async fn run(args: &[String]) -> u8 {
         match (arg.as_str(), value) {
             ("--connections", Some(v)) => connections = v as usize,
             ("--hold-secs", Some(v)) => hold = v,
+            ("--sessions", Some(v)) => sessions = v as usize,
+            ("--width", Some(v)) => width = v,
+            ("--height", Some(v)) => height = v,
+            ("--iterations", Some(v)) => iterations = v as usize,
             _ => {
                 eprintln!("wasp bench: unknown or incomplete option {arg}");
                 return 2;
@@ -50,8 +59,16 @@ pub async fn run(args: &[String]) -> u8 {
                 1
             }
         },
+        "frame" => {
+            let (w, h) = (width.min(1000) as u16, height.min(1000) as u16);
+            let result = crate::ui::bench_frame(sessions, w, h, iterations.max(1));
+            println!("{}", result.to_json());
+            0
+        }
         _ => {
-            eprintln!("wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S]");
+            eprintln!(
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], or frame [--sessions N] [--width W] [--height H] [--iterations I]"
+            );
             2
         }
     }
