@@ -8,20 +8,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
-use crate::net::transport;
+use crate::sim::load;
 use crate::wa::creds::Credentials;
 use crate::wa::noise::TrustRoot;
-use crate::wa::pair;
-use crate::wa::payload::{self, ClientVersion, QR_PLATFORM};
-use crate::wa::stanza::{self, Incoming};
 
 /// Runs `wasp bench ARGS`; returns the exit code.
 pub async fn run(args: &[String]) -> u8 {
@@ -74,13 +70,6 @@ pub async fn run(args: &[String]) -> u8 {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// RSS in KiB and CPU time (user + system) in clock ticks of a process.
 fn proc_usage(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -101,9 +90,8 @@ fn proc_usage(pid: u32) -> Option<(u64, u64)> {
 
 struct Sim {
     child: std::process::Child,
-    ws_url: String,
+    target: load::Target,
     admin: String,
-    trust: TrustRoot,
 }
 
 fn start_sim() -> Result<Sim, String> {
@@ -129,75 +117,24 @@ fn start_sim() -> Result<Sim, String> {
         .ok_or("bad trust root")?;
     Ok(Sim {
         child,
-        ws_url: ready["ws_url"].as_str().unwrap_or_default().to_string(),
+        target: load::Target {
+            ws_url: ready["ws_url"].as_str().unwrap_or_default().to_string(),
+            trust: TrustRoot(root),
+        },
         admin: ready["admin_url"].as_str().unwrap_or_default().to_string(),
-        trust: TrustRoot(root),
     })
 }
 
-async fn connect(
-    sim: &Sim,
-    creds: &Credentials,
-) -> Result<(Conn, tokio::sync::mpsc::Receiver<ConnEvent>), String> {
-    let ws = transport::dial(&sim.ws_url, Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())?;
-    let version = ClientVersion::default();
-    let payload = if creds.is_paired() {
-        payload::login_payload(creds, &version).map_err(|e| e.to_string())?
-    } else {
-        payload::registration_payload(creds, &version)
-    };
-    let socket = client_handshake(
-        ws,
-        ClientHandshake {
-            noise_private: creds.noise.private.expose(),
-            payload,
-            trust: &sim.trust,
-            now_unix: now_unix(),
-            routing: None,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(socket.spawn(CancellationToken::new(), 16))
-}
-
-async fn next(
-    events: &mut tokio::sync::mpsc::Receiver<ConnEvent>,
-) -> Result<crate::wa::node::Node, String> {
-    match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-        Ok(Some(ConnEvent::Node(n))) => Ok(n),
-        Ok(Some(ConnEvent::Closed { cause, .. })) => Err(cause.to_string()),
-        _ => Err("no answer".into()),
-    }
-}
-
-/// Pairs one device through the admin API's scan and returns logged-in credentials.
+/// Pairs one device, the phone scanning through the admin API.
 async fn pair_one(sim: &Sim) -> Result<Credentials, String> {
-    let mut creds = Credentials::generate();
-    let (conn, mut events) = connect(sim, &creds).await?;
-    let (id, refs) = match stanza::classify(next(&mut events).await?) {
-        Incoming::PairDevice { id, refs } => (id, refs),
-        other => return Err(format!("expected pair-device, got {other:?}")),
-    };
-    conn.send(stanza::iq_result(&id))
-        .await
-        .map_err(|e| e.to_string())?;
-    let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
     let admin = sim.admin.clone();
-    let scan =
-        tokio::spawn(async move { post_json(&admin, "/admin/scan", &json!({ "qr": qr })).await });
-    let node = match stanza::classify(next(&mut events).await?) {
-        Incoming::PairSuccess { node, .. } => node,
-        other => return Err(format!("expected pair-success, got {other:?}")),
-    };
-    let parsed = pair::parse_pair_success(&node).map_err(|e| e.to_string())?;
-    let (account, reply) = pair::complete_pairing(&creds, &parsed).map_err(|e| e.to_string())?;
-    conn.send(reply).await.map_err(|e| e.to_string())?;
-    scan.await.map_err(|e| e.to_string())??;
-    creds.account = Some(account);
-    Ok(creds)
+    load::pair_new(&sim.target, |qr| async move {
+        post_json(&admin, "/admin/scan", &json!({ "qr": qr }))
+            .await
+            .map(|()| String::new())
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(), String> {
@@ -261,11 +198,10 @@ async fn measure(sim: &Sim, n: usize, hold: u64) -> Result<serde_json::Value, St
         while logins.len() < 256 {
             let Some(c) = iter.next() else { break };
             logins.push(async move {
-                let (conn, mut events) = connect(sim, c).await?;
-                match stanza::classify(next(&mut events).await?) {
-                    Incoming::Success { .. } => Ok::<_, String>((conn, events)),
-                    other => Err(format!("expected success, got {other:?}")),
-                }
+                let socket = load::login(&sim.target, c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(socket.spawn(CancellationToken::new(), 16))
             });
         }
         match logins.next().await {
