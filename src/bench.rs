@@ -1,4 +1,5 @@
-//! `wasp bench`: repeatable measurements against the simulator, JSON out.
+//! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, and
+//! `frame` (building and drawing one console frame for a large fleet).
 //!
 //! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
 //! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
@@ -7,25 +8,25 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
-use crate::net::transport;
+use crate::sim::load;
 use crate::wa::creds::Credentials;
 use crate::wa::noise::TrustRoot;
-use crate::wa::pair;
-use crate::wa::payload::{self, ClientVersion, QR_PLATFORM};
-use crate::wa::stanza::{self, Incoming};
 
 /// Runs `wasp bench ARGS`; returns the exit code.
 pub async fn run(args: &[String]) -> u8 {
     let mut connections = 1000usize;
     let mut hold = 10u64;
+    let mut sessions = 5000usize;
+    let mut width = 200u64;
+    let mut height = 60u64;
+    let mut iterations = 200usize;
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
     while let Some(arg) = it.next() {
@@ -33,6 +34,10 @@ pub async fn run(args: &[String]) -> u8 {
         match (arg.as_str(), value) {
             ("--connections", Some(v)) => connections = v as usize,
             ("--hold-secs", Some(v)) => hold = v,
+            ("--sessions", Some(v)) => sessions = v as usize,
+            ("--width", Some(v)) => width = v,
+            ("--height", Some(v)) => height = v,
+            ("--iterations", Some(v)) => iterations = v as usize,
             _ => {
                 eprintln!("wasp bench: unknown or incomplete option {arg}");
                 return 2;
@@ -50,15 +55,19 @@ pub async fn run(args: &[String]) -> u8 {
                 1
             }
         },
+        "frame" => {
+            let (w, h) = (width.min(1000) as u16, height.min(1000) as u16);
+            let result = crate::ui::bench_frame(sessions, w, h, iterations.max(1));
+            println!("{}", result.to_json());
+            0
+        }
         _ => {
-            eprintln!("wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S]");
+            eprintln!(
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], or frame [--sessions N] [--width W] [--height H] [--iterations I]"
+            );
             2
         }
     }
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// RSS in KiB and CPU time (user + system) in clock ticks of a process.
@@ -81,9 +90,8 @@ fn proc_usage(pid: u32) -> Option<(u64, u64)> {
 
 struct Sim {
     child: std::process::Child,
-    ws_url: String,
+    target: load::Target,
     admin: String,
-    trust: TrustRoot,
 }
 
 fn start_sim() -> Result<Sim, String> {
@@ -96,8 +104,11 @@ fn start_sim() -> Result<Sim, String> {
         .map_err(|e| format!("cannot start wasp sim: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
-    let ready: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("bad ready line: {e}"))?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("bad ready line: {e}"))?;
     use base64::Engine;
     let root: [u8; 32] = base64::engine::general_purpose::STANDARD
         .decode(ready["trust_root"].as_str().unwrap_or_default())
@@ -106,79 +117,44 @@ fn start_sim() -> Result<Sim, String> {
         .ok_or("bad trust root")?;
     Ok(Sim {
         child,
-        ws_url: ready["ws_url"].as_str().unwrap_or_default().to_string(),
+        target: load::Target {
+            ws_url: ready["ws_url"].as_str().unwrap_or_default().to_string(),
+            trust: TrustRoot(root),
+        },
         admin: ready["admin_url"].as_str().unwrap_or_default().to_string(),
-        trust: TrustRoot(root),
     })
 }
 
-async fn connect(sim: &Sim, creds: &Credentials) -> Result<(Conn, tokio::sync::mpsc::Receiver<ConnEvent>), String> {
-    let ws = transport::dial(&sim.ws_url, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
-    let version = ClientVersion::default();
-    let payload = if creds.is_paired() {
-        payload::login_payload(creds, &version).map_err(|e| e.to_string())?
-    } else {
-        payload::registration_payload(creds, &version)
-    };
-    let socket = client_handshake(
-        ws,
-        ClientHandshake {
-            noise_private: creds.noise.private.expose(),
-            payload,
-            trust: &sim.trust,
-            now_unix: now_unix(),
-            routing: None,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(socket.spawn(CancellationToken::new(), 16))
-}
-
-async fn next(events: &mut tokio::sync::mpsc::Receiver<ConnEvent>) -> Result<crate::wa::node::Node, String> {
-    match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-        Ok(Some(ConnEvent::Node(n))) => Ok(n),
-        Ok(Some(ConnEvent::Closed { cause, .. })) => Err(cause.to_string()),
-        _ => Err("no answer".into()),
-    }
-}
-
-/// Pairs one device through the admin API's scan and returns logged-in credentials.
+/// Pairs one device, the phone scanning through the admin API.
 async fn pair_one(sim: &Sim) -> Result<Credentials, String> {
-    let mut creds = Credentials::generate();
-    let (conn, mut events) = connect(sim, &creds).await?;
-    let (id, refs) = match stanza::classify(next(&mut events).await?) {
-        Incoming::PairDevice { id, refs } => (id, refs),
-        other => return Err(format!("expected pair-device, got {other:?}")),
-    };
-    conn.send(stanza::iq_result(&id)).await.map_err(|e| e.to_string())?;
-    let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
     let admin = sim.admin.clone();
-    let scan = tokio::spawn(async move { post_json(&admin, "/admin/scan", &json!({ "qr": qr })).await });
-    let node = match stanza::classify(next(&mut events).await?) {
-        Incoming::PairSuccess { node, .. } => node,
-        other => return Err(format!("expected pair-success, got {other:?}")),
-    };
-    let parsed = pair::parse_pair_success(&node).map_err(|e| e.to_string())?;
-    let (account, reply) = pair::complete_pairing(&creds, &parsed).map_err(|e| e.to_string())?;
-    conn.send(reply).await.map_err(|e| e.to_string())?;
-    scan.await.map_err(|e| e.to_string())??;
-    creds.account = Some(account);
-    Ok(creds)
+    load::pair_new(&sim.target, |qr| async move {
+        post_json(&admin, "/admin/scan", &json!({ "qr": qr }))
+            .await
+            .map(|()| String::new())
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base.trim_start_matches("http://");
     let body = body.to_string();
-    let mut tcp = tokio::net::TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    let mut tcp = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| e.to_string())?;
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    tcp.read_to_string(&mut answer).await.map_err(|e| e.to_string())?;
+    tcp.read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
     if answer.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
@@ -222,11 +198,10 @@ async fn measure(sim: &Sim, n: usize, hold: u64) -> Result<serde_json::Value, St
         while logins.len() < 256 {
             let Some(c) = iter.next() else { break };
             logins.push(async move {
-                let (conn, mut events) = connect(sim, c).await?;
-                match stanza::classify(next(&mut events).await?) {
-                    Incoming::Success { .. } => Ok::<_, String>((conn, events)),
-                    other => Err(format!("expected success, got {other:?}")),
-                }
+                let socket = load::login(&sim.target, c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(socket.spawn(CancellationToken::new(), 16))
             });
         }
         match logins.next().await {

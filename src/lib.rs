@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod logging;
 pub mod net;

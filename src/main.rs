@@ -43,6 +43,20 @@ enum Command {
     },
 }
 
+/// Console options shared by `tui` and `demo`.
+#[derive(Debug, Args, Clone)]
+struct ConsoleArgs {
+    /// A TOML keymap that overlays the embedded default keys.
+    #[arg(long, value_name = "FILE")]
+    keymap: Option<PathBuf>,
+    /// Browse only: every operator action is refused.
+    #[arg(long)]
+    read_only: bool,
+    /// Do not capture the mouse (keeps the terminal's own text selection).
+    #[arg(long)]
+    no_mouse: bool,
+}
+
 #[derive(Debug, Args)]
 struct TuiArgs {
     /// The sessions file.
@@ -57,6 +71,8 @@ struct TuiArgs {
     /// Also serve the health/metrics endpoint on this address.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -65,10 +81,11 @@ struct DemoArgs {
     #[arg(long, value_name = "N", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=5000))]
     sessions: u32,
-    /// Inject scripted faults (conflict, drop, stall, 515, 503, logout) into random sessions.
+    /// Inject scripted faults (conflict, drop, stall, 515, 503, logout) into random sessions
+    /// every few seconds (the default in the demo).
     #[arg(long, overrides_with = "no_faults")]
     faults: bool,
-    /// No faults (the default).
+    /// Run the demo without faults.
     #[arg(long, overrides_with = "faults")]
     no_faults: bool,
     /// Colour theme from themes/ (dark, light, mono).
@@ -77,6 +94,8 @@ struct DemoArgs {
     /// Draw with ASCII only.
     #[arg(long)]
     ascii: bool,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -125,8 +144,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Tui(cli.tui));
     Ok(match command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Tui(_) => not_built("wasp tui (the console)"),
-        Command::Demo(_) => not_built("wasp demo"),
+        Command::Tui(args) => {
+            let options = ui_options(args.theme, args.ascii, args.console);
+            ExitCode::from(runtime()?.block_on(wasp::console::tui(
+                &args.config,
+                args.http,
+                options,
+            )))
+        }
+        Command::Demo(args) => {
+            let options = ui_options(args.theme, args.ascii, args.console);
+            let faults = !args.no_faults;
+            ExitCode::from(runtime()?.block_on(wasp::console::demo(args.sessions, faults, options)))
+        }
         Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
             // The guard flushes the log writer when dropped: keep it for the whole run.
             let _guard = match wasp::logging::init_json_stdout("info") {
@@ -147,15 +177,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn ui_options(theme: Option<String>, ascii: bool, console: ConsoleArgs) -> wasp::ui::UiOptions {
+    let defaults = wasp::ui::UiOptions::default();
+    wasp::ui::UiOptions {
+        theme,
+        ascii: ascii || defaults.ascii,
+        read_only: console.read_only,
+        keymap_path: console.keymap,
+        mouse: !console.no_mouse,
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("{what} is not built yet.");
-    usage_failure()
 }
 
 /// `wasp check-config FILE`: every problem on stderr (exit 2) or a one-line summary on

@@ -132,6 +132,16 @@ pub async fn stop(started: Started) {
 /// `wasp headless`: the pool with JSON logs on stdout; SIGTERM/SIGINT stop it, SIGHUP reloads
 /// the config (a bad file keeps the old config and logs why). Returns the exit code.
 pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
+    // Handlers first: a signal that arrives while the pool starts must not kill the process.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("could not install signal handlers");
+        return 1;
+    };
     let config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -156,16 +166,6 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
         info!(addr = %server.addr, "http endpoint ready");
     }
     info!(sessions = config.sessions.len(), "wasp headless running");
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        error!("could not install signal handlers");
-        stop(started).await;
-        return 1;
-    };
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -136,8 +136,44 @@ async fn sessions_metrics_and_actions_over_http() {
         .into_iter()
         .find(|j| j.starts_with(&format!("{phone_of_alpha}:")))
         .unwrap();
+    // Follow the live event stream while the conflict happens.
+    let sse_host = base.trim_start_matches("http://").to_string();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let follower = tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let mut tcp = tokio::net::TcpStream::connect(&sse_host).await.unwrap();
+        let req = format!(
+            "GET /events HTTP/1.1\r\nHost: {sse_host}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(tcp).lines();
+        // The answer's status line means the server has subscribed us.
+        let status = lines.next_line().await.unwrap().unwrap_or_default();
+        assert!(status.contains("200"), "{status}");
+        let _ = subscribed_tx.send(());
+        let mut last_event = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(name) = line.strip_prefix("event: ") {
+                last_event = name.to_string();
+            }
+            if last_event == "status"
+                && line.starts_with("data: ")
+                && line.contains("\"alpha\"")
+                && line.contains("\"conflict\"")
+            {
+                return line;
+            }
+        }
+        String::new()
+    });
+    subscribed.await.unwrap();
     sim.fault(&jid, Fault::Conflict).await.unwrap();
     let conflicted = wait_state(&base, "alpha", "conflict").await;
+    let event = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event.contains("\"last_code\":440"), "{event}");
     assert_eq!(conflicted["last_code"], 440);
     assert_eq!(conflicted["conflicts_1h"], 1);
 

@@ -547,3 +547,23 @@ fn pair_starts_pairing_without_credentials() {
     });
     assert_eq!(r.state(), StateName::Pairing);
 }
+
+#[test]
+fn a_restored_backup_is_recorded_in_the_timeline() {
+    let mut r = Rig::new(Policy::default(), true);
+    let note = "creds.wasp was refused: its checksum does not match; restored backup 3".to_string();
+    let fx = r.feed(Event::CredentialsRestored { note: note.clone() });
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Record(entry) if entry.detail == note))
+    );
+    assert_eq!(
+        r.s.status(r.now).timeline.last().map(|e| e.detail.clone()),
+        Some(note)
+    );
+    let fx = r.feed(Event::CredentialsLost {
+        reason: "no good backup".into(),
+    });
+    assert!(fx.iter().all(|e| !matches!(e, Effect::Dial { .. })));
+    assert_eq!(r.state(), StateName::LoggedOut);
+}

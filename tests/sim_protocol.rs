@@ -1,114 +1,44 @@
 //! The wasp client against the simulator over real sockets: pairing end to end, login,
-//! keepalive, each fault kind's cause and code, the 440 rule, version refusal, bad admin input.
+//! keepalive and iq answers, each fault kind's cause and code (PROTOCOL.md section 7), the
+//! 440 rule, faults for offline devices, slow handshakes, the fault plan, version refusal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/sim_client.rs"]
+mod sim_client;
+
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use wasp::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
-use wasp::net::transport;
-use wasp::sim::{Fault, Handle, Server, SimConfig};
+use sim_client::{WAIT, closed, connect, login, next_node, pair_new, target};
+use wasp::net::conn::ConnError;
+use wasp::sim::{Fault, FaultPlan, Handle, Server, SimConfig};
 use wasp::wa::creds::Credentials;
-use wasp::wa::pair;
-use wasp::wa::payload::{self, ClientVersion, QR_PLATFORM};
+use wasp::wa::node::Node;
 use wasp::wa::stanza::{self, Cause, Incoming};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn connect(sim: &Handle, creds: &Credentials) -> (Conn, mpsc::Receiver<ConnEvent>) {
-    let ws = transport::dial(&sim.ws_url, WAIT).await.unwrap();
-    let version = ClientVersion::default();
-    let payload = if creds.is_paired() {
-        payload::login_payload(creds, &version).unwrap()
-    } else {
-        payload::registration_payload(creds, &version)
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let socket = client_handshake(
-        ws,
-        ClientHandshake {
-            noise_private: creds.noise.private.expose(),
-            payload,
-            trust: &sim.trust_root,
-            now_unix: now,
-            routing: None,
-        },
-    )
-    .await
-    .unwrap();
-    socket.spawn(CancellationToken::new(), 32)
-}
-
-async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<wasp::wa::node::Node, Cause> {
-    match tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("no event in time")
-    {
-        Some(ConnEvent::Node(n)) => Ok(n),
-        Some(ConnEvent::Closed { cause, .. }) => Err(cause),
-        None => Err(Cause::Closed),
-    }
-}
-
-/// Waits until the connection closes; returns its cause.
-async fn closed(events: &mut mpsc::Receiver<ConnEvent>) -> Cause {
-    loop {
-        if let Err(cause) = next_node(events).await {
-            return cause;
-        }
-    }
-}
-
-/// Pairs fresh credentials through the virtual phone; returns them paired.
-async fn pair_new(sim: &Handle) -> Credentials {
-    let mut creds = Credentials::generate();
-    let (conn, mut events) = connect(sim, &creds).await;
-    let (id, refs) = match stanza::classify(next_node(&mut events).await.unwrap()) {
-        Incoming::PairDevice { id, refs } => (id, refs),
-        other => panic!("expected pair-device, got {other:?}"),
-    };
-    assert_eq!(refs.len(), 6);
-    conn.send(stanza::iq_result(&id)).await.unwrap();
-    // The QR the console would show; the phone scans it.
-    let qr = pair::qr_text(&refs[0], &creds, QR_PLATFORM);
-    let phone = sim.clone();
-    let scan = tokio::spawn(async move { phone.scan(&qr, Some("15550001111")).await });
-    let success = match stanza::classify(next_node(&mut events).await.unwrap()) {
-        Incoming::PairSuccess { node, .. } => node,
-        other => panic!("expected pair-success, got {other:?}"),
-    };
-    let parsed = pair::parse_pair_success(&success).unwrap();
-    let (account, reply) = pair::complete_pairing(&creds, &parsed).unwrap();
-    conn.send(reply).await.unwrap();
-    let jid = scan.await.unwrap().unwrap();
-    assert_eq!(jid, account.jid);
-    creds.account = Some(account);
-    // Then the server restarts the stream: 515.
-    assert_eq!(closed(&mut events).await, Cause::RestartRequired);
-    creds
-}
 
 async fn start() -> Handle {
     Server::start(SimConfig::default()).await.unwrap()
 }
 
+/// Polls the simulator's stats until `done` holds (bounded).
+async fn until(sim: &Handle, what: &str, done: impl Fn(&wasp::sim::Stats) -> bool) {
+    for _ in 0..1000 {
+        if done(&sim.stats()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what} never happened: {:?}", sim.stats());
+}
+
 #[tokio::test]
 async fn pairing_then_login_then_ping() {
     let sim = start().await;
-    let creds = pair_new(&sim).await;
+    let creds = pair_new(&sim, None).await;
     assert!(creds.is_paired());
-    let (conn, mut events) = connect(&sim, &creds).await;
-    assert!(matches!(
-        stanza::classify(next_node(&mut events).await.unwrap()),
-        Incoming::Success { .. }
-    ));
+    let (conn, _events) = login(&target(&sim), &creds).await;
     conn.ping(WAIT).await.unwrap();
-    // Pre-key count and passive iqs are answered; an unknown iq gets 501, never silence.
+    // Pre-key count and upload and passive iqs are answered.
     let count = conn
         .query(stanza::prekey_count_query(&conn.next_id()), WAIT)
         .await
@@ -117,129 +47,239 @@ async fn pairing_then_login_then_ping() {
         count.get_child("count").and_then(|c| c.get_attr("value")),
         Some("50")
     );
+    let upload = Node::new("iq")
+        .attr("type", "set")
+        .attr("xmlns", "encrypt")
+        .child(Node::new("registration").bytes(vec![0, 0, 1, 2]));
+    conn.query(upload, WAIT).await.unwrap();
     conn.query(stanza::passive_active(&conn.next_id()), WAIT)
         .await
         .unwrap();
-    let odd = wasp::wa::node::Node::new("iq")
-        .attr("type", "get")
-        .attr("xmlns", "w:odd");
+    // A ping without the <ping/> child (newer clients) is answered too.
+    let bare = Node::new("iq").attr("type", "get").attr("xmlns", "w:p");
+    conn.query(bare, WAIT).await.unwrap();
+    // Any other iq gets an iq error (501), never silence.
+    let odd = Node::new("iq").attr("type", "get").attr("xmlns", "w:odd");
     match conn.query(odd, WAIT).await {
-        Err(wasp::net::conn::ConnError::IqError { code, .. }) => assert_eq!(code, 501),
+        Err(ConnError::IqError { code, .. }) => assert_eq!(code, 501),
         other => panic!("expected a 501 iq error, got {other:?}"),
     }
     let stats = sim.stats();
-    assert_eq!((stats.pairings, stats.logins), (1, 1));
-    assert!(stats.handshakes >= 2);
+    assert_eq!((stats.pairings, stats.logins, stats.logged_in), (1, 1, 1));
+    assert_eq!(stats.handshakes, 2);
+    assert_eq!(stats.max_concurrent_per_device, 1);
+}
+
+fn failure(code: u16, expires_s: Option<u64>) -> Fault {
+    Fault::Failure { code, expires_s }
 }
 
 #[tokio::test]
 async fn each_fault_kind_gives_its_cause_and_code() {
     let sim = start().await;
-    let creds = pair_new(&sim).await;
+    let creds = pair_new(&sim, None).await;
     let jid = sim.devices()[0].clone();
     let cases = [
-        (Fault::Restart, 515),
-        (Fault::StreamError(503), 503),
-        (Fault::StreamError(500), 500),
+        (Fault::Restart, Cause::RestartRequired),
+        (Fault::StreamError(503), Cause::Server(503)),
+        (Fault::StreamError(500), Cause::Server(500)),
         (
-            Fault::Failure {
-                code: 402,
+            failure(402, Some(30)),
+            Cause::TempBanned {
                 expires_s: Some(30),
             },
-            402,
         ),
-        (
-            Fault::Failure {
-                code: 403,
-                expires_s: None,
-            },
-            403,
-        ),
-        (
-            Fault::Failure {
-                code: 405,
-                expires_s: None,
-            },
-            405,
-        ),
-        (
-            Fault::Failure {
-                code: 406,
-                expires_s: None,
-            },
-            406,
-        ),
-        (Fault::End, 428),
-        (Fault::Drop, 428),
-        (Fault::Conflict, 440),
-        (Fault::Logout, 401),
+        (failure(403, None), Cause::Locked),
+        (failure(405, None), Cause::ClientOutdated),
+        (failure(406, None), Cause::Banned),
+        (Fault::End, Cause::Closed),
+        (Fault::Drop, Cause::Closed),
+        (Fault::Conflict, Cause::Conflict),
+        (Fault::Logout, Cause::LoggedOut),
     ];
-    for (fault, code) in cases {
-        let (_conn, mut events) = connect(&sim, &creds).await;
-        assert!(matches!(
-            stanza::classify(next_node(&mut events).await.unwrap()),
-            Incoming::Success { .. }
-        ));
+    for (fault, expected) in cases {
+        let (_conn, mut events) = login(&target(&sim), &creds).await;
         let name = fault.name();
-        sim.fault(&jid, fault).await.unwrap();
+        assert_eq!(sim.fault(&jid, fault).await.unwrap(), 1);
         let cause = closed(&mut events).await;
-        assert_eq!(cause.code(), code, "{name} gave {cause}");
-        if code == 402 {
-            assert_eq!(
-                cause,
-                Cause::TempBanned {
-                    expires_s: Some(30)
-                }
-            );
-        }
+        assert_eq!(cause, expected, "{name}");
+        assert_eq!(cause.code(), expected.code(), "{name}");
     }
     // After logout the device is gone: its login is refused with 401.
-    let (_conn, mut events) = connect(&sim, &creds).await;
+    let (_conn, mut events) = connect(&target(&sim), &creds).await;
     assert_eq!(closed(&mut events).await, Cause::LoggedOut);
+    let stats = sim.stats();
+    assert_eq!(stats.faults_applied, 11);
+    assert_eq!(stats.faults["failure"], 4);
+    assert_eq!(stats.conflicts_sent, 1);
+    assert!(sim.devices().is_empty());
 }
 
 #[tokio::test]
 async fn stall_keeps_the_socket_but_stops_answering() {
     let sim = start().await;
-    let creds = pair_new(&sim).await;
-    let (conn, mut events) = connect(&sim, &creds).await;
-    next_node(&mut events).await.unwrap();
+    let creds = pair_new(&sim, None).await;
+    let (conn, _events) = login(&target(&sim), &creds).await;
     sim.fault(&sim.devices()[0], Fault::Stall).await.unwrap();
-    // Once the fault has landed, a ping goes unanswered (a 408 for the client).
-    for _ in 0..500 {
-        if sim.stats().faults_applied == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert_eq!(sim.stats().faults_applied, 1);
-    let err = conn.ping(Duration::from_millis(500)).await.unwrap_err();
+    until(&sim, "the stall", |s| s.faults.get("stall") == Some(&1)).await;
+    // The ping goes unanswered (a 408 for the client) and the socket stays open.
+    let err = conn.ping(Duration::from_millis(300)).await.unwrap_err();
     assert_eq!(err.cause().code(), 408);
     assert!(!conn.is_closed());
+    assert_eq!(sim.stats().logged_in, 1);
 }
 
 #[tokio::test]
 async fn a_second_login_kicks_the_first_with_440() {
     let sim = start().await;
-    let creds = pair_new(&sim).await;
-    let (_first, mut first_events) = connect(&sim, &creds).await;
-    next_node(&mut first_events).await.unwrap();
-    let (second, mut second_events) = connect(&sim, &creds).await;
+    let creds = pair_new(&sim, None).await;
+    let (_first, mut first_events) = login(&target(&sim), &creds).await;
+    let (second, _second_events) = login(&target(&sim), &creds).await;
     assert_eq!(closed(&mut first_events).await, Cause::Conflict);
-    assert!(matches!(
-        stanza::classify(next_node(&mut second_events).await.unwrap()),
-        Incoming::Success { .. }
-    ));
     second.ping(WAIT).await.unwrap();
     let stats = sim.stats();
     assert_eq!(stats.conflicts_sent, 1);
     assert_eq!(stats.max_concurrent_per_device, 1);
+    assert_eq!(stats.logged_in, 1);
     let device = stats.devices.values().next().unwrap();
     assert_eq!(
         (device.logins, device.conflicts_sent, device.max_concurrent),
         (2, 1, 1)
     );
+}
+
+#[tokio::test]
+async fn simultaneous_logins_of_one_device_leave_exactly_one() {
+    let sim = start().await;
+    let creds = pair_new(&sim, None).await;
+    let t = target(&sim);
+    let (a, b, c) = tokio::join!(
+        connect(&t, &creds),
+        connect(&t, &creds),
+        connect(&t, &creds)
+    );
+    let mut clients = [a, b, c];
+    // Each login gets <success>; each one replaced by a later one then gets 440.
+    for (_, events) in clients.iter_mut() {
+        assert!(matches!(
+            stanza::classify(next_node(events).await.unwrap()),
+            Incoming::Success { .. }
+        ));
+    }
+    let mut ends = Vec::new();
+    for (conn, events) in clients.iter_mut() {
+        ends.push(match conn.ping(WAIT).await {
+            Ok(_) => None,
+            Err(_) => Some(closed(events).await),
+        });
+    }
+    ends.sort_by_key(|e| e.is_some());
+    assert_eq!(ends, [None, Some(Cause::Conflict), Some(Cause::Conflict)]);
+    let stats = sim.stats();
+    assert_eq!(stats.max_concurrent_per_device, 1);
+    assert_eq!((stats.conflicts_sent, stats.logged_in), (2, 1));
+}
+
+#[tokio::test]
+async fn faults_for_an_offline_device_meet_its_next_login() {
+    let sim = start().await;
+    let creds = pair_new(&sim, None).await;
+    let jid = sim.devices()[0].clone();
+    let t = target(&sim);
+    // A failure replaces <success>.
+    assert_eq!(sim.fault(&jid, failure(403, None)).await.unwrap(), 0);
+    let (_c, mut events) = connect(&t, &creds).await;
+    assert_eq!(closed(&mut events).await, Cause::Locked);
+    assert_eq!(sim.stats().logins, 0);
+    // Other faults follow <success>.
+    sim.fault(&jid, Fault::StreamError(503)).await.unwrap();
+    let (_c, mut events) = login(&t, &creds).await;
+    assert_eq!(closed(&mut events).await, Cause::Server(503));
+    // Logout forgets the device at once.
+    sim.fault(&jid, Fault::Logout).await.unwrap();
+    assert!(sim.devices().is_empty());
+    let (_c, mut events) = connect(&t, &creds).await;
+    assert_eq!(closed(&mut events).await, Cause::LoggedOut);
+    // A device the simulator never paired is an error.
+    assert!(sim.fault(&jid, Fault::Drop).await.is_err());
+}
+
+#[tokio::test]
+async fn a_fault_for_all_reaches_every_logged_in_connection() {
+    let sim = start().await;
+    let t = target(&sim);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let creds = pair_new(&sim, None).await;
+        sessions.push(login(&t, &creds).await);
+    }
+    assert_eq!(sim.fault("*", Fault::Restart).await.unwrap(), 3);
+    for (_conn, events) in &mut sessions {
+        assert_eq!(closed(events).await, Cause::RestartRequired);
+    }
+    until(&sim, "every logout", |s| s.logged_in == 0).await;
+}
+
+#[tokio::test]
+async fn slow_handshakes_for_all_and_for_one_device() {
+    let sim = start().await;
+    let creds = pair_new(&sim, None).await;
+    let jid = sim.devices()[0].clone();
+    let t = target(&sim);
+    let slow = Fault::SlowHandshake(Duration::from_secs(60));
+    // For all: the server hello is late, so a client's connect deadline passes (408).
+    sim.fault("*", slow.clone()).await.unwrap();
+    let ws = wasp::net::transport::dial(&t.ws_url, WAIT).await.unwrap();
+    let handshake = wasp::net::conn::client_handshake(
+        ws,
+        wasp::net::conn::ClientHandshake {
+            noise_private: creds.noise.private.expose(),
+            payload: wasp::wa::payload::login_payload(&creds, &Default::default()).unwrap(),
+            trust: &t.trust,
+            now_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            routing: None,
+        },
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), handshake)
+            .await
+            .is_err()
+    );
+    sim.fault("*", Fault::SlowHandshake(Duration::ZERO))
+        .await
+        .unwrap();
+    let (_c, events) = login(&t, &creds).await;
+    drop(events);
+    // For one device: the answer to its login is late.
+    sim.fault(&jid, slow).await.unwrap();
+    let (_c, mut events) = connect(&t, &creds).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.recv())
+            .await
+            .is_err()
+    );
+    sim.fault(&jid, Fault::SlowHandshake(Duration::ZERO))
+        .await
+        .unwrap();
+    login(&t, &creds).await;
+}
+
+#[tokio::test]
+async fn a_seeded_fault_plan_hits_live_devices() {
+    let sim = start().await;
+    let creds = pair_new(&sim, None).await;
+    let (_conn, mut events) = login(&target(&sim), &creds).await;
+    sim.start_plan(FaultPlan {
+        every: Duration::from_millis(20),
+        kinds: vec![Fault::StreamError(503)],
+        seed: 7,
+    });
+    assert_eq!(closed(&mut events).await, Cause::Server(503));
+    sim.stop_plan();
+    assert!(sim.stats().faults["stream-error"] >= 1);
 }
 
 #[tokio::test]
@@ -256,15 +296,23 @@ async fn unknown_device_and_tampered_registration_get_401() {
         signed_identity: Vec::new(),
         key_index: 1,
     });
-    let (_c, mut events) = connect(&sim, &creds).await;
+    let (_c, mut events) = connect(&target(&sim), &creds).await;
     assert_eq!(closed(&mut events).await, Cause::LoggedOut);
 
     let mut tampered = Credentials::generate();
     tampered.signed_pre_key.signature[0] ^= 1;
-    let (_c, mut events) = connect(&sim, &tampered).await;
+    let (_c, mut events) = connect(&target(&sim), &tampered).await;
     assert_eq!(closed(&mut events).await, Cause::LoggedOut);
+
+    // A paired device's numbers with another noise key are not that device.
+    let paired = pair_new(&sim, None).await;
+    let mut impostor = Credentials::generate();
+    impostor.account = paired.account.clone();
+    let (_c, mut events) = connect(&target(&sim), &impostor).await;
+    assert_eq!(closed(&mut events).await, Cause::LoggedOut);
+
     let stats = sim.stats();
-    assert_eq!(stats.errors.get("unknown_device"), Some(&1));
+    assert_eq!(stats.errors.get("unknown_device"), Some(&2));
     assert_eq!(stats.errors.get("bad_signed_pre_key"), Some(&1));
 }
 
@@ -280,11 +328,19 @@ async fn dictionary_version_2_is_refused_and_counted() {
     ))
     .await
     .unwrap();
-    for _ in 0..100 {
-        if sim.stats().errors.get("dictionary_version") == Some(&1) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("version 2 was not refused: {:?}", sim.stats().errors);
+    until(&sim, "the refusal", |s| {
+        s.errors.get("dictionary_version") == Some(&1)
+    })
+    .await;
+    assert_eq!(sim.stats().handshakes, 0);
+}
+
+#[tokio::test]
+async fn only_the_chat_path_upgrades() {
+    let sim = start().await;
+    let other = sim.ws_url.replace("/ws/chat", "/ws/other");
+    let err = tokio_tungstenite::connect_async(other.as_str())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
 }

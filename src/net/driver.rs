@@ -124,7 +124,12 @@ pub async fn run(
             now,
         );
         let mut first = Vec::new();
+        if let Some(note) = loaded.note {
+            warn!(%note, "credentials restored from a backup");
+            first.extend(session.handle(now, Event::CredentialsRestored { note }));
+        }
         if let Some(reason) = loaded.problem {
+            warn!(%reason, "no usable credentials");
             first.extend(session.handle(now, Event::CredentialsLost { reason }));
         }
         let mut driver = Driver {

@@ -114,4 +114,9 @@ pub enum Event {
     CredentialsLost {
         reason: String,
     },
+    /// The current credentials file was refused and a backup was restored (the note says
+    /// which file, why, and where the bad one was kept).
+    CredentialsRestored {
+        note: String,
+    },
 }

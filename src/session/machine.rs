@@ -188,6 +188,17 @@ impl Session {
             Event::Closed { conn, cause } => self.on_closed(now, conn, cause, &mut fx),
             Event::TimerFired { timer } => self.on_timer(now, timer, &mut fx),
             Event::Operator(command) => self.on_command(now, command, &mut fx),
+            Event::CredentialsRestored { note } => {
+                let entry = TimelineEntry {
+                    at: now,
+                    state: self.state.name(),
+                    cause: "credentials restored from backup".to_string(),
+                    code: None,
+                    detail: note,
+                };
+                self.timeline.push(entry.clone());
+                fx.push(Effect::Record(entry));
+            }
             Event::CredentialsLost { reason } => {
                 self.has_credentials = false;
                 self.close_live("credentials lost", &mut fx);

@@ -1,7 +1,9 @@
-//! The simulator's admin HTTP API: scan a QR, inject a fault, read the statistics.
-//! JSON in and out; bad input gets a 400 with a one-line reason.
+//! The simulator's admin HTTP API: scan a QR, inject a fault, run a fault plan, read the
+//! statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
+//! (`{"error": ".."}`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,12 +12,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Fault, Handle, SimError};
+use super::{Fault, FaultArgs, FaultPlan, Handle, ScanOptions, SimError, Tamper};
 
-fn bad(status: StatusCode, why: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": why.into() }))).into_response()
+/// The shortest interval a fault plan may have.
+const MIN_PLAN_EVERY_MS: u64 = 10;
+
+fn refuse(status: StatusCode, why: impl Into<String>) -> Response {
+    let why: String = why.into();
+    let line = why.lines().next().unwrap_or_default().to_string();
+    (status, axum::Json(json!({ "error": line }))).into_response()
+}
+
+fn bad(why: impl Into<String>) -> Response {
+    refuse(StatusCode::BAD_REQUEST, why)
 }
 
 #[derive(Deserialize)]
@@ -23,6 +35,8 @@ fn bad(status: StatusCode, why: impl Into<String>) -> Response {
 struct ScanRequest {
     qr: String,
     phone: Option<String>,
+    /// `hmac` or `account-signature`: the phone signs wrongly on purpose.
+    tamper: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -32,13 +46,37 @@ struct FaultRequest {
     kind: String,
     code: Option<u16>,
     expires_s: Option<u64>,
+    delay_s: Option<u64>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| {
-        let line = e.to_string().lines().next().unwrap_or_default().to_string();
-        Box::new(bad(StatusCode::BAD_REQUEST, format!("bad JSON: {line}")))
-    })
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanKind {
+    kind: String,
+    code: Option<u16>,
+    expires_s: Option<u64>,
+    delay_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanRequest {
+    seed: u64,
+    every_ms: u64,
+    /// The faults to draw from; the demo's mix when left out.
+    kinds: Option<Vec<PlanKind>>,
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| Box::new(bad(format!("bad JSON: {e}"))))
+}
+
+fn status_of(e: &SimError) -> StatusCode {
+    match e {
+        SimError::PairingFailed(_) | SimError::TooManyDevices(_) => StatusCode::CONFLICT,
+        SimError::Bind { .. } | SimError::State { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
@@ -46,12 +84,22 @@ async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    match sim.scan(&req.qr, req.phone.as_deref()).await {
-        Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
-        Err(e @ (SimError::BadQr(_) | SimError::NoSuchPairing)) => {
-            bad(StatusCode::BAD_REQUEST, e.to_string())
+    let tamper = match req.tamper.as_deref().map(|t| (t, Tamper::parse(t))) {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((t, None)) => {
+            return bad(format!(
+                "unknown tamper {t:?}: use hmac or account-signature"
+            ));
         }
-        Err(e) => bad(StatusCode::CONFLICT, e.to_string()),
+    };
+    let options = ScanOptions {
+        phone: req.phone,
+        tamper,
+    };
+    match sim.scan_with(&req.qr, options).await {
+        Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
     }
 }
 
@@ -60,14 +108,60 @@ async fn fault(State(sim): State<Handle>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    let parsed = match Fault::parse(&req.kind, req.code, req.expires_s) {
+    let args = FaultArgs {
+        code: req.code,
+        expires_s: req.expires_s,
+        delay_s: req.delay_s,
+    };
+    let parsed = match Fault::parse(&req.kind, args) {
         Ok(f) => f,
-        Err(e) => return bad(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return bad(e.to_string()),
     };
     match sim.fault(&req.device, parsed.clone()).await {
         Ok(hit) => axum::Json(json!({ "kind": parsed.name(), "connections": hit })).into_response(),
-        Err(e) => bad(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => refuse(status_of(&e), e.to_string()),
     }
+}
+
+async fn start_plan(State(sim): State<Handle>, body: Bytes) -> Response {
+    let req: PlanRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    if req.every_ms < MIN_PLAN_EVERY_MS {
+        return bad(format!("every_ms must be at least {MIN_PLAN_EVERY_MS}"));
+    }
+    let every = Duration::from_millis(req.every_ms);
+    let mut plan = FaultPlan::demo(req.seed, every);
+    if let Some(kinds) = req.kinds {
+        if kinds.is_empty() {
+            return bad("kinds is empty: leave it out for the demo's mix");
+        }
+        let parsed: Result<Vec<Fault>, _> = kinds
+            .iter()
+            .map(|k| {
+                let args = FaultArgs {
+                    code: k.code,
+                    expires_s: k.expires_s,
+                    delay_s: k.delay_s,
+                };
+                Fault::parse(&k.kind, args)
+            })
+            .collect();
+        match parsed {
+            Ok(kinds) => plan.kinds = kinds,
+            Err(e) => return bad(e.to_string()),
+        }
+    }
+    let kinds: Vec<&str> = plan.kinds.iter().map(Fault::name).collect();
+    let answer = json!({ "seed": plan.seed, "every_ms": req.every_ms, "kinds": kinds });
+    sim.start_plan(plan);
+    axum::Json(answer).into_response()
+}
+
+async fn stop_plan(State(sim): State<Handle>) -> Response {
+    sim.stop_plan();
+    axum::Json(json!({ "stopped": true })).into_response()
 }
 
 async fn stats(State(sim): State<Handle>) -> Response {
@@ -75,13 +169,13 @@ async fn stats(State(sim): State<Handle>) -> Response {
 }
 
 async fn not_found() -> Response {
-    bad(
+    refuse(
         StatusCode::NOT_FOUND,
-        "no such endpoint: use /admin/scan, /admin/fault or /admin/stats",
+        "no such endpoint: use POST /admin/scan, POST /admin/fault, POST or DELETE /admin/plan, GET /admin/stats",
     )
 }
 
-/// Serves the admin API; returns its base URL.
+/// Serves the admin API until the simulator stops; returns its base URL.
 pub(super) async fn serve(addr: SocketAddr, sim: Handle) -> Result<String, SimError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -90,16 +184,21 @@ pub(super) async fn serve(addr: SocketAddr, sim: Handle) -> Result<String, SimEr
         .local_addr()
         .map_err(|source| SimError::Bind { addr, source })?;
     let cancel = sim.cancel.clone();
+    let tasks = sim.core.tasks.clone();
     let app = Router::new()
         .route("/admin/scan", post(scan))
         .route("/admin/fault", post(fault))
+        .route("/admin/plan", post(start_plan).delete(stop_plan))
         .route("/admin/stats", get(stats))
         .fallback(not_found)
         .with_state(sim);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the simulator's admin API stopped");
+        }
     });
     Ok(format!("http://{local}"))
 }

@@ -3,11 +3,37 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Server, SimConfig};
 
-/// Runs the simulator until a signal; returns the process exit code.
+/// How long `wasp sim` waits for its connections to close after a signal.
+const STOP_BUDGET: Duration = Duration::from_secs(3);
+
+/// The ready line.
+#[derive(serde::Serialize)]
+struct Ready<'a> {
+    ws_url: &'a str,
+    admin_url: Option<&'a str>,
+    trust_root: String,
+}
+
+/// Runs the simulator until a signal; returns the process exit code (0 after a signal,
+/// 1 when it could not start).
 pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) -> u8 {
+    // Handlers first: a signal sent as soon as the ready line is read must stop us cleanly.
+    let signals = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("wasp sim: cannot listen for signals: {e}");
+            return 1;
+        }
+    };
     let config = SimConfig {
         listen,
         admin: Some(admin),
@@ -21,12 +47,6 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) 
             return 1;
         }
     };
-    #[derive(serde::Serialize)]
-    struct Ready<'a> {
-        ws_url: &'a str,
-        admin_url: Option<&'a str>,
-        trust_root: String,
-    }
     let ready = Ready {
         ws_url: &handle.ws_url,
         admin_url: handle.admin_url.as_deref(),
@@ -39,22 +59,14 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) 
             return 1;
         }
     }
-    wait_for_signal().await;
+    wait_for(signals).await;
     handle.shutdown();
+    // Connections close at once; an admin request in flight gets a moment to finish.
+    let _ = tokio::time::timeout(STOP_BUDGET, handle.stopped()).await;
     0
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, run until the process is killed.
-        std::future::pending::<()>().await;
-        return;
-    };
+async fn wait_for((mut term, mut int): (Signal, Signal)) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

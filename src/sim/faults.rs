@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
 
+use super::Handle;
 use crate::wa::node::Node;
 use crate::wa::stanza;
 
@@ -44,21 +46,47 @@ pub enum FaultError {
         kind: &'static str,
         allowed: &'static str,
     },
+    #[error("fault {kind} takes no code {code}")]
+    UnexpectedCode { kind: &'static str, code: u16 },
+    #[error("expires_s is only for fault failure with code 402")]
+    UnexpectedExpiry,
+    #[error("slow-handshake takes a delay of at most {max} seconds, not {given}")]
+    DelayTooLong { given: u64, max: u64 },
 }
 
+/// The numbers that may come with a fault kind (admin API fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultArgs {
+    pub code: Option<u16>,
+    /// Seconds until a 402 temporary ban ends.
+    pub expires_s: Option<u64>,
+    /// Seconds of slow-handshake delay (`code` is accepted too); 0 ends the delay.
+    pub delay_s: Option<u64>,
+}
+
+/// The longest slow-handshake delay accepted.
+pub const MAX_DELAY_S: u64 = 600;
+
 impl Fault {
-    /// Parses the admin API's `kind`, `code` and `expires_s`.
-    pub fn parse(
-        kind: &str,
-        code: Option<u16>,
-        expires_s: Option<u64>,
-    ) -> Result<Fault, FaultError> {
+    /// Parses the admin API's `kind` with its numbers. Kinds that imply a code accept that
+    /// code and no other; a 402 failure without `expires_s` expires in 60 s.
+    pub fn parse(kind: &str, args: FaultArgs) -> Result<Fault, FaultError> {
+        let only = |kind: &'static str, natural: Option<u16>| match args.code {
+            Some(code) if Some(code) != natural => Err(FaultError::UnexpectedCode { kind, code }),
+            _ => Ok(()),
+        };
+        if args.expires_s.is_some() && !(kind == "failure" && args.code == Some(402)) {
+            return Err(FaultError::UnexpectedExpiry);
+        }
         Ok(match kind {
-            "conflict" => Fault::Conflict,
-            "logout" => Fault::Logout,
-            "restart" => Fault::Restart,
-            "stream-error" => match code.unwrap_or(503) {
-                c @ (500 | 503) => Fault::StreamError(c),
+            "conflict" => only("conflict", Some(440)).map(|_| Fault::Conflict)?,
+            "logout" => only("logout", Some(401)).map(|_| Fault::Logout)?,
+            "restart" => only("restart", Some(515)).map(|_| Fault::Restart)?,
+            "end" => only("end", Some(428)).map(|_| Fault::End)?,
+            "drop" => only("drop", None).map(|_| Fault::Drop)?,
+            "stall" => only("stall", None).map(|_| Fault::Stall)?,
+            "stream-error" => match args.code {
+                Some(c @ (500 | 503)) => Fault::StreamError(c),
                 _ => {
                     return Err(FaultError::BadCode {
                         kind: "stream-error",
@@ -66,14 +94,10 @@ impl Fault {
                     });
                 }
             },
-            "failure" => match code {
+            "failure" => match args.code {
                 Some(c @ (401 | 402 | 403 | 405 | 406)) => Fault::Failure {
                     code: c,
-                    expires_s: if c == 402 {
-                        Some(expires_s.unwrap_or(60))
-                    } else {
-                        None
-                    },
+                    expires_s: (c == 402).then(|| args.expires_s.unwrap_or(60)),
                 },
                 _ => {
                     return Err(FaultError::BadCode {
@@ -82,11 +106,15 @@ impl Fault {
                     });
                 }
             },
-            "end" => Fault::End,
-            "drop" => Fault::Drop,
-            "stall" => Fault::Stall,
             "slow-handshake" => {
-                Fault::SlowHandshake(Duration::from_secs(u64::from(code.unwrap_or(5))))
+                let seconds = args.delay_s.or(args.code.map(u64::from)).unwrap_or(5);
+                if seconds > MAX_DELAY_S {
+                    return Err(FaultError::DelayTooLong {
+                        given: seconds,
+                        max: MAX_DELAY_S,
+                    });
+                }
+                Fault::SlowHandshake(Duration::from_secs(seconds))
             }
             other => return Err(FaultError::UnknownKind(other.to_string())),
         })
@@ -169,34 +197,107 @@ impl FaultPlan {
     }
 }
 
+/// Runs a plan until `cancel`: every `plan.every`, one live device picked by the seeded
+/// generator gets a fault picked the same way.
+pub(super) async fn run_plan(plan: FaultPlan, handle: Handle, cancel: CancellationToken) {
+    let mut rng = plan.rng();
+    let mut tick = tokio::time::interval(plan.every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live = handle.live_devices();
+        if let Some((i, fault)) = plan.pick(&mut rng, live.len()) {
+            tracing::info!(device = %live[i], fault = fault.name(), "simulator fault plan");
+            let _ = handle.fault(&live[i], fault).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_every_kind_and_refuses_bad_ones() {
-        assert_eq!(Fault::parse("conflict", None, None), Ok(Fault::Conflict));
+        let code = |c: u16| FaultArgs {
+            code: Some(c),
+            ..FaultArgs::default()
+        };
+        let none = FaultArgs::default();
+        assert_eq!(Fault::parse("conflict", none), Ok(Fault::Conflict));
+        assert_eq!(Fault::parse("restart", code(515)), Ok(Fault::Restart));
         assert_eq!(
-            Fault::parse("failure", Some(402), Some(30)),
+            Fault::parse(
+                "failure",
+                FaultArgs {
+                    code: Some(402),
+                    expires_s: Some(30),
+                    delay_s: None
+                }
+            ),
             Ok(Fault::Failure {
                 code: 402,
                 expires_s: Some(30)
             })
         );
         assert_eq!(
-            Fault::parse("stream-error", Some(500), None),
+            Fault::parse("failure", code(402)),
+            Ok(Fault::Failure {
+                code: 402,
+                expires_s: Some(60)
+            })
+        );
+        assert_eq!(
+            Fault::parse("stream-error", code(500)),
             Ok(Fault::StreamError(500))
         );
+        assert_eq!(
+            Fault::parse(
+                "slow-handshake",
+                FaultArgs {
+                    delay_s: Some(3),
+                    ..none
+                }
+            ),
+            Ok(Fault::SlowHandshake(Duration::from_secs(3)))
+        );
         assert!(matches!(
-            Fault::parse("stream-error", Some(404), None),
+            Fault::parse("stream-error", code(404)),
             Err(FaultError::BadCode { .. })
         ));
         assert!(matches!(
-            Fault::parse("failure", None, None),
+            Fault::parse("stream-error", none),
             Err(FaultError::BadCode { .. })
+        ));
+        assert!(matches!(
+            Fault::parse("failure", none),
+            Err(FaultError::BadCode { .. })
+        ));
+        assert!(matches!(
+            Fault::parse("conflict", code(503)),
+            Err(FaultError::UnexpectedCode { .. })
+        ));
+        assert!(matches!(
+            Fault::parse("slow-handshake", code(3600)),
+            Err(FaultError::DelayTooLong { .. })
         ));
         assert_eq!(
-            Fault::parse("explode", None, None),
+            Fault::parse(
+                "failure",
+                FaultArgs {
+                    code: Some(403),
+                    expires_s: Some(5),
+                    delay_s: None
+                }
+            ),
+            Err(FaultError::UnexpectedExpiry)
+        );
+        assert_eq!(
+            Fault::parse("explode", none),
             Err(FaultError::UnknownKind("explode".into()))
         );
     }

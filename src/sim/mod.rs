@@ -1,32 +1,46 @@
 //! The simulated WhatsApp server: the real protocol of PROTOCOL.md from the server side,
 //! built from the same `wa` code as the client. Embedded in `wasp demo` and the tests, or run
-//! alone with `wasp sim`.
+//! alone with `wasp sim`; also the load generator of the benchmarks (`load`).
+//!
+//! `Server::start` gives a `Handle` with the operations of the admin HTTP API: `scan` (the
+//! virtual phone reads a QR), `fault`, `stats`.
 
 mod admin;
 pub mod cli;
+mod conn;
 pub mod faults;
+pub mod load;
+pub mod phone;
 pub mod registry;
 mod server;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub use faults::{Fault, FaultError, FaultPlan};
-pub use registry::Stats;
+pub use faults::{Fault, FaultArgs, FaultError, FaultPlan};
+pub use phone::{ScanOptions, Tamper};
+pub use stats::{DeviceStats, ErrorKind, Stats};
+
 use registry::{Control, Registry};
-use server::Core;
+use server::{Core, now_unix};
 
 use crate::wa::creds::{KeyPair, SecretKey};
 use crate::wa::noise::{CertAuthority, TrustRoot};
 use crate::wa::pair;
+
+/// How long the certificate chain the simulator issues itself at start is valid.
+const CERT_VALIDITY_S: u64 = 30 * 24 * 3600;
+/// How long a scan waits for the pairing to complete.
+const SCAN_DEADLINE: Duration = Duration::from_secs(40);
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -35,9 +49,9 @@ pub struct SimConfig {
     pub listen: SocketAddr,
     /// Admin HTTP address; `None` serves no admin API (in-process use).
     pub admin: Option<SocketAddr>,
-    /// Keys and paired devices survive restarts in this file.
+    /// Keys and paired devices survive restarts in this file (JSON, mode 0600).
     pub state_file: Option<PathBuf>,
-    /// A random fault plan to run (soak runs, the demo).
+    /// A seeded random fault plan to run from the start (soak runs, the demo).
     pub fault_plan: Option<FaultPlan>,
 }
 
@@ -61,15 +75,21 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    State(String),
+    #[error("the simulator state file {path} cannot be used: {why}")]
+    State { path: PathBuf, why: String },
     #[error("the QR text is not valid: {0}")]
     BadQr(String),
+    #[error("the phone number {0:?} is not 5 to 15 digits")]
+    BadPhone(String),
     #[error("no connection is showing that QR (it expired, or the client is gone)")]
     NoSuchPairing,
+    #[error("that QR's ref is not one this connection was given")]
+    UnknownRef,
+    #[error("the account {0} already has as many devices as a JID can number (255)")]
+    TooManyDevices(String),
     #[error("pairing failed: {0}")]
     PairingFailed(String),
-    #[error("no device {0}")]
+    #[error("no device {0:?} is paired with this simulator")]
     UnknownDevice(String),
     #[error(transparent)]
     Fault(#[from] FaultError),
@@ -78,26 +98,25 @@ pub enum SimError {
 /// Starts the simulator.
 pub struct Server;
 
+/// Where a fault goes.
+enum Targets {
+    /// These logged-in connections.
+    Now(Vec<tokio::sync::mpsc::Sender<Control>>),
+    /// Nowhere now: it was queued or applied to the registry (then maybe saved).
+    Done { save: bool },
+}
+
 impl Server {
-    /// Binds, generates or loads keys, and serves until the handle is shut down.
+    /// Loads or makes its keys, binds, and serves until the handle is shut down.
     pub async fn start(config: SimConfig) -> Result<Handle, SimError> {
-        let (mut registry, saved) =
-            Registry::open(config.state_file.clone()).map_err(SimError::State)?;
-        let (ca, server_key) = match saved {
-            Some((root, server)) => (
-                CertAuthority::from_private(root),
-                KeyPair::from_private(SecretKey::from_bytes(server)),
-            ),
-            None => (CertAuthority::generate(), KeyPair::generate()),
-        };
-        registry.set_keys(*ca.private(), *server_key.private.expose());
-        registry.save().map_err(SimError::State)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let chain = ca.issue_chain(&server_key.public, now, 30 * 24 * 3600);
-        let core = Arc::new(Core::new(registry, *server_key.private.expose(), chain));
+        let registry = Registry::open(config.state_file.clone())?;
+        let ca = CertAuthority::from_private(*registry.keys().root.expose());
+        let server_key =
+            KeyPair::from_private(SecretKey::from_bytes(*registry.keys().server.expose()));
+        let chain = ca.issue_chain(&server_key.public, now_unix(), CERT_VALIDITY_S);
+        let core = Arc::new(Core::new(registry, chain));
+        // A new state file gets the keys at once, so a restart publishes the same root.
+        core.save().await;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| SimError::Bind {
@@ -109,33 +128,44 @@ impl Server {
             source,
         })?;
         let cancel = CancellationToken::new();
-        tokio::spawn(server::accept_loop(listener, core.clone(), cancel.clone()));
+        core.tasks
+            .spawn(server::accept_loop(listener, core.clone(), cancel.clone()));
         let mut handle = Handle {
             ws_url: format!("ws://{ws_addr}/ws/chat"),
             admin_url: None,
             trust_root: ca.trust_root(),
             core,
             cancel,
+            plan: Arc::new(Mutex::new(None)),
         };
         if let Some(addr) = config.admin {
-            let url = admin::serve(addr, handle.clone()).await?;
-            handle.admin_url = Some(url);
+            match admin::serve(addr, handle.clone()).await {
+                Ok(url) => handle.admin_url = Some(url),
+                Err(e) => {
+                    handle.shutdown();
+                    return Err(e);
+                }
+            }
         }
         if let Some(plan) = config.fault_plan {
-            tokio::spawn(run_plan(plan, handle.clone()));
+            handle.start_plan(plan);
         }
         Ok(handle)
     }
 }
 
-/// A running simulator: the same operations as the admin HTTP API.
+/// A running simulator: the same operations as the admin HTTP API. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
+    /// `ws://ADDR/ws/chat`.
     pub ws_url: String,
+    /// `http://ADDR` of the admin API, when one was asked for.
     pub admin_url: Option<String>,
+    /// The root of the simulator's certificate chain: the client's trust root.
     pub trust_root: TrustRoot,
     core: Arc<Core>,
     cancel: CancellationToken,
+    plan: Arc<Mutex<Option<CancellationToken>>>,
 }
 
 impl Handle {
@@ -144,53 +174,66 @@ impl Handle {
         base64::engine::general_purpose::STANDARD.encode(self.trust_root.0)
     }
 
-    /// The phone scans a QR text (either form): pairs that client; answers the device JID.
+    /// The phone scans a QR text (either form) as a person's phone reads it from the screen,
+    /// and pairs that client as a device of `phone` (made up when `None`). Answers the new
+    /// device's JID once the client's answer checked out.
     pub async fn scan(&self, qr: &str, phone: Option<&str>) -> Result<String, SimError> {
+        let options = ScanOptions {
+            phone: phone.map(str::to_string),
+            tamper: None,
+        };
+        self.scan_with(qr, options).await
+    }
+
+    /// `scan` with every option, including a deliberately wrong pair-success.
+    pub async fn scan_with(&self, qr: &str, options: ScanOptions) -> Result<String, SimError> {
         let info = pair::parse_qr(qr).map_err(|e| SimError::BadQr(e.to_string()))?;
+        let phone = options
+            .phone
+            .as_deref()
+            .map(phone::phone_digits)
+            .transpose()?;
         let control = self
             .core
             .reg()
             .pending_for(&info.noise_public)
             .ok_or(SimError::NoSuchPairing)?;
         let (reply, answer) = oneshot::channel();
+        let options = ScanOptions { phone, ..options };
+        let scan = Control::Scan {
+            qr: info,
+            options,
+            reply,
+        };
         control
-            .send(Control::Scan {
-                qr: info,
-                phone: phone.map(str::to_string),
-                reply,
-            })
+            .send(scan)
             .await
             .map_err(|_| SimError::NoSuchPairing)?;
-        match tokio::time::timeout(Duration::from_secs(40), answer).await {
-            Ok(Ok(Ok(jid))) => Ok(jid),
-            Ok(Ok(Err(why))) => Err(SimError::PairingFailed(why)),
+        match tokio::time::timeout(SCAN_DEADLINE, answer).await {
+            Ok(Ok(result)) => result,
             _ => Err(SimError::PairingFailed(
                 "the connection ended during pairing".into(),
             )),
         }
     }
 
-    /// Applies a fault to a device's live connections (`*`: every live connection); a known
-    /// device with no live connection gets it at its next login. Returns how many
-    /// connections it hit now.
+    /// Applies a fault to a device's logged-in connections, or to every logged-in
+    /// connection with `*`; answers how many connections it reached now.
+    ///
+    /// A paired device with no live connection: `logout` forgets it at once (its next login
+    /// gets 401), other faults wait for its next login (a `failure` then replaces
+    /// `<success>`, the rest follow it). `slow-handshake` with `*` delays the server hello of
+    /// every later handshake; for one device it delays the answer to its later logins (the
+    /// server cannot know the device before the client's last handshake message). A zero
+    /// delay ends it.
     pub async fn fault(&self, device: &str, fault: Fault) -> Result<usize, SimError> {
-        if let Fault::SlowHandshake(delay) = fault {
-            self.core.reg().slow_handshake = (!delay.is_zero()).then_some(delay);
-            return Ok(0);
-        }
-        let targets: Vec<_> = {
-            let mut reg = self.core.reg();
-            if device == "*" {
-                reg.all_live().into_iter().map(|(_, c)| c).collect()
-            } else {
-                if !reg.devices.contains_key(device) {
-                    return Err(SimError::UnknownDevice(device.to_string()));
+        let targets = match self.fault_targets(device, &fault)? {
+            Targets::Now(targets) => targets,
+            Targets::Done { save } => {
+                if save {
+                    self.core.save().await;
                 }
-                let live = reg.live_controls(device);
-                if live.is_empty() {
-                    reg.queue_fault(device, fault.clone());
-                }
-                live
+                return Ok(0);
             }
         };
         let mut hit = 0;
@@ -202,6 +245,64 @@ impl Handle {
         Ok(hit)
     }
 
+    /// The registry side of `fault`: the connections to reach now, or what it did instead.
+    fn fault_targets(&self, device: &str, fault: &Fault) -> Result<Targets, SimError> {
+        let mut reg = self.core.reg();
+        if device != "*" && !reg.knows(device) {
+            return Err(SimError::UnknownDevice(device.to_string()));
+        }
+        if let Fault::SlowHandshake(delay) = *fault {
+            if device == "*" {
+                reg.hello_delay = (!delay.is_zero()).then_some(delay);
+            } else {
+                reg.set_login_delay(device, delay);
+            }
+            reg.stats
+                .fault_applied((device != "*").then_some(device), fault.name());
+            return Ok(Targets::Done { save: false });
+        }
+        if device == "*" {
+            return Ok(Targets::Now(
+                reg.all_live().into_iter().map(|(_, c)| c).collect(),
+            ));
+        }
+        let live = reg.live_controls(device);
+        if !live.is_empty() {
+            return Ok(Targets::Now(live));
+        }
+        if *fault == Fault::Logout {
+            reg.stats.fault_applied(Some(device), fault.name());
+            reg.remove_device(device);
+            Ok(Targets::Done { save: true })
+        } else {
+            reg.queue_fault(device, fault.clone());
+            Ok(Targets::Done { save: false })
+        }
+    }
+
+    /// Starts a seeded random fault plan, replacing the one running.
+    pub fn start_plan(&self, plan: FaultPlan) {
+        let token = self.cancel.child_token();
+        let old = self
+            .plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(token.clone());
+        if let Some(old) = old {
+            old.cancel();
+        }
+        self.core
+            .tasks
+            .spawn(faults::run_plan(plan, self.clone(), token));
+    }
+
+    /// Stops the running fault plan, if any.
+    pub fn stop_plan(&self) {
+        if let Some(old) = self.plan.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            old.cancel();
+        }
+    }
+
     /// The statistics now.
     pub fn stats(&self) -> Stats {
         let mut stats = self.core.reg().stats.clone();
@@ -209,36 +310,24 @@ impl Handle {
         stats
     }
 
-    /// JIDs of the paired devices.
+    /// JIDs of the paired devices, sorted.
     pub fn devices(&self) -> Vec<String> {
-        self.core.reg().devices.keys().cloned().collect()
+        self.core.reg().devices().map(|d| d.jid.clone()).collect()
     }
 
-    /// Stops accepting and ends every connection.
+    /// JIDs of the devices logged in now, sorted.
+    pub fn live_devices(&self) -> Vec<String> {
+        self.core.reg().live_devices()
+    }
+
+    /// Stops accepting and ends every connection (without waiting; see `stopped`).
     pub fn shutdown(&self) {
         self.cancel.cancel();
+        self.core.tasks.close();
     }
-}
 
-async fn run_plan(plan: FaultPlan, handle: Handle) {
-    let mut rng = plan.rng();
-    let mut tick = tokio::time::interval(plan.every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = handle.cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let live: Vec<String> = {
-            let reg = handle.core.reg();
-            let mut devices: Vec<String> = reg.all_live().into_iter().map(|(d, _)| d).collect();
-            devices.sort();
-            devices.dedup();
-            devices
-        };
-        if let Some((i, fault)) = plan.pick(&mut rng, live.len()) {
-            tracing::info!(device = %live[i], fault = fault.name(), "simulator fault plan");
-            let _ = handle.fault(&live[i], fault).await;
-        }
+    /// Waits until every task of the simulator has ended (after `shutdown`).
+    pub async fn stopped(&self) {
+        self.core.tasks.wait().await;
     }
 }

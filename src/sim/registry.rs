@@ -1,9 +1,11 @@
-//! The simulator's shared state: paired devices (optionally saved to a file), live
-//! connections by device, connections waiting to be paired, and the statistics.
+//! The simulator's shared state: its keys, the paired devices (optionally kept in a state
+//! file), logged-in connections by device, connections waiting for the phone, faults queued
+//! for a device's next login, handshake delays, and the statistics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -11,13 +13,18 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::SimError;
 use super::faults::Fault;
-use crate::wa::pair::QrInfo;
+use super::phone::ScanOptions;
+use super::stats::Stats;
+use crate::wa::creds::SecretKey;
+use crate::wa::pair::{Phone, QrInfo};
 
 /// A device the virtual phone paired.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     pub jid: String,
+    /// Digits only.
     pub phone: String,
     pub device: u32,
     pub lid: String,
@@ -27,6 +34,14 @@ pub struct Device {
     pub identity_public: [u8; 32],
 }
 
+/// The highest device number a JID can carry on the wire.
+pub const MAX_DEVICE: u32 = 255;
+
+/// The JID of device `device` of `phone` (`PHONE:DEVICE@s.whatsapp.net`).
+pub fn device_jid(phone: &str, device: u32) -> String {
+    format!("{phone}:{device}@s.whatsapp.net")
+}
+
 mod b64 {
     use super::*;
     pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
@@ -34,16 +49,19 @@ mod b64 {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
-        STANDARD
-            .decode(text)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| serde::de::Error::custom("expected 32 bytes of base64"))
+        decode_key(&text).ok_or_else(|| serde::de::Error::custom("expected 32 bytes of base64"))
     }
 }
 
-/// The saved root and server private keys.
-pub type SavedKeys = ([u8; 32], [u8; 32]);
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    STANDARD.decode(text).ok().and_then(|v| v.try_into().ok())
+}
+
+/// The simulator's private keys: the certificate root and the server's static Noise key.
+pub struct SimKeys {
+    pub root: SecretKey,
+    pub server: SecretKey,
+}
 
 /// What the admin side asks a connection task to do.
 pub enum Control {
@@ -53,8 +71,8 @@ pub enum Control {
     /// The phone scanned this connection's QR.
     Scan {
         qr: QrInfo,
-        phone: Option<String>,
-        reply: oneshot::Sender<Result<String, String>>,
+        options: ScanOptions,
+        reply: oneshot::Sender<Result<String, SimError>>,
     },
 }
 
@@ -63,112 +81,126 @@ struct Live {
     control: mpsc::Sender<Control>,
 }
 
-/// Per-device figures.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DeviceStats {
-    pub phone: String,
-    pub concurrent: u32,
-    pub max_concurrent: u32,
-    pub logins: u64,
-    pub conflicts_sent: u64,
-}
-
-/// `GET /admin/stats`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Stats {
-    pub connections: u64,
-    pub handshakes: u64,
-    pub logins: u64,
-    pub pairings: u64,
-    pub conflicts_sent: u64,
-    pub max_concurrent_per_device: u32,
-    pub faults_applied: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub devices: BTreeMap<String, DeviceStats>,
-}
-
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Saved {
     root_private: String,
     server_private: String,
     devices: Vec<Device>,
 }
 
-/// Everything behind the simulator's mutex.
-#[derive(Default)]
+/// Everything behind the simulator's mutex. Every method is one short step: no I/O, no
+/// waiting, so the lock is never held across an await.
 pub struct Registry {
-    pub devices: BTreeMap<String, Device>,
+    devices: BTreeMap<String, Device>,
     live: HashMap<String, Vec<Live>>,
     pending: HashMap<[u8; 32], mpsc::Sender<Control>>,
-    pending_faults: HashMap<String, Fault>,
+    queued: HashMap<String, Fault>,
+    gates: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     pub stats: Stats,
-    pub slow_handshake: Option<Duration>,
+    /// Delay of the server hello of every handshake (slow-handshake for `*`).
+    pub hello_delay: Option<Duration>,
+    /// Delay before answering a device's login (slow-handshake for one device).
+    login_delays: HashMap<String, Duration>,
+    /// The virtual phone of each account, so its devices share one account key.
+    phones: HashMap<String, Phone>,
+    /// The highest device number given to each phone number in this run.
+    last_device: HashMap<String, u32>,
     state_file: Option<PathBuf>,
-    keys: Option<([u8; 32], [u8; 32])>,
+    keys: SimKeys,
 }
 
 impl Registry {
-    /// Loads the state file when it exists; returns the saved root and server keys.
-    pub fn open(state_file: Option<PathBuf>) -> Result<(Registry, Option<SavedKeys>), String> {
+    /// Loads the state file when it exists, otherwise starts empty with fresh keys.
+    pub fn open(state_file: Option<PathBuf>) -> Result<Registry, SimError> {
         let mut registry = Registry {
+            devices: BTreeMap::new(),
+            live: HashMap::new(),
+            pending: HashMap::new(),
+            queued: HashMap::new(),
+            gates: HashMap::new(),
+            stats: Stats::default(),
+            hello_delay: None,
+            login_delays: HashMap::new(),
+            phones: HashMap::new(),
+            last_device: HashMap::new(),
             state_file: state_file.clone(),
-            ..Default::default()
+            keys: SimKeys {
+                root: SecretKey::random(),
+                server: SecretKey::random(),
+            },
         };
         let Some(path) = state_file.filter(|p| p.exists()) else {
-            return Ok((registry, None));
+            return Ok(registry);
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read simulator state {}: {e}", path.display()))?;
-        let saved: Saved = serde_json::from_str(&text)
-            .map_err(|e| format!("simulator state {} is not valid: {e}", path.display()))?;
-        let key = |s: &str| -> Result<[u8; 32], String> {
-            STANDARD
-                .decode(s)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| format!("simulator state {} has a bad key", path.display()))
+        let bad = |why: String| SimError::State {
+            path: path.clone(),
+            why,
         };
-        let keys = (key(&saved.root_private)?, key(&saved.server_private)?);
+        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let saved: Saved = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let key = |s: &str| decode_key(s).ok_or_else(|| bad("a key is not 32 bytes".into()));
+        registry.keys = SimKeys {
+            root: SecretKey::from_bytes(key(&saved.root_private)?),
+            server: SecretKey::from_bytes(key(&saved.server_private)?),
+        };
         for device in saved.devices {
             registry.devices.insert(device.jid.clone(), device);
         }
-        registry.keys = Some(keys);
-        Ok((registry, Some(keys)))
+        Ok(registry)
     }
 
-    /// Remembers the keys to save with the devices.
-    pub fn set_keys(&mut self, root: [u8; 32], server: [u8; 32]) {
-        self.keys = Some((root, server));
+    pub fn keys(&self) -> &SimKeys {
+        &self.keys
     }
 
-    /// Writes the state file atomically (temp, fsync, rename).
-    pub fn save(&self) -> Result<(), String> {
-        let (Some(path), Some((root, server))) = (&self.state_file, &self.keys) else {
-            return Ok(());
-        };
+    /// The state file's path and the bytes to write there now; `None` without a state file.
+    pub fn snapshot(&self) -> Option<(PathBuf, Vec<u8>)> {
+        let path = self.state_file.clone()?;
         let saved = Saved {
-            root_private: STANDARD.encode(root),
-            server_private: STANDARD.encode(server),
+            root_private: STANDARD.encode(self.keys.root.expose()),
+            server_private: STANDARD.encode(self.keys.server.expose()),
             devices: self.devices.values().cloned().collect(),
         };
-        let body = serde_json::to_vec_pretty(&saved).map_err(|e| e.to_string())?;
-        write_atomic(path, &body).map_err(|e| format!("cannot save {}: {e}", path.display()))
+        // Serializing strings and numbers into a Vec cannot fail.
+        let body = serde_json::to_vec_pretty(&saved).unwrap_or_default();
+        Some((path, body))
     }
 
-    pub fn error(&mut self, kind: &str) {
-        *self.stats.errors.entry(kind.to_string()).or_default() += 1;
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
     }
 
-    /// A new device id for a pairing with `phone`: ids are per account (1..=255, as in
-    /// WhatsApp's JIDs, whose device part is one byte on the wire).
-    pub fn next_device_id(&mut self, phone: &str) -> Option<u32> {
-        let used: Vec<u32> = self
+    pub fn knows(&self, jid: &str) -> bool {
+        self.devices.contains_key(jid)
+    }
+
+    /// The phone of this number (made on first use; its account key lives as long as the
+    /// simulator runs).
+    pub fn phone(&mut self, number: &str) -> Phone {
+        self.phones
+            .entry(number.to_string())
+            .or_insert_with(|| Phone::new(number))
+            .clone()
+    }
+
+    /// A new device number of `phone` for a pairing: one above any it has or had in this
+    /// run. `None` once the wire's limit is reached (device numbers are one byte; 0 is the
+    /// phone itself).
+    pub fn next_device_number(&mut self, phone: &str) -> Option<u32> {
+        let paired = self
             .devices
             .values()
             .filter(|d| d.phone == phone)
             .map(|d| d.device)
-            .collect();
-        (1..=255).find(|id| !used.contains(id))
+            .max()
+            .unwrap_or(0);
+        let last = self.last_device.entry(phone.to_string()).or_default();
+        let next = paired.max(*last) + 1;
+        if next > MAX_DEVICE {
+            return None;
+        }
+        *last = next;
+        Some(next)
     }
 
     pub fn add_device(&mut self, device: Device) {
@@ -176,30 +208,40 @@ impl Registry {
         self.devices.insert(device.jid.clone(), device);
     }
 
+    /// Forgets a device (logout): its next login is refused with 401.
     pub fn remove_device(&mut self, jid: &str) {
         self.devices.remove(jid);
+        self.queued.remove(jid);
+        self.login_delays.remove(jid);
+        self.gates.remove(jid);
     }
 
+    /// The device a login payload names, if the simulator paired it.
     pub fn find_login(&self, phone: u64, device: u32) -> Option<&Device> {
-        let phone = phone.to_string();
-        self.devices
-            .values()
-            .find(|d| d.phone == phone && d.device == device)
+        self.devices.get(&device_jid(&phone.to_string(), device))
     }
 
     pub fn add_pending(&mut self, noise_public: [u8; 32], control: mpsc::Sender<Control>) {
         self.pending.insert(noise_public, control);
+        self.stats.pending_pairings = self.pending.len() as u64;
     }
 
     pub fn remove_pending(&mut self, noise_public: &[u8; 32]) {
         self.pending.remove(noise_public);
+        self.stats.pending_pairings = self.pending.len() as u64;
     }
 
+    /// The connection showing QR codes for this noise key.
     pub fn pending_for(&self, noise_public: &[u8; 32]) -> Option<mpsc::Sender<Control>> {
         self.pending.get(noise_public).cloned()
     }
 
-    /// The live logged-in connections of a device (to kick before a new login counts).
+    /// The lock that lets one login of a device at a time kick the others and count itself.
+    pub fn login_gate(&mut self, jid: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.gates.entry(jid.to_string()).or_default().clone()
+    }
+
+    /// The logged-in connections of a device.
     pub fn live_controls(&self, jid: &str) -> Vec<mpsc::Sender<Control>> {
         self.live
             .get(jid)
@@ -207,7 +249,7 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Every live connection, as (device, control).
+    /// Every logged-in connection, as (device, control).
     pub fn all_live(&self) -> Vec<(String, mpsc::Sender<Control>)> {
         self.live
             .iter()
@@ -215,63 +257,75 @@ impl Registry {
             .collect()
     }
 
-    /// Counts a login; the caller has kicked earlier logins first.
-    pub fn login(&mut self, jid: &str, phone: &str, conn: u64, control: mpsc::Sender<Control>) {
-        let list = self.live.entry(jid.to_string()).or_default();
+    /// Devices with at least one logged-in connection, sorted.
+    pub fn live_devices(&self) -> Vec<String> {
+        let mut devices: Vec<String> = self.live.keys().cloned().collect();
+        devices.sort();
+        devices
+    }
+
+    /// Counts a login; the caller holds the device's gate and has kicked earlier logins.
+    pub fn login(&mut self, device: &Device, conn: u64, control: mpsc::Sender<Control>) {
+        let list = self.live.entry(device.jid.clone()).or_default();
         list.push(Live { conn, control });
         let concurrent = list.len() as u32;
-        self.stats.logins += 1;
-        let d = self.stats.devices.entry(jid.to_string()).or_default();
-        d.phone = phone.to_string();
-        d.logins += 1;
-        d.concurrent = concurrent;
-        d.max_concurrent = d.max_concurrent.max(concurrent);
-        self.stats.max_concurrent_per_device = self.stats.max_concurrent_per_device.max(concurrent);
+        self.stats.login(&device.jid, &device.phone, concurrent);
     }
 
+    /// Takes a connection out of its device's logged-in set (once; later calls do nothing).
     pub fn logout(&mut self, jid: &str, conn: u64) {
-        if let Some(list) = self.live.get_mut(jid) {
-            list.retain(|l| l.conn != conn);
-            let n = list.len() as u32;
-            if list.is_empty() {
-                self.live.remove(jid);
-            }
-            if let Some(d) = self.stats.devices.get_mut(jid) {
-                d.concurrent = n;
-            }
+        let Some(list) = self.live.get_mut(jid) else {
+            return;
+        };
+        let before = list.len();
+        list.retain(|l| l.conn != conn);
+        let left = list.len();
+        if left == before {
+            return;
         }
+        if left == 0 {
+            self.live.remove(jid);
+        }
+        self.stats.left(jid, left as u32);
     }
 
-    pub fn conflict_sent(&mut self, jid: &str) {
-        self.stats.conflicts_sent += 1;
-        if let Some(d) = self.stats.devices.get_mut(jid) {
-            d.conflicts_sent += 1;
-        }
-    }
-
+    /// Keeps a fault for the device's next login (it has no live connection now).
     pub fn queue_fault(&mut self, jid: &str, fault: Fault) {
-        self.pending_faults.insert(jid.to_string(), fault);
+        self.queued.insert(jid.to_string(), fault);
     }
 
     pub fn take_queued_fault(&mut self, jid: &str) -> Option<Fault> {
-        self.pending_faults.remove(jid)
+        self.queued.remove(jid)
+    }
+
+    /// Delays (or, with zero, stops delaying) the answer to this device's logins.
+    pub fn set_login_delay(&mut self, jid: &str, delay: Duration) {
+        if delay.is_zero() {
+            self.login_delays.remove(jid);
+        } else {
+            self.login_delays.insert(jid.to_string(), delay);
+        }
+    }
+
+    pub fn login_delay(&self, jid: &str) -> Option<Duration> {
+        self.login_delays.get(jid).copied()
     }
 }
 
-fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+/// Writes `body` to `path` atomically: a temp file in the same directory (mode 0600, as it
+/// holds the simulator's private keys), fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("sim-state")
-    ));
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // The file holds the simulator's private keys.
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("sim-state");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
         let mut file = std::fs::OpenOptions::new()
             .mode(0o600)
             .write(true)
@@ -280,7 +334,89 @@ fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
             .open(&tmp)?;
         file.write_all(body)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(n: u32) -> Device {
+        Device {
+            jid: device_jid("15550001111", n),
+            phone: "15550001111".into(),
+            device: n,
+            lid: format!("{n}@lid"),
+            noise_public: [n as u8; 32],
+            identity_public: [7; 32],
+        }
+    }
+
+    #[test]
+    fn the_state_file_keeps_keys_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let mut first = Registry::open(Some(path.clone())).unwrap();
+        first.add_device(device(4));
+        let (to, body) = first.snapshot().unwrap();
+        write_atomic(&to, &body).unwrap();
+
+        let again = Registry::open(Some(path.clone())).unwrap();
+        assert_eq!(again.keys().root, first.keys().root);
+        assert_eq!(again.keys().server, first.keys().server);
+        assert_eq!(again.find_login(15550001111, 4), Some(&device(4)));
+        assert_eq!(again.find_login(15550001111, 5), None);
+        // Device numbers go on from the highest paired one, per phone number.
+        let mut again = again;
+        assert_eq!(again.next_device_number("15550001111"), Some(5));
+        assert_eq!(again.next_device_number("15550001111"), Some(6));
+        assert_eq!(again.next_device_number("15550009999"), Some(1));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        std::fs::write(&path, "{\"root_private\": 3").unwrap();
+        let err = Registry::open(Some(path)).err().unwrap().to_string();
+        assert!(err.contains("sim.json"), "{err}");
+    }
+
+    #[test]
+    fn device_numbers_stop_at_the_wire_limit() {
+        let mut reg = Registry::open(None).unwrap();
+        let given: Vec<_> = (0..MAX_DEVICE)
+            .map(|_| reg.next_device_number("15550001111").unwrap())
+            .collect();
+        assert_eq!((given[0], given[254]), (1, 255));
+        assert_eq!(reg.next_device_number("15550001111"), None);
+        // Every device of one number is vouched for by the same account key.
+        let (a, b) = (reg.phone("15550001111"), reg.phone("15550001111"));
+        assert_eq!(a.account.public, b.account.public);
+        assert_ne!(reg.phone("15550002222").account.public, a.account.public);
+    }
+
+    #[test]
+    fn logout_counts_once() {
+        let mut reg = Registry::open(None).unwrap();
+        let d = device(1);
+        reg.add_device(d.clone());
+        let (tx, _rx) = mpsc::channel(1);
+        reg.login(&d, 1, tx.clone());
+        reg.login(&d, 2, tx);
+        reg.logout(&d.jid, 1);
+        reg.logout(&d.jid, 1);
+        assert_eq!(reg.stats.logged_in, 1);
+        assert_eq!(reg.stats.devices[&d.jid].concurrent, 1);
+        assert_eq!(reg.stats.max_concurrent_per_device, 2);
+    }
 }

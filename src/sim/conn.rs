@@ -1,0 +1,347 @@
+//! One served connection after its handshake, as WhatsApp would serve it: a new device gets
+//! QR refs and is paired when the phone scans; a known device logs in (kicking its other
+//! login with 440), has its iqs answered, and meets whatever fault the admin injects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::SimError;
+use super::faults::Fault;
+use super::phone::{self, ScanOptions};
+use super::registry::{Control, Device};
+use super::server::{Core, now_unix};
+use super::stats::ErrorKind;
+use crate::net::conn::NoiseSocket;
+use crate::wa::node::Node;
+use crate::wa::pair::QrInfo;
+use crate::wa::stanza;
+
+/// How many QR refs a new device gets (PROTOCOL.md section 4).
+const REFS: usize = 6;
+/// How long the phone waits for the companion's answer to pair-success.
+const PAIR_REPLY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a new login waits for the login it replaces to confirm its 440.
+const KICK_DEADLINE: Duration = Duration::from_secs(5);
+/// Control messages queued per connection; senders wait when it is full.
+const CONTROL_QUEUE: usize = 8;
+
+/// How a served connection ends.
+enum End {
+    /// Send this stanza, then close politely.
+    With(Node),
+    /// Close the TCP socket with no WebSocket close frame.
+    Drop,
+    /// The client left, or the simulator stops.
+    Gone,
+}
+
+pub struct Conn {
+    socket: NoiseSocket<TcpStream>,
+    core: Arc<Core>,
+    id: u64,
+    cancel: CancellationToken,
+    /// A stall fault landed: read and discard, answer nothing.
+    stalled: bool,
+    next_iq: u64,
+}
+
+impl Conn {
+    pub fn new(socket: NoiseSocket<TcpStream>, core: Arc<Core>, cancel: CancellationToken) -> Self {
+        let id = core.next_conn_id();
+        Conn {
+            socket,
+            core,
+            id,
+            cancel,
+            stalled: false,
+            next_iq: 0,
+        }
+    }
+
+    /// Sends one stanza (a login refusal) and closes.
+    pub async fn refuse(self, node: Node) {
+        self.finish(End::With(node)).await;
+    }
+
+    async fn finish(mut self, end: End) {
+        match end {
+            End::With(node) => {
+                let _ = self.socket.send_node(&node).await;
+                self.socket.close().await;
+            }
+            End::Drop => drop(self.socket),
+            End::Gone => self.socket.close().await,
+        }
+    }
+
+    fn iq_id(&mut self) -> String {
+        self.next_iq += 1;
+        format!("sim-{}-{}", self.id, self.next_iq)
+    }
+
+    /// Answers what the client sends: keepalive pings, pre-key count and upload, passive;
+    /// any other iq gets a 501 error so no client query hangs. Returns false once the
+    /// client is gone.
+    async fn answer(&mut self, node: Node) -> bool {
+        if self.stalled || node.tag != "iq" {
+            return true;
+        }
+        let Some(id) = node.get_attr("id").map(str::to_string) else {
+            return true;
+        };
+        let child = node.nodes().first().map(|c| c.tag.as_str());
+        let reply = match (node.get_attr("type"), node.get_attr("xmlns"), child) {
+            (Some("result" | "error"), _, _) => return true,
+            (Some("get"), Some("w:p"), None | Some("ping")) => stanza::iq_result(&id),
+            (Some("get"), Some("encrypt"), Some("count")) => {
+                stanza::iq_result(&id).child(Node::new("count").attr("value", "50"))
+            }
+            (Some("set"), Some("encrypt"), _) => stanza::iq_result(&id),
+            (Some("set"), Some("passive"), _) => stanza::iq_result(&id),
+            _ => stanza::iq_error(&id, 501, "feature-not-implemented"),
+        };
+        self.socket.send_node(&reply).await.is_ok()
+    }
+
+    /// A new device: offer refs, wait for the phone, pair, then 515. The refs stay valid
+    /// until the connection ends.
+    pub async fn pairing(mut self, noise_public: [u8; 32], identity: [u8; 32]) {
+        let (control_tx, mut control) = mpsc::channel(CONTROL_QUEUE);
+        self.core.reg().add_pending(noise_public, control_tx);
+        let refs: Vec<String> = (0..REFS).map(|_| random_ref()).collect();
+        let id = self.iq_id();
+        let end = if self
+            .socket
+            .send_node(&stanza::pair_device(&id, &refs))
+            .await
+            .is_err()
+        {
+            End::Gone
+        } else {
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break End::Gone,
+                    node = self.socket.recv_node() => match node {
+                        Ok(node) => if !self.answer(node).await { break End::Gone },
+                        Err(_) => break End::Gone,
+                    },
+                    cmd = control.recv() => match cmd {
+                        None => break End::Gone,
+                        Some(Control::Scan { qr, options, reply }) => {
+                            let paired = if qr.identity_public != identity {
+                                Err(SimError::NoSuchPairing)
+                            } else if !refs.contains(&qr.reference) {
+                                Err(SimError::UnknownRef)
+                            } else {
+                                self.pair(&qr, options).await
+                            };
+                            let done = paired.is_ok();
+                            let _ = reply.send(paired);
+                            if done {
+                                break End::With(stanza::stream_error(515));
+                            }
+                        }
+                        Some(Control::Fault(fault)) => {
+                            if let Some(end) = self.apply(None, fault) { break end; }
+                        }
+                        Some(Control::Kick(done)) => { let _ = done.send(()); }
+                    },
+                }
+            }
+        };
+        self.core.reg().remove_pending(&noise_public);
+        self.finish(end).await;
+    }
+
+    /// The phone's side of pairing on this connection: pair-success, the companion's answer,
+    /// then the device is known (and saved). Answers the device JID.
+    async fn pair(&mut self, qr: &QrInfo, options: ScanOptions) -> Result<String, SimError> {
+        let number = options.phone.unwrap_or_else(phone::made_up_phone);
+        let (account, device) = {
+            let mut reg = self.core.reg();
+            let device = reg
+                .next_device_number(&number)
+                .ok_or_else(|| SimError::TooManyDevices(number.clone()))?;
+            (reg.phone(&number), device)
+        };
+        let id = self.iq_id();
+        let offer = phone::offer(qr, account, options.tamper, device, &id, now_unix());
+        self.socket
+            .send_node(&offer.iq)
+            .await
+            .map_err(|_| SimError::PairingFailed("the client left".into()))?;
+        let deadline = tokio::time::sleep(PAIR_REPLY_DEADLINE);
+        tokio::pin!(deadline);
+        let reply = loop {
+            let node = tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    return Err(SimError::PairingFailed("the simulator is stopping".into()));
+                }
+                _ = &mut deadline => {
+                    self.core.error(ErrorKind::PairingTimeout);
+                    return Err(SimError::PairingFailed(
+                        "the client did not answer pair-success in time".into(),
+                    ));
+                }
+                node = self.socket.recv_node() => node
+                    .map_err(|_| SimError::PairingFailed("the client left".into()))?,
+            };
+            if node.tag == "iq" && node.get_attr("id") == Some(id.as_str()) {
+                break node;
+            }
+            self.answer(node).await;
+        };
+        if let Err((kind, why)) = phone::check_reply(&offer, &reply) {
+            self.core.error(kind);
+            return Err(SimError::PairingFailed(why));
+        }
+        self.core.reg().add_device(Device {
+            jid: offer.jid.clone(),
+            phone: offer.number.clone(),
+            device: offer.device,
+            lid: offer.lid.clone(),
+            noise_public: qr.noise_public,
+            identity_public: qr.identity_public,
+        });
+        self.core.save().await;
+        Ok(offer.jid)
+    }
+
+    /// A known device logs in: its other logins are closed with 440 first, then this one
+    /// counts and gets `<success>`; then it is served until it ends.
+    pub async fn login(mut self, device: Device) {
+        let jid = device.jid.clone();
+        let delay = self.core.reg().login_delay(&jid);
+        if let Some(delay) = delay {
+            // slow-handshake for this one device (see docs/decisions.md).
+            tokio::select! {
+                _ = self.cancel.cancelled() => return self.finish(End::Gone).await,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        let gate = self.core.reg().login_gate(&jid);
+        let turn = tokio::select! {
+            _ = self.cancel.cancelled() => return self.finish(End::Gone).await,
+            turn = gate.lock_owned() => turn,
+        };
+        let others = self.core.reg().live_controls(&jid);
+        for other in others {
+            let (done_tx, done_rx) = oneshot::channel();
+            if other.send(Control::Kick(done_tx)).await.is_ok() {
+                let _ = tokio::time::timeout(KICK_DEADLINE, done_rx).await;
+            }
+        }
+        let (control_tx, mut control) = mpsc::channel(CONTROL_QUEUE);
+        let queued = {
+            let mut reg = self.core.reg();
+            if !reg.knows(&jid) {
+                // Logged out while this login waited for its turn.
+                reg.stats.error(ErrorKind::UnknownDevice);
+                None
+            } else {
+                match reg.take_queued_fault(&jid) {
+                    // A queued failure refuses the login instead of `<success>`.
+                    Some(fault @ Fault::Failure { .. }) => {
+                        reg.stats.fault_applied(Some(&jid), fault.name());
+                        Some(Err(fault))
+                    }
+                    other => {
+                        reg.login(&device, self.id, control_tx);
+                        Some(Ok(other))
+                    }
+                }
+            }
+        };
+        drop(turn);
+        let queued = match queued {
+            None => return self.refuse(stanza::failure(401, &[])).await,
+            Some(Err(fault)) => {
+                let refusal = fault.stanza().unwrap_or_else(|| stanza::failure(401, &[]));
+                return self.refuse(refusal).await;
+            }
+            Some(Ok(queued)) => queued,
+        };
+        let success = stanza::success(Some(&device.lid), now_unix());
+        let mut end = if self.socket.send_node(&success).await.is_err() {
+            Some(End::Gone)
+        } else {
+            queued.and_then(|fault| self.device_fault(&jid, fault))
+        };
+        while end.is_none() {
+            tokio::select! {
+                _ = self.cancel.cancelled() => end = Some(End::Gone),
+                node = self.socket.recv_node() => match node {
+                    Ok(node) => if !self.answer(node).await { end = Some(End::Gone) },
+                    Err(_) => end = Some(End::Gone),
+                },
+                cmd = control.recv() => match cmd {
+                    None => end = Some(End::Gone),
+                    Some(Control::Kick(done)) => {
+                        // Leave the logged-in set before confirming, so the new login
+                        // counts alone.
+                        {
+                            let mut reg = self.core.reg();
+                            reg.logout(&jid, self.id);
+                            reg.stats.conflict_sent(&jid);
+                        }
+                        let _ = self.socket.send_node(&stanza::conflict_replaced()).await;
+                        self.socket.close().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Control::Fault(fault)) => end = self.device_fault(&jid, fault),
+                    Some(Control::Scan { reply, .. }) => {
+                        let _ = reply.send(Err(SimError::NoSuchPairing));
+                    }
+                },
+            }
+        }
+        self.core.reg().logout(&jid, self.id);
+        if let Some(end) = end {
+            self.finish(end).await;
+        }
+    }
+
+    /// A fault on a logged-in connection: the registry side (conflict count, logout), then
+    /// the connection side.
+    fn device_fault(&mut self, jid: &str, fault: Fault) -> Option<End> {
+        match fault {
+            Fault::Conflict => self.core.reg().stats.conflict_sent(jid),
+            Fault::Logout => {
+                self.core.reg().remove_device(jid);
+                let core = self.core.clone();
+                self.core.tasks.spawn(async move { core.save().await });
+            }
+            _ => {}
+        }
+        self.apply(Some(jid), fault)
+    }
+
+    /// Applies a fault to this connection; `Some` ends it.
+    fn apply(&mut self, jid: Option<&str>, fault: Fault) -> Option<End> {
+        self.core.reg().stats.fault_applied(jid, fault.name());
+        match fault {
+            Fault::Stall => {
+                self.stalled = true;
+                None
+            }
+            Fault::Drop => Some(End::Drop),
+            Fault::SlowHandshake(_) => None,
+            other => other.stanza().map(End::With),
+        }
+    }
+}
+
+/// A pairing ref as the real server makes them: `2@` and random base64.
+fn random_ref() -> String {
+    use base64::Engine;
+    let bytes: [u8; 18] = rand::random();
+    format!(
+        "2@{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}

@@ -1,0 +1,169 @@
+//! A small wasp client for the simulator tests, driven step by step over real sockets:
+//! dial, handshake with the registration or login payload, show a QR, answer pair-success.
+//! Include with `#[path = "common/sim_client.rs"] mod sim_client;`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasp::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
+use wasp::net::transport;
+use wasp::sim::Handle;
+use wasp::sim::load::Target;
+use wasp::wa::creds::{Account, Credentials};
+use wasp::wa::node::Node;
+use wasp::wa::pair::{self, PairError};
+use wasp::wa::payload::{self, ClientVersion, QR_PLATFORM};
+use wasp::wa::stanza::{self, Cause, Incoming};
+
+/// The longest wait for one event in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn target(sim: &Handle) -> Target {
+    Target::from(sim)
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Dials and shakes hands (registration payload when unpaired, login payload when paired);
+/// the connection task runs.
+pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Receiver<ConnEvent>) {
+    let ws = transport::dial(&target.ws_url, WAIT).await.unwrap();
+    let version = ClientVersion::default();
+    let payload = if creds.is_paired() {
+        payload::login_payload(creds, &version).unwrap()
+    } else {
+        payload::registration_payload(creds, &version)
+    };
+    let socket = client_handshake(
+        ws,
+        ClientHandshake {
+            noise_private: creds.noise.private.expose(),
+            payload,
+            trust: &target.trust,
+            now_unix: now_unix(),
+            routing: None,
+        },
+    )
+    .await
+    .unwrap();
+    socket.spawn(CancellationToken::new(), 32)
+}
+
+/// The next node, or the cause the connection ended with.
+pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, Cause> {
+    match tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("no event in time")
+    {
+        Some(ConnEvent::Node(n)) => Ok(n),
+        Some(ConnEvent::Closed { cause, .. }) => Err(cause),
+        None => Err(Cause::Closed),
+    }
+}
+
+/// Waits until the connection closes; returns its cause.
+pub async fn closed(events: &mut mpsc::Receiver<ConnEvent>) -> Cause {
+    loop {
+        if let Err(cause) = next_node(events).await {
+            return cause;
+        }
+    }
+}
+
+/// Logs paired credentials in and checks the answer is `<success>`.
+pub async fn login(target: &Target, creds: &Credentials) -> (Conn, mpsc::Receiver<ConnEvent>) {
+    let (conn, mut events) = connect(target, creds).await;
+    match stanza::classify(next_node(&mut events).await.unwrap()) {
+        Incoming::Success { .. } => {}
+        other => panic!("expected <success>, got {other:?}"),
+    }
+    (conn, events)
+}
+
+/// A new client showing its QR codes.
+pub struct Showing {
+    pub creds: Credentials,
+    pub conn: Conn,
+    pub events: mpsc::Receiver<ConnEvent>,
+    pub refs: Vec<String>,
+}
+
+/// Registers fresh credentials and acknowledges the pair-device refs.
+pub async fn show_qr(target: &Target) -> Showing {
+    let creds = Credentials::generate();
+    let (conn, mut events) = connect(target, &creds).await;
+    let (id, refs) = match stanza::classify(next_node(&mut events).await.unwrap()) {
+        Incoming::PairDevice { id, refs } => (id, refs),
+        other => panic!("expected pair-device, got {other:?}"),
+    };
+    conn.send(stanza::iq_result(&id)).await.unwrap();
+    Showing {
+        creds,
+        conn,
+        events,
+        refs,
+    }
+}
+
+impl Showing {
+    /// The QR of ref `i` in the current form, as the console draws it.
+    pub fn qr(&self, i: usize) -> String {
+        pair::qr_text(&self.refs[i], &self.creds, QR_PLATFORM)
+    }
+
+    /// The QR of ref `i` in the older four-field form.
+    pub fn old_qr(&self, i: usize) -> String {
+        let current = self.qr(i);
+        let body = current.split_once('#').unwrap().1;
+        body.rsplit_once(',').unwrap().0.to_string()
+    }
+
+    /// Receives pair-success and answers it as wasp does: pair-device-sign when it checks
+    /// out, an iq error otherwise.
+    pub async fn answer_pair_success(&mut self) -> Result<Account, PairError> {
+        let (id, node) = match stanza::classify(next_node(&mut self.events).await.unwrap()) {
+            Incoming::PairSuccess { id, node } => (id, node),
+            other => panic!("expected pair-success, got {other:?}"),
+        };
+        let completed =
+            pair::parse_pair_success(&node).and_then(|p| pair::complete_pairing(&self.creds, &p));
+        match completed {
+            Ok((account, reply)) => {
+                self.conn.send(reply).await.unwrap();
+                Ok(account)
+            }
+            Err(e) => {
+                self.conn
+                    .send(pair::pair_error_reply(&id, &e))
+                    .await
+                    .unwrap();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Pairs fresh credentials through the virtual phone (QR of the first ref, scanned while
+/// the client answers), checks the 515 that follows, and returns them paired.
+pub async fn pair_new(sim: &Handle, phone: Option<&str>) -> Credentials {
+    let mut showing = show_qr(&target(sim)).await;
+    assert_eq!(showing.refs.len(), 6);
+    let qr = showing.qr(0);
+    let (phone_sim, phone) = (sim.clone(), phone.map(str::to_string));
+    let scan = tokio::spawn(async move { phone_sim.scan(&qr, phone.as_deref()).await });
+    let account = showing.answer_pair_success().await.unwrap();
+    let jid = scan.await.unwrap().unwrap();
+    assert_eq!(jid, account.jid);
+    assert_eq!(closed(&mut showing.events).await, Cause::RestartRequired);
+    let mut creds = showing.creds;
+    creds.account = Some(account);
+    creds
+}
