@@ -59,17 +59,22 @@ async fn start(
     (url, tokio::spawn(serve_one(listener, ca, key, end)), root)
 }
 
-#[tokio::test]
-async fn client_handshakes_over_a_real_websocket_and_gets_its_ping_answered() {
-    let (url, server, root) = start(None).await;
-    let creds = Credentials::generate();
-    let ws = transport::dial(&url, Duration::from_secs(5)).await.unwrap();
+/// Dials `url` and completes the handshake with a registration payload for `creds`.
+async fn register(
+    url: &str,
+    root: [u8; 32],
+    creds: &Credentials,
+) -> (
+    wasp::net::conn::Conn,
+    tokio::sync::mpsc::Receiver<ConnEvent>,
+) {
+    let ws = transport::dial(url, Duration::from_secs(5)).await.unwrap();
     let trust = wasp::wa::noise::TrustRoot(root);
     let socket = client_handshake(
         ws,
         ClientHandshake {
             noise_private: creds.noise.private.expose(),
-            payload: payload::registration_payload(&creds, &ClientVersion::default()),
+            payload: payload::registration_payload(creds, &ClientVersion::default()),
             trust: &trust,
             now_unix: NOW,
             routing: None,
@@ -77,7 +82,14 @@ async fn client_handshakes_over_a_real_websocket_and_gets_its_ping_answered() {
     )
     .await
     .unwrap();
-    let (conn, mut events) = socket.spawn(CancellationToken::new(), 8);
+    socket.spawn(CancellationToken::new(), 8)
+}
+
+#[tokio::test]
+async fn client_handshakes_over_a_real_websocket_and_gets_its_ping_answered() {
+    let (url, server, root) = start(None).await;
+    let creds = Credentials::generate();
+    let (conn, mut events) = register(&url, root, &creds).await;
     let rtt = conn.ping(Duration::from_secs(5)).await.unwrap();
     assert!(rtt < Duration::from_secs(5));
     // A second query is matched by its own id too.
@@ -107,21 +119,7 @@ async fn client_handshakes_over_a_real_websocket_and_gets_its_ping_answered() {
 async fn a_stream_error_closes_with_its_cause() {
     let (url, _server, root) = start(Some(stanza::conflict_replaced())).await;
     let creds = Credentials::generate();
-    let ws = transport::dial(&url, Duration::from_secs(5)).await.unwrap();
-    let trust = wasp::wa::noise::TrustRoot(root);
-    let socket = client_handshake(
-        ws,
-        ClientHandshake {
-            noise_private: creds.noise.private.expose(),
-            payload: payload::registration_payload(&creds, &ClientVersion::default()),
-            trust: &trust,
-            now_unix: NOW,
-            routing: None,
-        },
-    )
-    .await
-    .unwrap();
-    let (conn, mut events) = socket.spawn(CancellationToken::new(), 8);
+    let (conn, mut events) = register(&url, root, &creds).await;
     let _ = conn.ping(Duration::from_millis(500)).await;
     let mut cause = None;
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
