@@ -4,6 +4,7 @@
 //! simulated server (`sim`) are built on the same code.
 
 pub mod creds;
+pub mod device;
 pub mod frame;
 pub mod node;
 pub mod noise;
