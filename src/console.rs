@@ -14,25 +14,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, Config, SessionConfig};
 use crate::net::board::StatusBoard;
-use crate::net::handle::{Action, PoolHandle};
+use crate::net::handle::PoolHandle;
 use crate::runner;
 use crate::session::status::Status;
 use crate::sim::{FaultPlan, Server, SimConfig};
-use crate::ui::{self, LogRing, OperatorAction, Request, UiOptions};
+use crate::ui::{self, LogRing, Request, UiOptions};
 
 /// Lines the console's log pane keeps.
 const LOG_LINES: usize = 10_000;
-
-fn action(a: OperatorAction) -> Action {
-    match a {
-        OperatorAction::Reconnect => Action::Reconnect,
-        OperatorAction::ResetCooldown => Action::ResetCooldown,
-        OperatorAction::Wipe { backup } => Action::Wipe { backup },
-        OperatorAction::Pair => Action::Pair,
-        OperatorAction::Disconnect | OperatorAction::Stop => Action::Disconnect,
-        OperatorAction::Connect => Action::Connect,
-    }
-}
 
 /// Logs go to the console's ring and the daily file; nothing to the terminal.
 fn install_logging(ring: &LogRing, data_dir: &Path) -> Option<crate::logging::LogGuard> {
@@ -82,8 +71,8 @@ async fn forward_statuses(
 /// Sends the console's requests to the pool, in order.
 async fn forward_requests(pool: PoolHandle, mut rx: mpsc::Receiver<Request>) {
     while let Some(req) = rx.recv().await {
-        if let Err(e) = pool.act(&req.session, action(req.action)).await {
-            tracing::warn!(session = %req.session, error = %e, "operator action refused");
+        if let Err(e) = pool.act(&req.session, req.command).await {
+            tracing::warn!(session = %req.session, error = %e, "operator command refused");
         }
     }
 }

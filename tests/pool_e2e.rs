@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, SessionConfig};
-use wasp::net::handle::Action;
 use wasp::runner::{self, Started};
+use wasp::session::Command;
 use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Fault, Handle, Server, SimConfig};
@@ -210,7 +210,7 @@ async fn faults_lead_to_the_states_of_the_table() {
     f.started
         .running
         .handle
-        .act(id, Action::ResetCooldown)
+        .act(id, Command::ResetCooldown)
         .await
         .unwrap();
     f.wait_for(id, "online", |s| s.state == StateName::Online)
@@ -233,7 +233,7 @@ async fn faults_lead_to_the_states_of_the_table() {
     f.started
         .running
         .handle
-        .act(id, Action::Reconnect)
+        .act(id, Command::ReconnectNow)
         .await
         .unwrap();
     f.wait_for(id, "online", |s| s.state == StateName::Online)

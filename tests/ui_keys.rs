@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ui_support::*;
+use wasp::session::Command;
 use wasp::session::status::StateName;
 use wasp::ui::model::{Confirm, Mode, Pane, SortKey};
-use wasp::ui::{Keymap, LogRing, Model, Msg, OperatorAction, Request, Settings, update};
+use wasp::ui::{Action, Keymap, LogRing, Model, Msg, Request, Settings, update};
 
 /// A small model of hand-made sessions, one per state of interest, laid out at 80x24.
 fn small(settings: Settings) -> (Model, std::time::Instant) {
@@ -28,10 +29,10 @@ fn small(settings: Settings) -> (Model, std::time::Instant) {
     (model, now)
 }
 
-fn request(session: &str, action: OperatorAction) -> Request {
+fn request(session: &str, command: Command) -> Request {
     Request {
         session: session.into(),
-        action,
+        command,
     }
 }
 
@@ -40,7 +41,7 @@ fn reconnect_on_a_conflict_session_sends_exactly_one_reconnect() {
     let (mut model, now) = small(settings());
     model.select("conf-1");
     let sent = update(&mut model, key('r'), now);
-    assert_eq!(sent, vec![request("conf-1", OperatorAction::Reconnect)]);
+    assert_eq!(sent, vec![request("conf-1", Command::ReconnectNow)]);
     // Pressing again before the pool answers sends nothing more.
     let again = update(&mut model, key('r'), now + Duration::from_secs(1));
     assert!(again.is_empty(), "{again:?}");
@@ -53,7 +54,7 @@ fn reconnect_on_a_conflict_session_sends_exactly_one_reconnect() {
         now + Duration::from_secs(2),
     );
     let later = update(&mut model, key('r'), now + Duration::from_secs(3));
-    assert_eq!(later, vec![request("conf-1", OperatorAction::Reconnect)]);
+    assert_eq!(later, vec![request("conf-1", Command::ReconnectNow)]);
 }
 
 #[test]
@@ -81,7 +82,7 @@ fn wipe_with_the_typed_id_wipes_that_session_only() {
     let sent = update(&mut model, code(KeyCode::Enter), now);
     assert_eq!(
         sent,
-        vec![request("on-1", OperatorAction::Wipe { backup: true })]
+        vec![request("on-1", Command::WipeCredentials { backup: true })]
     );
     assert_eq!(model.mode(), &Mode::Normal);
 
@@ -93,7 +94,7 @@ fn wipe_with_the_typed_id_wipes_that_session_only() {
     let sent = update(&mut model, code(KeyCode::Enter), now);
     assert_eq!(
         sent,
-        vec![request("on-2", OperatorAction::Wipe { backup: false })]
+        vec![request("on-2", Command::WipeCredentials { backup: false })]
     );
 }
 
@@ -109,7 +110,7 @@ fn bulk_actions_confirm_with_the_count_and_send_one_request_per_marked_row() {
     assert!(update(&mut model, key('r'), now).is_empty());
     match model.mode() {
         Mode::Confirm(Confirm::Bulk { action, ids }) => {
-            assert_eq!(*action, OperatorAction::Reconnect);
+            assert_eq!(*action, Action::Run(Command::ReconnectNow));
             assert_eq!(ids.len(), 3);
         }
         other => panic!("expected the bulk confirmation, got {other:?}"),
@@ -120,7 +121,7 @@ fn bulk_actions_confirm_with_the_count_and_send_one_request_per_marked_row() {
     let mut expected = first_three;
     expected.sort();
     assert_eq!(sessions, expected);
-    assert!(sent.iter().all(|r| r.action == OperatorAction::Reconnect));
+    assert!(sent.iter().all(|r| r.command == Command::ReconnectNow));
     assert!(model.marks().is_empty());
 }
 
@@ -155,12 +156,12 @@ fn start_stop_starts_what_is_stopped_and_stops_what_runs() {
     model.select("stop-1");
     assert_eq!(
         update(&mut model, key('x'), now),
-        vec![request("stop-1", OperatorAction::Connect)]
+        vec![request("stop-1", Command::Connect)]
     );
     model.select("on-1");
     assert_eq!(
         update(&mut model, key('x'), now),
-        vec![request("on-1", OperatorAction::Stop)]
+        vec![request("on-1", Command::Disconnect)]
     );
 }
 
@@ -168,14 +169,14 @@ fn start_stop_starts_what_is_stopped_and_stops_what_runs() {
 fn the_other_operator_keys_map_to_their_actions() {
     let (mut model, now) = small(settings());
     model.select("back-1");
-    for (k, action) in [
-        ('c', OperatorAction::ResetCooldown),
-        ('p', OperatorAction::Pair),
-        ('d', OperatorAction::Disconnect),
+    for (k, command) in [
+        ('c', Command::ResetCooldown),
+        ('p', Command::Pair),
+        ('d', Command::Disconnect),
     ] {
         assert_eq!(
             update(&mut model, key(k), now),
-            vec![request("back-1", action)]
+            vec![request("back-1", command)]
         );
     }
 }
@@ -309,7 +310,7 @@ fn a_user_keymap_changes_keys_and_help() {
     assert!(update(&mut model, key('r'), now).is_empty());
     assert_eq!(
         update(&mut model, key('R'), now),
-        vec![request("conf-1", OperatorAction::Reconnect)]
+        vec![request("conf-1", Command::ReconnectNow)]
     );
     update(&mut model, key('?'), now);
     let screen = draw(&model, now).backend().to_string();

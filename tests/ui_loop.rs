@@ -13,8 +13,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wasp::session::Command;
 use wasp::session::status::{StateName, Status};
-use wasp::ui::{LogRing, Model, OperatorAction, Settings, run_loop, sample_fleet};
+use wasp::ui::{LogRing, Model, Settings, run_loop, sample_fleet};
 
 type Events = UnboundedSender<std::io::Result<Event>>;
 
@@ -214,7 +215,7 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     assert_eq!(stats.unwrap().requests_sent, 5);
     let sessions: Vec<&str> = got.iter().map(|r| r.session.as_str()).collect();
     assert_eq!(sessions, ["c1", "c2", "c3", "c4", "c5"]);
-    assert!(got.iter().all(|r| r.action == OperatorAction::Reconnect));
+    assert!(got.iter().all(|r| r.command == Command::ReconnectNow));
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,7 +13,8 @@ use serde_json::json;
 use super::auth::Token;
 use super::events;
 use super::json::{Clock, SessionDetail, SessionRow};
-use crate::net::handle::{Action, HandleError, PoolHandle};
+use crate::net::handle::{HandleError, PoolHandle};
+use crate::session::Command;
 use crate::session::status::StateName;
 
 #[derive(Clone)]
@@ -28,7 +29,7 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/readyz", get(readyz))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", get(session))
-        .route("/sessions/{id}/{action}", post(act))
+        .route("/sessions/{id}/{command}", post(act))
         .route("/metrics", get(metrics))
         .route("/events", get(events::stream))
         .fallback(not_found)
@@ -90,21 +91,10 @@ async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-fn parse_action(name: &str) -> Option<Action> {
-    Some(match name {
-        "reconnect" => Action::Reconnect,
-        "disconnect" => Action::Disconnect,
-        "connect" => Action::Connect,
-        "reset-cooldown" => Action::ResetCooldown,
-        "pair" => Action::Pair,
-        _ => return None,
-    })
-}
-
 async fn act(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
+    Path((id, name)): Path<(String, String)>,
 ) -> Response {
     let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
     if !admitted {
@@ -113,15 +103,19 @@ async fn act(
             "this endpoint needs Authorization: Bearer <token>",
         );
     }
-    let Some(parsed) = parse_action(&action) else {
+    // A destructive command (the wipe) is the console's alone: it asks for the session id.
+    let Some(command) = name.parse::<Command>().ok().filter(|c| !c.is_destructive()) else {
+        let offered: Vec<&str> = Command::ALL
+            .iter()
+            .filter(|c| !c.is_destructive())
+            .map(|c| c.name())
+            .collect();
         return error(
             StatusCode::NOT_FOUND,
-            format!(
-                "unknown action {action}: use reconnect, disconnect, connect, reset-cooldown or pair"
-            ),
+            format!("unknown action {name}: use {}", offered.join(", ")),
         );
     };
-    match app.pool.act(&id, parsed).await {
+    match app.pool.act(&id, command).await {
         Err(HandleError::UnknownSession(_)) => {
             return error(StatusCode::NOT_FOUND, format!("no session named {id}"));
         }
@@ -130,13 +124,13 @@ async fn act(
         }
         Ok(()) => {}
     }
-    tracing::info!(session = %id, action = parsed.name(), "operator action over http");
-    if parsed == Action::Pair {
+    tracing::info!(session = %id, command = command.name(), "operator command over http");
+    if command == Command::Pair {
         return wait_for_qr(&app, &id).await;
     }
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "session": id, "action": parsed.name(), "accepted": true })),
+        Json(json!({ "session": id, "action": command.name(), "accepted": true })),
     )
         .into_response()
 }

@@ -14,7 +14,6 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::net::board::StatusBoard;
 use crate::net::conn::{Conn, ConnEvent, Querier};
-use crate::net::handle::Action;
 use crate::net::link::{self, DialKeys, Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
@@ -49,7 +48,7 @@ pub struct SessionSpec {
 /// Messages from the pool to a driver.
 #[derive(Debug)]
 pub enum DriverMsg {
-    Act(Action),
+    Act(Command),
     SetPolicy(Box<Policy>),
 }
 
@@ -227,16 +226,8 @@ impl Driver {
                 self.session.set_policy(*policy);
                 Vec::new()
             }
-            DriverMsg::Act(action) => {
-                info!(action = action.name(), "operator action");
-                let command = match action {
-                    Action::Connect => Command::Connect,
-                    Action::Reconnect => Command::ReconnectNow,
-                    Action::Disconnect => Command::Disconnect,
-                    Action::ResetCooldown => Command::ResetCooldown,
-                    Action::Wipe { backup } => Command::WipeCredentials { backup },
-                    Action::Pair => Command::Pair,
-                };
+            DriverMsg::Act(command) => {
+                info!(command = command.name(), "operator command");
                 self.session.handle(now(), Event::Operator(command))
             }
         }

@@ -1,5 +1,5 @@
 //! The narrow handle through which the console and the HTTP endpoint steer the pool:
-//! read statuses from the board, send operator actions to one session's driver.
+//! read statuses from the board, send operator commands to one session's driver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,42 +8,12 @@ use tokio::sync::mpsc;
 
 use crate::net::board::StatusBoard;
 use crate::net::metrics::Metrics;
-
-/// What an operator can ask of one session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Start connecting (from `stopped`).
-    Connect,
-    /// Close any socket and dial again now (skips backoff, conflict and failed waits).
-    Reconnect,
-    /// Close the socket and stay `stopped`.
-    Disconnect,
-    /// Clear a cooldown or backoff and connect.
-    ResetCooldown,
-    /// Remove the key material (after one last backup when `backup`).
-    Wipe { backup: bool },
-    /// Start pairing (show a QR) when the session has no credentials.
-    Pair,
-}
-
-impl Action {
-    /// The lower-case name used in logs, the timeline and HTTP paths.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Connect => "connect",
-            Action::Reconnect => "reconnect",
-            Action::Disconnect => "disconnect",
-            Action::ResetCooldown => "reset-cooldown",
-            Action::Wipe { .. } => "wipe",
-            Action::Pair => "pair",
-        }
-    }
-}
+use crate::session::Command;
 
 /// A request for the pool.
 #[derive(Debug)]
 pub enum PoolRequest {
-    Act { session: String, action: Action },
+    Act { session: String, command: Command },
     Shutdown,
 }
 
@@ -86,15 +56,15 @@ impl PoolHandle {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Sends an operator action to one session (waits if the request queue is full).
-    pub async fn act(&self, session: &str, action: Action) -> Result<(), HandleError> {
+    /// Sends an operator command to one session (waits if the request queue is full).
+    pub async fn act(&self, session: &str, command: Command) -> Result<(), HandleError> {
         if self.board.get(session).is_none() {
             return Err(HandleError::UnknownSession(session.to_string()));
         }
         self.requests
             .send(PoolRequest::Act {
                 session: session.to_string(),
-                action,
+                command,
             })
             .await
             .map_err(|_| HandleError::Closed)

@@ -1,4 +1,4 @@
-//! The pool: starts one driver per configured session, routes operator actions to them,
+//! The pool: starts one driver per configured session, routes operator commands to them,
 //! applies config reloads, and shuts everything down within a bound.
 
 use std::collections::HashMap;
@@ -92,9 +92,9 @@ pub fn start(
                 _ = cancel.cancelled() => break,
                 req = req_rx.recv() => match req {
                     None | Some(PoolRequest::Shutdown) => break,
-                    Some(PoolRequest::Act { session, action }) => {
+                    Some(PoolRequest::Act { session, command }) => {
                         if let Some(entry) = pool.entries.get(&session)
-                            && entry.inbox.send(DriverMsg::Act(action)).await.is_err()
+                            && entry.inbox.send(DriverMsg::Act(command)).await.is_err()
                         {
                             warn!(session = %session, "session task has ended");
                         }

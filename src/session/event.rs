@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use crate::wa::stanza::Cause;
 
+pub use super::command::Command;
+
 /// Identifies one dial; events from an older connection are ignored.
 pub type ConnId = u64;
 
@@ -31,36 +33,6 @@ pub enum TimerKind {
 pub struct TimerId {
     pub kind: TimerKind,
     pub generation: u64,
-}
-
-/// What the operator (console, HTTP) asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Start connecting (from `stopped`, `failed`, `conflict`, ...).
-    Connect,
-    /// Close any socket and dial now, skipping every wait.
-    ReconnectNow,
-    /// Close the socket and stay `stopped`.
-    Disconnect,
-    /// Clear a cooldown, backoff or logout wait, then connect.
-    ResetCooldown,
-    /// Remove the key material (after one last backup when `backup`).
-    WipeCredentials { backup: bool },
-    /// Start pairing (a session without credentials shows a QR).
-    Pair,
-}
-
-impl Command {
-    pub fn name(self) -> &'static str {
-        match self {
-            Command::Connect => "connect",
-            Command::ReconnectNow => "reconnect",
-            Command::Disconnect => "disconnect",
-            Command::ResetCooldown => "reset cooldown",
-            Command::WipeCredentials { .. } => "wipe",
-            Command::Pair => "pair",
-        }
-    }
 }
 
 /// An input to the state machine.

@@ -2,6 +2,7 @@
 //! the disconnect policy, backoff and the timeline. No I/O and no clock here.
 
 pub mod backoff;
+pub mod command;
 pub mod effect;
 pub mod event;
 mod machine;
@@ -10,7 +11,8 @@ pub mod state;
 pub mod status;
 pub mod timeline;
 
+pub use command::Command;
 pub use effect::Effect;
-pub use event::{Command, ConnId, Event, TimerId, TimerKind};
+pub use event::{ConnId, Event, TimerId, TimerKind};
 pub use machine::{FIRST_QR_TTL, NEXT_QR_TTL, Session};
 pub use state::State;

@@ -1,19 +1,20 @@
 //! Keymap as data: the embedded default bindings (`keymap-default.toml`), a user TOML file that
 //! overlays them, key lookup per pane, and the descriptions the help screen and footer show.
 
-use std::fmt;
 use std::path::Path;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 use serde_spanned::Spanned;
+
+pub use super::key::Key;
+use crate::session::Command;
 
 /// The embedded default keymap.
 pub const DEFAULT_KEYMAP: &str = include_str!("keymap-default.toml");
 
-/// Everything a key can do. Names are the `run` values of the keymap file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Everything a key can do: the console's own vocabulary (moves, filters, dialogs, toggles)
+/// and every operator command by its name. Names are the `run` values of the keymap file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Quit,
     Help,
@@ -25,11 +26,7 @@ pub enum Action {
     PageDown,
     Top,
     Bottom,
-    Reconnect,
-    ResetCooldown,
-    Wipe,
-    Pair,
-    Disconnect,
+    /// Start a stopped or failed session, stop any other (resolved per session when sent).
     StartStop,
     ShowQr,
     Mark,
@@ -43,9 +40,54 @@ pub enum Action {
     Freeze,
     LevelFilter,
     SessionFilter,
+    /// Dialogs: send, keep or close.
+    Confirm,
+    /// Dialogs: cancel, restore or close.
+    Cancel,
+    /// The wipe dialog: take one last backup first, or not.
+    ToggleBackup,
+    /// Dialogs that take text: clear what was typed.
+    ClearInput,
+    /// An operator command for the selected session (or every marked one).
+    Run(Command),
 }
 
 impl Action {
+    /// The action a keymap `run` value names: the console's own (snake_case) or an operator
+    /// command's name (`reset-cooldown`; `reset_cooldown` is read the same).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Some(match name {
+            "quit" => Action::Quit,
+            "help" => Action::Help,
+            "focus_next" => Action::FocusNext,
+            "toggle_logs" => Action::ToggleLogs,
+            "up" => Action::Up,
+            "down" => Action::Down,
+            "page_up" => Action::PageUp,
+            "page_down" => Action::PageDown,
+            "top" => Action::Top,
+            "bottom" => Action::Bottom,
+            "start_stop" => Action::StartStop,
+            "show_qr" => Action::ShowQr,
+            "mark" => Action::Mark,
+            "mark_all" => Action::MarkAll,
+            "clear_marks" => Action::ClearMarks,
+            "filter" => Action::Filter,
+            "clear_filter" => Action::ClearFilter,
+            "sort" => Action::Sort,
+            "sort_reverse" => Action::SortReverse,
+            "follow" => Action::Follow,
+            "freeze" => Action::Freeze,
+            "level_filter" => Action::LevelFilter,
+            "session_filter" => Action::SessionFilter,
+            "confirm" => Action::Confirm,
+            "cancel" => Action::Cancel,
+            "toggle_backup" => Action::ToggleBackup,
+            "clear_input" => Action::ClearInput,
+            other => Action::Run(other.replace('_', "-").parse().ok()?),
+        })
+    }
+
     /// The one-word label the footer shows next to the key.
     pub fn label(self) -> &'static str {
         match self {
@@ -59,11 +101,6 @@ impl Action {
             Action::PageDown => "page down",
             Action::Top => "top",
             Action::Bottom => "bottom",
-            Action::Reconnect => "reconnect",
-            Action::ResetCooldown => "reset",
-            Action::Wipe => "wipe",
-            Action::Pair => "pair",
-            Action::Disconnect => "disconnect",
             Action::StartStop => "start/stop",
             Action::ShowQr => "QR",
             Action::Mark => "mark",
@@ -77,7 +114,25 @@ impl Action {
             Action::Freeze => "freeze",
             Action::LevelFilter => "level",
             Action::SessionFilter => "session",
+            Action::Confirm => "confirm",
+            Action::Cancel => "cancel",
+            Action::ToggleBackup => "backup",
+            Action::ClearInput => "clear",
+            Action::Run(command) => command.label(),
         }
+    }
+
+    /// What an operator action is called in messages (`reconnect`, `start/stop`).
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Run(command) => command.name(),
+            other => other.label(),
+        }
+    }
+
+    /// Whether the action changes a session (refused in read-only mode).
+    pub fn is_operator(self) -> bool {
+        matches!(self, Action::Run(_) | Action::StartStop)
     }
 
     /// Whether the footer lists this action (moves are implied and would crowd it out).
@@ -99,12 +154,26 @@ impl Action {
     }
 }
 
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Action, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Action::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown action `{name}`: use a console action or a command ({})",
+                Command::names().join(", ")
+            ))
+        })
+    }
+}
+
 /// Where a binding applies: everywhere, or while a pane has the focus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Section {
     Global,
     Table,
     Logs,
+    /// The dialogs and overlays: confirmations, the filter being typed, help and the QR.
+    Dialog,
 }
 
 impl Section {
@@ -113,116 +182,7 @@ impl Section {
             Section::Global => "Everywhere",
             Section::Table => "Session table",
             Section::Logs => "Logs pane",
-        }
-    }
-}
-
-/// One key with its modifiers, normalised so a typed `W` and a configured `W` compare equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key {
-    pub code: KeyCode,
-    pub mods: KeyModifiers,
-}
-
-impl Key {
-    pub fn new(code: KeyCode, mods: KeyModifiers) -> Self {
-        let mut mods = mods & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
-        // The character already carries the shift (`W`, `?`); back-tab is shift-tab by name.
-        if matches!(code, KeyCode::Char(_) | KeyCode::BackTab) {
-            mods.remove(KeyModifiers::SHIFT);
-        }
-        Key { code, mods }
-    }
-
-    pub fn from_event(event: &KeyEvent) -> Self {
-        Key::new(event.code, event.modifiers)
-    }
-
-    /// Parses `r`, `W`, `space`, `ctrl-c`, `pageup`, `f5`...
-    pub fn parse(text: &str) -> Result<Key, String> {
-        let mut mods = KeyModifiers::NONE;
-        let mut rest = text;
-        loop {
-            if let Some(r) = rest.strip_prefix("ctrl-") {
-                mods |= KeyModifiers::CONTROL;
-                rest = r;
-            } else if let Some(r) = rest.strip_prefix("alt-") {
-                mods |= KeyModifiers::ALT;
-                rest = r;
-            } else if let Some(r) = rest.strip_prefix("shift-") {
-                mods |= KeyModifiers::SHIFT;
-                rest = r;
-            } else {
-                break;
-            }
-        }
-        let mut chars = rest.chars();
-        let code = match (chars.next(), chars.next()) {
-            (Some(c), None) => {
-                if mods.contains(KeyModifiers::SHIFT) {
-                    KeyCode::Char(c.to_ascii_uppercase())
-                } else {
-                    KeyCode::Char(c)
-                }
-            }
-            _ => match rest.to_ascii_lowercase().as_str() {
-                "space" => KeyCode::Char(' '),
-                "enter" | "return" => KeyCode::Enter,
-                "esc" | "escape" => KeyCode::Esc,
-                "tab" => KeyCode::Tab,
-                "backtab" => KeyCode::BackTab,
-                "backspace" => KeyCode::Backspace,
-                "delete" | "del" => KeyCode::Delete,
-                "insert" => KeyCode::Insert,
-                "up" => KeyCode::Up,
-                "down" => KeyCode::Down,
-                "left" => KeyCode::Left,
-                "right" => KeyCode::Right,
-                "pageup" => KeyCode::PageUp,
-                "pagedown" => KeyCode::PageDown,
-                "home" => KeyCode::Home,
-                "end" => KeyCode::End,
-                other => match other.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()) {
-                    Some(n @ 1..=12) => KeyCode::F(n),
-                    _ => return Err(format!("`{text}` is not a key name")),
-                },
-            },
-        };
-        Ok(Key::new(code, mods))
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.mods.contains(KeyModifiers::CONTROL) {
-            f.write_str("ctrl-")?;
-        }
-        if self.mods.contains(KeyModifiers::ALT) {
-            f.write_str("alt-")?;
-        }
-        if self.mods.contains(KeyModifiers::SHIFT) {
-            f.write_str("shift-")?;
-        }
-        match self.code {
-            KeyCode::Char(' ') => f.write_str("space"),
-            KeyCode::Char(c) => write!(f, "{c}"),
-            KeyCode::Enter => f.write_str("enter"),
-            KeyCode::Esc => f.write_str("esc"),
-            KeyCode::Tab => f.write_str("tab"),
-            KeyCode::BackTab => f.write_str("backtab"),
-            KeyCode::Backspace => f.write_str("backspace"),
-            KeyCode::Delete => f.write_str("del"),
-            KeyCode::Insert => f.write_str("insert"),
-            KeyCode::Up => f.write_str("up"),
-            KeyCode::Down => f.write_str("down"),
-            KeyCode::Left => f.write_str("left"),
-            KeyCode::Right => f.write_str("right"),
-            KeyCode::PageUp => f.write_str("pgup"),
-            KeyCode::PageDown => f.write_str("pgdn"),
-            KeyCode::Home => f.write_str("home"),
-            KeyCode::End => f.write_str("end"),
-            KeyCode::F(n) => write!(f, "f{n}"),
-            other => write!(f, "{other:?}"),
+            Section::Dialog => "Dialogs (where text is typed, only keys that type nothing act)",
         }
     }
 }
@@ -241,6 +201,7 @@ pub struct Keymap {
     pub global: Vec<Binding>,
     pub table: Vec<Binding>,
     pub logs: Vec<Binding>,
+    pub dialog: Vec<Binding>,
 }
 
 /// A keymap file that cannot be used; the message names the file and the place.
@@ -272,6 +233,8 @@ struct KeymapFile {
     table: Vec<Entry>,
     #[serde(default)]
     logs: Vec<Entry>,
+    #[serde(default)]
+    dialog: Vec<Entry>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +252,7 @@ impl Keymap {
             global: Vec::new(),
             table: Vec::new(),
             logs: Vec::new(),
+            dialog: Vec::new(),
         };
         // Proven invariant: the embedded file is parsed by `keymap::tests::defaults_parse`
         // (and every test that builds a model), so this cannot fail in a released binary.
@@ -322,6 +286,7 @@ impl Keymap {
             (Section::Global, file.global),
             (Section::Table, file.table),
             (Section::Logs, file.logs),
+            (Section::Dialog, file.dialog),
         ] {
             for entry in entries {
                 let mut keys = Vec::new();
@@ -368,6 +333,7 @@ impl Keymap {
             Section::Global => &self.global,
             Section::Table => &self.table,
             Section::Logs => &self.logs,
+            Section::Dialog => &self.dialog,
         }
     }
 
@@ -376,6 +342,7 @@ impl Keymap {
             Section::Global => &mut self.global,
             Section::Table => &mut self.table,
             Section::Logs => &mut self.logs,
+            Section::Dialog => &mut self.dialog,
         }
     }
 
@@ -390,11 +357,33 @@ impl Keymap {
 
     /// The first key bound to `action` in a pane (or globally), for hints such as `? help`.
     pub fn key_for(&self, pane: Section, action: Action) -> Option<Key> {
+        self.keys_for(pane, action).next()
+    }
+
+    /// The first key bound to `action` that types nothing (`enter`, `esc`, `ctrl-u`): the
+    /// one that acts in a dialog taking text.
+    pub fn control_key_for(&self, pane: Section, action: Action) -> Option<Key> {
+        self.keys_for(pane, action).find(|k| !k.types_text())
+    }
+
+    /// `key_for` as text, or `unbound` when the user file took every key away.
+    pub fn hint(&self, pane: Section, action: Action) -> String {
+        self.key_for(pane, action)
+            .map_or_else(|| "unbound".to_string(), |k| k.to_string())
+    }
+
+    /// `control_key_for` as text, or `unbound`.
+    pub fn control_hint(&self, pane: Section, action: Action) -> String {
+        self.control_key_for(pane, action)
+            .map_or_else(|| "unbound".to_string(), |k| k.to_string())
+    }
+
+    fn keys_for(&self, pane: Section, action: Action) -> impl Iterator<Item = Key> + '_ {
         [pane, Section::Global]
             .into_iter()
             .flat_map(|s| self.section(s))
-            .find(|b| b.action == action)
-            .and_then(|b| b.keys.first().copied())
+            .filter(move |b| b.action == action)
+            .flat_map(|b| b.keys.iter().copied())
     }
 }
 
@@ -407,6 +396,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
     use super::*;
 
     fn key(text: &str) -> Key {
@@ -417,11 +408,11 @@ mod tests {
     fn defaults_parse_and_follow_the_spec() {
         let map = Keymap::defaults();
         for (k, action) in [
-            ("r", Action::Reconnect),
-            ("c", Action::ResetCooldown),
-            ("W", Action::Wipe),
-            ("p", Action::Pair),
-            ("d", Action::Disconnect),
+            ("r", Action::Run(Command::ReconnectNow)),
+            ("c", Action::Run(Command::ResetCooldown)),
+            ("W", Action::Run(Command::WipeCredentials { backup: true })),
+            ("p", Action::Run(Command::Pair)),
+            ("d", Action::Run(Command::Disconnect)),
             ("x", Action::StartStop),
             ("space", Action::Mark),
             ("/", Action::Filter),
@@ -437,7 +428,12 @@ mod tests {
     #[test]
     fn no_key_is_bound_twice_in_a_section() {
         let map = Keymap::defaults();
-        for section in [Section::Global, Section::Table, Section::Logs] {
+        for section in [
+            Section::Global,
+            Section::Table,
+            Section::Logs,
+            Section::Dialog,
+        ] {
             let mut seen = std::collections::HashSet::new();
             for b in map.section(section) {
                 for k in &b.keys {
@@ -453,7 +449,7 @@ mod tests {
         let typed = KeyEvent::new(KeyCode::Char('W'), KeyModifiers::SHIFT);
         assert_eq!(
             map.action(Section::Table, Key::from_event(&typed)),
-            Some(Action::Wipe)
+            Some(Action::Run(Command::WipeCredentials { backup: true }))
         );
         let lower = KeyEvent::new(KeyCode::Char('w'), KeyModifiers::NONE);
         assert_eq!(map.action(Section::Table, Key::from_event(&lower)), None);
@@ -469,12 +465,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             map.action(Section::Table, key("R")),
-            Some(Action::Reconnect)
+            Some(Action::Run(Command::ReconnectNow))
         );
-        assert_eq!(map.action(Section::Table, key("d")), Some(Action::Wipe));
+        assert_eq!(
+            map.action(Section::Table, key("d")),
+            Some(Action::Run(Command::WipeCredentials { backup: true }))
+        );
         assert_eq!(map.action(Section::Table, key("W")), None);
         // Disconnect lost its only key; the help still lists it, without keys.
-        let disconnect = map.table.iter().find(|b| b.action == Action::Disconnect);
+        let disconnect = map
+            .table
+            .iter()
+            .find(|b| b.action == Action::Run(Command::Disconnect));
         assert_eq!(disconnect.map(|b| b.keys.len()), Some(0));
     }
 
@@ -505,5 +507,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("explode"), "{text}");
+    }
+
+    #[test]
+    fn commands_are_named_as_everywhere_else_and_old_names_still_load() {
+        for command in Command::ALL {
+            assert_eq!(
+                Action::from_name(command.name()),
+                Some(Action::Run(command))
+            );
+        }
+        assert_eq!(
+            Action::from_name("reset_cooldown"),
+            Some(Action::Run(Command::ResetCooldown))
+        );
+        assert_eq!(Action::from_name("explode"), None);
+    }
+
+    #[test]
+    fn dialog_hints_skip_keys_that_type_text() {
+        let map = Keymap::defaults();
+        assert_eq!(map.hint(Section::Dialog, Action::Confirm), "y");
+        assert_eq!(map.control_hint(Section::Dialog, Action::Confirm), "enter");
+        assert_eq!(map.control_hint(Section::Dialog, Action::Cancel), "esc");
+        assert_eq!(
+            map.control_hint(Section::Dialog, Action::ClearInput),
+            "ctrl-u"
+        );
     }
 }

@@ -5,7 +5,9 @@ pub mod app;
 pub mod bench;
 pub mod filter;
 pub mod fmt;
+pub mod key;
 pub mod keymap;
+pub mod layout;
 pub mod logs;
 pub mod model;
 pub mod qr;
@@ -26,7 +28,7 @@ pub use logs::{LogLine, LogRing, RingLayer};
 pub use model::{FleetStats, Model, Settings};
 pub use sample::sample_fleet;
 pub use theme::{Theme, ThemeError};
-pub use update::{Msg, OperatorAction, Request, update};
+pub use update::{Msg, Request, update};
 
 /// What the command line decides about the console.
 #[derive(Debug, Clone)]

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use ratatui::layout::Rect;
 
 use super::filter::Filter;
-use super::keymap::{Keymap, Section};
+use super::keymap::{Action, Keymap, Section};
 use super::logs::{LogLine, LogRing};
 use super::qr::QrMatrix;
 use super::theme::Theme;
-use super::update::OperatorAction;
+use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
 /// What the model is built with (fixed for a run).
@@ -80,11 +80,9 @@ pub enum Confirm {
         typed: String,
         backup: bool,
     },
-    /// Any other action on marked rows: shows the count, `y` sends.
-    Bulk {
-        action: OperatorAction,
-        ids: Vec<String>,
-    },
+    /// Any other operator action on marked rows (a command, or start/stop resolved per
+    /// session when sent): shows the count, the confirm key sends.
+    Bulk { action: Action, ids: Vec<String> },
 }
 
 impl Confirm {
@@ -261,8 +259,8 @@ pub struct Model {
     pub(crate) logs: LogsView,
     pub(crate) settings: Settings,
     pub(crate) flash: Option<Flash>,
-    /// Requests sent and not yet answered by a status change, by (session, action).
-    pub(crate) pending: HashMap<(String, OperatorAction), Instant>,
+    /// Requests sent and not yet answered by a status change, by (session, command).
+    pub(crate) pending: HashMap<(String, Command), Instant>,
     pub(crate) viewport: Rect,
     pub(crate) quit: bool,
     pub(crate) qr: Option<QrCache>,
@@ -483,10 +481,6 @@ impl Model {
     /// The terminal size the model lays itself out for (mouse hits, page sizes).
     pub fn viewport(&self) -> Rect {
         self.viewport
-    }
-
-    pub fn set_viewport(&mut self, area: Rect) {
-        self.viewport = area;
     }
 
     /// Whether the operator asked to quit.

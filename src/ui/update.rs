@@ -5,54 +5,27 @@
 
 use std::time::{Duration, Instant};
 
-use crossterm::event::{
-    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
-};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
 use super::filter::Filter;
-use super::keymap::{Action, Key};
+use super::keymap::{Action, Key, Section};
+use super::layout::{layout, visible_rows};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane};
-use super::view;
+use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
 /// How long a sent request blocks an identical one for the same session, unless a status
 /// change answers it first.
 const PENDING_FOR: Duration = Duration::from_secs(10);
 
-/// What the operator asks the pool to do to one session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OperatorAction {
-    Reconnect,
-    ResetCooldown,
-    Wipe { backup: bool },
-    Pair,
-    Disconnect,
-    Connect,
-    Stop,
-}
-
-impl OperatorAction {
-    pub fn verb(self) -> &'static str {
-        match self {
-            OperatorAction::Reconnect => "reconnect",
-            OperatorAction::ResetCooldown => "reset cooldown",
-            OperatorAction::Wipe { .. } => "wipe",
-            OperatorAction::Pair => "pair",
-            OperatorAction::Disconnect => "disconnect",
-            OperatorAction::Connect => "connect",
-            OperatorAction::Stop => "stop",
-        }
-    }
-}
-
 /// One operator command for the pool. Bulk actions yield one request per session; the pool
 /// staggers them through its connect rate limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub session: String,
-    pub action: OperatorAction,
+    pub command: Command,
 }
 
 /// Everything that can change the model.
@@ -100,28 +73,29 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
 }
 
 fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
+    let key = Key::from_event(&key);
+    let keymap = &model.settings.keymap;
+    let section = match model.mode {
+        Mode::Normal => model.focus.section(),
+        _ => Section::Dialog,
+    };
+    let action = keymap.action(section, key);
     match &mut model.mode {
-        Mode::Normal => {
-            let action = model
-                .settings
-                .keymap
-                .action(model.focus.section(), Key::from_event(&key));
-            match action {
-                Some(action) => on_action(model, action, now),
-                None => Vec::new(),
-            }
-        }
+        Mode::Normal => match action {
+            Some(action) => on_action(model, action, now),
+            None => Vec::new(),
+        },
         Mode::Filter { .. } => {
-            on_filter_key(model, key);
+            on_filter_key(model, key, action);
             Vec::new()
         }
         Mode::Help { scroll } => {
-            match key.code {
-                KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => *scroll = scroll.saturating_add(1),
-                KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
-                KeyCode::PageDown => *scroll = scroll.saturating_add(10),
-                KeyCode::Esc | KeyCode::Enter | KeyCode::Char('?') | KeyCode::Char('q') => {
+            match action {
+                Some(Action::Up) => *scroll = scroll.saturating_sub(1),
+                Some(Action::Down) => *scroll = scroll.saturating_add(1),
+                Some(Action::PageUp) => *scroll = scroll.saturating_sub(10),
+                Some(Action::PageDown) => *scroll = scroll.saturating_add(10),
+                Some(Action::Cancel | Action::Confirm | Action::Help | Action::Quit) => {
                     model.mode = Mode::Normal;
                 }
                 _ => {}
@@ -129,16 +103,27 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
             Vec::new()
         }
         Mode::Qr => {
-            if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
+            if matches!(
+                action,
+                Some(Action::Cancel | Action::Confirm | Action::Quit)
+            ) {
                 model.mode = Mode::Normal;
             }
             Vec::new()
         }
-        Mode::Confirm(_) => on_confirm_key(model, key, now),
+        Mode::Confirm(_) => on_confirm_key(model, key, action, now),
     }
 }
 
-fn on_filter_key(model: &mut Model, key: KeyEvent) {
+/// In a dialog that takes text: the character a key types, if it types one.
+fn typed(key: Key) -> Option<char> {
+    match key.code {
+        KeyCode::Char(c) if key.types_text() => Some(c),
+        _ => None,
+    }
+}
+
+fn on_filter_key(model: &mut Model, key: Key, action: Option<Action>) {
     let Mode::Filter {
         input,
         before,
@@ -147,26 +132,28 @@ fn on_filter_key(model: &mut Model, key: KeyEvent) {
     else {
         return;
     };
-    match key.code {
-        KeyCode::Esc => {
-            let before = std::mem::take(before);
-            model.mode = Mode::Normal;
-            model.filter = Filter::parse(&before).unwrap_or_default();
-            model.refresh_rows();
-            return;
-        }
-        KeyCode::Enter => {
-            if error.is_none() {
+    if let Some(c) = typed(key) {
+        input.push(c);
+    } else if key.code == KeyCode::Backspace {
+        input.pop();
+    } else {
+        match action {
+            Some(Action::Cancel) => {
+                let before = std::mem::take(before);
                 model.mode = Mode::Normal;
+                model.filter = Filter::parse(&before).unwrap_or_default();
+                model.refresh_rows();
+                return;
             }
-            return;
+            Some(Action::Confirm) => {
+                if error.is_none() {
+                    model.mode = Mode::Normal;
+                }
+                return;
+            }
+            Some(Action::ClearInput) => input.clear(),
+            _ => return,
         }
-        KeyCode::Backspace => {
-            input.pop();
-        }
-        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => input.clear(),
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => input.push(c),
-        _ => return,
     }
     match Filter::parse(input) {
         Ok(filter) => {
@@ -178,43 +165,62 @@ fn on_filter_key(model: &mut Model, key: KeyEvent) {
     }
 }
 
-fn on_confirm_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
+fn on_confirm_key(
+    model: &mut Model,
+    key: Key,
+    action: Option<Action>,
+    now: Instant,
+) -> Vec<Request> {
     let Mode::Confirm(confirm) = &mut model.mode else {
         return Vec::new();
     };
     match confirm {
-        Confirm::Wipe { ids, typed, backup } => match key.code {
-            KeyCode::Esc => {
-                model.mode = Mode::Normal;
-                model.say("wipe cancelled", now);
+        Confirm::Wipe {
+            ids,
+            typed: word,
+            backup,
+        } => {
+            if let Some(c) = typed(key) {
+                word.push(c);
+                return Vec::new();
             }
-            KeyCode::Tab => *backup = !*backup,
-            KeyCode::Backspace => {
-                typed.pop();
-            }
-            KeyCode::Enter => {
-                let word = Confirm::wipe_word(ids);
-                if *typed == word {
-                    let ids = std::mem::take(ids);
-                    let action = OperatorAction::Wipe { backup: *backup };
-                    model.mode = Mode::Normal;
-                    model.marks.clear();
-                    return send(model, &ids, |_| action, now);
+            match action {
+                _ if key.code == KeyCode::Backspace => {
+                    word.pop();
                 }
-                model.refuse(format!("type {word} exactly to wipe, or Esc"), now);
+                Some(Action::Cancel) => {
+                    model.mode = Mode::Normal;
+                    model.say("wipe cancelled", now);
+                }
+                Some(Action::ToggleBackup) => *backup = !*backup,
+                Some(Action::ClearInput) => word.clear(),
+                Some(Action::Confirm) => {
+                    let expected = Confirm::wipe_word(ids);
+                    if *word == expected {
+                        let ids = std::mem::take(ids);
+                        let command = Command::WipeCredentials { backup: *backup };
+                        model.mode = Mode::Normal;
+                        model.marks.clear();
+                        return send(model, &ids, |_| command, now);
+                    }
+                    let cancel = model
+                        .settings
+                        .keymap
+                        .control_hint(Section::Dialog, Action::Cancel);
+                    model.refuse(format!("type {expected} exactly to wipe, or {cancel}"), now);
+                }
+                _ => {}
             }
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => typed.push(c),
-            _ => {}
-        },
-        Confirm::Bulk { action, ids } => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+        }
+        Confirm::Bulk { action: bulk, ids } => match action {
+            Some(Action::Confirm) => {
                 let ids = std::mem::take(ids);
-                let action = *action;
+                let bulk = *bulk;
                 model.mode = Mode::Normal;
                 model.marks.clear();
-                return send(model, &ids, |s| resolve(action, s), now);
+                return send(model, &ids, |s| resolve(bulk, s), now);
             }
-            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+            Some(Action::Cancel) => {
                 model.mode = Mode::Normal;
                 model.say("cancelled; the rows stay marked", now);
             }
@@ -283,8 +289,12 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
             if pairing {
                 model.mode = Mode::Qr;
             } else {
+                let pair = model
+                    .settings
+                    .keymap
+                    .hint(Section::Table, Action::Run(Command::Pair));
                 model.say(
-                    "no QR: the selected session is not pairing (p starts pairing)",
+                    format!("no QR: the selected session is not pairing ({pair} starts pairing)"),
                     now,
                 );
             }
@@ -300,7 +310,8 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         Action::Freeze => {
             if model.logs.frozen.take().is_none() {
                 model.logs.frozen = Some(model.ring.snapshot());
-                model.say("logs frozen (z to thaw)", now);
+                let freeze = model.settings.keymap.hint(Section::Logs, Action::Freeze);
+                model.say(format!("logs frozen ({freeze} to thaw)"), now);
             }
         }
         Action::LevelFilter => {
@@ -319,36 +330,31 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
                 None => model.selected.clone(),
             };
         }
-        Action::Reconnect => return operator(model, OperatorAction::Reconnect, now),
-        Action::ResetCooldown => return operator(model, OperatorAction::ResetCooldown, now),
-        Action::Pair => return operator(model, OperatorAction::Pair, now),
-        Action::Disconnect => return operator(model, OperatorAction::Disconnect, now),
-        // Resolved per session when sent: start what is stopped, stop what runs.
-        Action::StartStop => return operator(model, OperatorAction::Stop, now),
-        Action::Wipe => return operator(model, OperatorAction::Wipe { backup: true }, now),
+        Action::Run(_) | Action::StartStop => return operator(model, action, now),
+        // Dialog keys mean nothing outside a dialog.
+        Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }
     Vec::new()
 }
 
-/// `x` starts a stopped or failed session and stops any other.
-fn resolve(action: OperatorAction, status: Option<&Status>) -> OperatorAction {
+/// The command an operator action means for one session: start/stop starts a stopped or
+/// failed session and stops any other.
+fn resolve(action: Action, status: Option<&Status>) -> Command {
     match (action, status.map(|s| s.state)) {
-        (OperatorAction::Stop, Some(StateName::Stopped | StateName::Failed)) => {
-            OperatorAction::Connect
-        }
-        (other, _) => other,
+        (Action::Run(command), _) => command,
+        (_, Some(StateName::Stopped | StateName::Failed)) => Command::Connect,
+        _ => Command::Disconnect,
     }
 }
 
 /// An operator action on the marked rows (confirmed first, with their count) or on the
-/// selected row.
-fn operator(model: &mut Model, action: OperatorAction, now: Instant) -> Vec<Request> {
-    let verb = match action {
-        OperatorAction::Stop => "start/stop",
-        other => other.verb(),
-    };
+/// selected row. A destructive command asks for the session id to be typed.
+fn operator(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
     if model.settings.read_only {
-        model.refuse(format!("read-only mode: {verb} is disabled"), now);
+        model.refuse(
+            format!("read-only mode: {} is disabled", action.verb()),
+            now,
+        );
         return Vec::new();
     }
     let marked: Vec<String> = model
@@ -368,7 +374,7 @@ fn operator(model: &mut Model, action: OperatorAction, now: Instant) -> Vec<Requ
     } else {
         marked
     };
-    if let OperatorAction::Wipe { backup } = action {
+    if let Action::Run(Command::WipeCredentials { backup }) = action {
         model.mode = Mode::Confirm(Confirm::Wipe {
             ids,
             typed: String::new(),
@@ -387,14 +393,14 @@ fn operator(model: &mut Model, action: OperatorAction, now: Instant) -> Vec<Requ
 fn send(
     model: &mut Model,
     ids: &[String],
-    action_for: impl Fn(Option<&Status>) -> OperatorAction,
+    command_for: impl Fn(Option<&Status>) -> Command,
     now: Instant,
 ) -> Vec<Request> {
     let mut requests = Vec::with_capacity(ids.len());
     let mut skipped = 0usize;
     for id in ids {
-        let action = action_for(model.sessions.get(id));
-        let key = (id.clone(), action);
+        let command = command_for(model.sessions.get(id));
+        let key = (id.clone(), command);
         if model
             .pending
             .get(&key)
@@ -406,12 +412,12 @@ fn send(
         model.pending.insert(key, now);
         requests.push(Request {
             session: id.clone(),
-            action,
+            command,
         });
     }
     let verb = requests
         .first()
-        .map_or("request", |r| r.action.verb())
+        .map_or("request", |r| r.command.name())
         .to_string();
     let text = match (requests.len(), skipped) {
         (0, _) => format!(
@@ -432,9 +438,9 @@ fn send(
 
 /// Table rows or log lines in one page of the focused pane.
 fn page(model: &Model) -> usize {
-    let areas = view::layout(model.viewport, model);
+    let areas = layout(model.viewport, model);
     match model.focus {
-        Pane::Table => view::table::visible_rows(areas.table),
+        Pane::Table => visible_rows(areas.table),
         Pane::Logs => usize::from(areas.logs.height.saturating_sub(2)).max(1),
     }
 }
@@ -457,7 +463,7 @@ fn move_selection(model: &mut Model, delta: isize) {
 }
 
 fn keep_selection_visible(model: &mut Model) {
-    let rows = view::table::visible_rows(view::layout(model.viewport, model).table).max(1);
+    let rows = visible_rows(layout(model.viewport, model).table).max(1);
     let max_offset = model.rows.len().saturating_sub(rows);
     if let Some(i) = model.selected_index() {
         if i < model.offset {
@@ -490,12 +496,7 @@ fn scroll_logs(model: &mut Model, delta: isize) {
     let Some(newest) = seqs.len().checked_sub(1) else {
         return;
     };
-    let height = usize::from(
-        view::layout(model.viewport, model)
-            .logs
-            .height
-            .saturating_sub(2),
-    );
+    let height = usize::from(layout(model.viewport, model).logs.height.saturating_sub(2));
     let current = match (model.logs.follow, model.logs.anchor) {
         (false, Some(anchor)) => seqs.iter().rposition(|s| *s <= anchor).unwrap_or(0),
         _ => newest,
@@ -517,7 +518,7 @@ fn on_mouse(model: &mut Model, mouse: MouseEvent) {
     if model.mode != Mode::Normal {
         return;
     }
-    let areas = view::layout(model.viewport, model);
+    let areas = layout(model.viewport, model);
     let at = Position::new(mouse.column, mouse.row);
     let in_table = areas.table.contains(at);
     let in_logs = areas.logs.contains(at);

@@ -6,9 +6,9 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
+use super::super::keymap::{Action, Section};
 use super::super::model::{Confirm, Model};
-use super::super::update::OperatorAction;
-use super::{centered, pane};
+use super::widgets::{centered, pane};
 
 /// Ids listed before "and N more".
 const LISTED: usize = 4;
@@ -30,9 +30,13 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
     let theme = model.theme();
     let ascii = model.settings().ascii;
     let cursor = if ascii { "_" } else { "▏" };
+    let keymap = &model.settings().keymap;
     let (title, lines) = match confirm {
         Confirm::Wipe { ids, typed, backup } => {
             let word = Confirm::wipe_word(ids);
+            let toggle = keymap.control_hint(Section::Dialog, Action::ToggleBackup);
+            let confirm = keymap.control_hint(Section::Dialog, Action::Confirm);
+            let cancel = keymap.control_hint(Section::Dialog, Action::Cancel);
             let what = match ids.as_slice() {
                 [one] => {
                     let label = model
@@ -57,22 +61,25 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                 Line::from(vec![
                     Span::styled("Backup first: ", theme.text),
                     Span::styled(if *backup { "yes" } else { "NO" }, theme.key),
-                    Span::styled("  (tab toggles)", theme.dim),
+                    Span::styled(format!("  ({toggle} toggles)"), theme.dim),
                 ]),
                 Line::default(),
                 Line::from(vec![
                     Span::styled(format!("Type {word} to confirm: "), theme.text),
                     Span::styled(format!("{typed}{cursor}"), theme.key),
                 ]),
-                Line::from(Span::styled("enter wipes · esc cancels", theme.dim)),
+                Line::from(Span::styled(
+                    format!("{confirm} wipes · {cancel} cancels"),
+                    theme.dim,
+                )),
             ];
             (" Wipe credentials ", lines)
         }
         Confirm::Bulk { action, ids } => {
             let verb = match action {
-                OperatorAction::Stop => "Start or stop".to_string(),
+                Action::StartStop => "Start or stop".to_string(),
                 other => {
-                    let v = other.verb();
+                    let v = other.verb().replace('-', " ");
                     let mut c = v.chars();
                     c.next()
                         .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
@@ -90,7 +97,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                 )),
                 Line::default(),
                 Line::from(Span::styled(
-                    "y sends · n cancels (rows stay marked)",
+                    format!(
+                        "{} sends · {} cancels (rows stay marked)",
+                        keymap.hint(Section::Dialog, Action::Confirm),
+                        keymap.hint(Section::Dialog, Action::Cancel),
+                    ),
                     theme.dim,
                 )),
             ];

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 
 use super::super::keymap::{Action, Section};
 use super::super::model::{Mode, Model};
-use super::clip;
+use super::widgets::clip;
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     let theme = model.theme();
@@ -15,13 +15,24 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     if let Mode::Filter { input, error, .. } = model.mode() {
         let cursor = if ascii { "_" } else { "▏" };
         let mut spans = vec![
-            Span::styled(" / ", theme.key),
+            Span::styled(
+                format!(
+                    " {} ",
+                    model.settings().keymap.hint(Section::Table, Action::Filter)
+                ),
+                theme.key,
+            ),
             Span::styled(format!("{input}{cursor}"), theme.text),
         ];
         match error {
             Some(e) => spans.push(Span::styled(format!("  {e}"), theme.error)),
             None => spans.push(Span::styled(
-                "  enter keeps · esc restores · ctrl-u clears",
+                format!(
+                    "  {} keeps · {} restores · {} clears",
+                    dialog_key(model, Action::Confirm),
+                    dialog_key(model, Action::Cancel),
+                    dialog_key(model, Action::ClearInput),
+                ),
                 theme.dim,
             )),
         }
@@ -63,7 +74,7 @@ fn hints(model: &Model, width: usize) -> Line<'static> {
         .iter()
         .chain(keymap.section(Section::Global))
         .filter(|b| b.action.in_footer() && b.action != Action::Help)
-        .filter(|b| !(read_only && is_operator(b.action)));
+        .filter(|b| !(read_only && b.action.is_operator()));
     let mut shown = Vec::new();
     for b in bindings {
         let Some(key) = b.keys.first() else {
@@ -94,14 +105,10 @@ fn hints(model: &Model, width: usize) -> Line<'static> {
     Line::from(spans)
 }
 
-fn is_operator(action: Action) -> bool {
-    matches!(
-        action,
-        Action::Reconnect
-            | Action::ResetCooldown
-            | Action::Wipe
-            | Action::Pair
-            | Action::Disconnect
-            | Action::StartStop
-    )
+/// The key that does `action` in a dialog taking text.
+fn dialog_key(model: &Model, action: Action) -> String {
+    model
+        .settings()
+        .keymap
+        .control_hint(Section::Dialog, action)
 }

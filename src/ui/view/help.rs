@@ -1,37 +1,25 @@
-//! The help overlay, built from the keymap (so rebinding a key changes the help), plus the
-//! fixed keys of dialogs.
+//! The help overlay, built from the keymap (so rebinding a key changes the help), dialog keys
+//! included.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
-use super::super::keymap::Section;
+use super::super::keymap::{Action, Section};
 use super::super::model::Model;
-use super::{centered, pane};
-
-const DIALOG_KEYS: [(&str, &str); 5] = [
-    (
-        "filter",
-        "type the filter; enter keeps it, esc restores the previous one, ctrl-u clears",
-    ),
-    (
-        "wipe",
-        "type the session id (or the count); tab: backup first; enter wipes",
-    ),
-    (
-        "bulk",
-        "y sends one request per marked row (staggered by the pool); n cancels",
-    ),
-    ("QR", "esc or enter closes the full-screen QR"),
-    ("help", "up/down scroll; esc or ? closes"),
-];
+use super::widgets::{centered, pane};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
     let theme = model.theme();
     let keymap = &model.settings().keymap;
     let mut lines: Vec<Line> = Vec::new();
-    for section in [Section::Table, Section::Logs, Section::Global] {
+    for section in [
+        Section::Table,
+        Section::Logs,
+        Section::Global,
+        Section::Dialog,
+    ] {
         lines.push(Line::from(Span::styled(section.title(), theme.title)));
         for b in keymap.section(section) {
             let keys = if b.keys.is_empty() {
@@ -50,22 +38,16 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
         }
         lines.push(Line::default());
     }
-    lines.push(Line::from(Span::styled("Dialogs", theme.title)));
-    for (what, how) in DIALOG_KEYS {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {what:<14} "), theme.key),
-            Span::styled(how, theme.text),
-        ]));
-    }
     if model.settings().read_only {
         lines.push(Line::default());
         lines.push(Line::from(Span::styled(
-            "read-only mode: reconnect, reset, wipe, pair, disconnect and start/stop are disabled",
+            format!("read-only mode: {} are disabled", operator_labels(model)),
             theme.message,
         )));
     }
     let popup = centered(area, 96, area.height.saturating_sub(2));
-    let block = pane(model, Line::from(" Help · esc closes "), true);
+    let close = keymap.control_hint(Section::Dialog, Action::Cancel);
+    let block = pane(model, Line::from(format!(" Help · {close} closes ")), true);
     let inner = block.inner(popup);
     let max_scroll = (lines.len() as u16).saturating_sub(inner.height);
     frame.render_widget(Clear, popup);
@@ -75,4 +57,19 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
             .scroll((scroll.min(max_scroll), 0)),
         popup,
     );
+}
+
+/// The table's operator actions, as the footer names them: `reconnect, reset ... and start/stop`.
+fn operator_labels(model: &Model) -> String {
+    let mut labels: Vec<&str> = Vec::new();
+    for b in model.settings().keymap.section(Section::Table) {
+        if b.action.is_operator() && !labels.contains(&b.action.label()) {
+            labels.push(b.action.label());
+        }
+    }
+    match labels.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_string(),
+        None => "operator actions".to_string(),
+    }
 }

@@ -8,7 +8,7 @@ use ratatui::widgets::Paragraph;
 
 use super::super::logs::tail_of;
 use super::super::model::{Model, Pane};
-use super::{clip, pane};
+use super::widgets::{clip, pane};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     let theme = model.theme();

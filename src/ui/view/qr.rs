@@ -10,9 +10,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::super::fmt;
+use super::super::keymap::{Action, Section};
 use super::super::model::Model;
 use super::super::qr::{self as code, QrFit, QrMatrix, QrStyle};
-use super::clip;
+use super::widgets::clip;
 
 /// Draws the selected session's QR centred at the top of `room`, if it fits; returns the rows
 /// it took.
@@ -56,7 +57,11 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         }
         _ => info.push_str(&format!("· {} (no QR now) ", status.state.as_str())),
     }
-    info.push_str("· Esc closes");
+    let close = model
+        .settings()
+        .keymap
+        .control_hint(Section::Dialog, Action::Cancel);
+    info.push_str(&format!("· {close} closes"));
     let top = Rect::new(area.x, area.y, area.width, 1);
     frame.render_widget(
         Line::from(Span::styled(

@@ -10,15 +10,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
 
 use super::super::fmt;
+use super::super::keymap::{Action, Section};
+use super::super::layout::visible_rows;
 use super::super::model::{Model, Pane, last_event};
 use super::super::theme::state_glyph;
-use super::{clip, pane};
+use super::widgets::{clip, pane};
 use crate::session::status::{StateName, Status};
-
-/// Data rows that fit in a table pane of `area` (borders and the header row excluded).
-pub fn visible_rows(area: Rect) -> usize {
-    usize::from(area.height.saturating_sub(3))
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -153,9 +150,13 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     frame.render_stateful_widget(table, inner, &mut state);
     if shown == 0 {
         let text = if total == 0 {
-            "no sessions yet"
+            "no sessions yet".to_string()
         } else {
-            "no session matches the filter (Esc clears it)"
+            let clear = model
+                .settings()
+                .keymap
+                .hint(Section::Table, Action::ClearFilter);
+            format!("no session matches the filter ({clear} clears it)")
         };
         let at = Rect::new(inner.x + 1, inner.y + 1, inner.width.saturating_sub(1), 1);
         frame.render_widget(Span::styled(text, theme.dim), at);

@@ -1,0 +1,63 @@
+//! Building blocks every view uses: the themed pane border, centring and clipping text.
+
+use ratatui::layout::Rect;
+use ratatui::symbols::border;
+use ratatui::text::Line;
+use ratatui::widgets::Block;
+
+use super::super::model::Model;
+
+const ASCII_BORDER: border::Set<'static> = border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+/// A bordered pane with the theme's border (brighter when focused) and the ASCII border set
+/// in ASCII mode.
+pub(crate) fn pane<'a>(model: &Model, title: Line<'a>, focused: bool) -> Block<'a> {
+    let theme = model.theme();
+    let mut block = Block::bordered()
+        .title(title)
+        .title_style(theme.title)
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
+        .style(theme.text);
+    if model.settings().ascii {
+        block = block.border_set(ASCII_BORDER);
+    }
+    block
+}
+
+/// A rectangle of at most `w` x `h` centred in `area`.
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+/// Cuts `text` to `width` characters, ending with `…` (or `~` in ASCII) when cut.
+pub(crate) fn clip(text: &str, width: usize, ascii: bool) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push(if ascii { '~' } else { '…' });
+    out
+}
