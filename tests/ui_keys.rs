@@ -318,6 +318,65 @@ fn a_user_keymap_changes_keys_and_help() {
 }
 
 #[test]
+fn a_user_keymap_that_moves_reconnect_and_dialog_keys_moves_every_hint() {
+    let mut keymap = Keymap::defaults();
+    keymap
+        .overlay(
+            "[[table]]\non = [\"e\"]\nrun = \"reconnect\"\n\n\
+             [[table]]\non = [\"P\"]\nrun = \"pair\"\n\n\
+             [[dialog]]\non = [\"o\", \"f2\"]\nrun = \"confirm\"\n\n\
+             [[dialog]]\non = [\"i\", \"f3\"]\nrun = \"cancel\"\n",
+            "mine.toml",
+        )
+        .unwrap();
+    let (mut model, now) = small(Settings {
+        keymap,
+        ..settings()
+    });
+    model.select("conf-1");
+    let footer = |model: &Model| {
+        let screen = draw(model, now).backend().to_string();
+        screen.lines().last().unwrap_or_default().to_string()
+    };
+    let hints = footer(&model);
+    assert!(hints.contains("e reconnect"), "{hints}");
+    assert!(!hints.contains("r reconnect"), "{hints}");
+
+    // The old key does nothing; the new one reconnects.
+    assert!(update(&mut model, key('r'), now).is_empty());
+    assert_eq!(
+        update(&mut model, key('e'), now),
+        vec![request("conf-1", Command::ReconnectNow)]
+    );
+
+    // The bulk dialog names the user's confirm and cancel keys, and only they act.
+    update(&mut model, key('a'), now);
+    update(&mut model, key('d'), now);
+    let screen = draw(&model, now).backend().to_string();
+    assert!(screen.contains("o sends · i cancels"), "{screen}");
+    assert!(update(&mut model, key('y'), now).is_empty());
+    assert!(matches!(model.mode(), Mode::Confirm(_)));
+    assert_eq!(update(&mut model, key('o'), now).len(), 5);
+
+    // The wipe dialog types characters, so it names the keys that type nothing.
+    model.select("on-1");
+    update(&mut model, key('W'), now);
+    let screen = draw(&model, now).backend().to_string();
+    assert!(screen.contains("f2 wipes · f3 cancels"), "{screen}");
+    update(&mut model, code(KeyCode::F(3)), now);
+    assert_eq!(model.mode(), &Mode::Normal);
+
+    // The filter being typed, and a refusal that names a key.
+    update(&mut model, key('/'), now);
+    let hints = footer(&model);
+    assert!(hints.contains("f2 keeps · f3 restores"), "{hints}");
+    update(&mut model, code(KeyCode::F(3)), now);
+    update(&mut model, code(KeyCode::Enter), now);
+    let flash = model.flash().map(|f| f.text.clone()).unwrap_or_default();
+    assert!(flash.contains("(P starts pairing)"), "{flash}");
+}
+
+#[test]
 fn logs_follow_freeze_and_filters() {
     let now = t0();
     let mut model = fleet(20, now, settings(), 80, 24);
