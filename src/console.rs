@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, Config, SessionConfig};
 use crate::net::board::StatusBoard;
@@ -23,26 +21,11 @@ use crate::ui::{self, LogRing, Request, UiOptions};
 /// Lines the console's log pane keeps.
 const LOG_LINES: usize = 10_000;
 
-/// Logs go to the console's ring and the daily file; nothing to the terminal.
+/// Logs go to the console's ring, the daily file and the live feed; nothing to the terminal.
 fn install_logging(ring: &LogRing, data_dir: &Path) -> Option<crate::logging::LogGuard> {
-    let filter = crate::logging::env_filter("info").ok()?;
-    let (file_layer, guard) = match crate::logging::file_writer(data_dir) {
-        Ok((writer, guard)) => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(writer),
-            ),
-            Some(guard),
-        ),
-        Err(_) => (None, None),
-    };
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(ring.layer())
-        .with(file_layer)
-        .try_init();
-    guard
+    crate::logging::init_file_logging(data_dir, "info", ring.layer())
+        .ok()
+        .flatten()
 }
 
 /// Feeds the UI: the whole board once, then each coalesced batch of changes. The channel is

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::request;
+use common::{EventStream, request};
 use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
 use wasp::runner;
@@ -137,36 +137,15 @@ async fn sessions_metrics_and_actions_over_http() {
         .find(|j| j.starts_with(&format!("{phone_of_alpha}:")))
         .unwrap();
     // Follow the live event stream while the conflict happens.
-    let sse_host = base.trim_start_matches("http://").to_string();
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let mut events = EventStream::open(&base).await;
     let follower = tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let mut tcp = tokio::net::TcpStream::connect(&sse_host).await.unwrap();
-        let req = format!(
-            "GET /events HTTP/1.1\r\nHost: {sse_host}\r\nAccept: text/event-stream\r\n\r\n"
-        );
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut lines = BufReader::new(tcp).lines();
-        // The answer's status line means the server has subscribed us.
-        let status = lines.next_line().await.unwrap().unwrap_or_default();
-        assert!(status.contains("200"), "{status}");
-        let _ = subscribed_tx.send(());
-        let mut last_event = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(name) = line.strip_prefix("event: ") {
-                last_event = name.to_string();
-            }
-            if last_event == "status"
-                && line.starts_with("data: ")
-                && line.contains("\"alpha\"")
-                && line.contains("\"conflict\"")
-            {
-                return line;
-            }
-        }
-        String::new()
+        let (found, _) = events
+            .find("status", Duration::from_secs(10), |data| {
+                data.contains("\"alpha\"") && data.contains("\"conflict\"")
+            })
+            .await;
+        found.unwrap_or_default()
     });
-    subscribed.await.unwrap();
     sim.fault(&jid, Fault::Conflict).await.unwrap();
     let conflicted = wait_state(&base, "alpha", "conflict").await;
     let event = tokio::time::timeout(Duration::from_secs(10), follower)
@@ -219,5 +198,51 @@ async fn sessions_metrics_and_actions_over_http() {
     wait_state(&base, "beta", "stopped").await;
 
     phone.cancel();
+    runner::stop(started).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_log_lines_as_documented() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The logger a run installs: the live feed under an info filter.
+    let _ = tracing_subscriber::registry()
+        .with(wasp::logging::LogFeed::global().layer())
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .try_init();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.server.url = sim.ws_url.clone();
+    config.server.trust_root = Some(sim.trust_root.0);
+    config.storage.data_dir = dir.path().to_path_buf();
+    config.http = Some(HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token_env: None,
+        token: Some(HttpToken::new(TOKEN)),
+    });
+    config.sessions = vec![SessionConfig::new("gamma", config.policy.clone())];
+    let started = runner::start(&config, None).await.unwrap();
+    let base = format!("http://{}", started.http.as_ref().unwrap().addr);
+
+    let mut events = EventStream::open(&base).await;
+    let answer = request(&base, "POST", "/sessions/gamma/connect", Some(TOKEN), "").await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let (found, seen) = events
+        .find("log", Duration::from_secs(10), |data| {
+            data.contains("operator command over http")
+        })
+        .await;
+    let line = found.unwrap_or_else(|| panic!("no log event for the command; saw {seen:?}"));
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["session"], "gamma", "{json}");
+    assert_eq!(json["level"], "info", "{json}");
+    assert_eq!(json["fields"]["command"], "connect", "{json}");
+    // The token that admitted the command is never in what the stream sends.
+    assert!(
+        seen.iter().all(|(_, data)| !data.contains(TOKEN)),
+        "{seen:?}"
+    );
+
     runner::stop(started).await;
 }

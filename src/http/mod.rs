@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod json;
 mod routes;
+mod state;
 
 use std::net::SocketAddr;
 

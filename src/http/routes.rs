@@ -13,15 +13,11 @@ use serde_json::json;
 use super::auth::Token;
 use super::events;
 use super::json::{Clock, SessionDetail, SessionRow};
+use super::state::{AppState, error};
+use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
 use crate::session::status::StateName;
-
-#[derive(Clone)]
-pub(super) struct AppState {
-    pub pool: PoolHandle,
-    pub token: Option<Token>,
-}
 
 pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
     Router::new()
@@ -33,12 +29,11 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events::stream))
         .fallback(not_found)
-        .with_state(AppState { pool, token })
-}
-
-/// A JSON error answer: `{"error": "<one sentence>"}`.
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+        .with_state(AppState {
+            pool,
+            token,
+            logs: LogFeed::global().clone(),
+        })
 }
 
 async fn not_found() -> Response {

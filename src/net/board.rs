@@ -3,8 +3,8 @@
 //!
 //! Coalescing is built in: a driver overwrites its entry and marks it dirty; a reader takes
 //! the dirty set when woken. A storm of thousands of updates therefore costs the reader one
-//! batch. Live events (status changes, timeline entries, log lines) also go to a bounded
-//! broadcast channel; a slow subscriber loses the oldest events and is told how many.
+//! batch. Status changes also go to a bounded broadcast channel; a slow subscriber loses the
+//! oldest events and is told how many. (Log lines have their own feed: `logging::LogFeed`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -18,8 +18,6 @@ use crate::session::status::Status;
 pub enum BoardEvent {
     /// A session's status changed (the new snapshot).
     Status(Box<Status>),
-    /// A log line (already formatted, secrets never included).
-    Log(String),
 }
 
 #[derive(Default)]
@@ -83,11 +81,6 @@ impl StatusBoard {
         inner.dirty.remove(id);
         drop(inner);
         self.notify.notify_one();
-    }
-
-    /// Sends a log line to followers.
-    pub fn log(&self, line: String) {
-        let _ = self.events.send(BoardEvent::Log(line));
     }
 
     /// Every status, ordered by session id.

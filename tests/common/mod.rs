@@ -67,3 +67,60 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// A follower of `GET /events` over a real socket.
+pub struct EventStream {
+    lines: tokio::io::Lines<tokio::io::BufReader<TcpStream>>,
+}
+
+impl EventStream {
+    /// Connects and waits for the answer's status line (the server has subscribed us then).
+    pub async fn open(addr: &str) -> EventStream {
+        use tokio::io::AsyncBufReadExt;
+        let host = addr.trim_start_matches("http://");
+        let mut tcp = TcpStream::connect(host).await.unwrap();
+        let req =
+            format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(tcp).lines();
+        let status = lines.next_line().await.unwrap().unwrap_or_default();
+        assert!(status.contains("200"), "{status}");
+        EventStream { lines }
+    }
+
+    /// The next event as (name, data); `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        let mut name = String::new();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return Some((name, data.to_string()));
+            }
+        }
+        None
+    }
+
+    /// The first event named `name` whose data satisfies `wanted`, within `within`; every
+    /// event seen on the way is returned too (for assertions on what else was sent).
+    pub async fn find(
+        &mut self,
+        name: &str,
+        within: std::time::Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> (Option<String>, Vec<(String, String)>) {
+        let mut seen = Vec::new();
+        let search = async {
+            while let Some((n, data)) = self.next().await {
+                let hit = n == name && wanted(&data);
+                seen.push((n, data.clone()));
+                if hit {
+                    return Some(data);
+                }
+            }
+            None
+        };
+        let found = tokio::time::timeout(within, search).await.ok().flatten();
+        (found, seen)
+    }
+}

@@ -1,5 +1,10 @@
-//! Logging: a daily rolling text file under `<data_dir>/logs/` for the console, and one JSON
-//! object per line on stdout for headless runs. `WASP_LOG` overrides the configured level.
+//! Logging: a daily rolling text file under `<data_dir>/logs/` for the console, one JSON
+//! object per line on stdout for headless runs, and in both the live feed `GET /events`
+//! streams. `WASP_LOG` overrides the configured level.
+
+mod feed;
+
+pub use feed::{FEED_LINES, FeedItem, FeedLayer, LogFeed, LogFollower};
 
 use std::fmt::Debug;
 use std::io::Write;
@@ -10,13 +15,13 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 /// The environment variable whose value, when set, replaces the configured level.
 pub const LEVEL_ENV: &str = "WASP_LOG";
@@ -95,30 +100,49 @@ pub fn file_writer(data_dir: &Path) -> Result<(NonBlocking, LogGuard), LoggingEr
     Ok((writer, LogGuard { _worker: worker }))
 }
 
-/// Installs the process-wide logger for the console: text lines (no colour) in the daily
-/// file under `<data_dir>/logs/`. Nothing goes to the terminal.
-pub fn init_file_logging(data_dir: &Path, level: &str) -> Result<LogGuard, LoggingError> {
+/// Installs the process-wide logger for the console: `extra` (the console's log pane), text
+/// lines (no colour) in the daily file under `<data_dir>/logs/`, and the live feed. Nothing
+/// goes to the terminal. A log file that cannot be opened is skipped (the pane and the feed
+/// still work); the guard is `None` then.
+pub fn init_file_logging<L>(
+    data_dir: &Path,
+    level: &str,
+    extra: L,
+) -> Result<Option<LogGuard>, LoggingError>
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
     let filter = env_filter(level)?;
-    let (writer, guard) = file_writer(data_dir)?;
-    let text = tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(writer);
+    let (text, guard) = match file_writer(data_dir) {
+        Ok((writer, guard)) => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(writer),
+            ),
+            Some(guard),
+        ),
+        Err(_) => (None, None),
+    };
     tracing_subscriber::registry()
-        .with(filter)
+        .with(extra)
         .with(text)
+        .with(LogFeed::global().layer())
+        .with(filter)
         .try_init()
         .map_err(LoggingError::AlreadyInstalled)?;
     Ok(guard)
 }
 
 /// Installs the process-wide logger for headless runs: one JSON object per line on stdout
-/// (see `JsonLines`).
+/// (see `JsonLines`), and the live feed.
 pub fn init_json_stdout(level: &str) -> Result<LogGuard, LoggingError> {
     let filter = env_filter(level)?;
     let (writer, worker) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::registry()
-        .with(filter)
         .with(JsonLines::new(writer))
+        .with(LogFeed::global().layer())
+        .with(filter)
         .try_init()
         .map_err(LoggingError::AlreadyInstalled)?;
     Ok(LogGuard { _worker: worker })

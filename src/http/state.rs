@@ -1,0 +1,24 @@
+//! What every handler shares: the pool handle, the bearer token, the log feed, and the JSON
+//! error answer.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::auth::Token;
+use crate::logging::LogFeed;
+use crate::net::handle::PoolHandle;
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub pool: PoolHandle,
+    pub token: Option<Token>,
+    /// Log lines for `GET /events`.
+    pub logs: LogFeed,
+}
+
+/// A JSON error answer: `{"error": "<one sentence>"}`.
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
