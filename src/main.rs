@@ -98,6 +98,13 @@ struct DemoArgs {
     console: ConsoleArgs,
 }
 
+impl DemoArgs {
+    /// Faults are on unless `--no-faults` is the last of the two flags given.
+    fn faults_on(&self) -> bool {
+        self.faults || !self.no_faults
+    }
+}
+
 #[derive(Debug, Args)]
 struct HeadlessArgs {
     /// The sessions file.
@@ -153,8 +160,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )))
         }
         Command::Demo(args) => {
+            let faults = args.faults_on();
             let options = ui_options(args.theme, args.ascii, args.console);
-            let faults = !args.no_faults;
             ExitCode::from(runtime()?.block_on(wasp::console::demo(args.sessions, faults, options)))
         }
         Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
@@ -247,4 +254,26 @@ fn install_panic_hook() {
             "wasp stopped on an internal error ({message}{place}); this is a bug, please report it."
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo_faults(args: &[&str]) -> bool {
+        let cli = Cli::try_parse_from(["wasp", "demo"].iter().chain(args)).unwrap();
+        match cli.command {
+            Some(Command::Demo(demo)) => demo.faults_on(),
+            other => panic!("not the demo: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn demo_faults_are_on_by_default_and_the_last_flag_wins() {
+        assert!(demo_faults(&[]));
+        assert!(demo_faults(&["--faults"]));
+        assert!(!demo_faults(&["--no-faults"]));
+        assert!(!demo_faults(&["--faults", "--no-faults"]));
+        assert!(demo_faults(&["--no-faults", "--faults"]));
+    }
 }

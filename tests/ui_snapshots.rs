@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crossterm::event::KeyCode;
 use ratatui::style::Color;
+use ui_support::Step::{Select, Send, Type};
 use ui_support::*;
 use wasp::session::status::StateName;
 use wasp::ui::model::Mode;
@@ -95,9 +96,8 @@ fn qr_inline_in_the_detail_pane_at_160x48() {
 #[test]
 fn qr_full_screen_at_80x24_is_compact() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    model.select("s0002");
-    update(&mut model, code(KeyCode::Enter), now);
+    let steps = vec![Select("s0002"), Send(code(KeyCode::Enter))];
+    let model = fleet_after(60, now, settings(), (80, 24), steps);
     assert_eq!(model.mode(), &Mode::Qr);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
@@ -120,57 +120,46 @@ fn qr_in_ascii_full_screen() {
         ascii: true,
         ..settings()
     };
-    let mut model = fleet(60, now, ascii, 120, 64);
-    model.select("s0002");
-    update(&mut model, code(KeyCode::Enter), now);
+    let steps = vec![Select("s0002"), Send(code(KeyCode::Enter))];
+    let model = fleet_after(60, now, ascii, (120, 64), steps);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
 #[test]
 fn help_overlay() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 100, 52);
-    update(&mut model, key('?'), now);
+    let model = fleet_after(60, now, settings(), (100, 52), vec![Send(key('?'))]);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
 #[test]
 fn wipe_confirmation() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    model.select("s0007");
-    update(&mut model, key('W'), now);
-    type_text(&mut model, "s00", now);
+    let steps = vec![Select("s0007"), Send(key('W')), Type("s00")];
+    let model = fleet_after(60, now, settings(), (80, 24), steps);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
 #[test]
 fn bulk_confirmation_shows_the_count() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    for _ in 0..5 {
-        update(&mut model, key(' '), now);
-    }
-    update(&mut model, key('r'), now);
+    let model = fleet_after(60, now, settings(), (80, 24), vec![Type("     r")]);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
 #[test]
 fn filtered_view() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    update(&mut model, key('/'), now);
-    type_text(&mut model, "state=backoff", now);
-    update(&mut model, code(KeyCode::Enter), now);
+    let steps = vec![Type("/state=backoff"), Send(code(KeyCode::Enter))];
+    let model = fleet_after(60, now, settings(), (80, 24), steps);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
 #[test]
 fn filter_being_typed_with_a_typo() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    update(&mut model, key('/'), now);
-    type_text(&mut model, "conflicts>0 state=bakoff", now);
+    let steps = vec![Type("/conflicts>0 state=bakoff")];
+    let model = fleet_after(60, now, settings(), (80, 24), steps);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 
@@ -207,10 +196,7 @@ fn ascii_fleet_at_80x24() {
 #[test]
 fn logs_focused_and_filtered() {
     let now = t0();
-    let mut model = fleet(60, now, settings(), 80, 24);
-    update(&mut model, key('l'), now);
-    update(&mut model, key('v'), now);
-    update(&mut model, key('v'), now);
+    let model = fleet_after(60, now, settings(), (80, 24), vec![Type("lvv")]);
     insta::assert_snapshot!(draw(&model, now).backend());
 }
 

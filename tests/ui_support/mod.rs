@@ -1,6 +1,8 @@
-//! Helpers shared by the console's tests: a fixed fleet, a fixed log ring, key messages, and
-//! drawing a model onto a `TestBackend`.
+//! Helpers shared by the console's tests: a fixed fleet, a fixed log ring, key messages,
+//! scripted steps, drawing a model onto a `TestBackend`, and (in `harness`) the event loop.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod harness;
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +66,39 @@ pub fn fleet(n: usize, now: Instant, settings: Settings, w: u16, h: u16) -> Mode
     let mut model = Model::new(settings, ring());
     update(&mut model, Msg::Resize(w, h), now);
     update(&mut model, Msg::Statuses(sample_fleet(n, now)), now);
+    model
+}
+
+/// One scripted step on a model.
+pub enum Step<'a> {
+    /// A message (`key('W')`, `code(KeyCode::Enter)`, `Msg::Tick`).
+    Send(Msg),
+    /// Text typed key by key.
+    Type(&'a str),
+    /// Select a session by id.
+    Select(&'a str),
+}
+
+/// The sample fleet of `n` sessions at `now`, laid out for `w` x `h`, after `steps`.
+pub fn fleet_after(
+    n: usize,
+    now: Instant,
+    settings: Settings,
+    (w, h): (u16, u16),
+    steps: Vec<Step>,
+) -> Model {
+    let mut model = fleet(n, now, settings, w, h);
+    for step in steps {
+        match step {
+            Step::Send(msg) => {
+                update(&mut model, msg, now);
+            }
+            Step::Type(text) => {
+                type_text(&mut model, text, now);
+            }
+            Step::Select(id) => model.select(id),
+        }
+    }
     model
 }
 
