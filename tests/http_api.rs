@@ -48,33 +48,44 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_metrics_and_actions_over_http() {
-    let sim = Server::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// A config for `sessions` on `sim`, with the HTTP endpoint on a free loopback port behind
+/// `TOKEN` and short backoffs.
+fn config_on(
+    sim: &wasp::sim::Handle,
+    dir: &std::path::Path,
+    sessions: &[&str],
+    autostart: bool,
+) -> Config {
     let mut config = Config::default();
     config.server.url = sim.ws_url.clone();
     config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.path().to_path_buf();
-    let policy = Policy {
+    config.storage.data_dir = dir.to_path_buf();
+    config.policy = Policy {
         backoff_base: Duration::from_millis(100),
         backoff_cap: Duration::from_millis(300),
         ..Policy::default()
     };
-    config.policy = policy.clone();
     config.http = Some(HttpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_env: None,
         token: Some(HttpToken::new(TOKEN)),
     });
-    config.sessions = ["alpha", "beta"]
+    config.sessions = sessions
         .iter()
         .map(|id| {
-            let mut s = SessionConfig::new(*id, policy.clone());
-            s.autostart = true;
+            let mut s = SessionConfig::new(*id, config.policy.clone());
+            s.autostart = autostart;
             s
         })
         .collect();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_metrics_and_actions_over_http() {
+    let sim = Server::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_on(&sim, dir.path(), &["alpha", "beta"], true);
     let started = runner::start(&config, None).await.unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
     let phone = CancellationToken::new();
@@ -212,16 +223,7 @@ async fn events_stream_log_lines_as_documented() {
         .try_init();
     let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.path().to_path_buf();
-    config.http = Some(HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token_env: None,
-        token: Some(HttpToken::new(TOKEN)),
-    });
-    config.sessions = vec![SessionConfig::new("gamma", config.policy.clone())];
+    let config = config_on(&sim, dir.path(), &["gamma"], false);
     let started = runner::start(&config, None).await.unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
 

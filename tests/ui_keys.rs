@@ -29,6 +29,16 @@ fn small(settings: Settings) -> (Model, std::time::Instant) {
     (model, now)
 }
 
+/// `small`, with a user keymap file of `text` over the defaults.
+fn with_keymap(text: &str) -> (Model, std::time::Instant) {
+    let mut keymap = Keymap::defaults();
+    keymap.overlay(text, "mine.toml").unwrap();
+    small(Settings {
+        keymap,
+        ..settings()
+    })
+}
+
 fn request(session: &str, command: Command) -> Request {
     Request {
         session: session.into(),
@@ -295,17 +305,9 @@ fn quit_key_and_ctrl_c_quit() {
 
 #[test]
 fn a_user_keymap_changes_keys_and_help() {
-    let mut keymap = Keymap::defaults();
-    keymap
-        .overlay(
-            "[[table]]\non = [\"R\"]\nrun = \"reconnect\"\ndesc = \"Reconnect (rebound)\"\n",
-            "mine.toml",
-        )
-        .unwrap();
-    let (mut model, now) = small(Settings {
-        keymap,
-        ..settings()
-    });
+    let (mut model, now) = with_keymap(
+        "[[table]]\non = [\"R\"]\nrun = \"reconnect\"\ndesc = \"Reconnect (rebound)\"\n",
+    );
     model.select("conf-1");
     assert!(update(&mut model, key('r'), now).is_empty());
     assert_eq!(
@@ -319,20 +321,12 @@ fn a_user_keymap_changes_keys_and_help() {
 
 #[test]
 fn a_user_keymap_that_moves_reconnect_and_dialog_keys_moves_every_hint() {
-    let mut keymap = Keymap::defaults();
-    keymap
-        .overlay(
-            "[[table]]\non = [\"e\"]\nrun = \"reconnect\"\n\n\
-             [[table]]\non = [\"P\"]\nrun = \"pair\"\n\n\
-             [[dialog]]\non = [\"o\", \"f2\"]\nrun = \"confirm\"\n\n\
-             [[dialog]]\non = [\"i\", \"f3\"]\nrun = \"cancel\"\n",
-            "mine.toml",
-        )
-        .unwrap();
-    let (mut model, now) = small(Settings {
-        keymap,
-        ..settings()
-    });
+    let (mut model, now) = with_keymap(
+        "[[table]]\non = [\"e\"]\nrun = \"reconnect\"\n\n\
+         [[table]]\non = [\"P\"]\nrun = \"pair\"\n\n\
+         [[dialog]]\non = [\"o\", \"f2\"]\nrun = \"confirm\"\n\n\
+         [[dialog]]\non = [\"i\", \"f3\"]\nrun = \"cancel\"\n",
+    );
     model.select("conf-1");
     let footer = |model: &Model| {
         let screen = draw(model, now).backend().to_string();

@@ -33,20 +33,14 @@ pub fn layout(area: Rect, model: &Model) -> Areas {
     ])
     .areas(area);
     let logs_focused = model.focus == Pane::Logs;
-    if area.width >= WIDE {
+    let (table, detail, logs) = if area.width >= WIDE {
         let [left, detail] =
             Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
                 .areas(body);
         let (t, l) = if logs_focused { (2, 3) } else { (3, 2) };
         let [table, logs] =
             Layout::vertical([Constraint::Fill(t), Constraint::Fill(l)]).areas(left);
-        Areas {
-            header,
-            table,
-            detail,
-            logs,
-            footer,
-        }
+        (table, detail, logs)
     } else {
         let table_share = if logs_focused { 35 } else { 48 };
         let [table, bottom] = Layout::vertical([
@@ -55,25 +49,20 @@ pub fn layout(area: Rect, model: &Model) -> Areas {
         ])
         .areas(body);
         if logs_focused {
-            Areas {
-                header,
-                table,
-                detail: Rect::default(),
-                logs: bottom,
-                footer,
-            }
+            (table, Rect::default(), bottom)
         } else {
             let [detail, logs] =
                 Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                     .areas(bottom);
-            Areas {
-                header,
-                table,
-                detail,
-                logs,
-                footer,
-            }
+            (table, detail, logs)
         }
+    };
+    Areas {
+        header,
+        table,
+        detail,
+        logs,
+        footer,
     }
 }
 
