@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::JsonLines;
+use super::json::JsonLines;
 
 /// Lines a follower may fall behind before it loses the oldest.
 pub const FEED_LINES: usize = 1024;
