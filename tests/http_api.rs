@@ -240,6 +240,29 @@ async fn events_stream_log_lines_as_documented() {
     assert_eq!(json["session"], "gamma", "{json}");
     assert_eq!(json["level"], "info", "{json}");
     assert_eq!(json["fields"]["command"], "connect", "{json}");
+    // Every command's name works over HTTP except the wipe, which the console confirms.
+    let reset = request(
+        &base,
+        "POST",
+        "/sessions/gamma/reset-cooldown",
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(reset.status, 202, "{}", reset.body);
+    assert_eq!(reset.json()["action"], "reset-cooldown");
+    for refused in ["wipe", "wipe-without-backup", "reset cooldown", "explode"] {
+        let path = format!("/sessions/gamma/{}", refused.replace(' ', "%20"));
+        let answer = request(&base, "POST", &path, Some(TOKEN), "").await;
+        assert_eq!(answer.status, 404, "{refused}: {}", answer.body);
+        let message = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let offered = message.split_once(": use ").map_or("", |(_, list)| list);
+        assert!(offered.contains("reset-cooldown"), "{message}");
+        assert!(!offered.contains("wipe"), "{message}");
+    }
     // The token that admitted the command is never in what the stream sends.
     assert!(
         seen.iter().all(|(_, data)| !data.contains(TOKEN)),

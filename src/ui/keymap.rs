@@ -323,7 +323,10 @@ impl Keymap {
             None => list.push(Binding {
                 keys,
                 action,
-                desc: desc.unwrap_or_else(|| action.label().to_string()),
+                desc: desc.unwrap_or_else(|| match action {
+                    Action::Run(command) => command.description().to_string(),
+                    other => other.label().to_string(),
+                }),
             }),
         }
     }
