@@ -10,6 +10,7 @@ pub mod node;
 pub mod noise;
 pub mod pair;
 pub mod payload;
+pub mod prekey;
 pub mod proto;
 pub mod stanza;
 pub mod xeddsa;
