@@ -7,9 +7,6 @@
 use crate::wa::node::Node;
 use crate::wa::stanza::SERVER;
 
-/// The tags that must be acknowledged (§1.1).
-pub const ACKED: [&str; 4] = ["message", "receipt", "notification", "call"];
-
 /// The routing bytes handed out in `<edge_routing>` (a short protobuf-looking blob, like the
 /// base64 `CA0IBQ==` the real server sends); the client sends them back in its `ED` prefix.
 pub const ROUTING_INFO: [u8; 4] = [0x08, 0x0d, 0x08, 0x05];

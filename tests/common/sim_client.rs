@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wasp::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
 use wasp::net::transport;
 use wasp::sim::Handle;
-use wasp::sim::load::Target;
+use wasp::sim::load::{self, Target};
 use wasp::wa::creds::{Account, Credentials};
 use wasp::wa::node::Node;
 use wasp::wa::pair::{self, PairError};
@@ -40,7 +40,7 @@ pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Recei
     let payload = if creds.is_paired() {
         payload::login_payload(creds, &version).unwrap()
     } else {
-        payload::registration_payload(creds, &version)
+        load::registration_payload(creds)
     };
     let socket = client_handshake(
         ws,
