@@ -143,7 +143,11 @@ impl SimArgs {
         wasp::sim::Strictness {
             pushes: !self.no_pushes,
             ack_timeout: self.ack_timeout,
-            max_unacked: if self.no_ack_check { 0 } else { strict.max_unacked },
+            max_unacked: if self.no_ack_check {
+                0
+            } else {
+                strict.max_unacked
+            },
             min_version: self.min_version,
             check_device_name: !self.no_device_check,
             prekeys: strict.prekeys,

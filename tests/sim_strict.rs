@@ -84,11 +84,17 @@ async fn a_new_device_gets_the_login_burst_and_an_unacked_stanza_comes_back_firs
     // The phone's history and keys: from the primary device, peer, an opaque pkmsg, offline.
     let phone = own.split(':').next().unwrap();
     for m in &seen[1..4] {
-        assert_eq!(m.get_attr("from"), Some(format!("{phone}@s.whatsapp.net").as_str()));
+        assert_eq!(
+            m.get_attr("from"),
+            Some(format!("{phone}@s.whatsapp.net").as_str())
+        );
         assert_eq!(m.get_attr("category"), Some("peer"));
         assert_eq!(m.get_attr("offline"), Some("1"));
         let enc = child(m, "enc");
-        assert_eq!((enc.get_attr("v"), enc.get_attr("type")), (Some("2"), Some("pkmsg")));
+        assert_eq!(
+            (enc.get_attr("v"), enc.get_attr("type")),
+            (Some("2"), Some("pkmsg"))
+        );
     }
     assert_eq!(seen[4].get_attr("type"), Some("devices"));
     assert_eq!(child(&seen[5], "offline").get_attr("count"), Some("4"));
@@ -176,7 +182,12 @@ async fn pre_key_counts_are_truthful_and_uploads_are_checked() {
     let creds = pair_new(&sim, None).await;
     let own = own_jid(&creds);
     let mut socket = raw_login(&target(&sim), &creds).await;
-    let count = |answer: Node| child(&answer, "count").get_attr("value").unwrap().to_string();
+    let count = |answer: Node| {
+        child(&answer, "count")
+            .get_attr("value")
+            .unwrap()
+            .to_string()
+    };
     let answer = raw_query(&mut socket, &own, stanza::prekey_count_query("c1")).await;
     assert_eq!(count(answer), "0");
     let answer = raw_query(&mut socket, &own, prekey_upload("u1", &creds, 1..813)).await;
@@ -231,7 +242,13 @@ fn replace(node: Node, with: Node) -> Node {
     let children: Vec<Node> = node
         .nodes()
         .iter()
-        .map(|c| if c.tag == with.tag { with.clone() } else { c.clone() })
+        .map(|c| {
+            if c.tag == with.tag {
+                with.clone()
+            } else {
+                c.clone()
+            }
+        })
         .collect();
     let mut out = Node::new(node.tag.clone()).children(children);
     out.attrs = node.attrs.clone();
@@ -287,7 +304,11 @@ async fn consuming_pre_keys_below_five_sends_the_encrypt_notification() {
     )
     .await;
     assert_eq!(answer.status, 400);
-    assert!(answer.body.contains("1:1@s.whatsapp.net"), "{}", answer.body);
+    assert!(
+        answer.body.contains("1:1@s.whatsapp.net"),
+        "{}",
+        answer.body
+    );
 }
 
 #[tokio::test]
@@ -297,7 +318,12 @@ async fn a_version_below_the_minimum_gets_405_and_is_counted() {
     // Raise the minimum above wasp's built-in version at run time.
     let above = ClientVersion::default();
     let patch = wasp::sim::StrictPatch {
-        min_version: Some(format!("{}.{}.{}", above.primary, above.secondary, above.tertiary + 1)),
+        min_version: Some(format!(
+            "{}.{}.{}",
+            above.primary,
+            above.secondary,
+            above.tertiary + 1
+        )),
         ..Default::default()
     };
     sim.set_strict(&patch).unwrap();
@@ -349,7 +375,9 @@ async fn dial_with(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let ws = transport::dial(&sim.ws_url, sim_client::WAIT).await.unwrap();
+    let ws = transport::dial(&sim.ws_url, sim_client::WAIT)
+        .await
+        .unwrap();
     let handshake = ClientHandshake {
         noise_private: creds.noise.private.expose(),
         payload,
@@ -384,7 +412,10 @@ async fn pending_stanzas_survive_a_restart_of_the_simulator() {
     let own = own_jid(&creds);
     let mut socket = raw_login(&target(&sim), &creds).await;
     // Only the account_sync notification stays unacknowledged.
-    let seen = drain(&mut socket, &own, |n| n.get_attr("type") != Some("account_sync")).await;
+    let seen = drain(&mut socket, &own, |n| {
+        n.get_attr("type") != Some("account_sync")
+    })
+    .await;
     let kept = seen
         .iter()
         .find(|n| n.get_attr("type") == Some("account_sync"))
@@ -426,8 +457,14 @@ async fn strictness_changes_over_admin_http() {
     assert_eq!(now["ack_timeout_ms"], 500);
     assert_eq!(now["max_unacked"], 3);
     assert!(!sim.strictness().pushes);
-    let answer =
-        common::request(&admin, "POST", "/admin/strict", None, r#"{"min_version": "x"}"#).await;
+    let answer = common::request(
+        &admin,
+        "POST",
+        "/admin/strict",
+        None,
+        r#"{"min_version": "x"}"#,
+    )
+    .await;
     assert_eq!(answer.status, 400);
     assert!(answer.body.contains("min_version"), "{}", answer.body);
     // With pushes off a login gets nothing after <success>.
@@ -435,4 +472,63 @@ async fn strictness_changes_over_admin_http() {
     let own = own_jid(&creds);
     let mut socket = raw_login(&target(&sim), &creds).await;
     assert!(drain(&mut socket, &own, |_| true).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sim_command_line_switches_set_the_strictness() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args([
+            "sim",
+            "--min-version",
+            "2.3000.7",
+            "--ack-timeout",
+            "300ms",
+            "--no-pushes",
+            "--no-ack-check",
+            "--no-device-check",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let admin = ready["admin_url"].as_str().unwrap();
+    // An empty patch changes nothing and answers every switch.
+    let now = common::request(admin, "POST", "/admin/strict", None, "{}")
+        .await
+        .json();
+    assert_eq!(now["min_version"], "2.3000.7");
+    assert_eq!(now["ack_timeout_ms"], 300);
+    assert_eq!(
+        (
+            &now["pushes"],
+            &now["max_unacked"],
+            &now["check_device_name"]
+        ),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!(0),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(now["prekeys"], true);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    // A bad version is refused before the simulator starts, naming the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .args(["sim", "--min-version", "two"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--min-version"), "{err}");
 }

@@ -214,8 +214,7 @@ impl Conn {
                 pushes::read_receipt(now),
             ];
             // A device that never uploaded is told by its own count query after login.
-            if check_prekeys && mailbox.uploads > 0 && mailbox.prekeys.len() < prekey::LOW_WATER
-            {
+            if check_prekeys && mailbox.uploads > 0 && mailbox.prekeys.len() < prekey::LOW_WATER {
                 live.push(pushes::encrypt_low(mailbox.prekeys.len(), now));
             }
             for node in &live {

@@ -109,7 +109,10 @@ pub fn account_sync(phone: &str, devices: &[u32], t: u64) -> Node {
         .attr("t", t.to_string())
         .child(
             Node::new("devices")
-                .attr("dhash", format!("2:{}", &hex_upper(&rand::random::<[u8; 4]>())))
+                .attr(
+                    "dhash",
+                    format!("2:{}", &hex_upper(&rand::random::<[u8; 4]>())),
+                )
                 .children(list),
         )
 }
@@ -122,12 +125,10 @@ pub fn devices_added(phone: &str, device_jid: &str, t: u64) -> Node {
         .attr("type", "devices")
         .attr("id", notification_id())
         .attr("t", t.to_string())
-        .child(
-            Node::new("add").children(vec![
-                Node::new("device").attr("jid", device_jid),
-                Node::new("key-index-list").attr("ts", t.to_string()),
-            ]),
-        )
+        .child(Node::new("add").children(vec![
+            Node::new("device").attr("jid", device_jid),
+            Node::new("key-index-list").attr("ts", t.to_string()),
+        ]))
 }
 
 /// A read receipt from a peer for a message "we" sent (§5).

@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(parsed.signed.id, 1);
         // Ids are three bytes on the wire.
         let first = node.get_child("list").unwrap().nodes()[0].clone();
-        assert_eq!(first.get_child("id").unwrap().content_bytes(), Some(&[0, 0, 1][..]));
+        assert_eq!(
+            first.get_child("id").unwrap().content_bytes(),
+            Some(&[0, 0, 1][..])
+        );
     }
 
     #[test]
@@ -257,7 +260,13 @@ mod tests {
         let children: Vec<Node> = node
             .nodes()
             .iter()
-            .map(|c| if c.tag == child.tag { child.clone() } else { c.clone() })
+            .map(|c| {
+                if c.tag == child.tag {
+                    child.clone()
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
         *node = Node::new(node.tag.clone()).children(children);
     }

@@ -215,10 +215,8 @@ pub async fn drain(
         if node.tag == "iq" && node.get_attr("id") == Some(ping.as_str()) {
             break;
         }
-        if ack(&node) {
-            if let Some(reply) = wasp::wa::ack::ack_for(&node, own) {
-                socket.send_node(&reply).await.unwrap();
-            }
+        if let Some(reply) = wasp::wa::ack::ack_for(&node, own).filter(|_| ack(&node)) {
+            socket.send_node(&reply).await.unwrap();
         }
         seen.push(node);
     }
