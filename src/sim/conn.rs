@@ -445,7 +445,11 @@ impl Conn {
             end = Some(End::Gone);
         }
         while end.is_none() {
-            let deadline = self.delivery.deadline(&self.core.reg().strict);
+            // A stalled server answers nothing, not even with an ack error.
+            let deadline = self
+                .delivery
+                .deadline(&self.core.reg().strict)
+                .filter(|_| !self.stalled);
             let ack_clock = tokio::time::sleep_until(
                 deadline.unwrap_or_else(|| tokio::time::Instant::now() + KICK_DEADLINE),
             );
