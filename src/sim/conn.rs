@@ -213,8 +213,11 @@ impl Conn {
                 pushes::account_sync(&device.phone, &numbers, now),
                 pushes::read_receipt(now),
             ];
-            // A device that never uploaded is told by its own count query after login.
-            if check_prekeys && mailbox.uploads > 0 && mailbox.prekeys.len() < prekey::LOW_WATER {
+            // A device that never uploaded is told by its own count query after login, and
+            // one with a low-count notification still queued gets no second one.
+            let told = queued.iter().any(|n| n.get_attr("type") == Some("encrypt"));
+            let low = mailbox.prekeys.len() < prekey::LOW_WATER;
+            if check_prekeys && mailbox.uploads > 0 && low && !told {
                 live.push(pushes::encrypt_low(mailbox.prekeys.len(), now));
             }
             for node in &live {
