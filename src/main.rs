@@ -126,6 +126,40 @@ struct SimArgs {
     /// File keeping the simulator's keys and devices between runs.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Refuse logins and registrations claiming an older client version (405).
+    #[arg(long, value_name = "V", default_value_t = wasp::sim::strict::DEFAULT_MIN_VERSION)]
+    min_version: wasp::wa::payload::ClientVersion,
+    /// How long a pushed stanza may wait for its ack ("20s", "300ms").
+    #[arg(long, value_name = "DUR", default_value = "20s", value_parser = wasp::config::parse_duration)]
+    ack_timeout: std::time::Duration,
+    /// Push no traffic after login (offline queue, notifications, receipts, history).
+    #[arg(long)]
+    no_pushes: bool,
+    /// Never end the stream for unacknowledged stanzas.
+    #[arg(long)]
+    no_ack_check: bool,
+    /// Accept any device name in a registration.
+    #[arg(long)]
+    no_device_check: bool,
+}
+
+impl SimArgs {
+    /// The switches these flags ask for (strict unless turned off).
+    fn strictness(&self) -> wasp::sim::Strictness {
+        let strict = wasp::sim::Strictness::default();
+        wasp::sim::Strictness {
+            pushes: !self.no_pushes,
+            ack_timeout: self.ack_timeout,
+            max_unacked: if self.no_ack_check {
+                0
+            } else {
+                strict.max_unacked
+            },
+            min_version: self.min_version,
+            check_device_name: !self.no_device_check,
+            prekeys: strict.prekeys,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -175,11 +209,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             wasp::runner::headless(&args.config, args.http).await
         })),
-        Command::Sim(args) => ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
-            args.listen,
-            args.admin,
-            args.state,
-        ))),
+        Command::Sim(args) => {
+            let strict = args.strictness();
+            ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
+                args.listen,
+                args.admin,
+                args.state,
+                strict,
+            )))
+        }
         Command::Bench { args } => ExitCode::from(runtime()?.block_on(wasp::bench::run(&args))),
     })
 }

@@ -83,6 +83,9 @@ async fn a_crowd_of_idle_logins_is_held_and_still_answered() {
     assert_eq!(stats.max_concurrent_per_device, 1);
     assert_eq!(stats.conflicts_sent, 0);
     assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    // The load generator acked every stanza the strict simulator pushed at login.
+    assert!(stats.devices.values().all(|d| d.unacked == 0), "{stats:?}");
+    assert_eq!(stats.acks_received, stats.pushed);
     ping_all(&mut sockets).await;
 }
 

@@ -38,20 +38,26 @@ async fn pairing_then_login_then_ping() {
     assert!(creds.is_paired());
     let (conn, _events) = login(&target(&sim), &creds).await;
     conn.ping(WAIT).await.unwrap();
-    // Pre-key count and upload and passive iqs are answered.
+    // Pre-key count and upload and passive iqs are answered: a new device has no
+    // pre-keys on the server, and an upload of the wrong shape is refused (sim_strict.rs
+    // checks the rest).
     let count = conn
         .query(stanza::prekey_count_query(&conn.next_id()), WAIT)
         .await
         .unwrap();
     assert_eq!(
         count.get_child("count").and_then(|c| c.get_attr("value")),
-        Some("50")
+        Some("0")
     );
     let upload = Node::new("iq")
         .attr("type", "set")
         .attr("xmlns", "encrypt")
-        .child(Node::new("registration").bytes(vec![0, 0, 1, 2]));
-    conn.query(upload, WAIT).await.unwrap();
+        .child(Node::new("registration").bytes(vec![0, 0, 1, 2]))
+        .child(Node::new("list"));
+    match conn.query(upload, WAIT).await {
+        Err(ConnError::IqError { code, .. }) => assert_eq!(code, 400),
+        other => panic!("expected a 400 iq error, got {other:?}"),
+    }
     conn.query(stanza::passive_active(&conn.next_id()), WAIT)
         .await
         .unwrap();

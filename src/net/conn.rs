@@ -206,6 +206,11 @@ where
         Ok(node::decode(&plain)?)
     }
 
+    /// The edge-routing bytes the client sent before its header (server side), if any.
+    pub fn routing(&self) -> Option<&[u8]> {
+        self.decoder.routing()
+    }
+
     /// Closes the WebSocket politely (best effort).
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

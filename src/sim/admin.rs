@@ -1,5 +1,5 @@
-//! The simulator's admin HTTP API: scan a QR, inject a fault, run a fault plan, read the
-//! statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
+//! The simulator's admin HTTP API: scan a QR, inject a fault, run a fault plan, change the
+//! strictness, consume pre-keys, read the statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
 //! (`{"error": ".."}`).
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{Fault, FaultArgs, FaultPlan, Handle, ScanOptions, SimError, Tamper};
+use super::{Fault, FaultArgs, FaultPlan, Handle, ScanOptions, SimError, StrictPatch, Tamper};
 
 /// The shortest interval a fault plan may have.
 const MIN_PLAN_EVERY_MS: u64 = 10;
@@ -65,6 +65,14 @@ struct PlanRequest {
     every_ms: u64,
     /// The faults to draw from; the demo's mix when left out.
     kinds: Option<Vec<PlanKind>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeRequest {
+    /// A device JID, or `*` for every device.
+    device: String,
+    n: usize,
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
@@ -164,6 +172,32 @@ async fn stop_plan(State(sim): State<Handle>) -> Response {
     axum::Json(json!({ "stopped": true })).into_response()
 }
 
+async fn strict(State(sim): State<Handle>, body: Bytes) -> Response {
+    let patch: StrictPatch = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match sim.set_strict(&patch) {
+        Ok(now) => axum::Json(now.to_patch()).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
+async fn consume_prekeys(State(sim): State<Handle>, body: Bytes) -> Response {
+    let req: ConsumeRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match sim.consume_prekeys(&req.device, req.n).await {
+        Ok(left) => {
+            let devices: serde_json::Map<String, serde_json::Value> =
+                left.into_iter().map(|(jid, n)| (jid, json!(n))).collect();
+            axum::Json(json!({ "left": devices })).into_response()
+        }
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
 async fn stats(State(sim): State<Handle>) -> Response {
     axum::Json(sim.stats()).into_response()
 }
@@ -171,7 +205,7 @@ async fn stats(State(sim): State<Handle>) -> Response {
 async fn not_found() -> Response {
     refuse(
         StatusCode::NOT_FOUND,
-        "no such endpoint: use POST /admin/scan, POST /admin/fault, POST or DELETE /admin/plan, GET /admin/stats",
+        "no such endpoint: use POST /admin/scan, POST /admin/fault, POST or DELETE /admin/plan, POST /admin/strict, POST /admin/consume-prekeys, GET /admin/stats",
     )
 }
 
@@ -189,6 +223,8 @@ pub(super) async fn serve(addr: SocketAddr, sim: Handle) -> Result<String, SimEr
         .route("/admin/scan", post(scan))
         .route("/admin/fault", post(fault))
         .route("/admin/plan", post(start_plan).delete(stop_plan))
+        .route("/admin/strict", post(strict))
+        .route("/admin/consume-prekeys", post(consume_prekeys))
         .route("/admin/stats", get(stats))
         .fallback(not_found)
         .with_state(sim);

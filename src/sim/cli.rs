@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::{Server, SimConfig};
+use super::{Server, SimConfig, Strictness};
 
 /// How long `wasp sim` waits for its connections to close after a signal.
 const STOP_BUDGET: Duration = Duration::from_secs(3);
@@ -22,7 +22,12 @@ struct Ready<'a> {
 
 /// Runs the simulator until a signal; returns the process exit code (0 after a signal,
 /// 1 when it could not start).
-pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) -> u8 {
+pub async fn run(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    state: Option<PathBuf>,
+    strict: Strictness,
+) -> u8 {
     // Handlers first: a signal sent as soon as the ready line is read must stop us cleanly.
     let signals = match (
         signal(SignalKind::terminate()),
@@ -39,6 +44,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr, state: Option<PathBuf>) 
         admin: Some(admin),
         state_file: state,
         fault_plan: None,
+        strict,
     };
     let handle = match Server::start(config).await {
         Ok(h) => h,

@@ -1,6 +1,8 @@
 //! One served connection after its handshake, as WhatsApp would serve it: a new device gets
 //! QR refs and is paired when the phone scans; a known device logs in (kicking its other
-//! login with 440), has its iqs answered, and meets whatever fault the admin injects.
+//! login with 440), gets the pushed traffic a real server sends (which it must acknowledge in
+//! time), has its iqs answered (pre-key count and upload checked), and meets whatever fault
+//! the admin injects.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +12,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::SimError;
+use super::delivery::Delivery;
 use super::faults::Fault;
 use super::phone::{self, ScanOptions};
+use super::pushes;
 use super::registry::{Control, Device};
 use super::server::{Core, now_unix};
 use super::stats::ErrorKind;
 use crate::net::conn::NoiseSocket;
 use crate::wa::node::Node;
 use crate::wa::pair::QrInfo;
-use crate::wa::stanza;
+use crate::wa::{prekey, stanza};
 
 /// How many QR refs a new device gets (PROTOCOL.md section 4).
 const REFS: usize = 6;
@@ -47,6 +51,10 @@ pub struct Conn {
     /// A stall fault landed: read and discard, answer nothing.
     stalled: bool,
     next_iq: u64,
+    /// The logged-in device; `None` while pairing.
+    device: Option<Device>,
+    /// Pushed stanzas this connection waits to see acknowledged.
+    delivery: Delivery,
 }
 
 impl Conn {
@@ -59,6 +67,8 @@ impl Conn {
             cancel,
             stalled: false,
             next_iq: 0,
+            device: None,
+            delivery: Delivery::default(),
         }
     }
 
@@ -83,11 +93,21 @@ impl Conn {
         format!("sim-{}-{}", self.id, self.next_iq)
     }
 
-    /// Answers what the client sends: keepalive pings, pre-key count and upload, passive;
-    /// any other iq gets a 501 error so no client query hangs. Returns false once the
-    /// client is gone.
+    /// Answers what the client sends: acks and receipts close pushed stanzas; keepalive
+    /// pings, pre-key count, digest and upload, passive; any other iq gets a 501 error so no
+    /// client query hangs. Returns false once the client is gone.
     async fn answer(&mut self, node: Node) -> bool {
-        if self.stalled || node.tag != "iq" {
+        if self.stalled {
+            return true;
+        }
+        if let Some((tag, ids, to)) = pushes::closes(&node) {
+            if let Some(jid) = self.device.as_ref().map(|d| d.jid.clone()) {
+                self.core.reg().close(&jid, tag, &ids, to);
+                self.delivery.closed(&ids);
+            }
+            return true;
+        }
+        if node.tag != "iq" {
             return true;
         }
         let Some(id) = node.get_attr("id").map(str::to_string) else {
@@ -97,14 +117,155 @@ impl Conn {
         let reply = match (node.get_attr("type"), node.get_attr("xmlns"), child) {
             (Some("result" | "error"), _, _) => return true,
             (Some("get"), Some("w:p"), None | Some("ping")) => stanza::iq_result(&id),
-            (Some("get"), Some("encrypt"), Some("count")) => {
-                stanza::iq_result(&id).child(Node::new("count").attr("value", "50"))
+            (Some("get"), Some("encrypt"), Some("count")) => stanza::iq_result(&id)
+                .child(Node::new("count").attr("value", self.prekey_count().to_string())),
+            (Some("get"), Some("encrypt"), Some("digest")) => {
+                stanza::iq_result(&id).child(Node::new("digest"))
+            }
+            (Some("set"), Some("encrypt"), _) if prekey::is_upload(&node) => {
+                self.upload(&id, &node)
             }
             (Some("set"), Some("encrypt"), _) => stanza::iq_result(&id),
             (Some("set"), Some("passive"), _) => stanza::iq_result(&id),
             _ => stanza::iq_error(&id, 501, "feature-not-implemented"),
         };
         self.socket.send_node(&reply).await.is_ok()
+    }
+
+    /// The one-time pre-keys the server holds for this device: 0 before login, and with the
+    /// pre-key check off a count no client refills.
+    fn prekey_count(&self) -> usize {
+        let Some(device) = &self.device else { return 0 };
+        let mut reg = self.core.reg();
+        if reg.strict.prekeys {
+            reg.mailbox(&device.jid).prekeys.len()
+        } else {
+            prekey::INITIAL_UPLOAD
+        }
+    }
+
+    /// A pre-key upload: checked (PROTOCOL-MESSAGING.md §2.2) and stored, a duplicate id
+    /// replacing the old key; a malformed one gets 400 and is counted.
+    fn upload(&mut self, id: &str, node: &Node) -> Node {
+        let Some(device) = &self.device else {
+            return stanza::iq_error(id, 400, "bad-request");
+        };
+        let mut reg = self.core.reg();
+        let strict = reg.strict.prekeys;
+        let checked = if strict {
+            prekey::check_upload(node, &device.identity_public)
+        } else {
+            prekey::parse_upload(node)
+        };
+        match checked {
+            Ok(upload) => {
+                let mailbox = reg.mailbox(&device.jid);
+                mailbox.prekeys.extend(upload.keys.iter().map(|k| k.id));
+                mailbox.uploads += 1;
+                reg.stats.prekey_uploads += 1;
+                reg.sync_mail_stats(&device.jid);
+                drop(reg);
+                self.save_later();
+                stanza::iq_result(id)
+            }
+            Err(e) if strict => {
+                tracing::debug!(device = %device.jid, error = %e, "pre-key upload refused");
+                reg.stats.prekey_uploads_refused += 1;
+                stanza::iq_error(id, 400, "bad-request")
+            }
+            Err(_) => stanza::iq_result(id),
+        }
+    }
+
+    /// Writes the state file in the background (a connection never waits for the disk).
+    fn save_later(&self) {
+        let core = self.core.clone();
+        self.core.tasks.spawn(async move { core.save().await });
+    }
+
+    /// Sends a pushed stanza (already in the device's mailbox) and starts its ack clock.
+    async fn push(&mut self, node: &Node) -> bool {
+        if let Some(id) = node.get_attr("id") {
+            self.delivery.sent(id, tokio::time::Instant::now());
+        }
+        self.socket.send_node(node).await.is_ok()
+    }
+
+    /// What a real server sends right after `<success>` (PROTOCOL-MESSAGING.md §4.1): the
+    /// offline preview, every queued stanza (unacknowledged ones first, as they are oldest)
+    /// with `offline`, the end of the offline queue, edge routing, then live notifications
+    /// and a receipt. Returns false once the client is gone.
+    async fn push_burst(&mut self, device: &Device) -> bool {
+        let now = now_unix();
+        let (queued, live) = {
+            let mut reg = self.core.reg();
+            let numbers: Vec<u32> = std::iter::once(0)
+                .chain(
+                    reg.devices()
+                        .filter(|d| d.phone == device.phone)
+                        .map(|d| d.device),
+                )
+                .collect();
+            let check_prekeys = reg.strict.prekeys;
+            let mailbox = reg.mailbox(&device.jid);
+            let queued: Vec<Node> = mailbox.queue.iter().cloned().collect();
+            let mut live = vec![
+                pushes::account_sync(&device.phone, &numbers, now),
+                pushes::read_receipt(now),
+            ];
+            // A device that never uploaded is told by its own count query after login, and
+            // one with a low-count notification still queued gets no second one.
+            let told = queued.iter().any(|n| n.get_attr("type") == Some("encrypt"));
+            let low = mailbox.prekeys.len() < prekey::LOW_WATER;
+            if check_prekeys && mailbox.uploads > 0 && low && !told {
+                live.push(pushes::encrypt_low(mailbox.prekeys.len(), now));
+            }
+            for node in &live {
+                reg.enqueue(&device.jid, node.clone());
+            }
+            (queued, live)
+        };
+        self.save_later();
+        if self
+            .socket
+            .send_node(&pushes::offline_preview(&queued))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        for node in &queued {
+            if !self.push(&pushes::as_offline(node)).await {
+                return false;
+            }
+        }
+        for node in [pushes::offline_end(queued.len()), pushes::edge_routing()] {
+            if self.socket.send_node(&node).await.is_err() {
+                return false;
+            }
+        }
+        for node in &live {
+            if !self.push(node).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// At an ack deadline: ends the stream when `max_unacked` pushed stanzas are overdue,
+    /// naming the oldest (they stay queued for the next login).
+    fn check_acks(&mut self, jid: &str) -> Option<End> {
+        let mut reg = self.core.reg();
+        let strict = reg.strict.clone();
+        let mailbox = reg.mailbox(jid);
+        let now = tokio::time::Instant::now();
+        let first = self
+            .delivery
+            .overdue(&strict, now, |id| mailbox.pending(id))?;
+        reg.stats.stream_errors_ack += 1;
+        reg.stats.device(jid).stream_errors_ack += 1;
+        tracing::debug!(device = %jid, id = %first, "too many unacknowledged stanzas");
+        Some(End::With(pushes::stream_error_ack(&first)))
     }
 
     /// A new device: offer refs, wait for the phone, pair, then 515. The refs stay valid
@@ -149,6 +310,7 @@ impl Conn {
                             if let Some(end) = self.apply(None, fault) { break end; }
                         }
                         Some(Control::Kick(done)) => { let _ = done.send(()); }
+                        Some(Control::Push(_)) => {}
                     },
                 }
             }
@@ -199,14 +361,23 @@ impl Conn {
             self.core.error(kind);
             return Err(SimError::PairingFailed(why));
         }
-        self.core.reg().add_device(Device {
-            jid: offer.jid.clone(),
-            phone: offer.number.clone(),
-            device: offer.device,
-            lid: offer.lid.clone(),
-            noise_public: qr.noise_public,
-            identity_public: qr.identity_public,
-        });
+        {
+            let mut reg = self.core.reg();
+            reg.add_device(Device {
+                jid: offer.jid.clone(),
+                phone: offer.number.clone(),
+                device: offer.device,
+                lid: offer.lid.clone(),
+                noise_public: qr.noise_public,
+                identity_public: qr.identity_public,
+            });
+            // The phone's history and keys wait for the companion's first login.
+            if reg.strict.pushes {
+                for node in pushes::welcome(&offer.number, &offer.jid, now_unix()) {
+                    reg.enqueue(&offer.jid, node);
+                }
+            }
+        }
         self.core.save().await;
         Ok(offer.jid)
     }
@@ -266,14 +437,28 @@ impl Conn {
             Some(Ok(queued)) => queued,
         };
         let success = stanza::success(Some(&device.lid), now_unix());
+        let pushes_on = self.core.reg().strict.pushes;
+        self.device = Some(device.clone());
         let mut end = if self.socket.send_node(&success).await.is_err() {
             Some(End::Gone)
         } else {
             queued.and_then(|fault| self.device_fault(&jid, fault))
         };
+        if end.is_none() && pushes_on && !self.push_burst(&device).await {
+            end = Some(End::Gone);
+        }
         while end.is_none() {
+            // A stalled server answers nothing, not even with an ack error.
+            let deadline = self
+                .delivery
+                .deadline(&self.core.reg().strict)
+                .filter(|_| !self.stalled);
+            let ack_clock = tokio::time::sleep_until(
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + KICK_DEADLINE),
+            );
             tokio::select! {
                 _ = self.cancel.cancelled() => end = Some(End::Gone),
+                _ = ack_clock, if deadline.is_some() => end = self.check_acks(&jid),
                 node = self.socket.recv_node() => match node {
                     Ok(node) => if !self.answer(node).await { end = Some(End::Gone) },
                     Err(_) => end = Some(End::Gone),
@@ -294,6 +479,9 @@ impl Conn {
                         return;
                     }
                     Some(Control::Fault(fault)) => end = self.device_fault(&jid, fault),
+                    Some(Control::Push(node)) => {
+                        if !self.push(&node).await { end = Some(End::Gone) }
+                    }
                     Some(Control::Scan { reply, .. }) => {
                         let _ = reply.send(Err(SimError::NoSuchPairing));
                     }
@@ -301,9 +489,12 @@ impl Conn {
             }
         }
         self.core.reg().logout(&jid, self.id);
+        let core = self.core.clone();
         if let Some(end) = end {
             self.finish(end).await;
         }
+        // Acks received on this connection survive a restart of the simulator.
+        core.save().await;
     }
 
     /// A fault on a logged-in connection: the registry side (conflict count, logout), then

@@ -12,11 +12,16 @@ use super::Handle;
 use super::server::now_unix;
 use crate::net::conn::{ClientHandshake, ConnError, NoiseSocket, client_handshake};
 use crate::net::transport;
+use prost::Message as _;
+
+use crate::wa::ack;
 use crate::wa::creds::Credentials;
+use crate::wa::device::DeviceName;
 use crate::wa::node::Node;
 use crate::wa::noise::TrustRoot;
 use crate::wa::pair;
 use crate::wa::payload::{self, ClientVersion, QR_PLATFORM};
+use crate::wa::proto::payload::{ClientPayload, DeviceProps};
 use crate::wa::stanza::{self, Cause, Incoming};
 
 /// The longest wait for any one step (dial, handshake, a node from the server).
@@ -60,6 +65,27 @@ impl From<&Handle> for Target {
     }
 }
 
+/// The registration payload of these credentials under the default device name
+/// ("Chrome (Windows)"), which a strict simulator accepts.
+pub fn registration_payload(creds: &Credentials) -> Vec<u8> {
+    let bytes = payload::registration_payload(creds, &ClientVersion::default());
+    let Ok(mut decoded) = ClientPayload::decode(bytes.as_slice()) else {
+        return bytes;
+    };
+    let name = DeviceName::default();
+    if let Some(reg) = decoded.device_pairing_data.as_mut() {
+        let mut props = reg
+            .device_props
+            .as_deref()
+            .and_then(|b| DeviceProps::decode(b).ok())
+            .unwrap_or_default();
+        props.os = Some(name.os.to_string());
+        props.platform_type = Some(name.browser.platform_type() as i32);
+        reg.device_props = Some(props.encode_to_vec());
+    }
+    decoded.encode_to_vec()
+}
+
 /// Dials and runs the handshake with a registration payload (unpaired credentials) or a
 /// login payload (paired ones).
 pub async fn connect(target: &Target, creds: &Credentials) -> Result<ClientSocket, LoadError> {
@@ -67,7 +93,7 @@ pub async fn connect(target: &Target, creds: &Credentials) -> Result<ClientSocke
     let payload = if creds.is_paired() {
         payload::login_payload(creds, &version).map_err(|e| LoadError::Payload(e.to_string()))?
     } else {
-        payload::registration_payload(creds, &version)
+        registration_payload(creds)
     };
     let ws = transport::dial(&target.ws_url, STEP_DEADLINE)
         .await
@@ -142,13 +168,34 @@ where
     }
 }
 
-/// Logs paired credentials in; returns the socket once `<success>` arrived. Holding the
-/// socket keeps the connection open and idle; dropping it closes the TCP connection.
+/// Logs paired credentials in; returns the socket once `<success>` arrived and everything
+/// the simulator pushed after it is acknowledged (a ping after `<success>` is answered after
+/// the pushes, so its answer marks their end). Holding the socket keeps the connection open
+/// and idle; dropping it closes the TCP connection.
 pub async fn login(target: &Target, creds: &Credentials) -> Result<ClientSocket, LoadError> {
     let mut socket = connect(target, creds).await?;
     match stanza::classify(next(&mut socket, "success").await?) {
-        Incoming::Success { .. } => Ok(socket),
-        Incoming::End(cause) => Err(LoadError::Refused(cause)),
-        other => Err(unexpected("<success>", other)),
+        Incoming::Success { .. } => {}
+        Incoming::End(cause) => return Err(LoadError::Refused(cause)),
+        other => return Err(unexpected("<success>", other)),
+    }
+    let own = creds
+        .account
+        .as_ref()
+        .map(|a| a.jid.clone())
+        .unwrap_or_default();
+    let ping = "load-settle";
+    socket.send_node(&stanza::ping(ping)).await?;
+    loop {
+        let node = next(&mut socket, "the answer to a ping").await?;
+        if let Some(ack) = ack::ack_for(&node, &own) {
+            socket.send_node(&ack).await?;
+            continue;
+        }
+        match stanza::classify(node) {
+            Incoming::IqResult { id, .. } if id == ping => return Ok(socket),
+            Incoming::End(cause) => return Err(LoadError::Refused(cause)),
+            _ => {}
+        }
     }
 }

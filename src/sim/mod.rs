@@ -3,17 +3,23 @@
 //! alone with `wasp sim`; also the load generator of the benchmarks (`load`).
 //!
 //! `Server::start` gives a `Handle` with the operations of the admin HTTP API: `scan` (the
-//! virtual phone reads a QR), `fault`, `stats`.
+//! virtual phone reads a QR), `fault`, `stats`, `set_strict`, `consume_prekeys`. As strict as
+//! WhatsApp by default (`Strictness`): pushed traffic that must be acknowledged, truthful
+//! pre-key counts, a lowest client version and a device-name check.
 
 mod admin;
 pub mod cli;
 mod conn;
+mod delivery;
 pub mod faults;
 pub mod load;
+pub mod mailbox;
 pub mod phone;
+pub mod pushes;
 pub mod registry;
 mod server;
 pub mod stats;
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,13 +35,14 @@ use tokio_util::sync::CancellationToken;
 pub use faults::{Fault, FaultArgs, FaultError, FaultPlan};
 pub use phone::{ScanOptions, Tamper};
 pub use stats::{DeviceStats, ErrorKind, Stats};
+pub use strict::{StrictPatch, Strictness};
 
 use registry::{Control, Registry};
 use server::{Core, now_unix};
 
 use crate::wa::creds::{KeyPair, SecretKey};
 use crate::wa::noise::{CertAuthority, TrustRoot};
-use crate::wa::pair;
+use crate::wa::{pair, prekey};
 
 /// How long the certificate chain the simulator issues itself at start is valid.
 const CERT_VALIDITY_S: u64 = 30 * 24 * 3600;
@@ -53,6 +60,8 @@ pub struct SimConfig {
     pub state_file: Option<PathBuf>,
     /// A seeded random fault plan to run from the start (soak runs, the demo).
     pub fault_plan: Option<FaultPlan>,
+    /// How strict to be (all on by default, as WhatsApp is).
+    pub strict: Strictness,
 }
 
 impl Default for SimConfig {
@@ -62,6 +71,7 @@ impl Default for SimConfig {
             admin: None,
             state_file: None,
             fault_plan: None,
+            strict: Strictness::default(),
         }
     }
 }
@@ -91,6 +101,8 @@ pub enum SimError {
     PairingFailed(String),
     #[error("no device {0:?} is paired with this simulator")]
     UnknownDevice(String),
+    #[error("bad strictness setting: {0}")]
+    BadStrict(String),
     #[error(transparent)]
     Fault(#[from] FaultError),
 }
@@ -109,7 +121,8 @@ enum Targets {
 impl Server {
     /// Loads or makes its keys, binds, and serves until the handle is shut down.
     pub async fn start(config: SimConfig) -> Result<Handle, SimError> {
-        let registry = Registry::open(config.state_file.clone())?;
+        let mut registry = Registry::open(config.state_file.clone())?;
+        registry.strict = config.strict.clone();
         let ca = CertAuthority::from_private(*registry.keys().root.expose());
         let server_key =
             KeyPair::from_private(SecretKey::from_bytes(*registry.keys().server.expose()));
@@ -308,6 +321,64 @@ impl Handle {
         let mut stats = self.core.reg().stats.clone();
         stats.connections = self.core.connections.load(Ordering::Relaxed);
         stats
+    }
+
+    /// The switches now.
+    pub fn strictness(&self) -> Strictness {
+        self.core.reg().strict.clone()
+    }
+
+    /// Changes the switches a patch names; answers them all.
+    pub fn set_strict(&self, patch: &StrictPatch) -> Result<Strictness, SimError> {
+        let mut reg = self.core.reg();
+        let mut next = reg.strict.clone();
+        next.apply(patch).map_err(SimError::BadStrict)?;
+        reg.strict = next.clone();
+        Ok(next)
+    }
+
+    /// Removes `n` one-time pre-keys of a device (or of every device with `*`) as if peers
+    /// fetched its bundles; a device left with fewer than 5 gets the `encrypt` notification
+    /// (now when logged in, else at its next login). Answers (device, keys left) pairs.
+    pub async fn consume_prekeys(
+        &self,
+        device: &str,
+        n: usize,
+    ) -> Result<Vec<(String, usize)>, SimError> {
+        let mut pushes = Vec::new();
+        let left = {
+            let mut reg = self.core.reg();
+            let jids: Vec<String> = if device == "*" {
+                reg.devices().map(|d| d.jid.clone()).collect()
+            } else if reg.knows(device) {
+                vec![device.to_string()]
+            } else {
+                return Err(SimError::UnknownDevice(device.to_string()));
+            };
+            let mut left = Vec::new();
+            for jid in jids {
+                let remaining = {
+                    let mailbox = reg.mailbox(&jid);
+                    mailbox.consume(n);
+                    mailbox.prekeys.len()
+                };
+                reg.sync_mail_stats(&jid);
+                if remaining < prekey::LOW_WATER && reg.strict.pushes {
+                    let note = pushes::encrypt_low(remaining, server::now_unix());
+                    reg.enqueue(&jid, note.clone());
+                    for control in reg.live_controls(&jid) {
+                        pushes.push((control, note.clone()));
+                    }
+                }
+                left.push((jid, remaining));
+            }
+            left
+        };
+        for (control, note) in pushes {
+            let _ = control.send(Control::Push(note)).await;
+        }
+        self.core.save().await;
+        Ok(left)
     }
 
     /// JIDs of the paired devices, sorted.

@@ -1,6 +1,7 @@
 //! The simulator's shared state: its keys, the paired devices (optionally kept in a state
 //! file), logged-in connections by device, connections waiting for the phone, faults queued
-//! for a device's next login, handshake delays, and the statistics.
+//! for a device's next login, handshake delays, each device's mailbox (unacknowledged
+//! stanzas, pre-keys), the strictness switches, and the statistics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -15,9 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::SimError;
 use super::faults::Fault;
+use super::mailbox::{Mailbox, SavedMailbox};
 use super::phone::ScanOptions;
 use super::stats::Stats;
+use super::strict::Strictness;
 use crate::wa::creds::SecretKey;
+use crate::wa::node::Node;
 use crate::wa::pair::{Phone, QrInfo};
 
 /// A device the virtual phone paired.
@@ -68,6 +72,8 @@ pub enum Control {
     Fault(Fault),
     /// Another login of this device: close with conflict, then confirm.
     Kick(oneshot::Sender<()>),
+    /// Push this stanza (already queued in the device's mailbox) and wait for its ack.
+    Push(Node),
     /// The phone scanned this connection's QR.
     Scan {
         qr: QrInfo,
@@ -86,6 +92,9 @@ struct Saved {
     root_private: String,
     server_private: String,
     devices: Vec<Device>,
+    /// Unacknowledged stanzas and pre-keys by device (absent in files before issue 11).
+    #[serde(default)]
+    mail: BTreeMap<String, SavedMailbox>,
 }
 
 /// Everything behind the simulator's mutex. Every method is one short step: no I/O, no
@@ -101,6 +110,10 @@ pub struct Registry {
     pub hello_delay: Option<Duration>,
     /// Delay before answering a device's login (slow-handshake for one device).
     login_delays: HashMap<String, Duration>,
+    /// Each device's unacknowledged stanzas and pre-keys.
+    mail: HashMap<String, Mailbox>,
+    /// The switches of `POST /admin/strict`.
+    pub strict: Strictness,
     /// The virtual phone of each account, so its devices share one account key.
     phones: HashMap<String, Phone>,
     /// The highest device number given to each phone number in this run.
@@ -121,6 +134,8 @@ impl Registry {
             stats: Stats::default(),
             hello_delay: None,
             login_delays: HashMap::new(),
+            mail: HashMap::new(),
+            strict: Strictness::default(),
             phones: HashMap::new(),
             last_device: HashMap::new(),
             state_file: state_file.clone(),
@@ -146,6 +161,11 @@ impl Registry {
         for device in saved.devices {
             registry.devices.insert(device.jid.clone(), device);
         }
+        for (jid, saved) in saved.mail {
+            let mailbox = Mailbox::from_saved(saved).map_err(|e| bad(format!("{jid}: {e}")))?;
+            registry.mail.insert(jid.clone(), mailbox);
+            registry.sync_mail_stats(&jid);
+        }
         Ok(registry)
     }
 
@@ -160,6 +180,12 @@ impl Registry {
             root_private: STANDARD.encode(self.keys.root.expose()),
             server_private: STANDARD.encode(self.keys.server.expose()),
             devices: self.devices.values().cloned().collect(),
+            mail: self
+                .mail
+                .iter()
+                .filter(|(jid, _)| self.devices.contains_key(*jid))
+                .map(|(jid, m)| (jid.clone(), m.to_saved()))
+                .collect(),
         };
         // Serializing strings and numbers into a Vec cannot fail.
         let body = serde_json::to_vec_pretty(&saved).unwrap_or_default();
@@ -214,6 +240,7 @@ impl Registry {
         self.queued.remove(jid);
         self.login_delays.remove(jid);
         self.gates.remove(jid);
+        self.mail.remove(jid);
     }
 
     /// The device a login payload names, if the simulator paired it.
@@ -309,6 +336,42 @@ impl Registry {
 
     pub fn login_delay(&self, jid: &str) -> Option<Duration> {
         self.login_delays.get(jid).copied()
+    }
+
+    /// A device's mailbox (made on first use).
+    pub fn mailbox(&mut self, jid: &str) -> &mut Mailbox {
+        self.mail.entry(jid.to_string()).or_default()
+    }
+
+    /// Queues a stanza for a device until it is acknowledged.
+    pub fn enqueue(&mut self, jid: &str, node: Node) {
+        self.mailbox(jid).push(node);
+        self.stats.pushed += 1;
+        self.sync_mail_stats(jid);
+    }
+
+    /// A client's ack or receipt: closes the stanzas it names; answers how many.
+    pub fn close(&mut self, jid: &str, tag: &str, ids: &[&str], to: Option<&str>) -> usize {
+        let closed = self.mailbox(jid).close(tag, ids, to);
+        if closed > 0 {
+            self.stats.acks_received += closed as u64;
+            self.stats.device(jid).acks_received += closed as u64;
+            self.sync_mail_stats(jid);
+        }
+        closed
+    }
+
+    /// Copies a mailbox's sizes into the device's statistics.
+    pub fn sync_mail_stats(&mut self, jid: &str) {
+        let (unacked, prekeys, uploads) = self
+            .mail
+            .get(jid)
+            .map(|m| (m.queue.len() as u64, m.prekeys.len() as u64, m.uploads))
+            .unwrap_or_default();
+        let device = self.stats.device(jid);
+        device.unacked = unacked;
+        device.prekeys = prekeys;
+        device.prekey_uploads = uploads;
     }
 }
 

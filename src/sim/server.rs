@@ -1,6 +1,7 @@
 //! The simulator's listening side: accept WebSockets on `/ws/chat` (404 elsewhere), run the
-//! Noise responder with the simulator's certificate chain, read the client's payload, and
-//! hand the connection to pairing (registration) or login.
+//! Noise responder with the simulator's certificate chain (counting dials with the `ED`
+//! routing prefix), read the client's payload, refuse an old version (405) or an unknown
+//! device name (409), and hand the connection to pairing (registration) or login.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,9 +20,16 @@ use super::stats::ErrorKind;
 use crate::net::conn::{ConnError, server_handshake};
 use crate::net::transport::ws_config;
 use crate::wa::creds::SecretKey;
+use crate::wa::device;
 use crate::wa::frame::FrameError;
-use crate::wa::payload::{self, ClientHello};
+use crate::wa::node::Node;
+use crate::wa::payload::{self, ClientHello, ClientVersion};
+use crate::wa::proto::payload::{ClientPayload, DeviceProps};
 use crate::wa::stanza;
+
+/// Where a 405 says the refused client was served (a data-centre code, as on the real
+/// server's failures).
+const FAILURE_LOCATION: &str = "lla";
 
 /// How long a client may take to upgrade to a WebSocket and finish the Noise handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
@@ -186,9 +194,19 @@ async fn serve(tcp: TcpStream, core: Arc<Core>, cancel: CancellationToken) {
             }
         },
     };
-    core.reg().stats.handshakes += 1;
-    let hello = payload::decode_client_payload(&finish.payload).and_then(|p| payload::inspect(&p));
+    {
+        let mut reg = core.reg();
+        reg.stats.handshakes += 1;
+        if socket.routing().is_some() {
+            reg.stats.routed_dials += 1;
+        }
+    }
+    let decoded = payload::decode_client_payload(&finish.payload);
     let conn = Conn::new(socket, core.clone(), cancel);
+    if let Some(refusal) = decoded.as_ref().ok().and_then(|p| strict_refusal(&core, p)) {
+        return conn.refuse(refusal).await;
+    }
+    let hello = decoded.and_then(|p| payload::inspect(&p));
     match hello {
         Ok(ClientHello::Register {
             signature_ok: true,
@@ -219,4 +237,33 @@ async fn serve(tcp: TcpStream, core: Arc<Core>, cancel: CancellationToken) {
             conn.refuse(stanza::failure(401, &[])).await
         }
     }
+}
+
+/// The refusal a strict server gives this payload before looking further: `<failure
+/// reason="405" location>` below `min_version` (a missing version counts as 0.0.0), and
+/// `<failure reason="409"/>` for a registration whose `DeviceProps` is not an accepted
+/// `Browser (OS)` pair. Counted.
+fn strict_refusal(core: &Core, payload: &ClientPayload) -> Option<Node> {
+    let mut reg = core.reg();
+    let version = payload::client_version(payload).unwrap_or(ClientVersion::new(0, 0, 0));
+    if version < reg.strict.min_version {
+        debug!(%version, min = %reg.strict.min_version, "client version refused");
+        reg.stats.version_refused += 1;
+        return Some(stanza::failure(405, &[("location", FAILURE_LOCATION)]));
+    }
+    let registration = payload.device_pairing_data.as_ref()?;
+    if !reg.strict.check_device_name {
+        return None;
+    }
+    let props = registration
+        .device_props
+        .as_deref()
+        .and_then(|b| <DeviceProps as prost::Message>::decode(b).ok())
+        .unwrap_or_default();
+    if device::accepted(props.os.as_deref(), props.platform_type).is_some() {
+        return None;
+    }
+    debug!(os = ?props.os, platform = ?props.platform_type, "device name refused");
+    reg.stats.device_name_refused += 1;
+    Some(stanza::failure(409, &[]))
 }

@@ -1,6 +1,6 @@
 //! The simulator's figures (`GET /admin/stats`): sockets and logins now, handshakes, logins,
 //! pairings, conflicts sent, each device's peak of simultaneous logins, faults and errors by
-//! kind.
+//! kind, and the strictness figures: acks, unacknowledged stanzas, pre-keys, refusals.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +67,16 @@ pub struct DeviceStats {
     /// `conflict type="replaced"` stream errors sent to this device (440).
     pub conflicts_sent: u64,
     pub faults_applied: u64,
+    /// Pushed stanzas the client closed with an ack (or a receipt, for messages).
+    pub acks_received: u64,
+    /// Pushed stanzas waiting for their ack now (redelivered at the next login).
+    pub unacked: u64,
+    /// One-time pre-keys the server holds for the device.
+    pub prekeys: u64,
+    /// Accepted pre-key uploads.
+    pub prekey_uploads: u64,
+    /// `<stream:error><ack/>` sent because too many acks were overdue.
+    pub stream_errors_ack: u64,
 }
 
 /// Everything `GET /admin/stats` answers.
@@ -91,6 +101,21 @@ pub struct Stats {
     /// Faults that reached a connection, in all and by kind.
     pub faults_applied: u64,
     pub faults: BTreeMap<String, u64>,
+    /// Stanzas pushed to devices (notifications, receipts, messages).
+    pub pushed: u64,
+    /// Pushed stanzas closed by an ack or receipt.
+    pub acks_received: u64,
+    /// `<stream:error><ack/>` sent.
+    pub stream_errors_ack: u64,
+    /// Accepted and refused (`400 bad-request`) pre-key uploads.
+    pub prekey_uploads: u64,
+    pub prekey_uploads_refused: u64,
+    /// Logins or registrations refused with 405 (below `min_version`).
+    pub version_refused: u64,
+    /// Registrations refused with 409 (a device name the server does not accept).
+    pub device_name_refused: u64,
+    /// Dials that started with the `ED` edge-routing prefix.
+    pub routed_dials: u64,
     /// Problems by kind (`ErrorKind::name`).
     pub errors: BTreeMap<String, u64>,
     /// Per device (by JID).
@@ -98,6 +123,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A device's figures (made on first use).
+    pub(super) fn device(&mut self, jid: &str) -> &mut DeviceStats {
+        self.devices.entry(jid.to_string()).or_default()
+    }
+
     pub(super) fn error(&mut self, kind: ErrorKind) {
         *self.errors.entry(kind.name().to_string()).or_default() += 1;
     }

@@ -67,6 +67,8 @@ pub struct FrameDecoder {
     start: usize,
     intro: Intro,
     limit: usize,
+    /// The edge-routing bytes of the client's `ED` prefix, once read (server side).
+    routing: Option<Vec<u8>>,
 }
 
 impl Default for FrameDecoder {
@@ -83,6 +85,7 @@ impl FrameDecoder {
             start: 0,
             intro: Intro::Done,
             limit: MAX_FRAME,
+            routing: None,
         }
     }
 
@@ -114,6 +117,11 @@ impl FrameDecoder {
         &self.buf[self.start..]
     }
 
+    /// The routing bytes of the client's `ED` prefix, when its intro had one.
+    pub fn routing(&self) -> Option<&[u8]> {
+        self.routing.as_deref()
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
@@ -122,6 +130,7 @@ impl FrameDecoder {
     fn read_intro(&mut self) -> Result<bool, FrameError> {
         let data = self.pending();
         let mut at = 0;
+        let mut routing = None;
         if data.len() < 2 {
             return Ok(false);
         }
@@ -140,6 +149,7 @@ impl FrameDecoder {
                 return Ok(false);
             }
             at = 7 + len;
+            routing = Some(data[7..at].to_vec());
         }
         let rest = &data[at..];
         if rest.len() < 2 {
@@ -156,6 +166,7 @@ impl FrameDecoder {
         }
         self.start += at + 4;
         self.intro = Intro::Done;
+        self.routing = routing;
         Ok(true)
     }
 
@@ -298,6 +309,7 @@ mod tests {
             dec.push(&bytes[cut..]);
             got.extend(drain(&mut dec));
             assert_eq!(got, frames, "split at {cut}");
+            assert_eq!(dec.routing(), Some(&b"route"[..]), "split at {cut}");
         }
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wasp::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
 use wasp::net::transport;
 use wasp::sim::Handle;
-use wasp::sim::load::Target;
+use wasp::sim::load::{self, Target};
 use wasp::wa::creds::{Account, Credentials};
 use wasp::wa::node::Node;
 use wasp::wa::pair::{self, PairError};
@@ -40,7 +40,7 @@ pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Recei
     let payload = if creds.is_paired() {
         payload::login_payload(creds, &version).unwrap()
     } else {
-        payload::registration_payload(creds, &version)
+        load::registration_payload(creds)
     };
     let socket = client_handshake(
         ws,
@@ -166,4 +166,109 @@ pub async fn pair_new(sim: &Handle, phone: Option<&str>) -> Credentials {
     let mut creds = showing.creds;
     creds.account = Some(account);
     creds
+}
+
+// ---------------------------------------------------------------------------
+// The acking test client (issue 11): a raw socket that reads every node, acks what the
+// test says, and uploads pre-keys, so the strict simulator's rules can be checked.
+// ---------------------------------------------------------------------------
+
+/// Dials and shakes hands on a raw socket (no connection task).
+pub async fn raw_connect(target: &Target, creds: &Credentials) -> load::ClientSocket {
+    load::connect(target, creds).await.unwrap()
+}
+
+/// The next node on a raw socket (panics after `WAIT`).
+pub async fn recv(socket: &mut load::ClientSocket) -> Node {
+    tokio::time::timeout(WAIT, socket.recv_node())
+        .await
+        .expect("no node in time")
+        .unwrap()
+}
+
+/// Logs in on a raw socket and checks `<success>`; nothing after it is read yet.
+pub async fn raw_login(target: &Target, creds: &Credentials) -> load::ClientSocket {
+    let mut socket = raw_connect(target, creds).await;
+    let first = recv(&mut socket).await;
+    assert_eq!(first.tag, "success", "expected <success>, got {first:?}");
+    socket
+}
+
+/// The JID of paired credentials.
+pub fn own_jid(creds: &Credentials) -> String {
+    creds.account.as_ref().unwrap().jid.clone()
+}
+
+/// Reads everything the simulator pushed so far (a ping marks the end: it is answered after
+/// the pushes and after every ack sent before it), acking each stanza `ack` picks. Returns
+/// the nodes read, in order, without the ping's answer.
+pub async fn drain(
+    socket: &mut load::ClientSocket,
+    own: &str,
+    ack: impl Fn(&Node) -> bool,
+) -> Vec<Node> {
+    let ping = format!("drain-{}", rand::random::<u32>());
+    socket.send_node(&stanza::ping(&ping)).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let node = recv(socket).await;
+        if node.tag == "iq" && node.get_attr("id") == Some(ping.as_str()) {
+            break;
+        }
+        if let Some(reply) = wasp::wa::ack::ack_for(&node, own).filter(|_| ack(&node)) {
+            socket.send_node(&reply).await.unwrap();
+        }
+        seen.push(node);
+    }
+    // Acks sent after the ping: one more ping makes sure the simulator has read them.
+    let settle = format!("settle-{}", rand::random::<u32>());
+    socket.send_node(&stanza::ping(&settle)).await.unwrap();
+    loop {
+        let node = recv(socket).await;
+        if node.tag == "iq" && node.get_attr("id") == Some(settle.as_str()) {
+            return seen;
+        }
+        seen.push(node);
+    }
+}
+
+/// A valid pre-key upload of one-time keys `ids`, signed with the credentials' identity.
+pub fn prekey_upload(id: &str, creds: &Credentials, ids: std::ops::Range<u32>) -> Node {
+    use wasp::wa::creds::KeyPair;
+    use wasp::wa::prekey::{OneTimeKey, UploadedSignedKey, upload_node};
+    let keys: Vec<OneTimeKey> = ids
+        .map(|id| OneTimeKey {
+            id,
+            public: KeyPair::generate().public,
+        })
+        .collect();
+    let spk = &creds.signed_pre_key;
+    let signed = UploadedSignedKey {
+        id: spk.id,
+        public: spk.key_pair.public,
+        signature: spk.signature,
+    };
+    upload_node(
+        id,
+        u32::from(creds.registration_id),
+        &creds.identity.public,
+        &keys,
+        &signed,
+    )
+}
+
+/// Sends an iq on a raw socket and returns its answer, acking any pushed stanza read
+/// before it (the answer comes after them).
+pub async fn raw_query(socket: &mut load::ClientSocket, own: &str, iq: Node) -> Node {
+    let id = iq.get_attr("id").unwrap().to_string();
+    socket.send_node(&iq).await.unwrap();
+    loop {
+        let node = recv(socket).await;
+        if node.tag == "iq" && node.get_attr("id") == Some(id.as_str()) {
+            return node;
+        }
+        if let Some(reply) = wasp::wa::ack::ack_for(&node, own) {
+            socket.send_node(&reply).await.unwrap();
+        }
+    }
 }
