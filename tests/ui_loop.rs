@@ -13,7 +13,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wasp::session::status::{StateName, Status};
+use wasp::session::status::{Phase, Status};
 use wasp::ui::{LogRing, Model, OperatorAction, Settings, run_loop, sample_fleet};
 
 type Events = UnboundedSender<std::io::Result<Event>>;
@@ -91,7 +91,7 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
     let (status_tx, status_rx) = mpsc::channel(1024);
     for i in 0..1000 {
         let mut s = Status::new(format!("s{}", i % 10), "x", now);
-        s.state = StateName::Online;
+        s.phase = Phase::Online { since: now };
         s.attempt = i;
         status_tx.send(vec![s]).await.unwrap();
     }
@@ -133,10 +133,11 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
 async fn countdowns_tick_every_second() {
     let now = clock();
     let mut s = Status::new("b1", "Backoff line", now);
-    s.state = StateName::Backoff;
     s.attempt = 2;
     s.max_attempts = 20;
-    s.retry_at = Some(now + Duration::from_secs(45));
+    s.phase = Phase::Backoff {
+        retry_at: now + Duration::from_secs(45),
+    };
     let (status_tx, status_rx) = mpsc::channel(4);
     status_tx.send(vec![s]).await.unwrap();
     let (_events, event_rx) = unbounded();
@@ -174,7 +175,7 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     let batch: Vec<Status> = (1..=5)
         .map(|i| {
             let mut s = Status::new(format!("c{i}"), "x", now);
-            s.state = StateName::Conflict;
+            s.phase = Phase::Conflict;
             s
         })
         .collect();

@@ -14,7 +14,6 @@ use super::auth::Token;
 use super::events;
 use super::json::{Clock, SessionDetail, SessionRow};
 use crate::net::handle::{Action, HandleError, PoolHandle};
-use crate::session::status::StateName;
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -54,7 +53,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     } else {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the pool is still starting",
+            "the pool is still starting: not every session has reported its state yet",
         )
     }
 }
@@ -146,15 +145,15 @@ async fn wait_for_qr(app: &AppState, id: &str) -> Response {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = app.pool.board.get(id) {
-            if let (StateName::Pairing, Some(qr)) = (status.state, &status.qr) {
+            if let Some(qr) = status.qr() {
                 return Json(json!({
                     "session": id,
-                    "qr": qr.text,
+                    "qr": qr.text.as_str(),
                     "ref": format!("{}/{}", qr.index, qr.count),
                 }))
                 .into_response();
             }
-            if status.paired {
+            if status.account.paired {
                 return error(
                     StatusCode::CONFLICT,
                     format!("session {id} is already paired: wipe its credentials first"),

@@ -1,11 +1,12 @@
 //! A session's view of the credential store: typed credentials in and out, the session
 //! lock held for the driver's whole life, backup bookkeeping and the persisted status.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
+use crate::session::status::Backups;
 use crate::store::{
     CredentialStore, CredentialStoreExt, LastBackup, PersistedStatus, SessionLock, StoreError,
 };
@@ -30,20 +31,13 @@ pub struct Opened {
     pub note: Option<String>,
 }
 
-/// Backup figures for the console.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BackupSummary {
-    pub count: u32,
-    pub last_at: Option<Instant>,
-}
-
 /// One session's handle on the store; holds the session lock until dropped.
 pub struct Vault {
     store: Arc<dyn CredentialStore>,
     id: String,
     keep: u32,
     status: PersistedStatus,
-    backups: BackupSummary,
+    backups: Backups,
     _lock: SessionLock,
 }
 
@@ -72,7 +66,7 @@ impl Vault {
             id: id.to_string(),
             keep: keep.max(1),
             status,
-            backups: BackupSummary::default(),
+            backups: Backups::default(),
             _lock: lock,
         };
         vault.refresh_backups();
@@ -81,7 +75,7 @@ impl Vault {
 
     fn refresh_backups(&mut self) {
         if let Ok(list) = self.store.list_backups(&self.id) {
-            self.backups = BackupSummary {
+            self.backups = Backups {
                 count: u32::try_from(list.len()).unwrap_or(u32::MAX),
                 last_at: list.last().map(|b| to_instant(b.written_at)),
             };
@@ -141,7 +135,8 @@ impl Vault {
         result
     }
 
-    pub fn backup_info(&self) -> BackupSummary {
+    /// The backup figures, as the session machine takes them.
+    pub fn backup_info(&self) -> Backups {
         self.backups
     }
 
@@ -164,6 +159,57 @@ impl Vault {
     fn write_status(&self) {
         if let Err(e) = self.store.save_status(&self.id, &self.status) {
             warn!(session = %self.id, error = %e, "could not save session status");
+        }
+    }
+}
+
+/// The vault as a driver holds it. Every call runs on tokio's blocking pool, so file I/O and
+/// fsync never occupy an async worker; the driver awaits each call, so calls of one session
+/// run one at a time and in order (the mutex is therefore never contended).
+#[derive(Clone)]
+pub struct VaultHandle {
+    inner: Arc<Mutex<Vault>>,
+}
+
+impl VaultHandle {
+    pub fn new(vault: Vault) -> Self {
+        VaultHandle {
+            inner: Arc::new(Mutex::new(vault)),
+        }
+    }
+
+    /// Opens a session's vault on the blocking pool (see [`Vault::open`]).
+    pub async fn open(
+        store: Arc<dyn CredentialStore>,
+        id: &str,
+        keep: u32,
+    ) -> Result<VaultHandle, VaultError> {
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || Vault::open(store, &id, keep))
+            .await
+            .map_err(|e| VaultError::Store(format!("opening the store did not finish: {e}")))?
+            .map(VaultHandle::new)
+    }
+
+    /// Runs `call` with the vault on the blocking pool; `None` if it panicked (logged).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut Vault) -> T + Send + 'static,
+    ) -> Option<T> {
+        let inner = self.inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            // A panic inside a store call cannot leave the vault half-updated in a way a later
+            // call relies on (each call re-reads what it needs), so a poisoned lock is usable.
+            let mut vault = inner.lock().unwrap_or_else(|p| p.into_inner());
+            call(&mut vault)
+        })
+        .await;
+        match done {
+            Ok(value) => Some(value),
+            Err(e) => {
+                warn!(error = %e, "a store call did not finish");
+                None
+            }
         }
     }
 }

@@ -279,7 +279,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         Action::ShowQr => {
             let pairing = model
                 .selected_status()
-                .is_some_and(|s| s.state == StateName::Pairing && s.qr.is_some());
+                .is_some_and(|s| s.state() == StateName::Pairing && s.qr().is_some());
             if pairing {
                 model.mode = Mode::Qr;
             } else {
@@ -332,7 +332,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
 
 /// `x` starts a stopped or failed session and stops any other.
 fn resolve(action: OperatorAction, status: Option<&Status>) -> OperatorAction {
-    match (action, status.map(|s| s.state)) {
+    match (action, status.map(|s| s.state())) {
         (OperatorAction::Stop, Some(StateName::Stopped | StateName::Failed)) => {
             OperatorAction::Connect
         }
