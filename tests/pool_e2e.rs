@@ -318,3 +318,71 @@ async fn mass_drop_recovers_within_the_rate_limit_with_one_socket_per_session() 
     }
     let _ = Arc::new(());
 }
+
+/// A graceful stop (what SIGTERM does) during an outage keeps the session meant to be online:
+/// the next start resumes it although it is not autostarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_during_an_outage_resumes_the_session_at_the_next_start() {
+    let f = fleet(1, 5).await;
+    let id = "s000";
+    f.steady(id).await;
+    let jid = f.jid_of(id);
+    let outage = Fault::Failure {
+        code: 402,
+        expires_s: Some(600),
+    };
+    f.sim.fault(&jid, outage).await.unwrap();
+    f.wait_for(id, "cooldown", |s| s.state() == StateName::Cooldown)
+        .await;
+    f.phone.cancel();
+    runner::stop(f.started).await;
+
+    // Same data directory, same server, autostart off: only the persisted flag can start it.
+    let mut config = config(&f.sim, f._dir.path(), 1, 5);
+    config.sessions[0].autostart = false;
+    let started = runner::start(&config, None).await.unwrap();
+    let board = &started.running.handle.board;
+    let s = board::wait_for(board, id, "online again", Duration::from_secs(30), |s| {
+        s.state() == StateName::Online
+    })
+    .await;
+    assert!(
+        s.timeline.iter().any(|e| e.cause == "start"),
+        "resumed by the start rule: {:?}",
+        s.timeline
+    );
+    runner::stop(started).await;
+}
+
+/// The contrast: a session the operator stopped stays stopped at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stopped_by_the_operator_stays_stopped_at_the_next_start() {
+    let f = fleet(1, 5).await;
+    let id = "s000";
+    f.steady(id).await;
+    f.started
+        .running
+        .handle
+        .act(id, Action::Disconnect)
+        .await
+        .unwrap();
+    f.wait_for(id, "stopped", |s| s.state() == StateName::Stopped)
+        .await;
+    f.phone.cancel();
+    runner::stop(f.started).await;
+
+    let mut config = config(&f.sim, f._dir.path(), 1, 5);
+    config.sessions[0].autostart = false;
+    let started = runner::start(&config, None).await.unwrap();
+    let board = &started.running.handle.board;
+    let s = board::wait_for(
+        board,
+        id,
+        "its first status",
+        Duration::from_secs(30),
+        |_| true,
+    )
+    .await;
+    assert_eq!(s.state(), StateName::Stopped, "{:?}", s.timeline);
+    runner::stop(started).await;
+}

@@ -163,6 +163,13 @@ impl Vault {
     }
 }
 
+/// Store calls running at once in the whole process. Thousands of sessions saving together
+/// would otherwise start hundreds of blocking threads that compete with the async workers for
+/// the CPU; a few threads keep the disk busy just as well (docs/benchmarks.md).
+pub const STORE_THREADS: usize = 8;
+
+static STORE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORE_THREADS);
+
 /// The vault as a driver holds it. Every call runs on tokio's blocking pool, so file I/O and
 /// fsync never occupy an async worker; the driver awaits each call, so calls of one session
 /// run one at a time and in order (the mutex is therefore never contended).
@@ -191,13 +198,19 @@ impl VaultHandle {
             .map(VaultHandle::new)
     }
 
-    /// Runs `call` with the vault on the blocking pool; `None` if it panicked (logged).
+    /// Runs `call` with the vault on the blocking pool, at most `STORE_THREADS` calls of the
+    /// whole process at a time (the rest wait their turn without holding a thread); `None` if
+    /// it panicked (logged).
     pub async fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&mut Vault) -> T + Send + 'static,
     ) -> Option<T> {
+        // The semaphore is never closed, so acquiring only fails if it were; treat that as
+        // "no limit" rather than refusing the call.
+        let permit = STORE_SLOTS.acquire().await.ok();
         let inner = self.inner.clone();
         let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             // A panic inside a store call cannot leave the vault half-updated in a way a later
             // call relies on (each call re-reads what it needs), so a poisoned lock is usable.
             let mut vault = inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -211,5 +224,47 @@ impl VaultHandle {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+    use std::time::Duration;
+
+    /// On a runtime with one thread, a store call that blocks until told to finish must leave
+    /// that thread free: another task runs and releases it. Were the call run on the runtime
+    /// thread, nothing could release it and it would give up after its own timeout.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_store_call_leaves_the_runtime_thread_free() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store: Arc<dyn CredentialStore> = Arc::new(FileStore::new(dir.path()));
+        let vault = VaultHandle::open(store, "s", 1)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let call = tokio::spawn({
+            let vault = vault.clone();
+            async move {
+                vault
+                    .run(move |v| {
+                        let freed = released.recv_timeout(Duration::from_secs(10)).is_ok();
+                        v.set_online(true);
+                        freed
+                    })
+                    .await
+            }
+        });
+        // Let the store call start, then answer from another task on the same thread.
+        tokio::task::yield_now().await;
+        let answer = tokio::spawn(async move { release.send(()).is_ok() });
+        assert_eq!(answer.await.ok(), Some(true));
+        assert_eq!(
+            call.await.ok().flatten(),
+            Some(true),
+            "the store call was released by a task on the runtime thread"
+        );
+        assert_eq!(vault.run(|v| v.was_online()).await, Some(true));
     }
 }
