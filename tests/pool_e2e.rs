@@ -113,6 +113,20 @@ impl Fleet {
         .await;
     }
 
+    /// Stops the pool gracefully (what SIGTERM does) and starts it again on the same data
+    /// directory and server, with autostart off: only the persisted flag can start a session.
+    async fn restart_without_autostart(self) -> Fleet {
+        let n = self.started.running.handle.board.snapshot().len();
+        self.phone.cancel();
+        runner::stop(self.started).await;
+        let mut config = config(&self.sim, self._dir.path(), n, 5);
+        for session in &mut config.sessions {
+            session.autostart = false;
+        }
+        let started = runner::start(&config, None).await.unwrap();
+        Fleet { started, ..self }
+    }
+
     fn jid_of(&self, id: &str) -> String {
         let phone = self.status(id).account.phone.unwrap();
         self.sim
@@ -334,24 +348,16 @@ async fn a_graceful_stop_during_an_outage_resumes_the_session_at_the_next_start(
     f.sim.fault(&jid, outage).await.unwrap();
     f.wait_for(id, "cooldown", |s| s.state() == StateName::Cooldown)
         .await;
-    f.phone.cancel();
-    runner::stop(f.started).await;
-
-    // Same data directory, same server, autostart off: only the persisted flag can start it.
-    let mut config = config(&f.sim, f._dir.path(), 1, 5);
-    config.sessions[0].autostart = false;
-    let started = runner::start(&config, None).await.unwrap();
-    let board = &started.running.handle.board;
-    let s = board::wait_for(board, id, "online again", Duration::from_secs(30), |s| {
-        s.state() == StateName::Online
-    })
-    .await;
+    let f = f.restart_without_autostart().await;
+    let s = f
+        .wait_for(id, "online again", |s| s.state() == StateName::Online)
+        .await;
     assert!(
         s.timeline.iter().any(|e| e.cause == "start"),
         "resumed by the start rule: {:?}",
         s.timeline
     );
-    runner::stop(started).await;
+    runner::stop(f.started).await;
 }
 
 /// The contrast: a session the operator stopped stays stopped at the next start.
@@ -360,29 +366,12 @@ async fn a_session_stopped_by_the_operator_stays_stopped_at_the_next_start() {
     let f = fleet(1, 5).await;
     let id = "s000";
     f.steady(id).await;
-    f.started
-        .running
-        .handle
-        .act(id, Action::Disconnect)
-        .await
-        .unwrap();
+    let handle = &f.started.running.handle;
+    handle.act(id, Action::Disconnect).await.unwrap();
     f.wait_for(id, "stopped", |s| s.state() == StateName::Stopped)
         .await;
-    f.phone.cancel();
-    runner::stop(f.started).await;
-
-    let mut config = config(&f.sim, f._dir.path(), 1, 5);
-    config.sessions[0].autostart = false;
-    let started = runner::start(&config, None).await.unwrap();
-    let board = &started.running.handle.board;
-    let s = board::wait_for(
-        board,
-        id,
-        "its first status",
-        Duration::from_secs(30),
-        |_| true,
-    )
-    .await;
+    let f = f.restart_without_autostart().await;
+    let s = f.wait_for(id, "its first status", |_| true).await;
     assert_eq!(s.state(), StateName::Stopped, "{:?}", s.timeline);
-    runner::stop(started).await;
+    runner::stop(f.started).await;
 }

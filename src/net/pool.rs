@@ -179,12 +179,14 @@ impl Pool {
 
     async fn shutdown(self) {
         self.cancel.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_BUDGET, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if !drain(&self.tracker, SHUTDOWN_BUDGET).await {
             warn!("some sessions did not close within {SHUTDOWN_BUDGET:?}");
         }
     }
+}
+
+/// Closes `tracker` and waits up to `budget` for its tasks; false if some are still running.
+pub(crate) async fn drain(tracker: &TaskTracker, budget: Duration) -> bool {
+    tracker.close();
+    tokio::time::timeout(budget, tracker.wait()).await.is_ok()
 }

@@ -24,9 +24,9 @@ use crate::net::handle::Action;
 use crate::net::link::{Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
-use crate::net::vault::{VaultError, VaultHandle};
+use crate::net::vault::{Opened, VaultError, VaultHandle};
 use crate::session::policy::Policy;
-use crate::session::status::{Phase, Status};
+use crate::session::status::{Backups, Phase, Status};
 use crate::session::{Command, ConnId, Effect, Event, Session, TimerQueue};
 use crate::store::CredentialStore;
 use crate::wa::creds::Credentials;
@@ -127,24 +127,27 @@ pub async fn run(
             Err(err) => {
                 // Locked by another process, or the directory is unusable: show why and
                 // never dial.
-                let mut status = Status::new(&spec.id, &spec.label, now());
-                status.phase = match err {
+                let phase = match err {
                     VaultError::Locked(_) => Phase::Stopped,
                     _ => Phase::Failed { probe_at: None },
                 };
-                status.reason = err.to_string();
-                warn!(error = %err, "session not started");
-                shared.board.publish(status);
+                not_started(&shared, &spec, phase, err.to_string());
                 return;
             }
+        };
+        let Some(stored) = vault
+            .run(|v| (v.load(), v.was_online(), v.backup_info()))
+            .await
+        else {
+            let phase = Phase::Failed { probe_at: None };
+            let reason = format!("the store of session {} could not be read", spec.id);
+            not_started(&shared, &spec, phase, reason);
+            return;
         };
         let (progress_tx, mut progress_rx) = mpsc::channel(8);
         let (background_tx, mut background_rx) = mpsc::channel(8);
         let channels = (progress_tx, background_tx);
-        let Some((mut driver, first)) = Driver::start(spec, shared, vault, channels, &cancel).await
-        else {
-            return;
-        };
+        let (mut driver, first) = Driver::start(spec, shared, vault, stored, channels, &cancel);
         driver.execute(first).await;
         driver.publish().await;
 
@@ -182,23 +185,30 @@ pub async fn run(
     .await
 }
 
+/// Publishes why a session never started (it is never dialled).
+fn not_started(shared: &Shared, spec: &SessionSpec, phase: Phase, reason: String) {
+    warn!(%reason, "session not started");
+    let mut status = Status::new(&spec.id, &spec.label, now());
+    status.phase = phase;
+    status.reason = reason;
+    shared.board.publish(status);
+}
+
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
 impl Driver {
-    /// Loads the credentials (off the runtime), builds the machine and feeds it what the
-    /// store says; starts it when configured to or when it was meant to be online.
-    async fn start(
+    /// Builds the machine from what the store holds and feeds it those facts; starts it when
+    /// configured to or when it was meant to be online.
+    fn start(
         spec: SessionSpec,
         shared: Shared,
         vault: VaultHandle,
+        (loaded, was_online, backups): (Opened, bool, Backups),
         (progress_tx, background_tx): (mpsc::Sender<(ConnId, LinkEvent)>, mpsc::Sender<Background>),
         cancel: &CancellationToken,
-    ) -> Option<(Driver, Vec<Effect>)> {
-        let (loaded, was_online, backups) = vault
-            .run(|v| (v.load(), v.was_online(), v.backup_info()))
-            .await?;
+    ) -> (Driver, Vec<Effect>) {
         let at = now();
         let session = Session::new(
             spec.id.clone(),
@@ -242,7 +252,7 @@ impl Driver {
         if driver.spec.autostart || was_online {
             first.extend(driver.session.handle(at, Event::Start));
         }
-        Some((driver, first))
+        (driver, first)
     }
 
     /// The phone the credentials name, else the configured one.
@@ -415,11 +425,7 @@ impl Driver {
         }
         self.link = Link::None;
         self.tasks_cancel.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(TASKS_BUDGET, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if !crate::net::pool::drain(&self.tasks, TASKS_BUDGET).await {
             warn!("some session tasks did not end within {TASKS_BUDGET:?}");
         }
         self.remember_online(self.session.state().wants_online())

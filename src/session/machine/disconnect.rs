@@ -88,18 +88,7 @@ impl Session {
                 } else {
                     self.conflict_retries += 1;
                     let until = now + CONFLICT_STEP * self.conflict_retries;
-                    self.arm(TimerKind::Retry, until, fx);
-                    fx.push(Effect::Reconnect {
-                        cause: cause.clone(),
-                    });
-                    self.enter_coded(
-                        now,
-                        State::Backoff { until, cause },
-                        label,
-                        code,
-                        detail,
-                        fx,
-                    );
+                    self.back_off_until(now, until, cause, fx);
                 }
             }
             Cause::LoggedOut => {
@@ -179,18 +168,20 @@ impl Session {
             jitter: self.policy.backoff_jitter,
         };
         let until = now + policy.delay(self.attempt, &mut self.rng);
+        self.back_off_until(now, until, cause, fx);
+    }
+
+    /// Waits in `backoff` until `until`, then dials again.
+    fn back_off_until(&mut self, now: Instant, until: Instant, cause: Cause, fx: &mut Vec<Effect>) {
+        let label = cause.name();
+        let code = Some(cause.code());
+        let detail = Some(cause.to_string());
         self.arm(TimerKind::Retry, until, fx);
         fx.push(Effect::Reconnect {
             cause: cause.clone(),
         });
-        self.enter_coded(
-            now,
-            State::Backoff { until, cause },
-            label,
-            code,
-            detail,
-            fx,
-        );
+        let state = State::Backoff { until, cause };
+        self.enter_coded(now, state, label, code, detail, fx);
     }
 
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).
