@@ -266,10 +266,9 @@ impl Driver {
 
     /// Publishes the machine's status and persists whether the session is meant to be online.
     async fn publish(&mut self) {
-        let status = self.session.status(now());
+        self.shared.board.publish(self.session.status(now()));
         self.remember_online(self.session.state().wants_online())
             .await;
-        self.shared.board.publish(status);
     }
 
     /// Persists the `was_online` flag when it changed (off the runtime).
