@@ -17,6 +17,7 @@ use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
+use crate::net::tasks::drain;
 use crate::store::CredentialStore;
 
 /// How long shutdown waits for every session to close its socket.
@@ -183,10 +184,4 @@ impl Pool {
             warn!("some sessions did not close within {SHUTDOWN_BUDGET:?}");
         }
     }
-}
-
-/// Closes `tracker` and waits up to `budget` for its tasks; false if some are still running.
-pub(crate) async fn drain(tracker: &TaskTracker, budget: Duration) -> bool {
-    tracker.close();
-    tokio::time::timeout(budget, tracker.wait()).await.is_ok()
 }

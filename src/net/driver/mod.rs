@@ -424,7 +424,7 @@ impl Driver {
         }
         self.link = Link::None;
         self.tasks_cancel.cancel();
-        if !crate::net::pool::drain(&self.tasks, TASKS_BUDGET).await {
+        if !crate::net::tasks::drain(&self.tasks, TASKS_BUDGET).await {
             warn!("some session tasks did not end within {TASKS_BUDGET:?}");
         }
         self.remember_online(self.session.state().wants_online())
