@@ -192,37 +192,46 @@ impl VaultHandle {
         keep: u32,
     ) -> Result<VaultHandle, VaultError> {
         let id = id.to_string();
-        tokio::task::spawn_blocking(move || Vault::open(store, &id, keep))
+        on_store_thread(move || Vault::open(store, &id, keep))
             .await
-            .map_err(|e| VaultError::Store(format!("opening the store did not finish: {e}")))?
+            .ok_or_else(|| VaultError::Store("opening the store did not finish".to_string()))?
             .map(VaultHandle::new)
     }
 
-    /// Runs `call` with the vault on the blocking pool, at most `STORE_THREADS` calls of the
-    /// whole process at a time (the rest wait their turn without holding a thread); `None` if
-    /// it panicked (logged).
+    /// Runs `call` with the vault on the blocking pool; `None` if it panicked (logged).
     pub async fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&mut Vault) -> T + Send + 'static,
     ) -> Option<T> {
-        // The semaphore is never closed, so acquiring only fails if it were; treat that as
-        // "no limit" rather than refusing the call.
-        let permit = STORE_SLOTS.acquire().await.ok();
         let inner = self.inner.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        on_store_thread(move || {
             // A panic inside a store call cannot leave the vault half-updated in a way a later
             // call relies on (each call re-reads what it needs), so a poisoned lock is usable.
             let mut vault = inner.lock().unwrap_or_else(|p| p.into_inner());
             call(&mut vault)
         })
-        .await;
-        match done {
-            Ok(value) => Some(value),
-            Err(e) => {
-                warn!(error = %e, "a store call did not finish");
-                None
-            }
+        .await
+    }
+}
+
+/// Runs `work` on the blocking pool, at most `STORE_THREADS` of them in the whole process at
+/// a time (the rest wait their turn without holding a thread); `None` if it panicked (logged).
+async fn on_store_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    // The semaphore is never closed, so acquiring cannot fail; were it closed, the call would
+    // run without a permit rather than be refused.
+    let permit = STORE_SLOTS.acquire().await.ok();
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await;
+    match done {
+        Ok(value) => Some(value),
+        Err(e) => {
+            warn!(error = %e, "a store call did not finish");
+            None
         }
     }
 }

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, warn};
 
 use super::{Background, Driver, Link, now};
-use crate::net::link::{self, DialKeys};
+use crate::net::link::{self, DialKeys, LinkScope};
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::stanza::Cause;
 
@@ -78,7 +78,10 @@ impl Driver {
                 self.spec.policy.connect_timeout,
                 self.shared.limiter.clone(),
                 self.progress_tx.clone(),
-                cancel,
+                LinkScope {
+                    cancel,
+                    tasks: self.tasks.clone(),
+                },
             )
             .in_current_span(),
         );
