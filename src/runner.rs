@@ -14,7 +14,6 @@ use crate::http::{self, Token};
 use crate::net::board::StatusBoard;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
-use crate::session::status::StateName;
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
 use crate::wa::payload::ClientVersion;
@@ -205,10 +204,11 @@ pub async fn virtual_phone(
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         for status in board.snapshot() {
-            let (StateName::Pairing, Some(qr)) = (status.state, &status.qr) else {
+            let Some(qr) = status.qr() else {
                 continue;
             };
-            if !qr.text.starts_with("https://") || !seen.insert(qr.text.clone()) {
+            let text = qr.text.as_str().to_string();
+            if !text.starts_with("https://") || !seen.insert(text.clone()) {
                 continue;
             }
             let wait = if max > min {
@@ -216,7 +216,7 @@ pub async fn virtual_phone(
             } else {
                 min
             };
-            let (text, sim) = (qr.text.clone(), sim.clone());
+            let sim = sim.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 if let Err(e) = sim.scan(&text, None).await {

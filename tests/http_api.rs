@@ -107,7 +107,12 @@ async fn sessions_metrics_and_actions_over_http() {
         request(&base, "GET", "/healthz", None, "").await.status,
         200
     );
-    assert_eq!(request(&base, "GET", "/readyz", None, "").await.status, 200);
+    // Ready once every session's driver has published its first status.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while request(&base, "GET", "/readyz", None, "").await.status != 200 {
+        assert!(Instant::now() < deadline, "/readyz never answered 200");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // While pairing, the session view carries the QR text.
     let alpha = wait_state(&base, "alpha", "online").await;
@@ -282,4 +287,35 @@ async fn events_stream_log_lines_as_documented() {
     );
 
     runner::stop(started).await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_every_driver_has_published_once() {
+    use std::sync::Arc;
+    use wasp::net::board::StatusBoard;
+    use wasp::net::handle::PoolHandle;
+    use wasp::net::metrics::Metrics;
+    use wasp::session::status::Status;
+
+    let board = Arc::new(StatusBoard::new());
+    board.expect("early");
+    board.expect("late");
+    let (requests, _keep) = tokio::sync::mpsc::channel(1);
+    let pool = PoolHandle::new(board.clone(), Arc::new(Metrics::new()), requests);
+    let cancel = CancellationToken::new();
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let server = wasp::http::serve(addr, None, pool, cancel.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+
+    let answer = request(&base, "GET", "/readyz", None, "").await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    board.publish(Status::new("early", "Early", Instant::now()));
+    assert_eq!(request(&base, "GET", "/readyz", None, "").await.status, 503);
+    board.publish(Status::new("late", "Late", Instant::now()));
+    let answer = request(&base, "GET", "/readyz", None, "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["status"], "ready");
+    cancel.cancel();
 }

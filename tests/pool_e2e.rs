@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,8 @@ use wasp::session::Command;
 use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Fault, Handle, Server, SimConfig, Strictness};
+
+use common::board;
 
 fn fast_policy() -> Policy {
     let ms = Duration::from_millis;
@@ -90,44 +94,48 @@ impl Fleet {
 
     /// Waits (bounded) until `pred` holds for session `id`; panics with its status if not.
     async fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Status) -> bool) -> Status {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.started.running.handle.board.get(id)
-                && pred(&s)
-            {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{id} never reached {what}: {:?}",
-                    self.started.running.handle.board.get(id)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let board = &self.started.running.handle.board;
+        board::wait_for(board, id, what, Duration::from_secs(30), pred).await
     }
 
-    async fn all_online(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let all = self.started.running.handle.board.snapshot();
-            if all.iter().all(|s| s.state == StateName::Online) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let stuck: Vec<_> = all
-                    .iter()
-                    .filter(|s| s.state != StateName::Online)
-                    .map(|s| (&s.id, s.state, &s.reason))
-                    .collect();
-                panic!("not all online: {stuck:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Waits until `id` is online and has answered a keepalive on this link (a keepalive
+    /// interval after the login, so the queries sent at login are answered and an abrupt
+    /// close reads as a close, not as a reset of unread data).
+    async fn steady(&self, id: &str) -> Status {
+        let online = self
+            .wait_for(id, "online", |s| s.state() == StateName::Online)
+            .await;
+        let before = online.liveness.last_rtt;
+        self.wait_for(id, "a keepalive answered online", |s| {
+            s.state() == StateName::Online && s.liveness.last_rtt != before
+        })
+        .await
+    }
+
+    async fn all_online(&self, n: usize) {
+        let board = &self.started.running.handle.board;
+        board::wait_for_all(board, "all online", Duration::from_secs(60), |all| {
+            all.len() == n && all.iter().all(|s| s.state() == StateName::Online)
+        })
+        .await;
+    }
+
+    /// Stops the pool gracefully (what SIGTERM does) and starts it again on the same data
+    /// directory and server, with autostart off: only the persisted flag can start a session.
+    async fn restart_without_autostart(self) -> Fleet {
+        let n = self.started.running.handle.board.snapshot().len();
+        self.phone.cancel();
+        runner::stop(self.started).await;
+        let mut config = config(&self.sim, self._dir.path(), n, 5);
+        for session in &mut config.sessions {
+            session.autostart = false;
         }
+        let started = runner::start(&config, None).await.unwrap();
+        Fleet { started, ..self }
     }
 
     fn jid_of(&self, id: &str) -> String {
-        let phone = self.status(id).phone.unwrap();
+        let phone = self.status(id).account.phone.unwrap();
         self.sim
             .devices()
             .into_iter()
@@ -152,9 +160,9 @@ impl Fleet {
 async fn faults_lead_to_the_states_of_the_table() {
     let f = fleet(1, 5).await;
     let id = "s000";
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
-    assert!(f.status(id).paired);
+    assert!(f.status(id).account.paired);
     let jid = f.jid_of(id);
 
     // 515: straight back online, no backoff step.
@@ -165,7 +173,7 @@ async fn faults_lead_to_the_states_of_the_table() {
             .any(|e| e.code == Some(515) && e.state == StateName::Online)
     })
     .await;
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
     assert!(
         f.last_entry_with(id, StateName::Backoff).is_none(),
@@ -173,6 +181,7 @@ async fn faults_lead_to_the_states_of_the_table() {
     );
 
     // drop: backoff, then online again.
+    f.steady(id).await;
     f.sim.fault(&jid, Fault::Drop).await.unwrap();
     f.wait_for(id, "a backoff after the drop", |s| {
         s.timeline
@@ -180,7 +189,7 @@ async fn faults_lead_to_the_states_of_the_table() {
             .any(|e| e.state == StateName::Backoff && e.code == Some(428))
     })
     .await;
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
 
     // stall: keepalive misses lead to 408 within the dead-after bound, then online.
@@ -191,7 +200,7 @@ async fn faults_lead_to_the_states_of_the_table() {
             .any(|e| e.state == StateName::Backoff && e.code == Some(408))
     })
     .await;
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
 
     // 402 with an expiry: cooldown until then.
@@ -206,9 +215,9 @@ async fn faults_lead_to_the_states_of_the_table() {
         .await
         .unwrap();
     let s = f
-        .wait_for(id, "cooldown", |s| s.state == StateName::Cooldown)
+        .wait_for(id, "cooldown", |s| s.state() == StateName::Cooldown)
         .await;
-    let until = s.cooldown_until.unwrap();
+    let until = s.cooldown_until().unwrap();
     let left = until.saturating_duration_since(Instant::now());
     assert!(
         left > Duration::from_secs(590) && left <= Duration::from_secs(600),
@@ -220,17 +229,17 @@ async fn faults_lead_to_the_states_of_the_table() {
         .act(id, Command::ResetCooldown)
         .await
         .unwrap();
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
 
     // conflict: state conflict and no reconnect.
     let logins_before = f.sim.stats().logins;
     f.sim.fault(&jid, Fault::Conflict).await.unwrap();
-    f.wait_for(id, "conflict", |s| s.state == StateName::Conflict)
+    f.wait_for(id, "conflict", |s| s.state() == StateName::Conflict)
         .await;
     assert_eq!(f.status(id).conflicts_1h, 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(f.status(id).state, StateName::Conflict);
+    assert_eq!(f.status(id).state(), StateName::Conflict);
     assert_eq!(
         f.sim.stats().logins,
         logins_before,
@@ -243,16 +252,16 @@ async fn faults_lead_to_the_states_of_the_table() {
         .act(id, Command::ReconnectNow)
         .await
         .unwrap();
-    f.wait_for(id, "online", |s| s.state == StateName::Online)
+    f.wait_for(id, "online", |s| s.state() == StateName::Online)
         .await;
     assert_eq!(f.sim.stats().logins, logins_before + 1);
 
     // logout: logged_out, credentials backed up then wiped.
     f.sim.fault(&jid, Fault::Logout).await.unwrap();
     let s = f
-        .wait_for(id, "logged_out", |s| s.state == StateName::LoggedOut)
+        .wait_for(id, "logged_out", |s| s.state() == StateName::LoggedOut)
         .await;
-    assert!(!s.paired);
+    assert!(!s.account.paired);
     let session_dir = f._dir.path().join(id);
     assert!(
         !session_dir.join("creds.wasp").exists(),
@@ -262,7 +271,8 @@ async fn faults_lead_to_the_states_of_the_table() {
         .unwrap()
         .count();
     assert!(backups >= 1, "a backup must be taken before the wipe");
-    f.wait_for(id, "its backup count", |s| s.backups >= 1).await;
+    f.wait_for(id, "its backup count", |s| s.backups.count >= 1)
+        .await;
 
     f.phone.cancel();
     runner::stop(f.started).await;
@@ -273,52 +283,29 @@ async fn mass_drop_recovers_within_the_rate_limit_with_one_socket_per_session() 
     const N: usize = 200;
     const RATE: u32 = 50;
     let f = fleet(N, RATE).await;
-    f.all_online().await;
+    f.all_online(N).await;
     let granted_before = f.started.running.handle.metrics.connects.get();
     let start = Instant::now();
     assert_eq!(f.sim.fault("*", Fault::Drop).await.unwrap(), N);
     // Wait until every session has seen the drop and is online again.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = f.started.running.handle.board.snapshot();
-        let back = all
-            .iter()
-            .filter(|s| {
-                s.state == StateName::Online
-                    && s.timeline
-                        .iter()
-                        .any(|e| e.state == StateName::Backoff && e.at >= start)
-            })
-            .count();
-        if back == N {
-            break;
-        }
-        if Instant::now() > deadline {
-            let stuck: Vec<_> = all
-                .iter()
+    let board = &f.started.running.handle.board;
+    board::wait_for_all(
+        board,
+        "every session back online",
+        Duration::from_secs(60),
+        |all| {
+            all.iter()
                 .filter(|s| {
-                    !s.timeline
-                        .iter()
-                        .any(|e| e.state == StateName::Backoff && e.at >= start)
-                        || s.state != StateName::Online
-                })
-                .map(|s| {
-                    (
-                        &s.id,
-                        s.state,
-                        s.timeline
+                    s.state() == StateName::Online
+                        && s.timeline
                             .iter()
-                            .rev()
-                            .take(4)
-                            .map(|e| (e.state, e.code, e.cause.clone()))
-                            .collect::<Vec<_>>(),
-                    )
+                            .any(|e| e.state == StateName::Backoff && e.at >= start)
                 })
-                .collect();
-            panic!("only {back} of {N} back online: {stuck:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .count()
+                == N
+        },
+    )
+    .await;
     let elapsed = start.elapsed();
     let dials = f.started.running.handle.metrics.connects.get() - granted_before;
     assert!(dials >= N as u64);
@@ -351,4 +338,47 @@ async fn mass_drop_recovers_within_the_rate_limit_with_one_socket_per_session() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = Arc::new(());
+}
+
+/// A graceful stop (what SIGTERM does) during an outage keeps the session meant to be online:
+/// the next start resumes it although it is not autostarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_during_an_outage_resumes_the_session_at_the_next_start() {
+    let f = fleet(1, 5).await;
+    let id = "s000";
+    f.steady(id).await;
+    let jid = f.jid_of(id);
+    let outage = Fault::Failure {
+        code: 402,
+        expires_s: Some(600),
+    };
+    f.sim.fault(&jid, outage).await.unwrap();
+    f.wait_for(id, "cooldown", |s| s.state() == StateName::Cooldown)
+        .await;
+    let f = f.restart_without_autostart().await;
+    let s = f
+        .wait_for(id, "online again", |s| s.state() == StateName::Online)
+        .await;
+    assert!(
+        s.timeline.iter().any(|e| e.cause == "start"),
+        "resumed by the start rule: {:?}",
+        s.timeline
+    );
+    runner::stop(f.started).await;
+}
+
+/// The contrast: a session the operator stopped stays stopped at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stopped_by_the_operator_stays_stopped_at_the_next_start() {
+    let f = fleet(1, 5).await;
+    let id = "s000";
+    f.steady(id).await;
+    let handle = &f.started.running.handle;
+    handle.act(id, Command::Disconnect).await.unwrap();
+    f.wait_for(id, "stopped", |s| s.state() == StateName::Stopped)
+        .await;
+    let f = f.restart_without_autostart().await;
+    let s = f.wait_for(id, "its first status", |_| true).await;
+    assert_eq!(s.state(), StateName::Stopped, "{:?}", s.timeline);
+    runner::stop(f.started).await;
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use wasp::session::policy::Policy;
-use wasp::session::{Command, Effect, Event, Session, TimerId};
+use wasp::session::status::QrText;
+use wasp::session::{Command, Effect, Event, Session, TimerQueue};
 use wasp::wa::stanza::Cause;
 
 #[derive(Debug, Clone)]
@@ -83,18 +84,15 @@ proptest! {
         let mut s = Session::new("p", "p", policy, paired, 3, now);
         // What a driver would track: dialled-and-not-closed connections, timers, old conns.
         let mut open: Vec<u64> = Vec::new();
-        let mut timers: Vec<TimerId> = Vec::new();
+        let mut timers = TimerQueue::new();
         let mut dead_conns: Vec<u64> = vec![999];
         let mut fx = s.handle(now, Event::Start);
         for st in steps {
+            timers.schedule_all(&fx);
             for e in &fx {
-                match e {
-                    Effect::Dial { conn } => {
-                        prop_assert!(open.is_empty(), "dial {conn} while {open:?} open");
-                        open.push(*conn);
-                    }
-                    Effect::ScheduleTimer { timer, .. } => timers.push(*timer),
-                    _ => {}
+                if let Effect::Dial { conn } = e {
+                    prop_assert!(open.is_empty(), "dial {conn} while {open:?} open");
+                    open.push(*conn);
                 }
             }
             prop_assert!(open.len() <= 1);
@@ -103,13 +101,14 @@ proptest! {
             let event = match st {
                 Step::Op(i) => Event::Operator(command(i)),
                 Step::FireTimer(i) if !timers.is_empty() => {
-                    let t = timers[i as usize % timers.len()];
-                    Event::TimerFired { timer: t }
+                    let n = i as usize % timers.len();
+                    let (_, timer) = timers.iter().nth(n).unwrap();
+                    Event::TimerFired { timer }
                 }
                 Step::FireTimer(_) => { fx = Vec::new(); continue; }
                 Step::Dialled => Event::Dialled { conn: live.unwrap_or(0) },
                 Step::Online => Event::Online { conn: live.unwrap_or(0) },
-                Step::Refs => Event::QrRefs { conn: live.unwrap_or(0), refs: vec!["r1".into(), "r2".into()] },
+                Step::Refs => Event::QrRefs { conn: live.unwrap_or(0), codes: vec![QrText::new("r1".into()), QrText::new("r2".into())] },
                 Step::Paired => Event::Paired { conn: live.unwrap_or(0), phone: "1".into() },
                 Step::Frame => Event::FrameReceived { conn: live.unwrap_or(0) },
                 Step::PingOk => Event::PingAnswered { conn: live.unwrap_or(0), rtt: Duration::from_millis(5) },

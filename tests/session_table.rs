@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use wasp::session::policy::{OnLogout, Policy};
+use wasp::session::status::QrText;
 use wasp::session::status::StateName;
-use wasp::session::{Command, Effect, Event, Session, State, TimerKind};
+use wasp::session::{Command, Effect, Event, Session, State, TimerKind, TimerQueue};
 use wasp::wa::stanza::Cause;
 
 fn secs(n: u64) -> Duration {
@@ -19,8 +20,8 @@ struct Rig {
     s: Session,
     t0: Instant,
     now: Instant,
-    /// Armed timers as the driver would hold them.
-    timers: Vec<(Instant, wasp::session::TimerId)>,
+    /// Scheduled timers, in the queue the driver uses.
+    timers: TimerQueue,
     live: Option<u64>,
 }
 
@@ -31,25 +32,22 @@ impl Rig {
             s: Session::new("s1", "S1", policy, paired, 7, t0),
             t0,
             now: t0,
-            timers: Vec::new(),
+            timers: TimerQueue::new(),
             live: None,
         }
     }
 
     fn feed(&mut self, event: Event) -> Vec<Effect> {
         let fx = self.s.handle(self.now, event);
+        self.timers.schedule_all(&fx);
         for e in &fx {
-            match e {
-                Effect::Dial { conn } => {
-                    assert!(
-                        self.live.is_none(),
-                        "second dial while {:?} is live",
-                        self.live
-                    );
-                    self.live = Some(*conn);
-                }
-                Effect::ScheduleTimer { timer, at } => self.timers.push((*at, *timer)),
-                _ => {}
+            if let Effect::Dial { conn } = e {
+                assert!(
+                    self.live.is_none(),
+                    "second dial while {:?} is live",
+                    self.live
+                );
+                self.live = Some(*conn);
             }
         }
         fx
@@ -67,12 +65,7 @@ impl Rig {
 
     /// Advances the clock to the next armed timer of `kind` and fires it.
     fn fire(&mut self, kind: TimerKind) -> Vec<Effect> {
-        let (at, timer) = *self
-            .timers
-            .iter()
-            .filter(|(_, t)| t.kind == kind)
-            .max_by_key(|(_, t)| t.generation)
-            .expect("timer armed");
+        let (at, timer) = self.timers.newest(kind).expect("timer armed");
         self.now = self.now.max(at);
         self.feed(Event::TimerFired { timer })
     }
@@ -94,14 +87,14 @@ impl Rig {
         let conn = r.conn();
         r.feed(Event::Dialled { conn });
         r.feed(Event::HandshakeDone { conn });
-        let refs = (1..=6).map(|i| format!("ref{i}")).collect();
-        r.feed(Event::QrRefs { conn, refs });
+        let codes = (1..=6).map(|i| QrText::new(format!("ref{i}"))).collect();
+        r.feed(Event::QrRefs { conn, codes });
         assert_eq!(r.state(), StateName::Pairing);
         r
     }
 
     fn state(&self) -> StateName {
-        self.s.status(self.now).state
+        self.s.status(self.now).state()
     }
 }
 
@@ -165,7 +158,7 @@ fn disconnect_table_row(#[case] cause: Cause, #[case] expected: StateName) {
         401 => {
             assert!(fx.contains(&Effect::WipeCredentials { backup: true }));
             assert_eq!(retry, None);
-            assert_eq!(r.s.status(r.now).cooldown_until, Some(r.now + secs(300)));
+            assert_eq!(r.s.status(r.now).cooldown_until(), Some(r.now + secs(300)));
         }
         402 => assert_eq!(retry, Some(r.now + secs(120))),
         403 | 406 | 411 | 405 => {
@@ -278,7 +271,8 @@ fn logout_with_keep_does_not_wipe() {
 #[test]
 fn qr_refs_live_60s_then_20s_and_run_out_into_stopped() {
     let mut r = Rig::pairing();
-    let qr = r.s.status(r.now).qr.unwrap();
+    let status = r.s.status(r.now);
+    let qr = status.qr().unwrap();
     assert_eq!((qr.index, qr.count), (1, 6));
     assert_eq!(qr.expires_at, r.now + secs(60));
     for i in 2..=6u32 {
@@ -314,7 +308,7 @@ fn pairing_then_515_then_online() {
     let conn = r.conn();
     r.feed(Event::Online { conn });
     assert_eq!(r.state(), StateName::Online);
-    assert!(r.s.status(r.now).paired);
+    assert!(r.s.status(r.now).account.paired);
 }
 
 #[test]
@@ -377,13 +371,7 @@ fn connect_timeout_is_408() {
 fn stale_timers_are_ignored() {
     let mut r = Rig::online(Policy::default());
     r.closed(Cause::Closed);
-    let old = r
-        .timers
-        .iter()
-        .rev()
-        .find(|(_, t)| t.kind == TimerKind::Retry)
-        .unwrap()
-        .1;
+    let old = r.timers.newest(TimerKind::Retry).unwrap().1;
     r.feed(Event::Operator(Command::ReconnectNow));
     let conn = r.conn();
     r.feed(Event::Online { conn });
@@ -473,7 +461,7 @@ fn every_command_in_every_state() {
                 Command::WipeCredentials { backup } => {
                     assert!(fx.contains(&Effect::WipeCredentials { backup }), "{ctx}");
                     assert_eq!(r.state(), StateName::Stopped, "{ctx}");
-                    assert!(!r.s.status(r.now).paired, "{ctx}");
+                    assert!(!r.s.status(r.now).account.paired, "{ctx}");
                 }
                 Command::ReconnectNow => {
                     // Always ends with exactly one dial, closing a live socket first.
@@ -505,7 +493,7 @@ fn every_command_in_every_state() {
                     }
                     StateName::LoggedOut => {
                         assert_eq!(total_dials, 0, "{ctx}");
-                        assert_eq!(r.s.status(r.now).cooldown_until, None, "{ctx}");
+                        assert_eq!(r.s.status(r.now).cooldown_until(), None, "{ctx}");
                         let fx = r.feed(Event::Operator(Command::Pair));
                         assert_eq!(dials(&fx), 1, "{ctx}: pairing allowed after the reset");
                     }
@@ -543,7 +531,7 @@ fn pair_starts_pairing_without_credentials() {
     r.feed(Event::Dialled { conn });
     r.feed(Event::QrRefs {
         conn,
-        refs: vec!["a".into()],
+        codes: vec![QrText::new("a".into())],
     });
     assert_eq!(r.state(), StateName::Pairing);
 }

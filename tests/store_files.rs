@@ -303,10 +303,8 @@ fn persisted_status_round_trips_and_a_bad_one_gives_defaults() {
     let status = PersistedStatus {
         was_online: true,
         phone: Some("+15551234567".into()),
-        conflicts_total: 3,
-        logouts_total: 1,
-        last_code: Some(440),
-        ..PersistedStatus::default()
+        paired_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000)),
+        last_online_at: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_100)),
     };
     store.save_status("s", &status).unwrap();
     let loaded = store.load_status("s").unwrap().unwrap();

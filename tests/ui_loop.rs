@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossterm::event::KeyCode;
 use ui_support::harness::{clock, press, rig, stop_after, type_keys};
 use wasp::session::Command;
-use wasp::session::status::{StateName, Status};
+use wasp::session::status::{Phase, Status};
 use wasp::ui::sample_fleet;
 
 #[tokio::test(start_paused = true)]
@@ -41,7 +41,7 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
     let (mut rig, hands) = rig(80, 24, 1024, 16);
     for i in 0..1000 {
         let mut s = Status::new(format!("s{}", i % 10), "x", now);
-        s.state = StateName::Online;
+        s.phase = Phase::Online { since: now };
         s.attempt = i;
         hands.statuses.send(vec![s]).await.unwrap();
     }
@@ -62,10 +62,11 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
 async fn countdowns_tick_every_second() {
     let now = clock();
     let mut s = Status::new("b1", "Backoff line", now);
-    s.state = StateName::Backoff;
     s.attempt = 2;
     s.max_attempts = 20;
-    s.retry_at = Some(now + Duration::from_secs(45));
+    s.phase = Phase::Backoff {
+        retry_at: now + Duration::from_secs(45),
+    };
     let (mut rig, hands) = rig(80, 24, 4, 16);
     hands.statuses.send(vec![s]).await.unwrap();
     let (stats, ()) = rig
@@ -86,7 +87,7 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     let batch: Vec<Status> = (1..=5)
         .map(|i| {
             let mut s = Status::new(format!("c{i}"), "x", now);
-            s.state = StateName::Conflict;
+            s.phase = Phase::Conflict;
             s
         })
         .collect();

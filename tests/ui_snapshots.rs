@@ -39,8 +39,8 @@ fn session_in_backoff_counts_down() {
     model.select("s0001");
     update(&mut model, Msg::Tick, now);
     let s = model.status("s0001").unwrap();
-    assert_eq!(s.state, StateName::Backoff);
-    let retry_in = s.retry_at.unwrap() - now;
+    assert_eq!(s.state(), StateName::Backoff);
+    let retry_in = s.retry_at().unwrap() - now;
     let screen = draw(&model, now).backend().to_string();
     insta::assert_snapshot!(screen);
     assert!(screen.contains(&format!("retry in {}s", retry_in.as_secs())));
@@ -61,12 +61,12 @@ fn qr_inline_in_the_detail_pane_at_160x48() {
     let mut model = fleet(60, now, settings(), 160, 48);
     model.select("s0002");
     update(&mut model, Msg::Tick, now);
-    assert_eq!(model.status("s0002").unwrap().state, StateName::Pairing);
+    assert_eq!(model.status("s0002").unwrap().state(), StateName::Pairing);
     let terminal = draw(&model, now);
     insta::assert_snapshot!(terminal.backend());
 
     // The code on screen is the session's QR text, module for module, black on white.
-    let text = &model.status("s0002").unwrap().qr.as_ref().unwrap().text;
+    let text = model.status("s0002").unwrap().qr().unwrap().text.as_str();
     let matrix = QrMatrix::encode(text).unwrap();
     let fit = qr::fit(matrix.width(), 62, 40, false, false).unwrap();
     let expected = qr::render(&matrix, fit, false);

@@ -17,7 +17,6 @@ use super::state::{AppState, error};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
-use crate::session::status::StateName;
 
 pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
     Router::new()
@@ -50,7 +49,7 @@ async fn readyz(State(app): State<AppState>) -> Response {
     } else {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the pool is still starting",
+            "the pool is still starting: not every session has reported its state yet",
         )
     }
 }
@@ -135,15 +134,15 @@ async fn wait_for_qr(app: &AppState, id: &str) -> Response {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = app.pool.board.get(id) {
-            if let (StateName::Pairing, Some(qr)) = (status.state, &status.qr) {
+            if let Some(qr) = status.qr() {
                 return Json(json!({
                     "session": id,
-                    "qr": qr.text,
+                    "qr": qr.text.as_str(),
                     "ref": format!("{}/{}", qr.index, qr.count),
                 }))
                 .into_response();
             }
-            if status.paired {
+            if status.account.paired {
                 return error(
                     StatusCode::CONFLICT,
                     format!("session {id} is already paired: wipe its credentials first"),

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::session::status::Status;
 
@@ -24,12 +24,17 @@ pub enum BoardEvent {
 struct Inner {
     statuses: BTreeMap<String, Status>,
     dirty: BTreeSet<String>,
+    /// Sessions started but not yet published once (the board is not ready while any is).
+    awaited: BTreeSet<String>,
 }
 
 /// Shared, lock-light table of session statuses.
 pub struct StatusBoard {
     inner: Mutex<Inner>,
+    /// Wakes the one reader that takes the dirty set (`changed`).
     notify: Notify,
+    /// Counts every change; followers wait on it without taking the dirty set.
+    version: watch::Sender<u64>,
     events: broadcast::Sender<BoardEvent>,
 }
 
@@ -46,6 +51,7 @@ impl StatusBoard {
         StatusBoard {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
+            version: watch::Sender::new(0),
             events,
         }
     }
@@ -60,6 +66,7 @@ impl StatusBoard {
     pub fn publish(&self, status: Status) {
         let changed = {
             let mut inner = self.lock();
+            inner.awaited.remove(&status.id);
             let changed = inner.statuses.get(&status.id) != Some(&status);
             if changed {
                 inner.dirty.insert(status.id.clone());
@@ -71,7 +78,27 @@ impl StatusBoard {
             let _ = self.events.send(BoardEvent::Status(Box::new(status)));
             self.notify.notify_waiters();
             self.notify.notify_one();
+            self.version.send_modify(|v| *v += 1);
         }
+    }
+
+    /// Records that session `id` was started: the board is not ready until it publishes.
+    pub fn expect(&self, id: &str) {
+        let mut inner = self.lock();
+        if !inner.statuses.contains_key(id) {
+            inner.awaited.insert(id.to_string());
+        }
+    }
+
+    /// True once every started session has published at least once.
+    pub fn is_ready(&self) -> bool {
+        self.lock().awaited.is_empty()
+    }
+
+    /// Follows changes without taking the dirty set: the receiver sees a new value after
+    /// each publish or removal (`wait_for` on it, then read with `get`/`snapshot`).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// Removes a session (it was removed from the config).
@@ -79,8 +106,10 @@ impl StatusBoard {
         let mut inner = self.lock();
         inner.statuses.remove(id);
         inner.dirty.remove(id);
+        inner.awaited.remove(id);
         drop(inner);
         self.notify.notify_one();
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Every status, ordered by session id.
@@ -91,11 +120,6 @@ impl StatusBoard {
     /// One session's status.
     pub fn get(&self, id: &str) -> Option<Status> {
         self.lock().statuses.get(id).cloned()
-    }
-
-    /// Ids of every session on the board.
-    pub fn ids(&self) -> Vec<String> {
-        self.lock().statuses.keys().cloned().collect()
     }
 
     /// The statuses changed since the last call (each at its newest), clearing the set.
@@ -128,7 +152,7 @@ impl StatusBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::status::StateName;
+    use crate::session::status::Phase;
     use std::time::Instant;
 
     #[test]
@@ -157,7 +181,7 @@ mod tests {
         board.take_dirty();
         board.publish(s.clone());
         assert!(board.take_dirty().is_empty());
-        s.state = StateName::Online;
+        s.phase = Phase::Online { since: now };
         board.publish(s);
         assert_eq!(board.take_dirty().len(), 1);
     }
@@ -173,5 +197,36 @@ mod tests {
         tokio::task::yield_now().await;
         board.publish(Status::new("x", "x", Instant::now()));
         assert_eq!(waiter.await.ok(), Some(1));
+    }
+
+    #[test]
+    fn ready_only_once_every_started_session_has_published() {
+        let board = StatusBoard::new();
+        assert!(board.is_ready(), "an empty pool is ready");
+        board.expect("a");
+        board.expect("b");
+        assert!(!board.is_ready());
+        board.publish(Status::new("a", "a", Instant::now()));
+        assert!(!board.is_ready(), "b has not published");
+        board.publish(Status::new("b", "b", Instant::now()));
+        assert!(board.is_ready());
+        board.expect("c");
+        board.remove("c");
+        assert!(board.is_ready(), "a removed session is not awaited");
+    }
+
+    #[tokio::test]
+    async fn watch_sees_each_publish() {
+        let board = StatusBoard::new();
+        let mut rx = board.watch();
+        let status = Status::new("x", "x", Instant::now());
+        board.publish(status.clone());
+        assert!(rx.has_changed().unwrap_or(false));
+        rx.borrow_and_update();
+        board.publish(status);
+        assert!(
+            !rx.has_changed().unwrap_or(true),
+            "an unchanged status is no change"
+        );
     }
 }

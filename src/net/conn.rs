@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::net::transport::DialError;
 use crate::wa::frame::{self, FrameDecoder, FrameError};
@@ -222,9 +223,19 @@ where
         cancel: CancellationToken,
         events: usize,
     ) -> (Conn, mpsc::Receiver<ConnEvent>) {
+        self.spawn_in(&TaskTracker::new(), cancel, events)
+    }
+
+    /// Starts the connection task in `tasks`, so its owner can await it.
+    pub fn spawn_in(
+        self,
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+        events: usize,
+    ) -> (Conn, mpsc::Receiver<ConnEvent>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (event_tx, event_rx) = mpsc::channel(events.max(1));
-        tokio::spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));
+        tasks.spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));
         (
             Conn {
                 querier: Querier {

@@ -2,7 +2,6 @@
 //! read statuses from the board, send operator commands to one session's driver.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -32,7 +31,6 @@ pub struct PoolHandle {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     requests: mpsc::Sender<PoolRequest>,
-    ready: Arc<AtomicBool>,
 }
 
 impl PoolHandle {
@@ -41,19 +39,17 @@ impl PoolHandle {
         board: Arc<StatusBoard>,
         metrics: Arc<Metrics>,
         requests: mpsc::Sender<PoolRequest>,
-        ready: Arc<AtomicBool>,
     ) -> Self {
         PoolHandle {
             board,
             metrics,
             requests,
-            ready,
         }
     }
 
-    /// True once the pool has started every configured session's driver.
+    /// True once every started session's driver has published its status once.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.board.is_ready()
     }
 
     /// Sends an operator command to one session (waits if the request queue is full).

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_handshake};
 use crate::net::ratelimit::RateLimiter;
@@ -66,6 +67,13 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a dial's tasks live: ended by `cancel`, awaited through `tasks`.
+#[derive(Clone)]
+pub struct LinkScope {
+    pub cancel: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
 /// Runs one dial to completion (or cancellation), sending progress to `progress`.
 /// `connect_timeout` bounds the dial and the handshake together.
 pub async fn open<T: Copy + Send + 'static>(
@@ -75,8 +83,9 @@ pub async fn open<T: Copy + Send + 'static>(
     connect_timeout: Duration,
     limiter: RateLimiter,
     progress: mpsc::Sender<(T, LinkEvent)>,
-    cancel: CancellationToken,
+    scope: LinkScope,
 ) {
+    let cancel = &scope.cancel;
     let waited = tokio::select! {
         _ = cancel.cancelled() => return,
         waited = limiter.acquire() => waited,
@@ -105,7 +114,7 @@ pub async fn open<T: Copy + Send + 'static>(
         }),
         Ok(Err(e)) => LinkEvent::Failed(e),
         Ok(Ok(socket)) => {
-            let (conn, events) = socket.spawn(cancel.child_token(), 256);
+            let (conn, events) = socket.spawn_in(&scope.tasks, cancel.child_token(), 256);
             LinkEvent::Ready(conn, events)
         }
     };

@@ -138,7 +138,7 @@ impl Metrics {
                         session: status.id.clone(),
                         state: state.as_str().to_string(),
                     })
-                    .set(i64::from(status.state == state));
+                    .set(i64::from(status.state() == state));
             }
         }
         let mut out = String::new();
@@ -160,7 +160,9 @@ mod tests {
         m.reconnect("closed");
         m.conflicts.inc();
         let mut s = Status::new("sales-1", "Sales", Instant::now());
-        s.state = StateName::Online;
+        s.phase = crate::session::status::Phase::Online {
+            since: Instant::now(),
+        };
         let text = m.render(&[s]);
         assert!(text.contains("wasp_session_state{session=\"sales-1\",state=\"online\"} 1"));
         assert!(text.contains("wasp_session_state{session=\"sales-1\",state=\"backoff\"} 0"));

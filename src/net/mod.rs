@@ -9,5 +9,6 @@ pub mod link;
 pub mod metrics;
 pub mod pool;
 pub mod ratelimit;
+pub mod tasks;
 pub mod transport;
 pub mod vault;

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -18,8 +17,7 @@ use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
-use crate::net::vault::{Vault, VaultError};
-use crate::session::status::{StateName, Status};
+use crate::net::tasks::drain;
 use crate::store::CredentialStore;
 
 /// How long shutdown waits for every session to close its socket.
@@ -41,7 +39,6 @@ pub struct Running {
 
 struct Pool {
     shared: Shared,
-    store: Arc<dyn CredentialStore>,
     entries: HashMap<String, Entry>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -67,14 +64,13 @@ pub fn start(
         limiter,
         board: board.clone(),
         metrics: metrics.clone(),
+        store,
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
-    let ready = Arc::new(AtomicBool::new(false));
-    let handle = PoolHandle::new(board, metrics, req_tx, ready.clone());
+    let handle = PoolHandle::new(board, metrics, req_tx);
     let mut pool = Pool {
         shared,
-        store,
         entries: HashMap::new(),
         tracker: TaskTracker::new(),
         cancel: cancel.clone(),
@@ -83,7 +79,6 @@ pub fn start(
     for session in &config.sessions {
         pool.start_session(session.clone());
     }
-    ready.store(true, Ordering::Release);
     info!(sessions = config.sessions.len(), "pool started");
 
     let task = tokio::spawn(async move {
@@ -115,23 +110,6 @@ pub fn start(
 impl Pool {
     fn start_session(&mut self, config: SessionConfig) {
         let id = config.id.clone();
-        let vault = match Vault::open(self.store.clone(), &id, config.policy.backups_kept) {
-            Ok(vault) => vault,
-            Err(err) => {
-                // Locked by another process, or the directory is unusable: show why and
-                // never dial.
-                let mut status = Status::new(&id, &config.label, std::time::Instant::now());
-                status.state = match err {
-                    VaultError::Locked(_) => StateName::Stopped,
-                    _ => StateName::Failed,
-                };
-                status.reason = err.to_string();
-                warn!(session = %id, error = %err, "session not started");
-                self.shared.board.publish(status);
-                return;
-            }
-        };
-        let start = config.autostart || vault.was_online();
         self.seed = self
             .seed
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -141,18 +119,14 @@ impl Pool {
             label: config.label.clone(),
             phone: config.phone.clone(),
             policy: config.policy.clone(),
-            start,
+            autostart: config.autostart,
             seed: self.seed,
         };
         let (inbox, rx) = mpsc::channel(16);
         let cancel = self.cancel.child_token();
-        self.tracker.spawn(driver::run(
-            spec,
-            self.shared.clone(),
-            vault,
-            rx,
-            cancel.clone(),
-        ));
+        self.shared.board.expect(&id);
+        self.tracker
+            .spawn(driver::run(spec, self.shared.clone(), rx, cancel.clone()));
         self.entries.insert(
             id,
             Entry {
@@ -206,11 +180,7 @@ impl Pool {
 
     async fn shutdown(self) {
         self.cancel.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_BUDGET, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if !drain(&self.tracker, SHUTDOWN_BUDGET).await {
             warn!("some sessions did not close within {SHUTDOWN_BUDGET:?}");
         }
     }

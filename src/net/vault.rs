@@ -1,11 +1,12 @@
 //! A session's view of the credential store: typed credentials in and out, the session
 //! lock held for the driver's whole life, backup bookkeeping and the persisted status.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use tracing::warn;
 
+use crate::session::status::Backups;
 use crate::store::{
     CredentialStore, CredentialStoreExt, LastBackup, PersistedStatus, SessionLock, StoreError,
 };
@@ -30,20 +31,13 @@ pub struct Opened {
     pub note: Option<String>,
 }
 
-/// Backup figures for the console.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BackupSummary {
-    pub count: u32,
-    pub last_at: Option<Instant>,
-}
-
 /// One session's handle on the store; holds the session lock until dropped.
 pub struct Vault {
     store: Arc<dyn CredentialStore>,
     id: String,
     keep: u32,
     status: PersistedStatus,
-    backups: BackupSummary,
+    backups: Backups,
     _lock: SessionLock,
 }
 
@@ -72,7 +66,7 @@ impl Vault {
             id: id.to_string(),
             keep: keep.max(1),
             status,
-            backups: BackupSummary::default(),
+            backups: Backups::default(),
             _lock: lock,
         };
         vault.refresh_backups();
@@ -81,7 +75,7 @@ impl Vault {
 
     fn refresh_backups(&mut self) {
         if let Ok(list) = self.store.list_backups(&self.id) {
-            self.backups = BackupSummary {
+            self.backups = Backups {
                 count: u32::try_from(list.len()).unwrap_or(u32::MAX),
                 last_at: list.last().map(|b| to_instant(b.written_at)),
             };
@@ -141,7 +135,8 @@ impl Vault {
         result
     }
 
-    pub fn backup_info(&self) -> BackupSummary {
+    /// The backup figures, as the session machine takes them.
+    pub fn backup_info(&self) -> Backups {
         self.backups
     }
 
@@ -165,5 +160,120 @@ impl Vault {
         if let Err(e) = self.store.save_status(&self.id, &self.status) {
             warn!(session = %self.id, error = %e, "could not save session status");
         }
+    }
+}
+
+/// Store calls running at once in the whole process. Thousands of sessions saving together
+/// would otherwise start hundreds of blocking threads that compete with the async workers for
+/// the CPU; a few threads keep the disk busy just as well (docs/benchmarks.md).
+pub const STORE_THREADS: usize = 8;
+
+static STORE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(STORE_THREADS);
+
+/// The vault as a driver holds it. Every call runs on tokio's blocking pool, so file I/O and
+/// fsync never occupy an async worker; the driver awaits each call, so calls of one session
+/// run one at a time and in order (the mutex is therefore never contended).
+#[derive(Clone)]
+pub struct VaultHandle {
+    inner: Arc<Mutex<Vault>>,
+}
+
+impl VaultHandle {
+    pub fn new(vault: Vault) -> Self {
+        VaultHandle {
+            inner: Arc::new(Mutex::new(vault)),
+        }
+    }
+
+    /// Opens a session's vault on the blocking pool (see [`Vault::open`]).
+    pub async fn open(
+        store: Arc<dyn CredentialStore>,
+        id: &str,
+        keep: u32,
+    ) -> Result<VaultHandle, VaultError> {
+        let id = id.to_string();
+        on_store_thread(move || Vault::open(store, &id, keep))
+            .await
+            .ok_or_else(|| VaultError::Store("opening the store did not finish".to_string()))?
+            .map(VaultHandle::new)
+    }
+
+    /// Runs `call` with the vault on the blocking pool; `None` if it panicked (logged).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut Vault) -> T + Send + 'static,
+    ) -> Option<T> {
+        let inner = self.inner.clone();
+        on_store_thread(move || {
+            // A panic inside a store call cannot leave the vault half-updated in a way a later
+            // call relies on (each call re-reads what it needs), so a poisoned lock is usable.
+            let mut vault = inner.lock().unwrap_or_else(|p| p.into_inner());
+            call(&mut vault)
+        })
+        .await
+    }
+}
+
+/// Runs `work` on the blocking pool, at most `STORE_THREADS` of them in the whole process at
+/// a time (the rest wait their turn without holding a thread); `None` if it panicked (logged).
+async fn on_store_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    // The semaphore is never closed, so acquiring cannot fail; were it closed, the call would
+    // run without a permit rather than be refused.
+    let permit = STORE_SLOTS.acquire().await.ok();
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await;
+    match done {
+        Ok(value) => Some(value),
+        Err(e) => {
+            warn!(error = %e, "a store call did not finish");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+    use std::time::Duration;
+
+    /// On a runtime with one thread, a store call that blocks until told to finish must leave
+    /// that thread free: another task runs and releases it. Were the call run on the runtime
+    /// thread, nothing could release it and it would give up after its own timeout.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_store_call_leaves_the_runtime_thread_free() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store: Arc<dyn CredentialStore> = Arc::new(FileStore::new(dir.path()));
+        let vault = VaultHandle::open(store, "s", 1)
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let call = tokio::spawn({
+            let vault = vault.clone();
+            async move {
+                vault
+                    .run(move |v| {
+                        let freed = released.recv_timeout(Duration::from_secs(10)).is_ok();
+                        v.set_online(true);
+                        freed
+                    })
+                    .await
+            }
+        });
+        // Let the store call start, then answer from another task on the same thread.
+        tokio::task::yield_now().await;
+        let answer = tokio::spawn(async move { release.send(()).is_ok() });
+        assert_eq!(answer.await.ok(), Some(true));
+        assert_eq!(
+            call.await.ok().flatten(),
+            Some(true),
+            "the store call was released by a task on the runtime thread"
+        );
+        assert_eq!(vault.run(|v| v.was_online()).await, Some(true));
     }
 }

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::event::{ConnId, TimerId};
 use super::status::TimelineEntry;
+use crate::wa::stanza::Cause;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -39,8 +40,12 @@ pub enum Effect {
     },
     /// A transition for the timeline (already in the session's ring).
     Record(TimelineEntry),
+    /// The live socket closed for `cause` (a metric, counted once per close).
+    Disconnected {
+        cause: Cause,
+    },
     /// The session will reconnect after a disconnect caused by `cause` (a metric).
     Reconnect {
-        cause: String,
+        cause: Cause,
     },
 }

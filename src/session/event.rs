@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::status::{Backups, QrText};
 use crate::wa::stanza::Cause;
 
 pub use super::command::Command;
@@ -48,10 +49,10 @@ pub enum Event {
     HandshakeDone {
         conn: ConnId,
     },
-    /// The server offered pairing refs (one QR each).
+    /// The server offered pairing refs; `codes` holds the full QR text of each, in order.
     QrRefs {
         conn: ConnId,
-        refs: Vec<String>,
+        codes: Vec<QrText>,
     },
     /// The phone paired us (pair-success verified and answered); a 515 follows.
     Paired {
@@ -86,6 +87,13 @@ pub enum Event {
     CredentialsLost {
         reason: String,
     },
+    /// The phone the credentials (or the config, before pairing) name; sent at start and
+    /// after a wipe (`Paired` carries it too).
+    Phone {
+        phone: Option<String>,
+    },
+    /// The credential backups on disk now.
+    Backups(Backups),
     /// The current credentials file was refused and a backup was restored (the note says
     /// which file, why, and where the bad one was kept).
     CredentialsRestored {

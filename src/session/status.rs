@@ -56,12 +56,33 @@ impl StateName {
     }
 }
 
+/// One QR code's full text. It holds public keys and the adv secret's base64: it is shown only
+/// as a QR code on screen and given to the operator's own HTTP client, never logged (`Debug`
+/// prints no byte of it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct QrText(String);
+
+impl QrText {
+    pub fn new(text: String) -> Self {
+        QrText(text)
+    }
+
+    /// The text, for rendering; never log it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for QrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QrText(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
 /// The QR currently offered for pairing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QrView {
-    /// The QR text (holds public keys and the adv secret's base64: shown only as a QR code
-    /// on screen and given to the operator's own HTTP client, never logged).
-    pub text: String,
+    pub text: QrText,
     /// 1-based index of this ref among `count`.
     pub index: u32,
     pub count: u32,
@@ -87,13 +108,74 @@ pub struct Liveness {
     pub misses: u32,
 }
 
+/// The state of a published status with the data only that state has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Stopped,
+    Connecting,
+    Handshaking,
+    Pairing {
+        qr: QrView,
+    },
+    Online {
+        since: Instant,
+    },
+    Backoff {
+        retry_at: Instant,
+    },
+    Cooldown {
+        until: Instant,
+    },
+    Conflict,
+    /// `repair_after`: re-pairing is allowed from then on.
+    LoggedOut {
+        repair_after: Option<Instant>,
+    },
+    /// `probe_at`: the next slow probe, if any.
+    Failed {
+        probe_at: Option<Instant>,
+    },
+}
+
+impl Phase {
+    pub fn name(&self) -> StateName {
+        match self {
+            Phase::Stopped => StateName::Stopped,
+            Phase::Connecting => StateName::Connecting,
+            Phase::Handshaking => StateName::Handshaking,
+            Phase::Pairing { .. } => StateName::Pairing,
+            Phase::Online { .. } => StateName::Online,
+            Phase::Backoff { .. } => StateName::Backoff,
+            Phase::Cooldown { .. } => StateName::Cooldown,
+            Phase::Conflict => StateName::Conflict,
+            Phase::LoggedOut { .. } => StateName::LoggedOut,
+            Phase::Failed { .. } => StateName::Failed,
+        }
+    }
+}
+
+/// The account behind a session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Account {
+    /// The paired phone, or the configured one until pairing tells.
+    pub phone: Option<String>,
+    /// Usable paired credentials exist.
+    pub paired: bool,
+}
+
+/// The session's credential backups.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backups {
+    pub count: u32,
+    pub last_at: Option<Instant>,
+}
+
 /// A snapshot of one session for the console and HTTP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     pub id: String,
     pub label: String,
-    pub phone: Option<String>,
-    pub state: StateName,
+    pub phase: Phase,
     /// When the current state was entered.
     pub since: Instant,
     /// Free text that goes with the state (`pairing timed out`, `banned`, a hint).
@@ -101,23 +183,18 @@ pub struct Status {
     /// Reconnect attempt number in the current outage (0 when online).
     pub attempt: u32,
     pub max_attempts: u32,
-    pub retry_at: Option<Instant>,
-    pub cooldown_until: Option<Instant>,
     pub conflicts_1h: u32,
     pub disconnects_1h: u32,
     pub last_cause: Option<String>,
     pub last_code: Option<u16>,
     /// Share of the observed lifetime spent online, 0..=100.
     pub uptime_pct: f64,
-    pub online_since: Option<Instant>,
     pub last_reconnect: Option<Duration>,
     pub liveness: Liveness,
-    pub qr: Option<QrView>,
     /// Newest last, bounded by the session's ring.
     pub timeline: Vec<TimelineEntry>,
-    pub paired: bool,
-    pub backups: u32,
-    pub last_backup_at: Option<Instant>,
+    pub account: Account,
+    pub backups: Backups,
 }
 
 impl Status {
@@ -126,27 +203,58 @@ impl Status {
         Status {
             id: id.into(),
             label: label.into(),
-            phone: None,
-            state: StateName::Stopped,
+            phase: Phase::Stopped,
             since: now,
             reason: String::new(),
             attempt: 0,
             max_attempts: 0,
-            retry_at: None,
-            cooldown_until: None,
             conflicts_1h: 0,
             disconnects_1h: 0,
             last_cause: None,
             last_code: None,
             uptime_pct: 0.0,
-            online_since: None,
             last_reconnect: None,
             liveness: Liveness::default(),
-            qr: None,
             timeline: Vec::new(),
-            paired: false,
-            backups: 0,
-            last_backup_at: None,
+            account: Account::default(),
+            backups: Backups::default(),
+        }
+    }
+
+    pub fn state(&self) -> StateName {
+        self.phase.name()
+    }
+
+    /// When the next dial is due: the end of a backoff, or a failed session's next probe.
+    pub fn retry_at(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Backoff { retry_at } => Some(*retry_at),
+            Phase::Failed { probe_at } => *probe_at,
+            _ => None,
+        }
+    }
+
+    /// When a wait ends: a cooldown, or the logout wait before re-pairing.
+    pub fn cooldown_until(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Cooldown { until } => Some(*until),
+            Phase::LoggedOut { repair_after } => *repair_after,
+            _ => None,
+        }
+    }
+
+    pub fn online_since(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Online { since } => Some(*since),
+            _ => None,
+        }
+    }
+
+    /// The QR offered while pairing.
+    pub fn qr(&self) -> Option<&QrView> {
+        match &self.phase {
+            Phase::Pairing { qr } => Some(qr),
+            _ => None,
         }
     }
 }

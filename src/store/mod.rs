@@ -111,11 +111,6 @@ impl<T> Loaded<T> {
         }
     }
 
-    /// True when the current file was refused.
-    pub fn is_fallback(&self) -> bool {
-        self.source != LoadSource::Current
-    }
-
     /// One sentence for the session's timeline when the load had to fall back, else `None`.
     pub fn timeline_note(&self) -> Option<String> {
         let rejected = self.rejected.as_deref()?;
@@ -151,17 +146,14 @@ impl<T> Loaded<T> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct PersistedStatus {
-    /// Online when wasp last stopped or died: such sessions reconnect at start.
+    /// Meant to be online when wasp last stopped or died (`State::wants_online`): such
+    /// sessions reconnect at start. (Files from before the unwritten counters were dropped
+    /// still load: unknown fields are ignored.)
     pub was_online: bool,
     /// The paired phone (`+15551234567`), once known.
     pub phone: Option<String>,
     pub paired_at: Option<SystemTime>,
     pub last_online_at: Option<SystemTime>,
-    pub connects_total: u64,
-    pub conflicts_total: u64,
-    pub logouts_total: u64,
-    pub last_cause: Option<String>,
-    pub last_code: Option<u16>,
 }
 
 /// Whether a wipe takes one last backup first.

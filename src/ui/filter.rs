@@ -118,13 +118,16 @@ fn term_matches(term: &Term, s: &Status) -> bool {
         Term::Text(t) => {
             contains_ignore_case(&s.id, t)
                 || contains_ignore_case(&s.label, t)
-                || s.phone.as_deref().is_some_and(|p| p.contains(t.as_str()))
+                || s.account
+                    .phone
+                    .as_deref()
+                    .is_some_and(|p| p.contains(t.as_str()))
                 || contains_ignore_case(&s.reason, t)
                 || s.last_cause
                     .as_deref()
                     .is_some_and(|c| contains_ignore_case(c, t))
         }
-        Term::State { state, equal } => (s.state == *state) == *equal,
+        Term::State { state, equal } => (s.state() == *state) == *equal,
         Term::Number { field, op, value } => {
             let x = match field {
                 Field::Conflicts => f64::from(s.conflicts_1h),
@@ -151,7 +154,7 @@ mod tests {
 
     fn status(id: &str, state: StateName, conflicts: u32) -> Status {
         let mut s = Status::new(id, format!("Line {id}"), Instant::now());
-        s.state = state;
+        s.phase = crate::ui::sample::phase_of(state, Instant::now());
         s.conflicts_1h = conflicts;
         s
     }

@@ -208,7 +208,7 @@ impl FleetStats {
         let minute_ago = now.checked_sub(Duration::from_secs(60));
         for s in statuses {
             stats.total += 1;
-            if let Some(i) = StateName::ALL.iter().position(|x| *x == s.state) {
+            if let Some(i) = StateName::ALL.iter().position(|x| *x == s.state()) {
                 stats.counts[i] += 1;
             }
             stats.conflicts_per_hour += u64::from(s.conflicts_1h);
@@ -303,7 +303,7 @@ impl Model {
         for status in statuses {
             match self.sessions.get_mut(&status.id) {
                 Some(old) => {
-                    if old.state != status.state || old.since != status.since {
+                    if old.state() != status.state() || old.since != status.since {
                         self.pending.retain(|(s, _), _| *s != status.id);
                     }
                     *old = status;
@@ -330,7 +330,7 @@ impl Model {
         // Ties are broken by id, so an unstable sort gives the same order.
         rows.sort_unstable_by(|a, b| {
             let ord = match key {
-                SortKey::State => severity(a.state).cmp(&severity(b.state)),
+                SortKey::State => severity(a.state()).cmp(&severity(b.state())),
                 SortKey::Id => std::cmp::Ordering::Equal,
                 SortKey::Label => a.label.cmp(&b.label),
                 SortKey::Uptime => a.uptime_pct.total_cmp(&b.uptime_pct),
@@ -364,25 +364,21 @@ impl Model {
             self.qr = None;
             return;
         };
-        let Some(view) = status
-            .qr
-            .as_ref()
-            .filter(|_| status.state == StateName::Pairing)
-        else {
+        let Some(view) = status.qr() else {
             self.qr = None;
             return;
         };
         if self
             .qr
             .as_ref()
-            .is_some_and(|c| c.session == status.id && c.text == view.text)
+            .is_some_and(|c| c.session == status.id && c.text == view.text.as_str())
         {
             return;
         }
         self.qr = Some(QrCache {
             session: status.id.clone(),
-            text: view.text.clone(),
-            matrix: QrMatrix::encode(&view.text).map_err(|e| e.to_string()),
+            text: view.text.as_str().to_string(),
+            matrix: QrMatrix::encode(view.text.as_str()).map_err(|e| e.to_string()),
         });
     }
 

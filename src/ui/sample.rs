@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::session::status::{Liveness, QrView, StateName, Status, TimelineEntry};
+use crate::session::status::{Liveness, Phase, QrText, QrView, StateName, Status, TimelineEntry};
 
 /// Deterministic spread of `i` over `0..m` (a multiplicative hash; no randomness).
 fn spread(i: usize, salt: u64, m: u64) -> u64 {
@@ -58,6 +58,31 @@ pub fn sample_qr_text(seed: usize) -> String {
     )
 }
 
+/// A plausible phase for a session in `state` at `now` (waits end a minute from now), for
+/// tests and demos that only care about the state.
+pub fn phase_of(state: StateName, now: Instant) -> Phase {
+    let later = now + Duration::from_secs(60);
+    match state {
+        StateName::Stopped => Phase::Stopped,
+        StateName::Connecting => Phase::Connecting,
+        StateName::Handshaking => Phase::Handshaking,
+        StateName::Pairing => Phase::Pairing {
+            qr: QrView {
+                text: QrText::new(sample_qr_text(0)),
+                index: 1,
+                count: 6,
+                expires_at: later,
+            },
+        },
+        StateName::Online => Phase::Online { since: now },
+        StateName::Backoff => Phase::Backoff { retry_at: later },
+        StateName::Cooldown => Phase::Cooldown { until: later },
+        StateName::Conflict => Phase::Conflict,
+        StateName::LoggedOut => Phase::LoggedOut { repair_after: None },
+        StateName::Failed => Phase::Failed { probe_at: None },
+    }
+}
+
 /// `n` sample sessions (`s0001`...), statuses as the pool would publish them at `now`.
 pub fn sample_fleet(n: usize, now: Instant) -> Vec<Status> {
     (0..n).map(|i| sample_status(i, now)).collect()
@@ -70,13 +95,21 @@ fn sample_status(i: usize, now: Instant) -> Status {
     let mut s = Status::new(id, label, now);
     let state = state_of(i);
     let in_state = 5 + spread(i, 1, 600);
-    s.state = state;
+    s.phase = match state {
+        StateName::Stopped => Phase::Stopped,
+        StateName::Connecting => Phase::Connecting,
+        StateName::Handshaking => Phase::Handshaking,
+        StateName::Conflict => Phase::Conflict,
+        StateName::Failed => Phase::Failed { probe_at: None },
+        // The states with data get it below.
+        _ => Phase::Stopped,
+    };
     s.since = ago(now, in_state);
-    s.paired = !matches!(state, StateName::Pairing | StateName::LoggedOut);
-    if s.paired {
-        s.phone = Some(format!("+1555{:07}", 1_000_000 + spread(i, 2, 8_999_999)));
-        s.backups = 1 + spread(i, 3, 5) as u32;
-        s.last_backup_at = Some(ago(now, 60 * (1 + spread(i, 4, 29))));
+    s.account.paired = !matches!(state, StateName::Pairing | StateName::LoggedOut);
+    if s.account.paired {
+        s.account.phone = Some(format!("+1555{:07}", 1_000_000 + spread(i, 2, 8_999_999)));
+        s.backups.count = 1 + spread(i, 3, 5) as u32;
+        s.backups.last_at = Some(ago(now, 60 * (1 + spread(i, 4, 29))));
     }
     s.conflicts_1h = if i.is_multiple_of(17) {
         1 + spread(i, 5, 3) as u32
@@ -133,7 +166,7 @@ fn sample_status(i: usize, now: Instant) -> Status {
         s.last_cause = Some(cause.into());
         s.last_code = code;
     } else {
-        s.online_since = Some(s.since);
+        s.phase = Phase::Online { since: s.since };
         s.last_reconnect = Some(Duration::from_millis(300 + spread(i, 10, 2000)));
         if i.is_multiple_of(3) {
             // A recent reconnect, so the fleet has a connects/min figure.
@@ -159,16 +192,22 @@ fn sample_status(i: usize, now: Instant) -> Status {
         StateName::Backoff => {
             s.attempt = 1 + spread(i, 11, 6) as u32;
             s.max_attempts = 20;
-            s.retry_at = Some(now + Duration::from_secs(1 + spread(i, 12, 60)));
+            s.phase = Phase::Backoff {
+                retry_at: now + Duration::from_secs(1 + spread(i, 12, 60)),
+            };
         }
         StateName::Cooldown => {
-            s.cooldown_until = Some(now + Duration::from_secs(30 + spread(i, 13, 600)));
+            s.phase = Phase::Cooldown {
+                until: now + Duration::from_secs(30 + spread(i, 13, 600)),
+            };
         }
         StateName::Conflict => {
             s.conflicts_1h = s.conflicts_1h.max(1);
         }
         StateName::LoggedOut => {
-            s.cooldown_until = Some(now + Duration::from_secs(60 + spread(i, 14, 240)));
+            s.phase = Phase::LoggedOut {
+                repair_after: Some(now + Duration::from_secs(60 + spread(i, 14, 240))),
+            };
         }
         StateName::Connecting | StateName::Handshaking => {
             s.attempt = spread(i, 15, 3) as u32;
@@ -176,12 +215,13 @@ fn sample_status(i: usize, now: Instant) -> Status {
         }
         StateName::Pairing => {
             let index = 1 + spread(i, 16, 6) as u32;
-            s.qr = Some(QrView {
-                text: sample_qr_text(i),
+            let qr = QrView {
+                text: QrText::new(sample_qr_text(i)),
                 index,
                 count: 6,
                 expires_at: now + Duration::from_secs(5 + spread(i, 17, 15)),
-            });
+            };
+            s.phase = Phase::Pairing { qr };
         }
         _ => {}
     }
@@ -197,7 +237,10 @@ mod tests {
         let now = Instant::now();
         let fleet = sample_fleet(100, now);
         for state in StateName::ALL {
-            assert!(fleet.iter().any(|s| s.state == state), "{state:?} missing");
+            assert!(
+                fleet.iter().any(|s| s.state() == state),
+                "{state:?} missing"
+            );
         }
         assert_eq!(fleet, sample_fleet(100, now));
     }

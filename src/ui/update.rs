@@ -285,7 +285,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         Action::ShowQr => {
             let pairing = model
                 .selected_status()
-                .is_some_and(|s| s.state == StateName::Pairing && s.qr.is_some());
+                .is_some_and(|s| s.state() == StateName::Pairing && s.qr().is_some());
             if pairing {
                 model.mode = Mode::Qr;
             } else {
@@ -340,7 +340,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
 /// The command an operator action means for one session: start/stop starts a stopped or
 /// failed session and stops any other.
 fn resolve(action: Action, status: Option<&Status>) -> Command {
-    match (action, status.map(|s| s.state)) {
+    match (action, status.map(|s| s.state())) {
         (Action::Run(command), _) => command,
         (_, Some(StateName::Stopped | StateName::Failed)) => Command::Connect,
         _ => Command::Disconnect,

@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: a minimal HTTP/1.1 client over a real socket.
+//! Helpers shared by the integration tests: a minimal HTTP/1.1 client over a real socket, and
+//! waiting on the status board.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod board;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

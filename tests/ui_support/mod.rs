@@ -134,7 +134,7 @@ pub fn type_text(model: &mut Model, text: &str, now: Instant) -> Vec<wasp::ui::R
 /// A session in `state` with a short timeline, for targeted tests.
 pub fn session(id: &str, state: StateName, now: Instant) -> Status {
     let mut s = Status::new(id, format!("Line {id}"), now - Duration::from_secs(120));
-    s.state = state;
+    s.phase = wasp::ui::sample::phase_of(state, now);
     s.since = now - Duration::from_secs(30);
     s.timeline.push(TimelineEntry {
         at: s.since,

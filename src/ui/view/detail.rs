@@ -37,7 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     frame.render_widget(block, area);
 
     let mut lines = summary(s, model, now);
-    let pairing = s.state == StateName::Pairing && s.qr.is_some();
+    let pairing = s.state() == StateName::Pairing && s.qr().is_some();
     if pairing {
         let used = lines.len() as u16;
         let room = Rect::new(
@@ -107,8 +107,8 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
 
     let mut state = vec![
         Span::styled(
-            format!("{} {}", state_glyph(s.state, ascii), s.state.as_str()),
-            theme.state(s.state),
+            format!("{} {}", state_glyph(s.state(), ascii), s.state().as_str()),
+            theme.state(s.state()),
         ),
         Span::styled(format!(" for {}", fmt::age(s.since, now)), theme.text),
     ];
@@ -117,10 +117,10 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     }
     lines.push(Line::from(state));
 
-    let timer = match s.state {
+    let timer = match s.state() {
         StateName::Backoff => Some(format!(
             "retry in {} · attempt {}{} · {}",
-            s.retry_at
+            s.retry_at()
                 .map_or_else(|| "?".into(), |t| fmt::countdown(t, now)),
             s.attempt,
             if s.max_attempts > 0 {
@@ -131,7 +131,7 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
             or_dash(cause(s)),
         )),
         StateName::Cooldown | StateName::Conflict | StateName::LoggedOut => s
-            .cooldown_until
+            .cooldown_until()
             .filter(|t| *t > now)
             .map(|t| {
                 format!(
@@ -141,7 +141,7 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
                 )
             })
             .or_else(|| s.last_cause.as_ref().map(|_| format!("last {}", cause(s)))),
-        StateName::Pairing => s.qr.as_ref().map(|q| {
+        StateName::Pairing => s.qr().map(|q| {
             format!(
                 "QR ref {}/{} · {} left",
                 q.index,
@@ -155,9 +155,9 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
         _ => s.last_cause.as_ref().map(|_| format!("last {}", cause(s))),
     };
     if let Some(text) = timer {
-        lines.push(Line::from(Span::styled(text, theme.state(s.state))));
+        lines.push(Line::from(Span::styled(text, theme.state(s.state()))));
     }
-    if s.state == StateName::Pairing {
+    if s.state() == StateName::Pairing {
         return lines;
     }
 
@@ -181,19 +181,20 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
         ),
         theme.text,
     )));
-    let creds = if s.paired {
+    let creds = if s.account.paired {
         format!(
             "paired{} · backups {}{}",
-            s.phone
+            s.account
+                .phone
                 .as_ref()
                 .map_or_else(String::new, |p| format!(" {p}")),
-            s.backups,
-            s.last_backup_at.map_or_else(String::new, |t| {
+            s.backups.count,
+            s.backups.last_at.map_or_else(String::new, |t| {
                 format!(" ({} ago)", fmt::short(now.saturating_duration_since(t)))
             })
         )
     } else {
-        format!("not paired · backups {}", s.backups)
+        format!("not paired · backups {}", s.backups.count)
     };
     lines.push(Line::from(Span::styled(creds, theme.text)));
     lines

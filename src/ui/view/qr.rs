@@ -46,8 +46,8 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         return;
     };
     let mut info = format!(" {} ", status.id);
-    match &status.qr {
-        Some(q) if status.state == crate::session::status::StateName::Pairing => {
+    match &status.qr() {
+        Some(q) if status.state() == crate::session::status::StateName::Pairing => {
             info.push_str(&format!(
                 "· scan with WhatsApp > Linked devices · ref {}/{} · {} left ",
                 q.index,
@@ -55,7 +55,7 @@ pub fn draw_full(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
                 fmt::countdown(q.expires_at, now)
             ))
         }
-        _ => info.push_str(&format!("· {} (no QR now) ", status.state.as_str())),
+        _ => info.push_str(&format!("· {} (no QR now) ", status.state().as_str())),
     }
     let close = model
         .settings()

@@ -177,19 +177,20 @@ fn cell<'a>(
     match col {
         Col::Mark => Cell::from(if marked { "+" } else { " " }),
         Col::State => Cell::from(Span::styled(
-            format!("{} {}", state_glyph(s.state, ascii), s.state.as_str()),
-            theme.state(s.state),
+            format!("{} {}", state_glyph(s.state(), ascii), s.state().as_str()),
+            theme.state(s.state()),
         )),
         Col::Id => Cell::from(clip(&s.id, w, ascii)),
         Col::Label => Cell::from(clip(&s.label, w, ascii)),
         Col::Phone => Cell::from(
-            s.phone
+            s.account
+                .phone
                 .as_deref()
                 .map_or_else(String::new, |p| clip(p, w, ascii)),
         ),
         Col::Uptime => Cell::from(right(&fmt::percent(s.uptime_pct), w)),
         Col::Timer => match timer(s, now) {
-            Some(t) => Cell::from(Span::styled(right(&t, w), theme.state(s.state))),
+            Some(t) => Cell::from(Span::styled(right(&t, w), theme.state(s.state()))),
             None => Cell::from(right("-", w)).style(theme.dim),
         },
         Col::Attempt => {
@@ -216,13 +217,13 @@ fn cell<'a>(
 
 /// The countdown that matters for the state: retry, cooldown end, QR expiry.
 pub fn timer(s: &Status, now: Instant) -> Option<String> {
-    match s.state {
-        StateName::Backoff => s.retry_at.map(|t| fmt::countdown(t, now)),
-        StateName::Pairing => s.qr.as_ref().map(|q| fmt::countdown(q.expires_at, now)),
+    match s.state() {
+        StateName::Backoff => s.retry_at().map(|t| fmt::countdown(t, now)),
+        StateName::Pairing => s.qr().map(|q| fmt::countdown(q.expires_at, now)),
         _ => s
-            .cooldown_until
+            .cooldown_until()
             .filter(|t| *t > now)
-            .or(s.retry_at.filter(|t| *t > now))
+            .or(s.retry_at().filter(|t| *t > now))
             .map(|t| fmt::countdown(t, now)),
     }
 }

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::super::effect::Effect;
 use super::super::event::Command;
+use super::super::reason::{LogoutReason, StopReason};
 use super::super::state::State;
 use super::Session;
 
@@ -42,8 +43,7 @@ impl Session {
                         // credentials were kept).
                         if !self.has_credentials {
                             let state = State::LoggedOut {
-                                reason: "logged out; ready to pair again".to_string(),
-                                repair_after: None,
+                                reason: LogoutReason::ReadyToPair,
                             };
                             self.enter(now, state, &label, None, fx);
                             return;
@@ -56,7 +56,7 @@ impl Session {
                 self.close_live(&label, fx);
                 self.clear_waits();
                 let state = State::Stopped {
-                    reason: "stopped by the operator".to_string(),
+                    reason: StopReason::Operator,
                 };
                 self.enter(now, state, &label, None, fx);
             }
@@ -66,7 +66,7 @@ impl Session {
                 self.has_credentials = false;
                 fx.push(Effect::WipeCredentials { backup });
                 let state = State::Stopped {
-                    reason: "credentials wiped; press p to pair".to_string(),
+                    reason: StopReason::Wiped,
                 };
                 self.enter(now, state, &label, None, fx);
             }

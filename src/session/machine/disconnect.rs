@@ -6,6 +6,7 @@ use super::super::backoff::BackoffPolicy;
 use super::super::effect::Effect;
 use super::super::event::{ConnId, TimerKind};
 use super::super::policy::OnLogout;
+use super::super::reason::{CooldownReason, FailReason, LogoutReason};
 use super::super::state::State;
 use super::{CONFLICT_STEP, CONFLICTS_BEFORE_COOLDOWN, Session, is_server_class};
 use crate::wa::stanza::Cause;
@@ -18,19 +19,16 @@ impl Session {
         cause: Cause,
         fx: &mut Vec<Effect>,
     ) {
-        if self.live != Some(conn) {
+        let Some(live) = self.live.take_if(|l| l.conn == conn) else {
             return; // an older connection: already accounted for
-        }
-        self.live = None;
-        self.ping_outstanding = false;
+        };
         // When we closed it ourselves for a reason (timeout, dead link), that reason wins.
-        let cause = match self.close_cause.take() {
+        let cause = match live.close_cause {
             Some(Cause::Closed) | None => cause,
             Some(ours) => ours,
         };
         let was_online = matches!(self.state, State::Online { .. });
-        if self.redial {
-            self.redial = false;
+        if live.redial {
             self.dial(now, "reconnect", fx);
             return;
         }
@@ -54,6 +52,9 @@ impl Session {
             self.outage_started = Some(now);
         }
         self.last_cause = Some(cause.clone());
+        fx.push(Effect::Disconnected {
+            cause: cause.clone(),
+        });
         self.apply_table(now, cause, fx);
     }
 
@@ -65,7 +66,7 @@ impl Session {
             Cause::RestartRequired => {
                 // Normal after pairing: reconnect at once, attempt counter untouched.
                 fx.push(Effect::Reconnect {
-                    cause: label.to_string(),
+                    cause: cause.clone(),
                 });
                 self.timeline_note(now, label, code, "restart required: reconnecting now", fx);
                 self.dial(now, "restart required", fx);
@@ -80,23 +81,14 @@ impl Session {
                 } else if recent >= CONFLICTS_BEFORE_COOLDOWN {
                     let until = now + self.policy.conflict_cooldown;
                     self.arm(TimerKind::Retry, until, fx);
-                    let why = format!("{recent} conflicts in the last hour");
+                    let why = CooldownReason::Conflicts {
+                        in_last_hour: recent,
+                    };
                     self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
                 } else {
                     self.conflict_retries += 1;
                     let until = now + CONFLICT_STEP * self.conflict_retries;
-                    self.arm(TimerKind::Retry, until, fx);
-                    fx.push(Effect::Reconnect {
-                        cause: label.to_string(),
-                    });
-                    self.enter_coded(
-                        now,
-                        State::Backoff { until, cause },
-                        label,
-                        code,
-                        detail,
-                        fx,
-                    );
+                    self.back_off_until(now, until, cause, fx);
                 }
             }
             Cause::LoggedOut => {
@@ -104,29 +96,27 @@ impl Session {
                 if self.policy.on_logout == OnLogout::Wipe {
                     fx.push(Effect::WipeCredentials { backup: true });
                 }
-                let repair_after = Some(now + self.policy.logout_cooldown);
-                self.repair_after = repair_after;
+                self.repair_after = Some(now + self.policy.logout_cooldown);
                 let state = State::LoggedOut {
-                    reason: "logged out by the server (device removed)".to_string(),
-                    repair_after,
+                    reason: LogoutReason::ByServer,
                 };
                 self.enter_coded(now, state, label, code, detail, fx);
             }
             Cause::Locked | Cause::Banned | Cause::Mismatch => {
                 let reason = match cause {
-                    Cause::Locked => "account locked",
-                    Cause::Banned => "account banned",
-                    _ => "multi-device mismatch",
+                    Cause::Locked => FailReason::Locked,
+                    Cause::Banned => FailReason::Banned,
+                    _ => FailReason::Mismatch,
                 };
                 let state = State::Failed {
-                    reason: format!("{reason}; credentials kept"),
+                    reason,
                     probe_at: None,
                 };
                 self.enter_coded(now, state, label, code, detail, fx);
             }
             Cause::ClientOutdated => {
                 let state = State::Failed {
-                    reason: "client version outdated: set a newer client version".to_string(),
+                    reason: FailReason::ClientOutdated,
                     probe_at: None,
                 };
                 self.enter_coded(now, state, label, code, detail, fx);
@@ -137,7 +127,9 @@ impl Session {
                     .unwrap_or(self.policy.conflict_cooldown);
                 let until = now + wait;
                 self.arm(TimerKind::Retry, until, fx);
-                let why = format!("temporary ban for {}s", wait.as_secs());
+                let why = CooldownReason::TempBan {
+                    secs: wait.as_secs(),
+                };
                 self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
             }
             Cause::Closed | Cause::TimedOut(_) => {
@@ -161,7 +153,10 @@ impl Session {
             let probe_at = now + self.policy.failed_probe_interval;
             self.arm(TimerKind::Retry, probe_at, fx);
             let state = State::Failed {
-                reason: format!("gave up after {max} attempts ({cause})"),
+                reason: FailReason::GaveUp {
+                    attempts: max,
+                    cause: cause.clone(),
+                },
                 probe_at: Some(probe_at),
             };
             self.enter_coded(now, state, label, code, detail, fx);
@@ -173,18 +168,20 @@ impl Session {
             jitter: self.policy.backoff_jitter,
         };
         let until = now + policy.delay(self.attempt, &mut self.rng);
+        self.back_off_until(now, until, cause, fx);
+    }
+
+    /// Waits in `backoff` until `until`, then dials again.
+    fn back_off_until(&mut self, now: Instant, until: Instant, cause: Cause, fx: &mut Vec<Effect>) {
+        let label = cause.name();
+        let code = Some(cause.code());
+        let detail = Some(cause.to_string());
         self.arm(TimerKind::Retry, until, fx);
         fx.push(Effect::Reconnect {
-            cause: label.to_string(),
+            cause: cause.clone(),
         });
-        self.enter_coded(
-            now,
-            State::Backoff { until, cause },
-            label,
-            code,
-            detail,
-            fx,
-        );
+        let state = State::Backoff { until, cause };
+        self.enter_coded(now, state, label, code, detail, fx);
     }
 
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).
@@ -198,7 +195,7 @@ impl Session {
     ) {
         let entry = super::super::status::TimelineEntry {
             at: now,
-            state: self.state_name(),
+            state: self.state.name(),
             cause: cause.to_string(),
             code,
             detail: detail.to_string(),

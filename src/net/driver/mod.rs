@@ -1,0 +1,424 @@
+//! One task per session: it owns the session's state machine, its credentials and its one
+//! socket, executes the machine's effects and feeds what happens back as events. Nothing
+//! else touches the socket, so two sockets for one session cannot happen by accident: the
+//! machine decides when to dial, and the driver holds at most one link at a time.
+//!
+//! Store calls run on the blocking pool (`VaultHandle`); every task the driver spawns (dial,
+//! ping, the after-login queries) is tracked and awaited before the driver ends.
+
+mod effects;
+mod node;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::net::board::StatusBoard;
+use crate::net::conn::{Conn, ConnEvent};
+use crate::net::link::{Endpoint, LinkEvent};
+use crate::net::metrics::Metrics;
+use crate::net::ratelimit::RateLimiter;
+use crate::net::vault::{Opened, VaultError, VaultHandle};
+use crate::session::policy::Policy;
+use crate::session::status::{Backups, Phase, Status};
+use crate::session::{Command, ConnId, Effect, Event, Session, TimerQueue};
+use crate::store::CredentialStore;
+use crate::wa::creds::Credentials;
+use crate::wa::stanza::Cause;
+
+/// How long shutdown waits for the driver's own tasks (dial, ping, queries) once cancelled.
+const TASKS_BUDGET: Duration = Duration::from_millis(500);
+
+/// Everything a driver shares with the rest of the pool.
+#[derive(Clone)]
+pub struct Shared {
+    pub endpoint: Endpoint,
+    pub limiter: RateLimiter,
+    pub board: Arc<StatusBoard>,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn CredentialStore>,
+}
+
+/// How one session is set up.
+pub struct SessionSpec {
+    pub id: String,
+    pub label: String,
+    pub phone: Option<String>,
+    pub policy: Policy,
+    /// Connect at start even if the session was not online before.
+    pub autostart: bool,
+    pub seed: u64,
+}
+
+/// Messages from the pool to a driver.
+#[derive(Debug)]
+pub enum DriverMsg {
+    Act(Command),
+    SetPolicy(Box<Policy>),
+}
+
+/// Results of work the driver started in the background.
+enum Background {
+    Ping {
+        conn: ConnId,
+        rtt: Result<Duration, ()>,
+    },
+}
+
+/// The open (or opening) socket of the session, at most one.
+enum Link {
+    None,
+    Dialling {
+        conn: ConnId,
+        cancel: CancellationToken,
+    },
+    Open {
+        conn: ConnId,
+        handle: Conn,
+        events: mpsc::Receiver<ConnEvent>,
+    },
+}
+
+impl Link {
+    fn conn(&self) -> Option<ConnId> {
+        match self {
+            Link::None => None,
+            Link::Dialling { conn, .. } | Link::Open { conn, .. } => Some(*conn),
+        }
+    }
+}
+
+struct Driver {
+    spec: SessionSpec,
+    shared: Shared,
+    vault: VaultHandle,
+    session: Session,
+    creds: Option<Credentials>,
+    link: Link,
+    timers: TimerQueue,
+    /// The `was_online` flag as last written, so publishing writes only changes.
+    was_online: bool,
+    dial_started: Option<Instant>,
+    progress_tx: mpsc::Sender<(ConnId, LinkEvent)>,
+    background_tx: mpsc::Sender<Background>,
+    /// Dial, ping and query tasks; cancelled and awaited at shutdown.
+    tasks: TaskTracker,
+    tasks_cancel: CancellationToken,
+}
+
+/// Runs one session until `cancel` fires, then closes its socket.
+pub async fn run(
+    spec: SessionSpec,
+    shared: Shared,
+    mut inbox: mpsc::Receiver<DriverMsg>,
+    cancel: CancellationToken,
+) {
+    let span = tracing::info_span!("session", session = %spec.id);
+    async move {
+        let keep = spec.policy.backups_kept;
+        let vault = match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
+            Ok(vault) => vault,
+            Err(err) => {
+                // Locked by another process, or the directory is unusable: show why and
+                // never dial.
+                let phase = match err {
+                    VaultError::Locked(_) => Phase::Stopped,
+                    _ => Phase::Failed { probe_at: None },
+                };
+                not_started(&shared, &spec, phase, err.to_string());
+                return;
+            }
+        };
+        let Some(stored) = vault
+            .run(|v| (v.load(), v.was_online(), v.backup_info()))
+            .await
+        else {
+            let phase = Phase::Failed { probe_at: None };
+            let reason = format!("the store of session {} could not be read", spec.id);
+            not_started(&shared, &spec, phase, reason);
+            return;
+        };
+        let (progress_tx, mut progress_rx) = mpsc::channel(8);
+        let (background_tx, mut background_rx) = mpsc::channel(8);
+        let channels = (progress_tx, background_tx);
+        let (mut driver, first) = Driver::start(spec, shared, vault, stored, channels, &cancel);
+        driver.execute(first).await;
+        driver.publish().await;
+
+        loop {
+            let next_timer = driver.timers.next_at();
+            let sleep = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let conn_event = async {
+                match &mut driver.link {
+                    Link::Open { events, .. } => events.recv().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let effects = tokio::select! {
+                _ = cancel.cancelled() => break,
+                msg = inbox.recv() => match msg {
+                    None => break,
+                    Some(msg) => driver.on_message(msg),
+                },
+                Some((conn, event)) = progress_rx.recv() => driver.on_link(conn, event),
+                event = conn_event => driver.on_conn_event(event).await,
+                Some(done) = background_rx.recv() => driver.on_background(done),
+                _ = sleep => driver.on_timer(),
+            };
+            driver.execute(effects).await;
+            driver.publish().await;
+        }
+        driver.shutdown().await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Publishes why a session never started (it is never dialled).
+fn not_started(shared: &Shared, spec: &SessionSpec, phase: Phase, reason: String) {
+    warn!(%reason, "session not started");
+    let mut status = Status::new(&spec.id, &spec.label, now());
+    status.phase = phase;
+    status.reason = reason;
+    shared.board.publish(status);
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    /// Builds the machine from what the store holds and feeds it those facts; starts it when
+    /// configured to or when it was meant to be online.
+    fn start(
+        spec: SessionSpec,
+        shared: Shared,
+        vault: VaultHandle,
+        (loaded, was_online, backups): (Opened, bool, Backups),
+        (progress_tx, background_tx): (mpsc::Sender<(ConnId, LinkEvent)>, mpsc::Sender<Background>),
+        cancel: &CancellationToken,
+    ) -> (Driver, Vec<Effect>) {
+        let at = now();
+        let session = Session::new(
+            spec.id.clone(),
+            spec.label.clone(),
+            spec.policy.clone(),
+            loaded.credentials.is_some(),
+            spec.seed,
+            at,
+        );
+        let mut driver = Driver {
+            spec,
+            shared,
+            vault,
+            session,
+            creds: loaded.credentials,
+            link: Link::None,
+            timers: TimerQueue::new(),
+            was_online,
+            dial_started: None,
+            progress_tx,
+            background_tx,
+            tasks: TaskTracker::new(),
+            tasks_cancel: cancel.child_token(),
+        };
+        let mut first = Vec::new();
+        first.extend(driver.session.handle(at, Event::Backups(backups)));
+        let phone = driver.phone();
+        first.extend(driver.session.handle(at, Event::Phone { phone }));
+        if let Some(note) = loaded.note {
+            warn!(%note, "credentials restored from a backup");
+            first.extend(
+                driver
+                    .session
+                    .handle(at, Event::CredentialsRestored { note }),
+            );
+        }
+        if let Some(reason) = loaded.problem {
+            warn!(%reason, "no usable credentials");
+            first.extend(driver.session.handle(at, Event::CredentialsLost { reason }));
+        }
+        if driver.spec.autostart || was_online {
+            first.extend(driver.session.handle(at, Event::Start));
+        }
+        (driver, first)
+    }
+
+    /// The phone the credentials name, else the configured one.
+    fn phone(&self) -> Option<String> {
+        self.creds
+            .as_ref()
+            .and_then(|c| c.account.as_ref())
+            .map(|a| a.phone.clone())
+            .or_else(|| self.spec.phone.clone())
+    }
+
+    /// Publishes the machine's status and persists whether the session is meant to be online.
+    async fn publish(&mut self) {
+        self.shared.board.publish(self.session.status(now()));
+        self.remember_online(self.session.state().wants_online())
+            .await;
+    }
+
+    /// Persists the `was_online` flag when it changed (off the runtime).
+    async fn remember_online(&mut self, wanted: bool) {
+        if self.was_online != wanted {
+            self.was_online = wanted;
+            self.vault.run(move |v| v.set_online(wanted)).await;
+        }
+    }
+
+    fn on_message(&mut self, msg: DriverMsg) -> Vec<Effect> {
+        match msg {
+            DriverMsg::SetPolicy(policy) => {
+                self.session.set_policy(*policy);
+                Vec::new()
+            }
+            DriverMsg::Act(command) => {
+                info!(command = command.name(), "operator command");
+                self.session.handle(now(), Event::Operator(command))
+            }
+        }
+    }
+
+    fn on_timer(&mut self) -> Vec<Effect> {
+        let Some(timer) = self.timers.pop_due(now()) else {
+            return Vec::new();
+        };
+        self.session.handle(now(), Event::TimerFired { timer })
+    }
+
+    fn on_background(&mut self, done: Background) -> Vec<Effect> {
+        match done {
+            Background::Ping { conn, rtt: Ok(rtt) } => {
+                self.shared.metrics.keepalive_rtt.observe(rtt.as_secs_f64());
+                self.session
+                    .handle(now(), Event::PingAnswered { conn, rtt })
+            }
+            Background::Ping { conn, rtt: Err(()) } => {
+                self.session.handle(now(), Event::PingMissed { conn })
+            }
+        }
+    }
+
+    fn on_link(&mut self, conn: ConnId, event: LinkEvent) -> Vec<Effect> {
+        if self.link.conn() != Some(conn) {
+            // A dial we already gave up on: its connection (if any) is dropped here,
+            // which closes it.
+            return Vec::new();
+        }
+        match event {
+            LinkEvent::Dialling { waited } => {
+                self.shared.metrics.connects.inc();
+                if waited {
+                    self.shared.metrics.connects_rate_limited.inc();
+                }
+                Vec::new()
+            }
+            LinkEvent::Dialled => self.session.handle(now(), Event::Dialled { conn }),
+            LinkEvent::Ready(handle, events) => {
+                self.link = Link::Open {
+                    conn,
+                    handle,
+                    events,
+                };
+                self.session.handle(now(), Event::HandshakeDone { conn })
+            }
+            LinkEvent::Failed(err) => {
+                warn!(error = %err, "connect failed");
+                self.link = Link::None;
+                self.session.handle(
+                    now(),
+                    Event::Closed {
+                        conn,
+                        cause: err.cause(),
+                    },
+                )
+            }
+        }
+    }
+
+    async fn on_conn_event(&mut self, event: Option<ConnEvent>) -> Vec<Effect> {
+        let Some(conn) = self.link.conn() else {
+            return Vec::new();
+        };
+        match event {
+            None => {
+                self.link = Link::None;
+                self.session.handle(
+                    now(),
+                    Event::Closed {
+                        conn,
+                        cause: Cause::Closed,
+                    },
+                )
+            }
+            Some(ConnEvent::Closed { cause, by_us }) => {
+                if by_us {
+                    debug!(%cause, "socket closed by us");
+                } else {
+                    info!(%cause, code = cause.code(), "disconnected");
+                }
+                self.link = Link::None;
+                self.session.handle(now(), Event::Closed { conn, cause })
+            }
+            Some(ConnEvent::Node(node)) => {
+                let mut effects = self.session.handle(now(), Event::FrameReceived { conn });
+                effects.extend(self.on_node(conn, node).await);
+                effects
+            }
+        }
+    }
+
+    async fn close_link(&mut self) {
+        match &self.link {
+            Link::Open { handle, .. } => handle.close().await,
+            Link::Dialling { cancel, .. } => cancel.cancel(),
+            Link::None => {}
+        }
+    }
+
+    fn ensure_credentials(&mut self) -> Option<&Credentials> {
+        if self.creds.is_none() {
+            self.creds = Some(Credentials::generate());
+        }
+        self.creds.as_ref()
+    }
+
+    /// Closes the socket within the shutdown budget, ends the driver's own tasks and saves
+    /// whether the session is meant to be online (the same rule as every publish).
+    async fn shutdown(&mut self) {
+        if let Link::Open { handle, events, .. } = &mut self.link {
+            handle.close().await;
+            // Wait briefly for the close to go out; the pool bounds the whole shutdown.
+            let _ = tokio::time::timeout(Duration::from_millis(1500), async {
+                while let Some(event) = events.recv().await {
+                    if matches!(event, ConnEvent::Closed { .. }) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        if let Link::Dialling { cancel, .. } = &self.link {
+            cancel.cancel();
+        }
+        self.link = Link::None;
+        self.tasks_cancel.cancel();
+        if !crate::net::tasks::drain(&self.tasks, TASKS_BUDGET).await {
+            warn!("some session tasks did not end within {TASKS_BUDGET:?}");
+        }
+        self.remember_online(self.session.state().wants_online())
+            .await;
+    }
+}

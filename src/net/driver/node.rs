@@ -1,0 +1,115 @@
+//! What the driver does with the nodes of an open socket: pairing refs and pair-success,
+//! login, server pings, and the queries sent right after login.
+
+use tracing::{Instrument, debug, info, warn};
+
+use super::{Driver, Link, now};
+use crate::net::conn::Querier;
+use crate::session::status::QrText;
+use crate::session::{ConnId, Effect, Event};
+use crate::wa::node::Node;
+use crate::wa::pair;
+use crate::wa::payload::QR_PLATFORM;
+use crate::wa::stanza::{self, Incoming};
+
+impl Driver {
+    pub(super) async fn send(&self, node: Node) {
+        if let Link::Open { handle, .. } = &self.link
+            && let Err(e) = handle.send(node).await
+        {
+            debug!(error = %e, "send failed: the connection is closing");
+        }
+    }
+
+    pub(super) async fn on_node(&mut self, conn: ConnId, node: Node) -> Vec<Effect> {
+        match stanza::classify(node) {
+            Incoming::PairDevice { id, refs } => {
+                self.send(stanza::iq_result(&id)).await;
+                // The QR text holds our public keys: built here, where the keys are.
+                let codes = match self.ensure_credentials() {
+                    Some(creds) => refs
+                        .iter()
+                        .map(|r| QrText::new(pair::qr_text(r, creds, QR_PLATFORM)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                self.session.handle(now(), Event::QrRefs { conn, codes })
+            }
+            Incoming::PairSuccess { id, node } => self.on_pair_success(conn, &id, &node).await,
+            Incoming::Success { .. } => {
+                if let Some(started) = self.dial_started.take() {
+                    self.shared
+                        .metrics
+                        .connect_duration
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                self.after_login();
+                self.session.handle(now(), Event::Online { conn })
+            }
+            Incoming::Ping { id } => {
+                self.send(stanza::iq_result(&id)).await;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Right after `<success>`: tell the server we are active and check pre-keys, in the
+    /// background (answers are logged; a failure here does not end the session).
+    fn after_login(&self) {
+        let Link::Open { handle, .. } = &self.link else {
+            return;
+        };
+        let querier: Querier = handle.querier();
+        let timeout = self.spec.policy.query_timeout;
+        let cancel = self.tasks_cancel.clone();
+        self.tasks.spawn(
+            async move {
+                let queries = async {
+                    let active = stanza::passive_active(&querier.next_id());
+                    if let Err(e) = querier.query(active, timeout).await {
+                        debug!(error = %e, "passive iq not answered");
+                    }
+                    let count = stanza::prekey_count_query(&querier.next_id());
+                    match querier.query(count, timeout).await {
+                        Ok(answer) => debug!(?answer, "pre-key count"),
+                        Err(e) => debug!(error = %e, "pre-key count not answered"),
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = queries => {}
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn on_pair_success(&mut self, conn: ConnId, id: &str, node: &Node) -> Vec<Effect> {
+        let Some(creds) = self.creds.as_mut() else {
+            return Vec::new();
+        };
+        let result = pair::parse_pair_success(node)
+            .and_then(|success| pair::complete_pairing(creds, &success));
+        match result {
+            Ok((account, reply)) => {
+                let phone = account.phone.clone();
+                info!(jid = %account.jid, "paired");
+                creds.account = Some(account);
+                let saved = creds.clone();
+                let done = self.vault.run(move |v| v.save(&saved)).await;
+                if let Some(Err(e)) = done {
+                    warn!(error = %e, "could not save credentials after pairing");
+                }
+                self.send(reply).await;
+                self.session.handle(now(), Event::Paired { conn, phone })
+            }
+            Err(err) => {
+                warn!(error = %err, "pair-success rejected");
+                self.send(pair::pair_error_reply(id, &err)).await;
+                self.close_link().await;
+                Vec::new()
+            }
+        }
+    }
+}

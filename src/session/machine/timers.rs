@@ -1,0 +1,112 @@
+//! The session's timers: effect timers with a generation each (a fired timer whose generation
+//! is no longer armed is stale), and what each kind does when it fires.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::super::effect::Effect;
+use super::super::event::{TimerId, TimerKind};
+use super::super::state::State;
+use super::Session;
+use crate::wa::stanza::Cause;
+
+impl Session {
+    pub(super) fn arm(&mut self, kind: TimerKind, at: Instant, fx: &mut Vec<Effect>) {
+        self.generation += 1;
+        self.armed.insert(kind, self.generation);
+        fx.push(Effect::ScheduleTimer {
+            timer: TimerId {
+                kind,
+                generation: self.generation,
+            },
+            at,
+        });
+    }
+
+    pub(super) fn disarm(&mut self, kind: TimerKind) {
+        self.armed.remove(&kind);
+    }
+
+    pub(super) fn clear_waits(&mut self) {
+        self.armed.clear();
+    }
+
+    pub(super) fn on_timer(&mut self, now: Instant, timer: TimerId, fx: &mut Vec<Effect>) {
+        if self.armed.get(&timer.kind) != Some(&timer.generation) {
+            return; // stale
+        }
+        self.armed.remove(&timer.kind);
+        match timer.kind {
+            TimerKind::Retry => match self.state {
+                State::Backoff { .. } | State::Cooldown { .. } | State::Failed { .. } => {
+                    self.dial(now, "retry", fx)
+                }
+                _ => {}
+            },
+            TimerKind::ConnectTimeout => {
+                if matches!(
+                    self.state,
+                    State::Connecting { .. } | State::Handshaking { .. }
+                ) {
+                    self.close_with(Cause::TimedOut("connect timeout".into()), fx);
+                }
+            }
+            TimerKind::QrExpiry => self.next_qr(now, fx),
+            TimerKind::Ping => {
+                if let State::Online {
+                    conn, keepalive, ..
+                } = &mut self.state
+                {
+                    if !keepalive.ping_outstanding {
+                        keepalive.ping_outstanding = true;
+                        fx.push(Effect::SendPing { conn: *conn });
+                    }
+                    let at = now + self.ping_interval();
+                    self.arm(TimerKind::Ping, at, fx);
+                }
+            }
+            TimerKind::Dead => self.check_dead(now, fx),
+            TimerKind::Stable => {
+                if matches!(self.state, State::Online { .. }) {
+                    self.attempt = 0;
+                    self.conflict_retries = 0;
+                }
+            }
+            TimerKind::Backup => {
+                if matches!(self.state, State::Online { .. }) && self.has_credentials {
+                    fx.push(Effect::BackupCredentials);
+                    self.arm(TimerKind::Backup, now + self.policy.backup_interval, fx);
+                }
+            }
+        }
+    }
+
+    pub(super) fn ping_interval(&mut self) -> Duration {
+        let min = self.policy.keepalive_interval_min;
+        let max = self.policy.keepalive_interval_max.max(min);
+        if max == min {
+            return min;
+        }
+        let span = (max - min).as_millis() as u64;
+        min + Duration::from_millis(self.rng.gen_range(0..=span))
+    }
+
+    /// Any frame counts as life; silence for `dead_after` forces a reconnect (408).
+    pub(super) fn check_dead(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let State::Online { keepalive, .. } = &self.state else {
+            return;
+        };
+        let last_alive = keepalive.last_alive;
+        let silent = now.saturating_duration_since(last_alive);
+        if silent >= self.policy.dead_after {
+            self.close_with(
+                Cause::TimedOut(format!("no answer for {}s", silent.as_secs())),
+                fx,
+            );
+        } else {
+            let at = last_alive + self.policy.dead_after;
+            self.arm(TimerKind::Dead, at, fx);
+        }
+    }
+}
