@@ -90,6 +90,12 @@ impl StatusBoard {
         }
     }
 
+    /// Whether `id` is a session of the pool: published, or started and not yet published.
+    pub fn knows(&self, id: &str) -> bool {
+        let inner = self.lock();
+        inner.statuses.contains_key(id) || inner.awaited.contains(id)
+    }
+
     /// True once every started session has published at least once.
     pub fn is_ready(&self) -> bool {
         self.lock().awaited.is_empty()

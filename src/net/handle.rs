@@ -54,7 +54,7 @@ impl PoolHandle {
 
     /// Sends an operator command to one session (waits if the request queue is full).
     pub async fn act(&self, session: &str, command: Command) -> Result<(), HandleError> {
-        if self.board.get(session).is_none() {
+        if !self.board.knows(session) {
             return Err(HandleError::UnknownSession(session.to_string()));
         }
         self.requests
