@@ -13,17 +13,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::net::board::StatusBoard;
-use crate::net::conn::{Conn, ConnEvent, Querier};
+use crate::net::conn::{Conn, ConnEvent};
 use crate::net::handle::Action;
+use crate::net::inbound;
 use crate::net::link::{self, DialKeys, Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
+use crate::net::prekeys::{self, PreKeys};
 use crate::net::ratelimit::RateLimiter;
 use crate::net::vault::Vault;
 use crate::session::policy::Policy;
 use crate::session::{Command, ConnId, Effect, Event, Session, TimerId};
+use crate::store::keys::KeyStore;
 use crate::wa::creds::Credentials;
 use crate::wa::pair;
-use crate::wa::payload::QR_PLATFORM;
+use crate::wa::payload::ClientVersion;
 use crate::wa::stanza::{self, Cause, Incoming};
 
 /// Everything a driver shares with the rest of the pool.
@@ -33,6 +36,8 @@ pub struct Shared {
     pub limiter: RateLimiter,
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
+    /// The key database (`<data_dir>/keys.db`): one-time pre-keys.
+    pub keys: Arc<KeyStore>,
 }
 
 /// How one session is set up.
@@ -51,6 +56,8 @@ pub struct SessionSpec {
 pub enum DriverMsg {
     Act(Action),
     SetPolicy(Box<Policy>),
+    /// A config reload changed the client version.
+    SetVersion(ClientVersion),
 }
 
 /// Results of work the driver started in the background.
@@ -92,6 +99,10 @@ struct Driver {
     creds: Option<Credentials>,
     link: Link,
     refs: Vec<String>,
+    /// The version dials claim, and the edge routing of the last `<ib><edge_routing>`.
+    version: ClientVersion,
+    routing: Option<Vec<u8>>,
+    prekeys: PreKeys,
     timers: BTreeMap<(Instant, u64), TimerId>,
     timer_seq: u64,
     dial_started: Option<Instant>,
@@ -132,7 +143,12 @@ pub async fn run(
             warn!(%reason, "no usable credentials");
             first.extend(session.handle(now, Event::CredentialsLost { reason }));
         }
+        let version = shared.endpoint.version.to_string();
+        first.extend(session.handle(now, Event::ClientVersion { version }));
         let mut driver = Driver {
+            version: shared.endpoint.version,
+            routing: None,
+            prekeys: PreKeys::new(&spec.id, &shared, &spec.policy),
             spec,
             shared,
             vault,
@@ -215,7 +231,8 @@ impl Driver {
         if let (Some(qr), Some(creds)) = (status.qr.as_mut(), self.creds.as_ref()) {
             let index = qr.index.saturating_sub(1) as usize;
             if let Some(reference) = self.refs.get(index) {
-                qr.text = pair::qr_text(reference, creds, QR_PLATFORM);
+                let platform = self.shared.endpoint.device.browser.qr_platform();
+                qr.text = pair::qr_text(reference, creds, platform);
             }
         }
         self.shared.board.publish(status);
@@ -224,8 +241,14 @@ impl Driver {
     fn on_message(&mut self, msg: DriverMsg) -> Vec<Effect> {
         match msg {
             DriverMsg::SetPolicy(policy) => {
+                self.prekeys.timeout = policy.query_timeout;
                 self.session.set_policy(*policy);
                 Vec::new()
+            }
+            DriverMsg::SetVersion(version) => {
+                self.version = version;
+                let version = version.to_string();
+                self.session.handle(now(), Event::ClientVersion { version })
             }
             DriverMsg::Act(action) => {
                 info!(action = action.name(), "operator action");
@@ -323,6 +346,10 @@ impl Driver {
                 self.link = Link::None;
                 self.session.handle(now(), Event::Closed { conn, cause })
             }
+            Some(event @ (ConnEvent::Received | ConnEvent::Undecodable { .. })) => {
+                inbound::note_frame(&event, &self.shared.metrics);
+                self.session.handle(now(), Event::FrameReceived { conn })
+            }
             Some(ConnEvent::Node(node)) => {
                 let mut effects = self.session.handle(now(), Event::FrameReceived { conn });
                 effects.extend(self.on_node(conn, node).await);
@@ -354,39 +381,25 @@ impl Driver {
                         .connect_duration
                         .observe(started.elapsed().as_secs_f64());
                 }
-                self.after_login();
+                if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
+                    self.prekeys.after_login(handle.querier(), creds.clone());
+                }
                 self.session.handle(now(), Event::Online { conn })
             }
             Incoming::Ping { id } => {
                 self.send(stanza::iq_result(&id)).await;
                 Vec::new()
             }
+            Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
+                if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
+                    let acks = self.shared.endpoint.send_acks;
+                    let kept = inbound::answer(&node, handle, creds, acks, &self.prekeys).await;
+                    self.routing = kept.or(self.routing.take());
+                }
+                Vec::new()
+            }
             _ => Vec::new(),
         }
-    }
-
-    /// Right after `<success>`: tell the server we are active and check pre-keys, in the
-    /// background (answers are logged; a failure here does not end the session).
-    fn after_login(&self) {
-        let Link::Open { handle, .. } = &self.link else {
-            return;
-        };
-        let querier: Querier = handle.querier();
-        let timeout = self.spec.policy.query_timeout;
-        tokio::spawn(
-            async move {
-                let active = stanza::passive_active(&querier.next_id());
-                if let Err(e) = querier.query(active, timeout).await {
-                    debug!(error = %e, "passive iq not answered");
-                }
-                let count = stanza::prekey_count_query(&querier.next_id());
-                match querier.query(count, timeout).await {
-                    Ok(answer) => debug!(?answer, "pre-key count"),
-                    Err(e) => debug!(error = %e, "pre-key count not answered"),
-                }
-            }
-            .in_current_span(),
-        );
     }
 
     async fn on_pair_success(
@@ -452,12 +465,13 @@ impl Driver {
                     warn!(open, conn, "dial refused: a connection is still open");
                     return Vec::new();
                 }
-                let version = self.shared.endpoint.version;
+                let (version, routing) = (self.version, self.routing.clone());
+                let device = self.shared.endpoint.device.clone();
                 let Some(creds) = self.ensure_credentials() else {
                     return Vec::new();
                 };
-                let keys = match DialKeys::from_credentials(creds, &version) {
-                    Ok(keys) => keys,
+                let keys = match DialKeys::from_credentials(creds, &version, &device) {
+                    Ok(keys) => keys.with_routing(routing),
                     Err(e) => {
                         return self.session.handle(
                             now(),
@@ -550,6 +564,11 @@ impl Driver {
                 }
                 self.creds = None;
                 self.refs.clear();
+                self.routing = None;
+                let (store, id) = (self.shared.keys.clone(), self.spec.id.clone());
+                if let Err(e) = prekeys::forget(store, id).await {
+                    warn!(error = %e, "could not remove the session's pre-keys");
+                }
                 Vec::new()
             }
             Effect::ShowQr { .. } => {

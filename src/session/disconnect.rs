@@ -7,7 +7,7 @@ use super::super::effect::Effect;
 use super::super::event::{ConnId, TimerKind};
 use super::super::policy::OnLogout;
 use super::super::state::State;
-use super::{CONFLICT_STEP, CONFLICTS_BEFORE_COOLDOWN, Session, is_server_class};
+use super::{CONFLICT_STEP, CONFLICTS_BEFORE_COOLDOWN, Session};
 use crate::wa::stanza::Cause;
 
 impl Session {
@@ -125,8 +125,28 @@ impl Session {
                 self.enter_coded(now, state, label, code, detail, fx);
             }
             Cause::ClientOutdated => {
+                let refused = self.client_version.as_deref().unwrap_or("in use");
                 let state = State::Failed {
-                    reason: "client version outdated: set a newer client version".to_string(),
+                    reason: format!(
+                        "the server refused client version {refused} as outdated (405): set a \
+                         newer client_version in [server] and reload"
+                    ),
+                    probe_at: None,
+                };
+                self.enter_coded(now, state, label, code, detail, fx);
+            }
+            Cause::UserAgentRejected | Cause::Payload(_) => {
+                // Retrying sends the same refused name or the same broken payload.
+                let reason = match &cause {
+                    Cause::UserAgentRejected => {
+                        "the server refused the device name (409): set another device_name \
+                         in [server]"
+                            .to_string()
+                    }
+                    other => format!("cannot build the login payload ({other}); credentials kept"),
+                };
+                let state = State::Failed {
+                    reason,
                     probe_at: None,
                 };
                 self.enter_coded(now, state, label, code, detail, fx);
@@ -140,11 +160,14 @@ impl Session {
                 let why = format!("temporary ban for {}s", wait.as_secs());
                 self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
             }
-            Cause::Closed | Cause::TimedOut(_) => {
+            Cause::Closed | Cause::TimedOut(_) | Cause::Network(_) => {
                 let max = self.policy.max_attempts_network;
                 self.backoff_or_fail(now, cause, max, fx);
             }
-            Cause::Server(_) | Cause::Protocol(_) | Cause::UnknownFailure(_) => {
+            Cause::Server(_)
+            | Cause::Protocol(_)
+            | Cause::UnknownFailure(_)
+            | Cause::StreamError { .. } => {
                 debug_assert!(is_server_class(&cause));
                 let max = self.policy.max_attempts_server;
                 self.backoff_or_fail(now, cause, max, fx);
@@ -187,6 +210,18 @@ impl Session {
         );
     }
 
+    /// The client version changed (config reload): remember it, and probe again at once if
+    /// the server refused the old one (`failed` after a 405).
+    pub(super) fn on_version(&mut self, now: Instant, version: String, fx: &mut Vec<Effect>) {
+        let changed = self.client_version.as_ref().is_some_and(|v| *v != version);
+        self.client_version = Some(version);
+        let refused = matches!(self.last_cause, Some(Cause::ClientOutdated));
+        if changed && refused && matches!(self.state, State::Failed { .. }) {
+            self.attempt = 0;
+            self.dial(now, "client version changed", fx);
+        }
+    }
+
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).
     fn timeline_note(
         &mut self,
@@ -206,4 +241,16 @@ impl Session {
         self.timeline.push(entry.clone());
         fx.push(Effect::Record(entry));
     }
+}
+
+/// 500/503, protocol errors, unknown failures and code-less stream errors count against
+/// `max_attempts_server`.
+pub(super) fn is_server_class(cause: &Cause) -> bool {
+    matches!(
+        cause,
+        Cause::Server(_)
+            | Cause::Protocol(_)
+            | Cause::UnknownFailure(_)
+            | Cause::StreamError { .. }
+    )
 }

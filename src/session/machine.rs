@@ -62,6 +62,8 @@ pub struct Session {
     pub(super) misses: u32,
     pub(super) ping_outstanding: bool,
     pub(super) repair_after: Option<Instant>,
+    /// The WhatsApp Web version the driver dials with (for the 405 reason and the status).
+    pub(super) client_version: Option<String>,
 }
 
 impl Session {
@@ -105,6 +107,7 @@ impl Session {
             misses: 0,
             ping_outstanding: false,
             repair_after: None,
+            client_version: None,
         }
     }
 
@@ -186,6 +189,7 @@ impl Session {
                 }
             }
             Event::Closed { conn, cause } => self.on_closed(now, conn, cause, &mut fx),
+            Event::ClientVersion { version } => self.on_version(now, version, &mut fx),
             Event::TimerFired { timer } => self.on_timer(now, timer, &mut fx),
             Event::Operator(command) => self.on_command(now, command, &mut fx),
             Event::CredentialsRestored { note } => {
@@ -578,6 +582,7 @@ impl Session {
         }
         s.timeline = self.timeline.to_vec();
         s.paired = self.has_credentials;
+        s.client_version = self.client_version.clone().unwrap_or_default();
         s
     }
 
@@ -586,15 +591,8 @@ impl Session {
     }
 }
 
-/// 500/503, protocol errors and unknown failures count against `max_attempts_server`.
-pub(super) fn is_server_class(cause: &Cause) -> bool {
-    matches!(
-        cause,
-        Cause::Server(_) | Cause::Protocol(_) | Cause::UnknownFailure(_)
-    )
-}
-
 #[path = "disconnect.rs"]
 mod disconnect;
+use disconnect::is_server_class;
 #[path = "operator.rs"]
 mod operator;

@@ -118,6 +118,8 @@ pub struct Status {
     pub paired: bool,
     pub backups: u32,
     pub last_backup_at: Option<Instant>,
+    /// The WhatsApp Web version this session dials with ("2.3000.N"; empty before start).
+    pub client_version: String,
 }
 
 impl Status {
@@ -147,6 +149,7 @@ impl Status {
             paired: false,
             backups: 0,
             last_backup_at: None,
+            client_version: String::new(),
         }
     }
 }

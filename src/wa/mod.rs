@@ -3,6 +3,7 @@
 //! argument and bytes go in and out of plain functions, so both the client (`net`) and the
 //! simulated server (`sim`) are built on the same code.
 
+pub mod ack;
 pub mod creds;
 pub mod device;
 pub mod frame;
@@ -10,6 +11,7 @@ pub mod node;
 pub mod noise;
 pub mod pair;
 pub mod payload;
+pub mod prekey;
 pub mod proto;
 pub mod stanza;
 pub mod xeddsa;

@@ -59,13 +59,17 @@ pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Recei
 
 /// The next node, or the cause the connection ended with.
 pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, Cause> {
-    match tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("no event in time")
-    {
-        Some(ConnEvent::Node(n)) => Ok(n),
-        Some(ConnEvent::Closed { cause, .. }) => Err(cause),
-        None => Err(Cause::Closed),
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("no event in time")
+        {
+            Some(ConnEvent::Node(n)) => return Ok(n),
+            Some(ConnEvent::Closed { cause, .. }) => return Err(cause),
+            // Frames that went to a querier, or were skipped as undecodable.
+            Some(ConnEvent::Received | ConnEvent::Undecodable { .. }) => {}
+            None => return Err(Cause::Closed),
+        }
     }
 }
 
