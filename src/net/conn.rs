@@ -203,6 +203,12 @@ where
         send_encrypted(&mut self.ws, &mut self.transport, &plain).await
     }
 
+    /// Encrypts and sends `plain` as one frame whatever it holds (tests send broken nodes).
+    #[doc(hidden)]
+    pub async fn send_plain(&mut self, plain: &[u8]) -> Result<(), ConnError> {
+        send_encrypted(&mut self.ws, &mut self.transport, plain).await
+    }
+
     /// Receives the next node (cancel-safe: buffered bytes stay in the decoder).
     pub async fn recv_node(&mut self) -> Result<Node, ConnError> {
         let frame = read_frame(&mut self.ws, &mut self.decoder).await?;
