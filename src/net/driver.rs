@@ -18,7 +18,7 @@ use crate::net::handle::Action;
 use crate::net::inbound;
 use crate::net::link::{self, DialKeys, Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
-use crate::net::prekeys::{self, PreKeys};
+use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::vault::Vault;
 use crate::session::policy::Policy;
@@ -392,9 +392,8 @@ impl Driver {
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
-                    let acks = self.shared.endpoint.send_acks;
-                    let kept = inbound::answer(&node, handle, creds, acks, &self.prekeys).await;
-                    self.routing = kept.or(self.routing.take());
+                    let (acks, routing) = (self.shared.endpoint.send_acks, &mut self.routing);
+                    inbound::answer(&node, handle, creds, acks, &self.prekeys, routing).await;
                 }
                 Vec::new()
             }
@@ -565,10 +564,7 @@ impl Driver {
                 self.creds = None;
                 self.refs.clear();
                 self.routing = None;
-                let (store, id) = (self.shared.keys.clone(), self.spec.id.clone());
-                if let Err(e) = prekeys::forget(store, id).await {
-                    warn!(error = %e, "could not remove the session's pre-keys");
-                }
+                self.prekeys.forget().await;
                 Vec::new()
             }
             Effect::ShowQr { .. } => {

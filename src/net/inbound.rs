@@ -49,16 +49,16 @@ pub fn decide(node: &Node, own_jid: Option<&str>, send_acks: bool) -> Vec<Action
 }
 
 /// Carries out [`decide`] for `node` on `conn`: sends the answers (counting the acks),
-/// starts a pre-key refill when the server runs low, and returns edge routing to keep.
+/// starts a pre-key refill when the server runs low, and keeps new edge routing in `routing`.
 pub async fn answer(
     node: &Node,
     conn: &Conn,
     creds: &Credentials,
     send_acks: bool,
     prekeys: &PreKeys,
-) -> Option<Vec<u8>> {
+    routing: &mut Option<Vec<u8>>,
+) {
     let own_jid = creds.account.as_ref().map(|a| a.jid.as_str());
-    let mut routing = None;
     for action in decide(node, own_jid, send_acks) {
         match action {
             Action::Send(reply) => {
@@ -69,12 +69,11 @@ pub async fn answer(
                     prekeys.metrics.acks_sent.inc();
                 }
             }
-            Action::KeepRouting(bytes) => routing = Some(bytes),
+            Action::KeepRouting(bytes) => *routing = Some(bytes),
             Action::PreKeysLow(count) => prekeys.on_low(conn.querier(), creds.clone(), count),
             Action::OfflineDone(count) => debug!(count, "offline queue drained"),
         }
     }
-    routing
 }
 
 /// A frame that proves the link alive without being a node for the driver; an undecodable

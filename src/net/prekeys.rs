@@ -155,6 +155,16 @@ impl PreKeys {
             .map_err(PreKeyError::from)
     }
 
+    /// Removes the session's keys with its credentials (wipe, logout with wipe).
+    pub async fn forget(&self) {
+        if let Err(e) = self
+            .blocking(|store, session| store.remove_session(&session))
+            .await
+        {
+            warn!(error = %e, "could not remove the session's pre-keys");
+        }
+    }
+
     fn conn_error(&self, what: &'static str, source: ConnError) -> PreKeyError {
         PreKeyError::Conn {
             what,
@@ -162,12 +172,6 @@ impl PreKeys {
             source,
         }
     }
-}
-
-/// Removes a session's keys (wipe, logout with wipe), off the async workers.
-pub async fn forget(store: Arc<KeyStore>, session: String) -> Result<(), KeysError> {
-    let result = tokio::task::spawn_blocking(move || store.remove_session(&session)).await;
-    result.unwrap_or(Ok(()))
 }
 
 /// The pre-key a peer's pkmsg names, removed from the store (the messaging issue calls this).
