@@ -270,6 +270,64 @@ fn ack_for<'a>(log: &'a Log, class: &str, id: &str) -> Option<&'a Node> {
         .find(|n| n.tag == "ack" && attr(n, "class") == Some(class) && attr(n, "id") == Some(id))
 }
 
+/// The answers of the first test's connection: ack shapes, offline batch, uploads, routing.
+fn check_answers(log: &Log) {
+    let message = ack_for(log, "message", "M1").expect("message acked");
+    let mut attrs = message.attrs.clone();
+    attrs.sort();
+    let mut want: Vec<(String, String)> = [
+        ("class", "message"),
+        ("from", OWN),
+        ("id", "M1"),
+        ("to", PEER),
+        ("type", "text"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(attrs, want, "plain ack, no error attribute");
+    let receipt = ack_for(log, "receipt", "R1").expect("receipt acked");
+    assert_eq!(attr(receipt, "to"), Some("120363000@g.us"));
+    assert_eq!(attr(receipt, "participant"), Some(PEER));
+    assert_eq!(
+        attr(receipt, "recipient"),
+        Some("15559990000@s.whatsapp.net")
+    );
+    assert_eq!(attr(receipt, "from"), None);
+    let notification = ack_for(log, "notification", "N1").expect("notification acked");
+    assert_eq!(attr(notification, "type"), Some("encrypt"));
+    assert_eq!(attr(notification, "to"), Some("s.whatsapp.net"));
+    assert!(ack_for(log, "call", "C1").is_some(), "call acked");
+    let batch = log
+        .nodes
+        .iter()
+        .find_map(|n| n.get_child("offline_batch"))
+        .expect("offline_batch sent");
+    assert_eq!(attr(batch, "count"), Some("100"));
+    assert!(
+        log.nodes.iter().all(|n| attr(n, "error").is_none()),
+        "never a nack"
+    );
+
+    // 812 at login (the server had none), 50 for the encrypt notification's count of 3,
+    // in either order, never the same id twice.
+    let mut sizes: Vec<usize> = log.uploads.iter().map(Vec::len).collect();
+    sizes.sort();
+    assert_eq!(sizes, [50, 812]);
+    let mut ids: Vec<u32> = log.uploads.iter().flatten().copied().collect();
+    ids.sort();
+    assert_eq!(ids, (1..=862).collect::<Vec<_>>());
+
+    // The next dial starts with the edge routing: "ED", 0, 1, 3-byte length, bytes, header.
+    let intro = &log.intros[0];
+    let mut want = b"ED\x00\x01".to_vec();
+    want.extend_from_slice(&(ROUTING.len() as u32).to_be_bytes()[1..]);
+    want.extend_from_slice(ROUTING);
+    want.extend_from_slice(b"WA\x06\x03");
+    assert!(intro.starts_with(&want), "intro {intro:02x?}");
+}
+
 #[tokio::test]
 async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() {
     let srv = server(
@@ -315,62 +373,7 @@ async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() 
     })
     .await;
 
-    let log = srv.log.lock().unwrap();
-    let message = ack_for(&log, "message", "M1").expect("message acked");
-    let mut attrs = message.attrs.clone();
-    attrs.sort();
-    let mut want: Vec<(String, String)> = [
-        ("class", "message"),
-        ("from", OWN),
-        ("id", "M1"),
-        ("to", PEER),
-        ("type", "text"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    want.sort();
-    assert_eq!(attrs, want, "plain ack, no error attribute");
-    let receipt = ack_for(&log, "receipt", "R1").expect("receipt acked");
-    assert_eq!(attr(receipt, "to"), Some("120363000@g.us"));
-    assert_eq!(attr(receipt, "participant"), Some(PEER));
-    assert_eq!(
-        attr(receipt, "recipient"),
-        Some("15559990000@s.whatsapp.net")
-    );
-    assert_eq!(attr(receipt, "from"), None);
-    let notification = ack_for(&log, "notification", "N1").expect("notification acked");
-    assert_eq!(attr(notification, "type"), Some("encrypt"));
-    assert_eq!(attr(notification, "to"), Some("s.whatsapp.net"));
-    assert!(ack_for(&log, "call", "C1").is_some(), "call acked");
-    let batch = log
-        .nodes
-        .iter()
-        .find_map(|n| n.get_child("offline_batch"))
-        .expect("offline_batch sent");
-    assert_eq!(attr(batch, "count"), Some("100"));
-    assert!(
-        log.nodes.iter().all(|n| attr(n, "error").is_none()),
-        "never a nack"
-    );
-
-    // 812 at login (the server had none), 50 for the encrypt notification's count of 3,
-    // in either order, never the same id twice.
-    let mut sizes: Vec<usize> = log.uploads.iter().map(Vec::len).collect();
-    sizes.sort();
-    assert_eq!(sizes, [50, 812]);
-    let mut ids: Vec<u32> = log.uploads.iter().flatten().copied().collect();
-    ids.sort();
-    assert_eq!(ids, (1..=862).collect::<Vec<_>>());
-
-    // The next dial starts with the edge routing: "ED", 0, 1, 3-byte length, bytes, header.
-    let intro = &log.intros[0];
-    let mut want = b"ED\x00\x01".to_vec();
-    want.extend_from_slice(&(ROUTING.len() as u32).to_be_bytes()[1..]);
-    want.extend_from_slice(ROUTING);
-    want.extend_from_slice(b"WA\x06\x03");
-    assert!(intro.starts_with(&want), "intro {intro:02x?}");
-    drop(log);
+    check_answers(&srv.log.lock().unwrap());
 
     // Stored durably, all confirmed.
     let keys = KeyStore::in_data_dir(pool.dir.path());
