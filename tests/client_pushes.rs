@@ -507,3 +507,26 @@ async fn a_refused_version_is_named_and_a_reload_with_a_newer_one_brings_it_onli
         Some(&ClientVersion::new(2, 3000, 200))
     );
 }
+
+#[tokio::test]
+async fn iq_answers_count_as_received_frames_for_liveness() {
+    // After <success> the server sends nothing of its own: only answers to our iqs.
+    let srv = server(
+        |_, mut socket, log| async move {
+            socket.send_node(&stanza::success(None, 1)).await.unwrap();
+            while serve_node(&mut socket, &log, 812).await.is_some() {}
+        },
+        false,
+    )
+    .await;
+    let (pool, _) = pool(&srv, true, None);
+    let mut seen = None;
+    wait_until("a frame after the login", || {
+        seen = pool.status();
+        seen.as_ref().is_some_and(|s| {
+            s.state == StateName::Online
+                && matches!((s.liveness.last_frame_at, s.online_since), (Some(f), Some(o)) if f > o)
+        })
+    })
+    .await;
+}

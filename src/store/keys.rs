@@ -153,6 +153,9 @@ impl KeyStore {
     /// returns.
     pub fn keys_to_upload(&self, session: &str, n: u32) -> Result<Vec<PreKey>, KeysError> {
         let path = self.path.clone();
+        // Made before taking the database, so sessions generate in parallel; after a crash
+        // the unconfirmed keys come first and some of these go unused.
+        let mut fresh: Vec<KeyPair> = (0..n).map(|_| KeyPair::generate()).collect();
         self.with(session, |conn| {
             let tx = conn.transaction()?;
             let mut keys = Vec::new();
@@ -195,7 +198,7 @@ impl KeyStore {
                 }
                 let key = PreKey {
                     id,
-                    key_pair: KeyPair::generate(),
+                    key_pair: fresh.pop().unwrap_or_else(KeyPair::generate),
                 };
                 tx.execute(
                     "INSERT INTO prekeys (session, id, public, private, uploaded) \
