@@ -463,7 +463,10 @@ async fn an_undecodable_node_is_skipped_counted_and_the_link_goes_on() {
         ack_for(&srv.log.lock().unwrap(), "call", "C1").is_some()
     })
     .await;
-    assert_eq!(pool.running.handle.metrics.undecodable_nodes.get(), 1);
+    let metrics = &pool.running.handle.metrics;
+    assert_eq!(metrics.undecodable_nodes.get(), 1);
+    let text = metrics.render(&[]);
+    assert!(text.contains("wasp_undecodable_nodes_total 1"), "{text}");
     let status = pool.wait_state(StateName::Online).await;
     assert!(status.liveness.last_frame_at.is_some());
 }
