@@ -188,7 +188,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, VersionError> {
          Sec-Fetch-Site: none\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
     let response = if tls {
-        let connector = tokio_rustls::TlsConnector::from(tls_config());
+        let connector = tokio_rustls::TlsConnector::from(tls_config().map_err(|e| failed(&e))?);
         let name =
             rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| failed(&e))?;
         let stream = connector.connect(name, tcp).await.map_err(|e| failed(&e))?;
@@ -200,18 +200,14 @@ async fn fetch(url: &str) -> Result<Vec<u8>, VersionError> {
     split_response(url, &response)
 }
 
-fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, rustls::Error> {
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        });
-    std::sync::Arc::new(config)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
