@@ -120,6 +120,16 @@ where
 /// Reads one node from the client, records it and answers the iqs a logged-in client sends
 /// (pre-key count: `count`; upload, passive, ping: a result). `None` once the link ended.
 async fn serve_node(socket: &mut Socket, log: &Shared, count: u32) -> Option<Node> {
+    serve_node_with(socket, log, count, true).await
+}
+
+/// [`serve_node`], leaving pre-key uploads unanswered when `confirm_uploads` is false.
+async fn serve_node_with(
+    socket: &mut Socket,
+    log: &Shared,
+    count: u32,
+    confirm_uploads: bool,
+) -> Option<Node> {
     let node = socket.recv_node().await.ok()?;
     log.lock().unwrap().nodes.push(node.clone());
     if node.tag == "iq" && matches!(node.get_attr("type"), Some("get" | "set")) {
@@ -136,6 +146,9 @@ async fn serve_node(socket: &mut Socket, log: &Shared, count: u32) -> Option<Nod
                     })
                     .collect();
                 log.lock().unwrap().uploads.push(ids);
+                if !confirm_uploads {
+                    return Some(node);
+                }
             }
             stanza::iq_result(id)
         };
@@ -157,11 +170,24 @@ fn fast_policy() -> Policy {
 
 struct Pool {
     running: Running,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     cancel: CancellationToken,
 }
 
 impl Pool {
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.as_ref().unwrap().path().to_path_buf()
+    }
+
+    /// Stops the pool (as a restart of the process would) and starts a new one on the same
+    /// data directory.
+    async fn restart(mut self, srv: &Server) -> Pool {
+        let dir = self.dir.take().unwrap();
+        self.cancel.cancel();
+        (&mut self.running.task).await.unwrap();
+        start_in(srv, dir, true, None).0
+    }
+
     fn status(&self) -> Option<Status> {
         self.running.handle.board.get("c1")
     }
@@ -199,6 +225,17 @@ fn pool(srv: &Server, send_acks: bool, version: Option<ClientVersion>) -> (Pool,
         key_index: 1,
     });
     store.save_json("c1", &creds).unwrap();
+    start_in(srv, dir, send_acks, version)
+}
+
+/// A pool on an existing data directory.
+fn start_in(
+    srv: &Server,
+    dir: tempfile::TempDir,
+    send_acks: bool,
+    version: Option<ClientVersion>,
+) -> (Pool, Config) {
+    let store = Arc::new(FileStore::new(dir.path()));
     let mut config = Config::default();
     config.server.url = srv.url.clone();
     config.server.trust_root = Some(srv.root);
@@ -219,7 +256,7 @@ fn pool(srv: &Server, send_acks: bool, version: Option<ClientVersion>) -> (Pool,
     (
         Pool {
             running,
-            dir,
+            dir: Some(dir),
             cancel,
         },
         config,
@@ -376,7 +413,7 @@ async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() 
     check_answers(&srv.log.lock().unwrap());
 
     // Stored durably, all confirmed.
-    let keys = KeyStore::in_data_dir(pool.dir.path());
+    let keys = KeyStore::in_data_dir(&pool.path());
     let counts = tokio::task::spawn_blocking(move || keys.counts("c1").unwrap())
         .await
         .unwrap();
@@ -532,4 +569,43 @@ async fn iq_answers_count_as_received_frames_for_liveness() {
         })
     })
     .await;
+}
+
+#[tokio::test]
+async fn keys_written_but_never_confirmed_are_uploaded_again_with_the_same_ids() {
+    // First process: the server never confirms the upload. After the restart it does.
+    let srv = server(
+        |index, mut socket, log| async move {
+            socket.send_node(&stanza::success(None, 1)).await.unwrap();
+            while serve_node_with(&mut socket, &log, 0, index > 0)
+                .await
+                .is_some()
+            {}
+        },
+        false,
+    )
+    .await;
+    let (first, _) = pool(&srv, true, None);
+    wait_until("the first upload", || {
+        srv.log.lock().unwrap().uploads.len() == 1
+    })
+    .await;
+    let second = first.restart(&srv).await;
+    wait_until("the upload after the restart", || {
+        srv.log.lock().unwrap().uploads.len() == 2
+    })
+    .await;
+    let uploads = srv.log.lock().unwrap().uploads.clone();
+    assert_eq!(uploads[0], (1..=812).collect::<Vec<_>>());
+    assert_eq!(uploads[1], uploads[0], "the same slots again, no new ids");
+    let keys = KeyStore::in_data_dir(&second.path());
+    let mut counts = None;
+    wait_until("the upload confirmed in the store", || {
+        let c = keys.counts("c1").unwrap();
+        counts = Some(c);
+        c.uploaded == 812
+    })
+    .await;
+    let counts = counts.unwrap();
+    assert_eq!((counts.stored, counts.next_id), (812, 813));
 }
