@@ -109,11 +109,8 @@ impl KeyStore {
             path: self.path.clone(),
             source,
         };
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        create_private(&self.path);
         let conn = Connection::open(&self.path).map_err(fail)?;
-        set_private(&self.path);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -321,9 +318,21 @@ fn key_from_private(id: u32, private: &[u8]) -> Option<PreKey> {
     })
 }
 
-/// The database holds private keys: owner-only, like the credentials.
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+/// The database holds private keys: owner-only like the credentials (directory 0700, file
+/// 0600, created so before SQLite opens it; its `-wal` and `-shm` files take the same mode).
+fn create_private(path: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path);
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
