@@ -14,9 +14,9 @@ use crate::http::{self, Token};
 use crate::net::board::StatusBoard;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
+use crate::net::version::{self, DISCOVERY_TIMEOUT};
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
-use crate::wa::payload::ClientVersion;
 
 /// Where sessions connect, from the `[server]` table.
 pub fn endpoint(config: &Config) -> Endpoint {
@@ -27,7 +27,9 @@ pub fn endpoint(config: &Config) -> Endpoint {
             .trust_root
             .map(TrustRoot)
             .unwrap_or_else(TrustRoot::whatsapp),
-        version: ClientVersion::default(),
+        version: config.server.client_version.unwrap_or_default(),
+        device: config.server.device_name.clone(),
+        send_acks: true,
     }
 }
 
@@ -90,7 +92,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Started, StartError> {
     let cancel = CancellationToken::new();
     let store = Arc::new(FileStore::new(&config.storage.data_dir));
-    let running = pool::start(config, endpoint(config), store, cancel.clone());
+    let mut endpoint = endpoint(config);
+    let resolved = version::resolve(&config.server, version::SW_JS_URL, DISCOVERY_TIMEOUT).await;
+    info!(version = %resolved.version, "using {}", resolved.describe());
+    endpoint.version = resolved.version;
+    let running = pool::start(config, endpoint, store, cancel.clone());
     let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
     let http = match addr {
         Some(addr) => {

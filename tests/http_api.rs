@@ -117,6 +117,8 @@ async fn sessions_metrics_and_actions_over_http() {
     // While pairing, the session view carries the QR text.
     let alpha = wait_state(&base, "alpha", "online").await;
     assert_eq!(alpha["paired"], true);
+    // The version the session dials with (the simulator is not WhatsApp: no discovery).
+    assert_eq!(alpha["client_version"], "2.3000.1045649367");
     wait_state(&base, "beta", "online").await;
     let list = request(&base, "GET", "/sessions", None, "").await.json();
     let rows = list.as_array().unwrap();

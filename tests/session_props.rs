@@ -41,8 +41,8 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Frame),
         Just(Step::PingOk),
         Just(Step::PingMiss),
-        (0u8..12).prop_map(Step::CloseLive),
-        (0u8..12).prop_map(Step::CloseStale),
+        (0u8..16).prop_map(Step::CloseLive),
+        (0u8..16).prop_map(Step::CloseStale),
         (0u16..5000).prop_map(Step::Advance),
     ]
 }
@@ -60,6 +60,13 @@ fn cause(i: u8) -> Cause {
         8 => Cause::Mismatch,
         9 => Cause::Closed,
         10 => Cause::TimedOut("t".into()),
+        11 => Cause::StreamError {
+            child: "ack".into(),
+            id: None,
+        },
+        12 => Cause::UserAgentRejected,
+        13 => Cause::Network("n".into()),
+        14 => Cause::Payload("p".into()),
         _ => Cause::Protocol("p".into()),
     }
 }

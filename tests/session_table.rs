@@ -124,6 +124,10 @@ fn retry_at(fx: &[Effect]) -> Option<Instant> {
 #[case::mismatch_411(Cause::Mismatch, StateName::Failed)]
 #[case::temp_banned_402(Cause::TempBanned { expires_s: Some(120) }, StateName::Cooldown)]
 #[case::outdated_405(Cause::ClientOutdated, StateName::Failed)]
+#[case::user_agent_409(Cause::UserAgentRejected, StateName::Failed)]
+#[case::unknown_code_516(Cause::Server(516), StateName::Backoff)]
+#[case::stream_error_ack(Cause::StreamError { child: "ack".into(), id: Some("M1".into()) }, StateName::Backoff)]
+#[case::network_408(Cause::Network("connection refused".into()), StateName::Backoff)]
 fn disconnect_table_row(#[case] cause: Cause, #[case] expected: StateName) {
     let mut r = Rig::online(Policy::default());
     let code = cause.code();
@@ -137,7 +141,7 @@ fn disconnect_table_row(#[case] cause: Cause, #[case] expected: StateName) {
             assert_eq!(retry, None);
             assert_eq!(r.s.status(r.now).attempt, 0);
         }
-        428 | 408 | 500 | 503 => {
+        428 | 408 | 500 | 503 | 516 => {
             assert_eq!(dials(&fx), 0);
             let wait = retry.unwrap() - r.now;
             assert!(
@@ -161,7 +165,7 @@ fn disconnect_table_row(#[case] cause: Cause, #[case] expected: StateName) {
             assert_eq!(r.s.status(r.now).cooldown_until(), Some(r.now + secs(300)));
         }
         402 => assert_eq!(retry, Some(r.now + secs(120))),
-        403 | 406 | 411 | 405 => {
+        403 | 406 | 411 | 405 | 409 => {
             assert_eq!((dials(&fx), retry), (0, None));
             assert!(
                 !fx.iter()
@@ -180,6 +184,50 @@ fn disconnect_table_row(#[case] cause: Cause, #[case] expected: StateName) {
         timeline.iter().any(|e| e.code == Some(code)),
         "{timeline:?}"
     );
+}
+
+#[test]
+fn a_payload_failure_is_failed_at_once_not_retried_like_an_outage() {
+    let mut r = Rig::online(Policy::default());
+    let fx = r.closed(Cause::Payload("login payload: bad phone".into()));
+    assert_eq!(r.state(), StateName::Failed);
+    assert_eq!((dials(&fx), retry_at(&fx)), (0, None));
+    let status = r.s.status(r.now);
+    assert_eq!(status.last_cause.as_deref(), Some("payload_error"));
+    assert!(status.reason.contains("login payload"), "{}", status.reason);
+}
+
+#[test]
+fn a_new_client_version_probes_a_session_refused_with_405_and_only_that() {
+    let mut r = Rig::online(Policy::default());
+    r.feed(Event::ClientVersion {
+        version: "2.3000.5".into(),
+    });
+    r.closed(Cause::ClientOutdated);
+    assert_eq!(r.state(), StateName::Failed);
+    assert!(r.s.status(r.now).reason.contains("2.3000.5"));
+    // The same version again changes nothing.
+    let fx = r.feed(Event::ClientVersion {
+        version: "2.3000.5".into(),
+    });
+    assert_eq!(dials(&fx), 0);
+    let fx = r.feed(Event::ClientVersion {
+        version: "2.3000.9".into(),
+    });
+    assert_eq!(dials(&fx), 1);
+    assert_eq!(r.state(), StateName::Connecting);
+    assert_eq!(r.s.status(r.now).client_version, "2.3000.9");
+
+    // A session failed for another reason is left alone.
+    let mut other = Rig::online(Policy::default());
+    other.feed(Event::ClientVersion {
+        version: "2.3000.5".into(),
+    });
+    other.closed(Cause::Banned);
+    let fx = other.feed(Event::ClientVersion {
+        version: "2.3000.9".into(),
+    });
+    assert_eq!((dials(&fx), other.state()), (0, StateName::Failed));
 }
 
 #[test]

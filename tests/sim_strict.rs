@@ -286,7 +286,7 @@ async fn consuming_pre_keys_below_five_sends_the_encrypt_notification() {
     );
     assert_eq!(child(&note, "count").get_attr("value"), Some("2"));
     socket
-        .send_node(&wasp::wa::ack::ack_for(&note, &own).unwrap())
+        .send_node(&wasp::wa::ack::ack(&note, Some(&own)).unwrap())
         .await
         .unwrap();
     let stats = until(&sim, "the ack of the notification", |s| {

@@ -34,8 +34,8 @@ async fn refill(socket: &mut ClientSocket, creds: &Credentials, next: &mut u32) 
         .and_then(|v| v.parse().ok())
         .unwrap();
     let n = match count {
-        0 => prekey::INITIAL_UPLOAD,
-        c if c < prekey::LOW_WATER => prekey::REFILL,
+        0 => prekey::INITIAL_BATCH as usize,
+        c if c < prekey::LOW_WATER as usize => prekey::REFILL_BATCH as usize,
         _ => return 0,
     } as u32;
     let upload = prekey_upload(&format!("u{next}"), creds, *next..*next + n);
@@ -86,7 +86,7 @@ async fn a_client_that_acks_and_refills_stays_online_across_a_restart() {
     let note = recv(&mut socket).await;
     assert!(is_encrypt_note(&note), "{note:?}");
     socket
-        .send_node(&wasp::wa::ack::ack_for(&note, &own).unwrap())
+        .send_node(&wasp::wa::ack::ack(&note, Some(&own)).unwrap())
         .await
         .unwrap();
     assert_eq!(refill(&mut socket, &creds, &mut next).await, 50);

@@ -110,6 +110,12 @@ pub enum ConfigError {
     TooManySessions { count: usize, max: u32 },
     #[error("[http] sets both token and token_env; keep only one")]
     TokenTwice,
+    #[error(
+        "{field} must be a WhatsApp Web version such as \"2.3000.1045649367\", found \"{found}\""
+    )]
+    BadClientVersion { field: String, found: String },
+    #[error("{field} is not a device name: {reason}")]
+    BadDeviceName { field: String, reason: String },
 }
 
 /// Where a problem is: 1-based line and column (columns count characters, not bytes).

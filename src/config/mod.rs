@@ -18,6 +18,8 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::session::policy::Policy;
+use crate::wa::device::DeviceName;
+use crate::wa::payload::ClientVersion;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem};
@@ -66,6 +68,13 @@ pub struct ServerConfig {
     pub url: String,
     /// The Noise certificate root to trust instead of WhatsApp's (for `wasp sim`).
     pub trust_root: Option<[u8; 32]>,
+    /// `client_version = "2.3000.N"`: the WhatsApp Web version to claim when discovery is
+    /// off or fails (the built-in one when not set).
+    pub client_version: Option<ClientVersion>,
+    /// Look up WhatsApp Web's current revision at start (only for web.whatsapp.com).
+    pub discover_version: bool,
+    /// `device_name = "Browser (OS)"`: the name the phone shows under "Linked devices".
+    pub device_name: DeviceName,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +82,9 @@ impl Default for ServerConfig {
         ServerConfig {
             url: WHATSAPP_URL.to_string(),
             trust_root: None,
+            client_version: None,
+            discover_version: true,
+            device_name: DeviceName::default(),
         }
     }
 }

@@ -9,6 +9,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use toml::de::{DeTable, DeValue};
 
 use crate::session::policy::Policy;
+use crate::wa::device::DeviceName;
+use crate::wa::payload::ClientVersion;
 
 use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::overrides::{POLICY_KEYS, overlay};
@@ -21,7 +23,13 @@ use super::{
 const TOP_LEVEL: [&str; 7] = [
     "server", "storage", "policy", "limits", "http", "cluster", "session",
 ];
-const SERVER_KEYS: [&str; 2] = ["url", "trust_root"];
+const SERVER_KEYS: [&str; 5] = [
+    "url",
+    "trust_root",
+    "client_version",
+    "discover_version",
+    "device_name",
+];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
 const HTTP_KEYS: [&str; 3] = ["listen", "token_env", "token"];
@@ -169,6 +177,36 @@ fn read_server(problems: &mut Problems, t: &Table<'_, '_>) -> ServerConfig {
     }
     if let Some((text, span)) = t.non_empty_string(problems, "trust_root") {
         server.trust_root = decode_key(problems, t, text, &span);
+    }
+    if let Some((text, span)) = t.non_empty_string(problems, "client_version") {
+        match text.parse::<ClientVersion>() {
+            // WhatsApp Web versions are 2.3000.N; anything else would be refused (405).
+            Ok(v) if v.primary == 2 && v.secondary == 3000 && v.tertiary > 0 => {
+                server.client_version = Some(v);
+            }
+            _ => problems.report(
+                &span,
+                ConfigError::BadClientVersion {
+                    field: t.field("client_version"),
+                    found: text.to_string(),
+                },
+            ),
+        }
+    }
+    if let Some(flag) = t.bool(problems, "discover_version") {
+        server.discover_version = flag;
+    }
+    if let Some((text, span)) = t.non_empty_string(problems, "device_name") {
+        match text.parse::<DeviceName>() {
+            Ok(name) => server.device_name = name,
+            Err(e) => problems.report(
+                &span,
+                ConfigError::BadDeviceName {
+                    field: t.field("device_name"),
+                    reason: e.to_string(),
+                },
+            ),
+        }
     }
     server
 }

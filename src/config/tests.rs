@@ -252,3 +252,56 @@ fn http_without_listen_binds_loopback() {
     assert_eq!(config.http.unwrap().listen, DEFAULT_HTTP_LISTEN);
     assert!(DEFAULT_HTTP_LISTEN.ip().is_loopback());
 }
+
+#[test]
+fn server_identity_keys_have_defaults_and_are_checked() {
+    let defaults = ok("");
+    assert_eq!(defaults.server.client_version, None);
+    assert!(defaults.server.discover_version);
+    assert_eq!(defaults.server.device_name.to_string(), "Chrome (Windows)");
+
+    let set = ok(concat!(
+        "[server]\n",
+        "client_version = \"2.3000.1045649367\"\n",
+        "discover_version = false\n",
+        "device_name = \"Firefox (Mac OS)\"\n",
+    ));
+    assert_eq!(
+        set.server.client_version,
+        Some(crate::wa::payload::ClientVersion::new(
+            2,
+            3000,
+            1_045_649_367
+        ))
+    );
+    assert!(!set.server.discover_version);
+    assert_eq!(set.server.device_name.to_string(), "Firefox (Mac OS)");
+
+    let lines = problems(concat!(
+        "[server]\n",
+        "client_version = \"2.2400.7\"\n",
+        "discover_version = \"yes\"\n",
+        "device_name = \"wasp\"\n",
+    ));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0]
+            .starts_with("t.toml:2:18: client_version in [server] must be a WhatsApp Web version"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("t.toml:3:20: discover_version in [server] must be true or false"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("t.toml:4:15: device_name in [server] is not a device name"),
+        "{lines:?}"
+    );
+    let choices = problems("[server]\ndevice_name = \"Lynx (Windows)\"\n");
+    assert!(
+        choices[0].contains("Chrome, Firefox, Safari"),
+        "{choices:?}"
+    );
+    let os = problems("[server]\ndevice_name = \"Chrome (Plan9)\"\n");
+    assert!(os[0].contains("Windows, Mac OS, Linux"), "{os:?}");
+}

@@ -143,6 +143,8 @@ pub struct SessionDetail {
     pub paired: bool,
     pub backups: u32,
     pub last_backup_at: Option<String>,
+    /// The WhatsApp Web version the session dials with ("2.3000.N").
+    pub client_version: String,
     /// The QR text while pairing (the operator's client renders it).
     pub qr: Option<String>,
     pub qr_ref: Option<String>,
@@ -169,6 +171,7 @@ impl SessionDetail {
             paired: s.account.paired,
             backups: s.backups.count,
             last_backup_at: s.backups.last_at.map(|t| clock.wall(t)),
+            client_version: s.client_version.clone(),
             qr: s.qr().map(|q| q.text.as_str().to_string()),
             qr_ref: s.qr().map(|q| format!("{}/{}", q.index, q.count)),
             qr_expires_at: s.qr().map(|q| clock.wall(q.expires_at)),

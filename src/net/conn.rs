@@ -32,6 +32,8 @@ pub enum ConnError {
     Dial(#[from] DialError),
     #[error("websocket error: {0}")]
     Ws(String),
+    #[error("cannot build the client payload: {0}")]
+    Payload(String),
     #[error("the server closed the connection")]
     ClosedByPeer,
     #[error("framing error: {0}")]
@@ -52,8 +54,10 @@ impl ConnError {
     /// The disconnect cause this failure means for the session (PROTOCOL.md section 7).
     pub fn cause(&self) -> Cause {
         match self {
-            ConnError::Dial(e) => Cause::TimedOut(e.to_string()),
-            ConnError::Ws(e) => Cause::TimedOut(format!("network error: {e}")),
+            ConnError::Dial(e @ DialError::Timeout { .. }) => Cause::TimedOut(e.to_string()),
+            ConnError::Dial(e) => Cause::Network(e.to_string()),
+            ConnError::Ws(e) => Cause::Network(e.clone()),
+            ConnError::Payload(e) => Cause::Payload(e.clone()),
             ConnError::ClosedByPeer | ConnError::Gone => Cause::Closed,
             ConnError::Frame(e) => Cause::Protocol(e.to_string()),
             ConnError::Noise(e) => Cause::Protocol(e.to_string()),
@@ -200,6 +204,12 @@ where
         send_encrypted(&mut self.ws, &mut self.transport, &plain).await
     }
 
+    /// Encrypts and sends `plain` as one frame whatever it holds (tests send broken nodes).
+    #[doc(hidden)]
+    pub async fn send_plain(&mut self, plain: &[u8]) -> Result<(), ConnError> {
+        send_encrypted(&mut self.ws, &mut self.transport, plain).await
+    }
+
     /// Receives the next node (cancel-safe: buffered bytes stay in the decoder).
     pub async fn recv_node(&mut self) -> Result<Node, ConnError> {
         let frame = read_frame(&mut self.ws, &mut self.decoder).await?;
@@ -276,6 +286,12 @@ fn id_prefix() -> String {
 pub enum ConnEvent {
     /// A node that was not the answer to one of our queries.
     Node(Node),
+    /// A frame arrived that went elsewhere (an iq answer to a waiting querier): the link is
+    /// alive all the same.
+    Received,
+    /// A frame decrypted but did not decode as a node (`len` plaintext bytes); it was
+    /// skipped and the connection goes on, as the reference clients do.
+    Undecodable { len: usize, error: NodeError },
     /// The connection ended; the task has finished. `by_us` is true when we closed it.
     Closed { cause: Cause, by_us: bool },
 }
@@ -445,18 +461,30 @@ async fn run_conn<S>(
                 Ok(None) => break,
                 Err(e) => break 'outer (ConnError::from(e).cause(), false),
             };
-            let node = match transport
-                .decrypt(&frame)
-                .map_err(ConnError::from)
-                .and_then(|plain| node::decode(&plain).map_err(ConnError::from))
-            {
+            // Only a failed GCM tag ends the link: the stream can no longer be trusted.
+            let plain = match transport.decrypt(&frame) {
+                Ok(plain) => plain,
+                Err(e) => break 'outer (ConnError::from(e).cause(), false),
+            };
+            let node = match node::decode(&plain) {
                 Ok(node) => node,
-                Err(e) => break 'outer (e.cause(), false),
+                Err(error) => {
+                    let event = ConnEvent::Undecodable {
+                        len: plain.len(),
+                        error,
+                    };
+                    if events.send(event).await.is_err() {
+                        break 'outer (Cause::Closed, true);
+                    }
+                    continue;
+                }
             };
             if is_answer(&node)
                 && let Some(reply) = node.get_attr("id").and_then(|id| pending.remove(id))
             {
                 let _ = reply.send(node);
+                // Counts as life for the owner (liveness), without the node itself.
+                let _ = events.try_send(ConnEvent::Received);
                 continue;
             }
             if let Some(cause) = stanza::end_cause(&node) {

@@ -12,6 +12,7 @@ use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_hands
 use crate::net::ratelimit::RateLimiter;
 use crate::net::transport;
 use crate::wa::creds::{Credentials, SecretKey};
+use crate::wa::device::DeviceName;
 use crate::wa::noise::TrustRoot;
 use crate::wa::payload::{self, ClientVersion};
 
@@ -20,7 +21,13 @@ use crate::wa::payload::{self, ClientVersion};
 pub struct Endpoint {
     pub url: String,
     pub trust: TrustRoot,
+    /// The version at start; a config reload sends drivers a new one.
     pub version: ClientVersion,
+    /// The name registrations carry (`DeviceProps`, QR platform letter).
+    pub device: DeviceName,
+    /// Test-only: false makes sessions ack nothing (to provoke `<stream:error><ack/>`).
+    #[doc(hidden)]
+    pub send_acks: bool,
 }
 
 /// Progress of one dial, tagged with the dial's id by the caller.
@@ -39,24 +46,33 @@ pub enum LinkEvent {
 pub struct DialKeys {
     noise_private: SecretKey,
     payload: Vec<u8>,
+    routing: Option<Vec<u8>>,
 }
 
 impl DialKeys {
-    /// Login payload when paired, registration payload otherwise.
+    /// Login payload when paired, registration payload (as `device`) otherwise.
     pub fn from_credentials(
         creds: &Credentials,
         version: &ClientVersion,
+        device: &DeviceName,
     ) -> Result<Self, ConnError> {
         let payload = if creds.is_paired() {
             payload::login_payload(creds, version)
-                .map_err(|e| ConnError::Ws(format!("cannot build login payload: {e}")))?
+                .map_err(|e| ConnError::Payload(format!("login payload: {e}")))?
         } else {
-            payload::registration_payload(creds, version)
+            payload::registration_payload_as(creds, version, device)
         };
         Ok(DialKeys {
             noise_private: SecretKey::from_bytes(*creds.noise.private.expose()),
             payload,
+            routing: None,
         })
+    }
+
+    /// Prefixes the dial with edge-routing bytes the server sent earlier (PROTOCOL.md 1).
+    pub fn with_routing(mut self, routing: Option<Vec<u8>>) -> Self {
+        self.routing = routing;
+        self
     }
 }
 
@@ -99,7 +115,7 @@ pub async fn open<T: Copy + Send + 'static>(
             payload: keys.payload,
             trust: &endpoint.trust,
             now_unix: now_unix(),
-            routing: None,
+            routing: keys.routing.as_deref(),
         };
         client_handshake(ws, hs).await
     };

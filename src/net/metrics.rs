@@ -37,6 +37,12 @@ pub struct Metrics {
     pub backups_failed: Counter,
     pub connects_rate_limited: Counter,
     pub connects: Counter,
+    /// Received frames that did not decode as a node (skipped, the link goes on).
+    pub undecodable_nodes: Counter,
+    /// Acks sent for pushed stanzas (message, receipt, notification, call).
+    pub acks_sent: Counter,
+    /// One-time pre-keys uploaded to the server.
+    pub prekeys_uploaded: Counter,
     /// Serialises scrapes: the state gauge is rebuilt per scrape.
     scrape: Mutex<()>,
 }
@@ -62,6 +68,24 @@ impl Metrics {
         let backups_failed = Counter::default();
         let connects_rate_limited = Counter::default();
         let connects = Counter::default();
+        let undecodable_nodes = Counter::default();
+        let acks_sent = Counter::default();
+        let prekeys_uploaded = Counter::default();
+        registry.register(
+            "undecodable_nodes",
+            "Received frames that did not decode as a node and were skipped",
+            undecodable_nodes.clone(),
+        );
+        registry.register(
+            "acks_sent",
+            "Acks sent for pushed messages, receipts, notifications and calls",
+            acks_sent.clone(),
+        );
+        registry.register(
+            "prekeys_uploaded",
+            "One-time pre-keys uploaded to the server",
+            prekeys_uploaded.clone(),
+        );
         registry.register(
             "session_state",
             "1 for the state each session is in",
@@ -114,6 +138,9 @@ impl Metrics {
             backups_failed,
             connects_rate_limited,
             connects,
+            undecodable_nodes,
+            acks_sent,
+            prekeys_uploaded,
             scrape: Mutex::new(()),
         }
     }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{Config, SessionConfig};
+use crate::config::{Config, ServerConfig, SessionConfig};
 use crate::net::board::StatusBoard;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::handle::{PoolHandle, PoolRequest};
@@ -19,6 +19,7 @@ use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tasks::drain;
 use crate::store::CredentialStore;
+use crate::store::keys::KeyStore;
 
 /// How long shutdown waits for every session to close its socket.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
@@ -43,6 +44,8 @@ struct Pool {
     tracker: TaskTracker,
     cancel: CancellationToken,
     seed: u64,
+    /// The `[server]` table in force, to notice a changed `client_version` on reload.
+    server: ServerConfig,
 }
 
 /// Starts every configured session (connecting those with `autostart` or that were online
@@ -65,6 +68,7 @@ pub fn start(
         board: board.clone(),
         metrics: metrics.clone(),
         store,
+        keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
@@ -75,6 +79,7 @@ pub fn start(
         tracker: TaskTracker::new(),
         cancel: cancel.clone(),
         seed: rand::random(),
+        server: config.server.clone(),
     };
     for session in &config.sessions {
         pool.start_session(session.clone());
@@ -140,6 +145,17 @@ impl Pool {
     /// Applies a new config: new sessions start, removed ones stop, changed policies apply
     /// in place (an online socket is not dropped).
     async fn reload(&mut self, config: Config) {
+        if let Some(version) = config.server.client_version
+            && config.server.client_version != self.server.client_version
+        {
+            // Sessions refused with 405 probe again with the new version at once.
+            info!(%version, "client version changed by reload");
+            self.shared.endpoint.version = version;
+            for entry in self.entries.values() {
+                let _ = entry.inbox.send(DriverMsg::SetVersion(version)).await;
+            }
+        }
+        self.server = config.server.clone();
         let wanted: HashMap<String, SessionConfig> = config
             .sessions
             .iter()

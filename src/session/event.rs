@@ -83,6 +83,11 @@ pub enum Event {
         timer: TimerId,
     },
     Operator(Command),
+    /// The client version the driver dials with: set at start, and again when a config
+    /// reload changes it (then a session `failed` on 405 probes again at once).
+    ClientVersion {
+        version: String,
+    },
     /// The store found credentials but none loads (the reason says why).
     CredentialsLost {
         reason: String,

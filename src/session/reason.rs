@@ -79,8 +79,12 @@ pub enum FailReason {
     Banned,
     /// 411: multi-device mismatch.
     Mismatch,
-    /// 405: the server refuses our client version.
-    ClientOutdated,
+    /// 405: the server refuses our client version (`refused`, as dialled).
+    ClientOutdated { refused: String },
+    /// 409: the server refuses the device name (user agent).
+    UserAgentRejected,
+    /// The login payload cannot be built from the stored credentials.
+    Payload(String),
     /// Too many reconnect attempts for the last cause.
     GaveUp { attempts: u32, cause: Cause },
 }
@@ -91,8 +95,19 @@ impl fmt::Display for FailReason {
             FailReason::Locked => f.write_str("account locked; credentials kept"),
             FailReason::Banned => f.write_str("account banned; credentials kept"),
             FailReason::Mismatch => f.write_str("multi-device mismatch; credentials kept"),
-            FailReason::ClientOutdated => {
-                f.write_str("client version outdated: set a newer client version")
+            FailReason::ClientOutdated { refused } => write!(
+                f,
+                "the server refused client version {refused} as outdated (405): set a newer \
+                 client_version in [server] and reload"
+            ),
+            FailReason::UserAgentRejected => f.write_str(
+                "the server refused the device name (409): set another device_name in [server]",
+            ),
+            FailReason::Payload(why) => {
+                write!(
+                    f,
+                    "cannot build the login payload ({why}); credentials kept"
+                )
             }
             FailReason::GaveUp { attempts, cause } => {
                 write!(f, "gave up after {attempts} attempts ({cause})")

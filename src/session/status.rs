@@ -195,6 +195,8 @@ pub struct Status {
     pub timeline: Vec<TimelineEntry>,
     pub account: Account,
     pub backups: Backups,
+    /// The WhatsApp Web version this session dials with ("2.3000.N"; empty before start).
+    pub client_version: String,
 }
 
 impl Status {
@@ -218,6 +220,7 @@ impl Status {
             timeline: Vec::new(),
             account: Account::default(),
             backups: Backups::default(),
+            client_version: String::new(),
         }
     }
 

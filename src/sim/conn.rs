@@ -140,7 +140,7 @@ impl Conn {
         if reg.strict.prekeys {
             reg.mailbox(&device.jid).prekeys.len()
         } else {
-            prekey::INITIAL_UPLOAD
+            prekey::INITIAL_BATCH as usize
         }
     }
 
@@ -216,7 +216,7 @@ impl Conn {
             // A device that never uploaded is told by its own count query after login, and
             // one with a low-count notification still queued gets no second one.
             let told = queued.iter().any(|n| n.get_attr("type") == Some("encrypt"));
-            let low = mailbox.prekeys.len() < prekey::LOW_WATER;
+            let low = mailbox.prekeys.len() < prekey::LOW_WATER as usize;
             if check_prekeys && mailbox.uploads > 0 && low && !told {
                 live.push(pushes::encrypt_low(mailbox.prekeys.len(), now));
             }

@@ -188,7 +188,7 @@ pub async fn login(target: &Target, creds: &Credentials) -> Result<ClientSocket,
     socket.send_node(&stanza::ping(ping)).await?;
     loop {
         let node = next(&mut socket, "the answer to a ping").await?;
-        if let Some(ack) = ack::ack_for(&node, &own) {
+        if let Some(ack) = ack::ack(&node, Some(&own)) {
             socket.send_node(&ack).await?;
             continue;
         }

@@ -363,7 +363,7 @@ impl Handle {
                     mailbox.prekeys.len()
                 };
                 reg.sync_mail_stats(&jid);
-                if remaining < prekey::LOW_WATER && reg.strict.pushes {
+                if remaining < prekey::LOW_WATER as usize && reg.strict.pushes {
                     let note = pushes::encrypt_low(remaining, server::now_unix());
                     reg.enqueue(&jid, note.clone());
                     for control in reg.live_controls(&jid) {

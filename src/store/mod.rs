@@ -17,6 +17,7 @@ mod atomic;
 mod backup;
 mod error;
 mod file;
+pub mod keys;
 mod lock;
 mod utc;
 

@@ -8,22 +8,40 @@ use md5::{Digest as _, Md5};
 use prost::Message as _;
 
 use crate::wa::creds::{Credentials, KEY_TYPE_DJB, SignedPreKey};
+use crate::wa::device::DeviceName;
 use crate::wa::proto::payload::{
     AppVersion, ClientPayload, ConnectReason, ConnectType, DevicePairingRegistrationData,
-    DeviceProps, Platform, PlatformType, ReleaseChannel, UserAgent, WebInfo, WebSubPlatform,
+    DeviceProps, HistorySyncConfig, Platform, ReleaseChannel, UserAgent, WebInfo, WebSubPlatform,
 };
 use crate::wa::xeddsa;
 
-/// The name the phone shows for a wasp device under "Linked devices".
-pub const DEVICE_OS: &str = "wasp";
+/// The `DeviceProps.version` Baileys sends (a desktop OS version, 10.15.7); nothing in the
+/// registration names wasp, so a fleet does not stand out as one odd client.
+const DEVICE_VERSION: (u32, u32, u32) = (10, 15, 7);
 
-/// wasp's own version as it appears in `DeviceProps`.
-const DEVICE_VERSION: (u32, u32, u32) = (0, 1, 0);
+/// The QR platform letter of the default device name, "Chrome (Windows)" (`1`, Chrome);
+/// sessions use `DeviceName::browser.qr_platform()` of their configured name.
+pub const QR_PLATFORM: char = '1';
 
-/// The web client type to put in the QR code (`pair::qr_text`): `9` is "other web client",
-/// which is what whatsmeow sends for a `DeviceProps.platformType` it has no letter for;
-/// it matches the `DESKTOP` platform type wasp registers with.
-pub const QR_PLATFORM: char = '9';
+/// The history-sync capabilities Baileys registers with (`historySyncConfig` in
+/// `generateRegistrationNode`): a 10 GiB quota, the initial payload inline, no call log
+/// and no group history.
+fn history_sync_config() -> HistorySyncConfig {
+    HistorySyncConfig {
+        storage_quota_mb: Some(10_240),
+        inline_initial_payload_in_e2ee_msg: Some(true),
+        support_call_log_history: Some(false),
+        support_bot_user_agent_chat_history: Some(true),
+        support_cag_reactions_and_polls: Some(true),
+        support_biz_hosted_msg: Some(true),
+        support_recent_sync_chunk_message_count_tuning: Some(true),
+        support_hosted_group_msg: Some(true),
+        support_fbid_bot_chat_history: Some(true),
+        support_message_association: Some(true),
+        support_group_history: Some(false),
+        ..Default::default()
+    }
+}
 
 /// The WhatsApp Web version a client claims; the server refuses outdated ones (405).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,15 +130,25 @@ pub enum PayloadError {
     BadKeyType(Vec<u8>),
 }
 
-/// The encoded payload for a device that is not paired yet: it carries the keys the phone
-/// will vouch for.
+/// The encoded payload for a device that is not paired yet, under the default device name.
 pub fn registration_payload(creds: &Credentials, version: &ClientVersion) -> Vec<u8> {
+    registration_payload_as(creds, version, &DeviceName::default())
+}
+
+/// The encoded payload for a device that is not paired yet: it carries the keys the phone
+/// will vouch for, and `device` as the name the phone shows under "Linked devices".
+pub fn registration_payload_as(
+    creds: &Credentials,
+    version: &ClientVersion,
+    device: &DeviceName,
+) -> Vec<u8> {
     let (major, minor, patch) = DEVICE_VERSION;
     let props = DeviceProps {
-        os: Some(DEVICE_OS.to_string()),
+        os: Some(device.os.to_string()),
         version: Some(ClientVersion::new(major, minor, patch).app_version()),
-        platform_type: Some(PlatformType::Desktop as i32),
+        platform_type: Some(device.browser.platform_type() as i32),
         require_full_sync: Some(false),
+        history_sync_config: Some(history_sync_config()),
     };
     let spk = &creds.signed_pre_key;
     let mut payload = base_payload(version);
@@ -270,6 +298,7 @@ fn fixed<const N: usize>(
 mod tests {
     use super::*;
     use crate::wa::creds::Account;
+    use crate::wa::proto::payload::PlatformType;
 
     fn paired(phone: &str) -> Credentials {
         let mut creds = Credentials::generate();
@@ -298,7 +327,27 @@ mod tests {
         let reg = payload.device_pairing_data.as_ref().unwrap();
         assert_eq!(reg.build_hash.as_deref(), Some(&version.build_hash()[..]));
         let props = DeviceProps::decode(reg.device_props.as_deref().unwrap()).unwrap();
-        assert_eq!(props.os.as_deref(), Some(DEVICE_OS));
+        assert_eq!(props.os.as_deref(), Some("Windows"));
+        assert_eq!(props.platform_type, Some(PlatformType::Chrome as i32));
+        assert_eq!(props.require_full_sync, Some(false));
+        let history = props.history_sync_config.unwrap();
+        assert_eq!(history.storage_quota_mb, Some(10_240));
+        assert_eq!(history.support_group_history, Some(false));
+        let firefox: DeviceName = "Firefox (Linux)".parse().unwrap();
+        let bytes = registration_payload_as(&creds, &version, &firefox);
+        let reg = decode_client_payload(&bytes)
+            .unwrap()
+            .device_pairing_data
+            .unwrap();
+        let props = DeviceProps::decode(reg.device_props.as_deref().unwrap()).unwrap();
+        assert_eq!(props.os.as_deref(), Some("Linux"));
+        assert_eq!(props.platform_type, Some(PlatformType::Firefox as i32));
+        let version = props.version.unwrap();
+        assert_ne!(
+            version.primary,
+            Some(0),
+            "no wasp-only version in DeviceProps"
+        );
         assert_eq!(
             inspect(&payload).unwrap(),
             ClientHello::Register {

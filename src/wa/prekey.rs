@@ -1,21 +1,63 @@
-//! The pre-key upload iq (PROTOCOL-MESSAGING.md §2.2) as data: building it from keys, and
-//! parsing and checking one as the server does (field lengths, key type, the signed pre-key's
+//! One-time pre-keys on the wire (PROTOCOL-MESSAGING.md section 2): how many a device uploads
+//! for a server count, the upload iq in its exact shape, reading the count answer, and parsing
+//! and checking an upload as the server does (field lengths, key type, the signed pre-key's
 //! XEdDSA signature over `05 || pub` by the identity key). Shared by the client that uploads
 //! and the simulator that checks.
 
-use crate::wa::creds::{KEY_TYPE_DJB, SignedPreKey};
+use crate::wa::creds::{Credentials, KEY_TYPE_DJB, KeyPair, SignedPreKey};
 use crate::wa::node::Node;
 use crate::wa::stanza::SERVER;
 use crate::wa::xeddsa;
 
-/// How many one-time pre-keys a device uploads the first time (both reference clients).
-pub const INITIAL_UPLOAD: usize = 812;
-/// Below this many one-time pre-keys on the server, a device refills.
-pub const LOW_WATER: usize = 5;
-/// How many a refill uploads (whatsmeow's `WantedPreKeyCount`).
-pub const REFILL: usize = 50;
+/// The first upload of a device (both reference clients).
+pub const INITIAL_BATCH: u32 = 812;
+/// A refill (whatsmeow's `WantedPreKeyCount`).
+pub const REFILL_BATCH: u32 = 50;
+/// Refill when the server holds fewer than this many.
+pub const LOW_WATER: u32 = 5;
 /// Pre-key ids are 24 bits on the wire.
-pub const MAX_KEY_ID: u32 = 0x00FF_FFFF;
+pub const MAX_ID: u32 = 0x00FF_FFFF;
+
+/// One one-time pre-key: its id and key pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreKey {
+    pub id: u32,
+    pub key_pair: KeyPair,
+}
+
+/// How many keys to upload when the server says it holds `server_count`: 812 when it has
+/// none, 50 when it has fewer than 5, none otherwise.
+pub fn wanted(server_count: u32) -> Option<u32> {
+    match server_count {
+        0 => Some(INITIAL_BATCH),
+        n if n < LOW_WATER => Some(REFILL_BATCH),
+        _ => None,
+    }
+}
+
+/// The `value` of the `<count>` in the answer to `stanza::prekey_count_query`.
+pub fn count_of(answer: &Node) -> Option<u32> {
+    answer.get_child("count")?.get_attr("value")?.parse().ok()
+}
+
+/// The upload iq of a device's own keys (see `upload_node` for the shape).
+pub fn upload(id: &str, creds: &Credentials, keys: &[PreKey]) -> Node {
+    let keys: Vec<OneTimeKey> = keys
+        .iter()
+        .map(|k| OneTimeKey {
+            id: k.id,
+            public: k.key_pair.public,
+        })
+        .collect();
+    let spk = &creds.signed_pre_key;
+    let signed = UploadedSignedKey {
+        id: spk.id,
+        public: spk.key_pair.public,
+        signature: spk.signature,
+    };
+    let registration = u32::from(creds.registration_id);
+    upload_node(id, registration, &creds.identity.public, &keys, &signed)
+}
 
 /// One uploaded one-time pre-key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,5 +311,71 @@ mod tests {
             })
             .collect();
         *node = Node::new(node.tag.clone()).children(children);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod client_tests {
+    use super::*;
+    use crate::wa::creds::SignedPreKey;
+    use crate::wa::xeddsa;
+
+    #[test]
+    fn batch_sizes_follow_the_server_count() {
+        assert_eq!(wanted(0), Some(812));
+        assert_eq!(wanted(1), Some(50));
+        assert_eq!(wanted(4), Some(50));
+        assert_eq!(wanted(5), None);
+        assert_eq!(wanted(812), None);
+        let answer = Node::new("iq").child(Node::new("count").attr("value", "17"));
+        assert_eq!(count_of(&answer), Some(17));
+        assert_eq!(count_of(&Node::new("iq")), None);
+    }
+
+    #[test]
+    fn upload_has_the_exact_shape() {
+        let creds = Credentials::generate();
+        let keys: Vec<PreKey> = (0x010203..0x010206)
+            .map(|id| PreKey {
+                id,
+                key_pair: KeyPair::generate(),
+            })
+            .collect();
+        let iq = upload("up.1", &creds, &keys);
+        assert_eq!(iq.get_attr("xmlns"), Some("encrypt"));
+        assert_eq!(iq.get_attr("type"), Some("set"));
+        assert_eq!(iq.get_attr("to"), Some("s.whatsapp.net"));
+        let tags: Vec<&str> = iq.nodes().iter().map(|n| n.tag.as_str()).collect();
+        assert_eq!(tags, ["registration", "type", "identity", "list", "skey"]);
+        let child = |t: &str| iq.get_child(t).unwrap().content_bytes().unwrap().to_vec();
+        assert_eq!(child("registration").len(), 4);
+        assert_eq!(child("type"), vec![5]);
+        assert_eq!(child("identity"), creds.identity.public.to_vec());
+        let list: Vec<&Node> = iq
+            .get_child("list")
+            .unwrap()
+            .children_named("key")
+            .collect();
+        assert_eq!(list.len(), 3);
+        let first = list[0];
+        assert_eq!(
+            first.get_child("id").unwrap().content_bytes().unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            first.get_child("value").unwrap().content_bytes().unwrap(),
+            keys[0].key_pair.public
+        );
+        let skey = iq.get_child("skey").unwrap();
+        let bytes = |t: &str| skey.get_child(t).unwrap().content_bytes().unwrap().to_vec();
+        assert_eq!(bytes("id"), vec![0, 0, 1]);
+        let value: [u8; 32] = bytes("value").try_into().unwrap();
+        let signature: [u8; 64] = bytes("signature").try_into().unwrap();
+        assert!(xeddsa::verify(
+            &creds.identity.public,
+            &SignedPreKey::signed_message(&value),
+            &signature
+        ));
     }
 }

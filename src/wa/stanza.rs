@@ -32,8 +32,19 @@ pub enum Cause {
     Mismatch,
     /// 428: the stream ended (`xmlstreamend`) or the socket closed.
     Closed,
-    /// 408: keepalive unanswered, connect or query timeout, or a network error.
+    /// 408: keepalive unanswered, connect or query timeout.
     TimedOut(String),
+    /// 408: the network failed (DNS, refused, reset, TLS), with the OS's words.
+    Network(String),
+    /// A code-less `<stream:error>` whose child is not a conflict: the child's tag
+    /// (`ack` when a stanza went unacked, `xml-not-well-formed`, ...) and its `id`, if any.
+    /// Reported as 500 like the reference clients do, but named after the child.
+    StreamError { child: String, id: Option<String> },
+    /// 409: the server refused the registration's user agent (`<failure reason="409">`).
+    UserAgentRejected,
+    /// The ClientPayload could not be built from the stored credentials (a local bug or
+    /// damaged credentials, not a network outage).
+    Payload(String),
     /// Malformed bytes or an impossible message from the server (reported as 500).
     Protocol(String),
     /// A failure reason this client does not know.
@@ -54,7 +65,9 @@ impl Cause {
             Cause::ClientOutdated => 405,
             Cause::Mismatch => 411,
             Cause::Closed => 428,
-            Cause::TimedOut(_) => 408,
+            Cause::TimedOut(_) | Cause::Network(_) => 408,
+            Cause::StreamError { .. } | Cause::Payload(_) => 500,
+            Cause::UserAgentRejected => 409,
             Cause::Protocol(_) => 500,
             Cause::UnknownFailure(code) => *code,
         }
@@ -74,6 +87,14 @@ impl Cause {
             Cause::Mismatch => "mismatch",
             Cause::Closed => "closed",
             Cause::TimedOut(_) => "timed_out",
+            Cause::Network(_) => "network_error",
+            Cause::StreamError { child, .. } => match child.as_str() {
+                "ack" => "stream_error_ack",
+                "xml-not-well-formed" => "stream_error_xml_not_well_formed",
+                _ => "stream_error",
+            },
+            Cause::UserAgentRejected => "user_agent_rejected",
+            Cause::Payload(_) => "payload_error",
             Cause::Protocol(_) => "protocol_error",
             Cause::UnknownFailure(_) => "failure",
         }
@@ -83,8 +104,18 @@ impl Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::TimedOut(why) | Cause::Protocol(why) => {
+            Cause::TimedOut(why)
+            | Cause::Protocol(why)
+            | Cause::Network(why)
+            | Cause::Payload(why) => {
                 write!(f, "{} ({}): {why}", self.name(), self.code())
+            }
+            Cause::StreamError { child, id } => {
+                write!(f, "{} ({}): <{child}", self.name(), self.code())?;
+                if let Some(id) = id {
+                    write!(f, " id={id}")?;
+                }
+                f.write_str("/>")
             }
             Cause::TempBanned { expires_s: Some(s) } => write!(f, "temp_banned (402) for {s}s"),
             _ => write!(f, "{} ({})", self.name(), self.code()),
@@ -108,23 +139,29 @@ pub fn end_cause(node: &Node) -> Option<Cause> {
     }
 }
 
-/// A `code` attribute wins over the child; without one, the `conflict` child decides;
-/// anything unknown is a server error (500).
+/// A `code` attribute wins over the child and is kept as the server said it (an unknown
+/// code stays itself); without one, the `conflict` child decides, and any other child names
+/// the cause (`<ack id=..>` -> `stream_error_ack`).
 fn stream_error_cause(node: &Node) -> Cause {
     let code = node.get_attr("code").and_then(|c| c.parse::<u16>().ok());
     match code {
         Some(401) => return Cause::LoggedOut,
         Some(440) => return Cause::Conflict,
         Some(515) => return Cause::RestartRequired,
-        Some(code @ (500 | 503)) => return Cause::Server(code),
-        Some(_) => return Cause::Server(500),
+        Some(code) => return Cause::Server(code),
         None => {}
     }
     match node.get_child("conflict").map(|c| c.get_attr("type")) {
         Some(Some("device_removed")) => Cause::LoggedOut,
         // `replaced`, or a conflict of a type we do not know: another client took over.
         Some(_) => Cause::Conflict,
-        None => Cause::Server(500),
+        None => match node.nodes().first() {
+            Some(child) => Cause::StreamError {
+                child: child.tag.clone(),
+                id: child.get_attr("id").map(str::to_owned),
+            },
+            None => Cause::Server(500),
+        },
     }
 }
 
@@ -142,6 +179,7 @@ fn failure_cause(node: &Node) -> Cause {
         403 => Cause::Locked,
         405 => Cause::ClientOutdated,
         406 => Cause::Banned,
+        409 => Cause::UserAgentRejected,
         other => Cause::UnknownFailure(other),
     }
 }
@@ -343,6 +381,12 @@ pub fn success(lid: Option<&str>, t: u64) -> Node {
         Some(lid) => node.attr("lid", lid),
         None => node,
     }
+}
+
+/// A code-less stream error naming an unacked stanza:
+/// `<stream:error><ack id=".."/></stream:error>`.
+pub fn stream_error_ack(id: &str) -> Node {
+    Node::new("stream:error").child(Node::new("ack").attr("id", id))
 }
 
 /// Multi-device mismatch: `<ib><downgrade_webclient/></ib>`.

@@ -53,16 +53,31 @@ fn every_ending_stanza_maps_to_its_cause_and_code() {
             Cause::LoggedOut,
             401,
         ),
-        // Unknown stream errors are 500.
+        // A code-less error's child tag is the cause, reported as 500.
         (
             Node::new("stream:error").child(Node::new("xml-not-well-formed")),
-            Cause::Server(500),
+            Cause::StreamError {
+                child: "xml-not-well-formed".into(),
+                id: None,
+            },
             500,
         ),
-        (stream_error(999), Cause::Server(500), 500),
+        (
+            stream_error_ack("3EB0X"),
+            Cause::StreamError {
+                child: "ack".into(),
+                id: Some("3EB0X".into()),
+            },
+            500,
+        ),
+        // Unknown codes stay themselves.
+        (stream_error(516), Cause::Server(516), 516),
+        (stream_error(999), Cause::Server(999), 999),
         (Node::new("stream:error"), Cause::Server(500), 500),
+        // 409: the user agent was refused.
+        (failure(409, &[]), Cause::UserAgentRejected, 409),
         // Unknown failure reasons keep their number.
-        (failure(409, &[]), Cause::UnknownFailure(409), 409),
+        (failure(417, &[]), Cause::UnknownFailure(417), 417),
     ];
     for (node, cause, code) in rows {
         assert_eq!(end_cause(&node), Some(cause.clone()), "{node:?}");
@@ -78,6 +93,32 @@ fn causes_without_a_stanza_report_their_codes() {
     assert_eq!(Cause::Closed.code(), 428);
     assert_eq!(Cause::TimedOut("keepalive unanswered".into()).code(), 408);
     assert_eq!(Cause::Protocol("bad frame".into()).code(), 500);
+    assert_eq!(Cause::Network("connection refused".into()).code(), 408);
+    assert_eq!(Cause::Payload("bad phone".into()).code(), 500);
+}
+
+/// What operators see: the server's own words, not a flattened 500.
+#[test]
+fn causes_are_named_after_what_the_server_said() {
+    let shown = |node: Node| end_cause(&node).expect("ends").to_string();
+    assert_eq!(
+        shown(stream_error_ack("A1")),
+        "stream_error_ack (500): <ack id=A1/>"
+    );
+    assert_eq!(
+        shown(Node::new("stream:error").child(Node::new("xml-not-well-formed"))),
+        "stream_error_xml_not_well_formed (500): <xml-not-well-formed/>"
+    );
+    assert_eq!(
+        shown(Node::new("stream:error").child(Node::new("bad-format"))),
+        "stream_error (500): <bad-format/>"
+    );
+    assert_eq!(shown(stream_error(516)), "server_error (516)");
+    assert_eq!(shown(failure(409, &[])), "user_agent_rejected (409)");
+    assert_eq!(
+        Cause::Network("failed to lookup address information".into()).to_string(),
+        "network_error (408): failed to lookup address information"
+    );
 }
 
 #[test]

@@ -59,13 +59,17 @@ pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Recei
 
 /// The next node, or the cause the connection ended with.
 pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, Cause> {
-    match tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("no event in time")
-    {
-        Some(ConnEvent::Node(n)) => Ok(n),
-        Some(ConnEvent::Closed { cause, .. }) => Err(cause),
-        None => Err(Cause::Closed),
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("no event in time")
+        {
+            Some(ConnEvent::Node(n)) => return Ok(n),
+            Some(ConnEvent::Closed { cause, .. }) => return Err(cause),
+            // Frames that went to a querier, or were skipped as undecodable.
+            Some(ConnEvent::Received | ConnEvent::Undecodable { .. }) => {}
+            None => return Err(Cause::Closed),
+        }
     }
 }
 
@@ -215,7 +219,7 @@ pub async fn drain(
         if node.tag == "iq" && node.get_attr("id") == Some(ping.as_str()) {
             break;
         }
-        if let Some(reply) = wasp::wa::ack::ack_for(&node, own).filter(|_| ack(&node)) {
+        if let Some(reply) = wasp::wa::ack::ack(&node, Some(own)).filter(|_| ack(&node)) {
             socket.send_node(&reply).await.unwrap();
         }
         seen.push(node);
@@ -267,7 +271,7 @@ pub async fn raw_query(socket: &mut load::ClientSocket, own: &str, iq: Node) -> 
         if node.tag == "iq" && node.get_attr("id") == Some(id.as_str()) {
             return node;
         }
-        if let Some(reply) = wasp::wa::ack::ack_for(&node, own) {
+        if let Some(reply) = wasp::wa::ack::ack(&node, Some(own)) {
             socket.send_node(&reply).await.unwrap();
         }
     }

@@ -53,12 +53,13 @@ impl Driver {
             warn!(open, conn, "dial refused: a connection is still open");
             return Vec::new();
         }
-        let version = self.shared.endpoint.version;
+        let (version, routing) = (self.version, self.routing.clone());
+        let device = self.shared.endpoint.device.clone();
         let Some(creds) = self.ensure_credentials() else {
             return Vec::new();
         };
-        let keys = match DialKeys::from_credentials(creds, &version) {
-            Ok(keys) => keys,
+        let keys = match DialKeys::from_credentials(creds, &version, &device) {
+            Ok(keys) => keys.with_routing(routing),
             Err(e) => {
                 let cause = e.cause();
                 return self.session.handle(now(), Event::Closed { conn, cause });
@@ -160,6 +161,8 @@ impl Driver {
                     .run(move |v| (v.wipe(backup), v.backup_info()))
                     .await;
                 self.creds = None;
+                self.routing = None;
+                self.prekeys.forget().await;
                 let mut more = Vec::new();
                 if let Some((result, backups)) = done {
                     if let Err(e) = result {

@@ -20,15 +20,19 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::net::board::StatusBoard;
 use crate::net::conn::{Conn, ConnEvent};
+use crate::net::inbound;
 use crate::net::link::{Endpoint, LinkEvent};
 use crate::net::metrics::Metrics;
+use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::vault::{Opened, VaultError, VaultHandle};
 use crate::session::policy::Policy;
 use crate::session::status::{Backups, Phase, Status};
 use crate::session::{Command, ConnId, Effect, Event, Session, TimerQueue};
 use crate::store::CredentialStore;
+use crate::store::keys::KeyStore;
 use crate::wa::creds::Credentials;
+use crate::wa::payload::ClientVersion;
 use crate::wa::stanza::Cause;
 
 /// How long shutdown waits for the driver's own tasks (dial, ping, queries) once cancelled.
@@ -42,6 +46,8 @@ pub struct Shared {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn CredentialStore>,
+    /// The key database (`<data_dir>/keys.db`): one-time pre-keys.
+    pub keys: Arc<KeyStore>,
 }
 
 /// How one session is set up.
@@ -60,6 +66,8 @@ pub struct SessionSpec {
 pub enum DriverMsg {
     Act(Command),
     SetPolicy(Box<Policy>),
+    /// A config reload changed the client version.
+    SetVersion(ClientVersion),
 }
 
 /// Results of work the driver started in the background.
@@ -100,6 +108,10 @@ struct Driver {
     session: Session,
     creds: Option<Credentials>,
     link: Link,
+    /// The version dials claim, and the edge routing of the last `<ib><edge_routing>`.
+    version: ClientVersion,
+    routing: Option<Vec<u8>>,
+    prekeys: PreKeys,
     timers: TimerQueue,
     /// The `was_online` flag as last written, so publishing writes only changes.
     was_online: bool,
@@ -217,7 +229,17 @@ impl Driver {
             spec.seed,
             at,
         );
+        let (tasks, tasks_cancel) = (TaskTracker::new(), cancel.child_token());
+        let prekeys = PreKeys::new(
+            &spec.id,
+            &shared,
+            &spec.policy,
+            (tasks.clone(), tasks_cancel.clone()),
+        );
         let mut driver = Driver {
+            version: shared.endpoint.version,
+            routing: None,
+            prekeys,
             spec,
             shared,
             vault,
@@ -229,10 +251,12 @@ impl Driver {
             dial_started: None,
             progress_tx,
             background_tx,
-            tasks: TaskTracker::new(),
-            tasks_cancel: cancel.child_token(),
+            tasks,
+            tasks_cancel,
         };
         let mut first = Vec::new();
+        let version = driver.version.to_string();
+        first.extend(driver.session.handle(at, Event::ClientVersion { version }));
         first.extend(driver.session.handle(at, Event::Backups(backups)));
         let phone = driver.phone();
         first.extend(driver.session.handle(at, Event::Phone { phone }));
@@ -281,8 +305,14 @@ impl Driver {
     fn on_message(&mut self, msg: DriverMsg) -> Vec<Effect> {
         match msg {
             DriverMsg::SetPolicy(policy) => {
+                self.prekeys.timeout = policy.query_timeout;
                 self.session.set_policy(*policy);
                 Vec::new()
+            }
+            DriverMsg::SetVersion(version) => {
+                self.version = version;
+                let version = version.to_string();
+                self.session.handle(now(), Event::ClientVersion { version })
             }
             DriverMsg::Act(command) => {
                 info!(command = command.name(), "operator command");
@@ -371,6 +401,10 @@ impl Driver {
                 }
                 self.link = Link::None;
                 self.session.handle(now(), Event::Closed { conn, cause })
+            }
+            Some(event @ (ConnEvent::Received | ConnEvent::Undecodable { .. })) => {
+                inbound::note_frame(&event, &self.shared.metrics);
+                self.session.handle(now(), Event::FrameReceived { conn })
             }
             Some(ConnEvent::Node(node)) => {
                 let mut effects = self.session.handle(now(), Event::FrameReceived { conn });

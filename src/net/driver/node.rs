@@ -1,15 +1,14 @@
 //! What the driver does with the nodes of an open socket: pairing refs and pair-success,
-//! login, server pings, and the queries sent right after login.
+//! login (the pre-key flow starts), server pings, and the pushed stanzas `inbound` answers.
 
-use tracing::{Instrument, debug, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Driver, Link, now};
-use crate::net::conn::Querier;
+use crate::net::inbound;
 use crate::session::status::QrText;
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::node::Node;
 use crate::wa::pair;
-use crate::wa::payload::QR_PLATFORM;
 use crate::wa::stanza::{self, Incoming};
 
 impl Driver {
@@ -26,10 +25,11 @@ impl Driver {
             Incoming::PairDevice { id, refs } => {
                 self.send(stanza::iq_result(&id)).await;
                 // The QR text holds our public keys: built here, where the keys are.
+                let platform = self.shared.endpoint.device.browser.qr_platform();
                 let codes = match self.ensure_credentials() {
                     Some(creds) => refs
                         .iter()
-                        .map(|r| QrText::new(pair::qr_text(r, creds, QR_PLATFORM)))
+                        .map(|r| QrText::new(pair::qr_text(r, creds, platform)))
                         .collect(),
                     None => Vec::new(),
                 };
@@ -43,46 +43,24 @@ impl Driver {
                         .connect_duration
                         .observe(started.elapsed().as_secs_f64());
                 }
-                self.after_login();
+                if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
+                    self.prekeys.after_login(handle.querier(), creds.clone());
+                }
                 self.session.handle(now(), Event::Online { conn })
             }
             Incoming::Ping { id } => {
                 self.send(stanza::iq_result(&id)).await;
                 Vec::new()
             }
+            Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
+                if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
+                    let (acks, routing) = (self.shared.endpoint.send_acks, &mut self.routing);
+                    inbound::answer(&node, handle, creds, acks, &self.prekeys, routing).await;
+                }
+                Vec::new()
+            }
             _ => Vec::new(),
         }
-    }
-
-    /// Right after `<success>`: tell the server we are active and check pre-keys, in the
-    /// background (answers are logged; a failure here does not end the session).
-    fn after_login(&self) {
-        let Link::Open { handle, .. } = &self.link else {
-            return;
-        };
-        let querier: Querier = handle.querier();
-        let timeout = self.spec.policy.query_timeout;
-        let cancel = self.tasks_cancel.clone();
-        self.tasks.spawn(
-            async move {
-                let queries = async {
-                    let active = stanza::passive_active(&querier.next_id());
-                    if let Err(e) = querier.query(active, timeout).await {
-                        debug!(error = %e, "passive iq not answered");
-                    }
-                    let count = stanza::prekey_count_query(&querier.next_id());
-                    match querier.query(count, timeout).await {
-                        Ok(answer) => debug!(?answer, "pre-key count"),
-                        Err(e) => debug!(error = %e, "pre-key count not answered"),
-                    }
-                };
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = queries => {}
-                }
-            }
-            .in_current_span(),
-        );
     }
 
     async fn on_pair_success(&mut self, conn: ConnId, id: &str, node: &Node) -> Vec<Effect> {

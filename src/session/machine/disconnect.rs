@@ -115,8 +115,23 @@ impl Session {
                 self.enter_coded(now, state, label, code, detail, fx);
             }
             Cause::ClientOutdated => {
+                let refused = self.client_version.as_deref().unwrap_or("in use");
                 let state = State::Failed {
-                    reason: FailReason::ClientOutdated,
+                    reason: FailReason::ClientOutdated {
+                        refused: refused.to_string(),
+                    },
+                    probe_at: None,
+                };
+                self.enter_coded(now, state, label, code, detail, fx);
+            }
+            Cause::UserAgentRejected | Cause::Payload(_) => {
+                // Retrying sends the same refused name or the same broken payload.
+                let reason = match &cause {
+                    Cause::Payload(why) => FailReason::Payload(why.clone()),
+                    _ => FailReason::UserAgentRejected,
+                };
+                let state = State::Failed {
+                    reason,
                     probe_at: None,
                 };
                 self.enter_coded(now, state, label, code, detail, fx);
@@ -132,11 +147,14 @@ impl Session {
                 };
                 self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
             }
-            Cause::Closed | Cause::TimedOut(_) => {
+            Cause::Closed | Cause::TimedOut(_) | Cause::Network(_) => {
                 let max = self.policy.max_attempts_network;
                 self.backoff_or_fail(now, cause, max, fx);
             }
-            Cause::Server(_) | Cause::Protocol(_) | Cause::UnknownFailure(_) => {
+            Cause::Server(_)
+            | Cause::Protocol(_)
+            | Cause::UnknownFailure(_)
+            | Cause::StreamError { .. } => {
                 debug_assert!(is_server_class(&cause));
                 let max = self.policy.max_attempts_server;
                 self.backoff_or_fail(now, cause, max, fx);
@@ -182,6 +200,18 @@ impl Session {
         });
         let state = State::Backoff { until, cause };
         self.enter_coded(now, state, label, code, detail, fx);
+    }
+
+    /// The client version changed (config reload): remember it, and probe again at once if
+    /// the server refused the old one (`failed` after a 405).
+    pub(super) fn on_version(&mut self, now: Instant, version: String, fx: &mut Vec<Effect>) {
+        let changed = self.client_version.as_ref().is_some_and(|v| *v != version);
+        self.client_version = Some(version);
+        let refused = matches!(self.last_cause, Some(Cause::ClientOutdated));
+        if changed && refused && matches!(self.state, State::Failed { .. }) {
+            self.attempt = 0;
+            self.dial(now, "client version changed", fx);
+        }
     }
 
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).

@@ -78,6 +78,8 @@ pub struct Session {
     /// The phone of the account, when known.
     pub(super) phone: Option<String>,
     pub(super) backups: Backups,
+    /// The WhatsApp Web version the driver dials with (for the 405 reason and the status).
+    pub(super) client_version: Option<String>,
 }
 
 impl Session {
@@ -118,6 +120,7 @@ impl Session {
             repair_after: None,
             phone: None,
             backups: Backups::default(),
+            client_version: None,
         }
     }
 
@@ -205,6 +208,7 @@ impl Session {
                 }
             }
             Event::Closed { conn, cause } => self.on_closed(now, conn, cause, &mut fx),
+            Event::ClientVersion { version } => self.on_version(now, version, &mut fx),
             Event::TimerFired { timer } => self.on_timer(now, timer, &mut fx),
             Event::Operator(command) => self.on_command(now, command, &mut fx),
             Event::Phone { phone } => self.phone = phone,
@@ -373,10 +377,13 @@ impl Session {
     }
 }
 
-/// 500/503, protocol errors and unknown failures count against `max_attempts_server`.
+/// 500/503, protocol errors, unknown failures and code-less stream errors count against `max_attempts_server`.
 pub(super) fn is_server_class(cause: &Cause) -> bool {
     matches!(
         cause,
-        Cause::Server(_) | Cause::Protocol(_) | Cause::UnknownFailure(_)
+        Cause::Server(_)
+            | Cause::Protocol(_)
+            | Cause::UnknownFailure(_)
+            | Cause::StreamError { .. }
     )
 }

@@ -74,6 +74,7 @@ impl Session {
                 paired: self.has_credentials,
             },
             backups: self.backups,
+            client_version: self.client_version.clone().unwrap_or_default(),
         }
     }
 }

@@ -29,6 +29,15 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         Span::styled("  uptime ", theme.dim),
         Span::styled(fmt::percent(stats.uptime_pct), theme.text),
     ];
+    // The WhatsApp Web version the fleet dials with (every session shares it).
+    if let Some(version) = model
+        .statuses()
+        .map(|s| &s.client_version)
+        .find(|v| !v.is_empty())
+    {
+        top.push(Span::styled("  wa ", theme.dim));
+        top.push(Span::styled(version.clone(), theme.text));
+    }
     if !model.marks().is_empty() {
         top.push(Span::styled(
             format!("  {} marked", model.marks().len()),

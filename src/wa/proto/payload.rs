@@ -15,7 +15,15 @@
 //! - `WebInfo { refToken = 1; version = 2; webSubPlatform = 4 }`
 //! - `DevicePairingRegistrationData { eRegid = 1; eKeytype = 2; eIdent = 3; eSkeyID = 4;
 //!   eSkeyVal = 5; eSkeySig = 6; buildHash = 7; deviceProps = 8 }` (all bytes)
-//! - `DeviceProps { os = 1; version = 2; platformType = 3; requireFullSync = 4 }`
+//! - `DeviceProps { os = 1; version = 2; platformType = 3; requireFullSync = 4;
+//!   historySyncConfig = 5 }`
+//! - `DeviceProps.HistorySyncConfig { fullSyncDaysLimit = 1; fullSyncSizeMbLimit = 2;
+//!   storageQuotaMb = 3; inlineInitialPayloadInE2EeMsg = 4; recentSyncDaysLimit = 5;
+//!   supportCallLogHistory = 6; supportBotUserAgentChatHistory = 7;
+//!   supportCagReactionsAndPolls = 8; supportBizHostedMsg = 9;
+//!   supportRecentSyncChunkMessageCountTuning = 10; supportHostedGroupMsg = 11;
+//!   supportFbidBotChatHistory = 12; supportAddOnHistorySyncMigration = 13;
+//!   supportMessageAssociation = 14; supportGroupHistory = 15 }`
 
 /// `ClientPayload.ConnectType` (only the values a desktop client uses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -210,6 +218,43 @@ pub struct DeviceProps {
     pub platform_type: Option<i32>,
     #[prost(bool, optional, tag = "4")]
     pub require_full_sync: Option<bool>,
+    #[prost(message, optional, tag = "5")]
+    pub history_sync_config: Option<HistorySyncConfig>,
+}
+
+/// `DeviceProps.HistorySyncConfig`: what history the companion can take from the phone.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HistorySyncConfig {
+    #[prost(uint32, optional, tag = "1")]
+    pub full_sync_days_limit: Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub full_sync_size_mb_limit: Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    pub storage_quota_mb: Option<u32>,
+    #[prost(bool, optional, tag = "4")]
+    pub inline_initial_payload_in_e2ee_msg: Option<bool>,
+    #[prost(uint32, optional, tag = "5")]
+    pub recent_sync_days_limit: Option<u32>,
+    #[prost(bool, optional, tag = "6")]
+    pub support_call_log_history: Option<bool>,
+    #[prost(bool, optional, tag = "7")]
+    pub support_bot_user_agent_chat_history: Option<bool>,
+    #[prost(bool, optional, tag = "8")]
+    pub support_cag_reactions_and_polls: Option<bool>,
+    #[prost(bool, optional, tag = "9")]
+    pub support_biz_hosted_msg: Option<bool>,
+    #[prost(bool, optional, tag = "10")]
+    pub support_recent_sync_chunk_message_count_tuning: Option<bool>,
+    #[prost(bool, optional, tag = "11")]
+    pub support_hosted_group_msg: Option<bool>,
+    #[prost(bool, optional, tag = "12")]
+    pub support_fbid_bot_chat_history: Option<bool>,
+    #[prost(bool, optional, tag = "13")]
+    pub support_add_on_history_sync_migration: Option<bool>,
+    #[prost(bool, optional, tag = "14")]
+    pub support_message_association: Option<bool>,
+    #[prost(bool, optional, tag = "15")]
+    pub support_group_history: Option<bool>,
 }
 
 #[cfg(test)]
