@@ -15,7 +15,7 @@ use crate::net::board::StatusBoard;
 use crate::net::handle::PoolHandle;
 use crate::runner;
 use crate::session::status::Status;
-use crate::sim::{FaultPlan, Server, SimConfig, Strictness};
+use crate::sim::{FaultPlan, Server, SimConfig};
 use crate::ui::{self, LogRing, Request, UiOptions};
 
 /// Lines the console's log pane keeps.
@@ -139,13 +139,6 @@ pub async fn demo(sessions: u32, faults: bool, options: UiOptions) -> u8 {
     let plan = faults.then(|| FaultPlan::demo(rand::random(), Duration::from_secs(4)));
     let sim = match Server::start(SimConfig {
         fault_plan: plan,
-        // lenient until the client acks (issue 11): today's client registers as "wasp" and
-        // acks nothing; the pushes stay on.
-        strict: Strictness {
-            check_device_name: false,
-            max_unacked: 0,
-            ..Strictness::default()
-        },
         ..SimConfig::default()
     })
     .await

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use wasp::sim::{Server, SimConfig, Strictness};
+use wasp::sim::{Server, SimConfig};
 
 fn spawn(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_wasp"))
@@ -32,14 +32,7 @@ fn terminate(mut child: Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_reports_the_lock_holder_and_does_not_dial() {
-    // lenient until the client acks (issue 11): today's client registers as "wasp"
-    // (not a Browser (OS) pair) and acks no pushed stanza.
-    let sim = Server::start(SimConfig {
-        strict: Strictness::lenient(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = base64::engine::general_purpose::STANDARD.encode(sim.trust_root.0);
     let config = dir.path().join("sessions.toml");

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use wasp::sim::{Server, SimConfig, Strictness};
+use wasp::sim::{Server, SimConfig};
 
 fn write_config(
     path: &std::path::Path,
@@ -30,14 +30,7 @@ fn write_config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_sessions_and_refuses_a_bad_file() {
-    // lenient until the client acks (issue 11): today's client registers as "wasp"
-    // (not a Browser (OS) pair) and acks no pushed stanza.
-    let sim = Server::start(SimConfig {
-        strict: Strictness::lenient(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = base64::engine::general_purpose::STANDARD.encode(sim.trust_root.0);
     let config = dir.path().join("sessions.toml");

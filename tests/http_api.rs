@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
 use wasp::runner;
 use wasp::session::policy::Policy;
-use wasp::sim::{Fault, Server, SimConfig, Strictness};
+use wasp::sim::{Fault, Server, SimConfig};
 
 const TOKEN: &str = "test-token-123";
 
@@ -83,13 +83,7 @@ fn config_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_metrics_and_actions_over_http() {
-    // lenient until the client acks (issue 11)
-    let sim = Server::start(SimConfig {
-        strict: Strictness::lenient(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config_on(&sim, dir.path(), &["alpha", "beta"], true);
     let started = runner::start(&config, None).await.unwrap();
@@ -234,13 +228,7 @@ async fn events_stream_log_lines_as_documented() {
         .with(wasp::logging::LogFeed::global().layer())
         .with(tracing_subscriber::EnvFilter::new("info"))
         .try_init();
-    // lenient until the client acks (issue 11)
-    let sim = Server::start(SimConfig {
-        strict: Strictness::lenient(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config_on(&sim, dir.path(), &["gamma"], false);
     let started = runner::start(&config, None).await.unwrap();

@@ -15,7 +15,7 @@ use wasp::runner::{self, Started};
 use wasp::session::Command;
 use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
-use wasp::sim::{Fault, Handle, Server, SimConfig, Strictness};
+use wasp::sim::{Fault, Handle, Server, SimConfig};
 
 use common::board;
 
@@ -60,14 +60,7 @@ struct Fleet {
 }
 
 async fn fleet(n: usize, rate: u32) -> Fleet {
-    // lenient until the client acks (issue 11): today's client registers as "wasp"
-    // (not a Browser (OS) pair) and acks no pushed stanza.
-    let sim = Server::start(SimConfig {
-        strict: Strictness::lenient(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(&sim, dir.path(), n, rate);
     let started = runner::start(&config, None).await.unwrap();

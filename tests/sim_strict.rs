@@ -342,9 +342,21 @@ async fn a_version_below_the_minimum_gets_405_and_is_counted() {
 #[tokio::test]
 async fn a_device_name_the_server_does_not_know_gets_409() {
     let sim = start(Strictness::default()).await;
-    // wasp's registration before issue 11 says os "wasp" on a Desktop platform.
+    // wasp's registration before issue 11 said os "wasp" on a Desktop platform.
     let creds = Credentials::generate();
-    let old = || payload::registration_payload(&creds, &ClientVersion::default());
+    let old = || {
+        use prost::Message as _;
+        let bytes = payload::registration_payload(&creds, &ClientVersion::default());
+        let mut decoded = payload::decode_client_payload(&bytes).unwrap();
+        let props = decoded.device_pairing_data.as_mut().unwrap();
+        let mut device =
+            wasp::wa::proto::payload::DeviceProps::decode(props.device_props.as_deref().unwrap())
+                .unwrap();
+        device.os = Some("wasp".into());
+        device.platform_type = Some(wasp::wa::proto::payload::PlatformType::Desktop as i32);
+        props.device_props = Some(device.encode_to_vec());
+        decoded.encode_to_vec()
+    };
     let mut socket = dial_with(&sim, &creds, old(), None).await;
     let failure = recv(&mut socket).await;
     assert_eq!(

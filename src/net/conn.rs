@@ -433,6 +433,44 @@ impl Drop for Conn {
 }
 
 /// True for an iq answer (`result` or `error`) that can match a pending query.
+/// How long a failed write waits for what the server said before it closed.
+const LAST_WORDS: Duration = Duration::from_millis(500);
+
+/// After a failed write: reads what is still buffered (for at most `LAST_WORDS`) and returns
+/// the end cause the server sent, if any.
+async fn read_end_cause<St>(
+    stream: &mut St,
+    decoder: &mut FrameDecoder,
+    transport: &mut Transport,
+) -> Option<Cause>
+where
+    St: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let search = async {
+        loop {
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                let plain = transport.decrypt(&frame).ok()?;
+                if let Some(cause) = node::decode(&plain)
+                    .ok()
+                    .as_ref()
+                    .and_then(stanza::end_cause)
+                {
+                    return Some(cause);
+                }
+            }
+            match stream.next().await {
+                Some(Ok(Message::Binary(bytes))) => decoder.push(&bytes),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(LAST_WORDS, search)
+        .await
+        .ok()
+        .flatten()
+}
+
 fn is_answer(node: &Node) -> bool {
     node.tag == "iq" && matches!(node.get_attr("type"), Some("result") | Some("error"))
 }
@@ -525,7 +563,11 @@ async fn run_conn<S>(
                     Err(e) => Err(e.into()),
                 };
                 if let Err(e) = sent {
-                    break (e.cause(), false);
+                    // The server may have ended the stream with a reason (a 440 conflict, a
+                    // stream error) just before our write hit the closed socket: that reason,
+                    // not the broken pipe, is why the link ended.
+                    let said = read_end_cause(&mut stream, &mut decoder, &mut transport).await;
+                    break (said.unwrap_or_else(|| e.cause()), false);
                 }
             }
             msg = stream.next() => match msg {
