@@ -12,16 +12,10 @@ use common::request;
 #[tokio::test]
 async fn sim_prints_its_ready_line_and_refuses_bad_admin_input() {
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .args(["sim", "--state"])
-        .arg(state.path().join("sim.json"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = common::spawn_sim([
+        std::ffi::OsString::from("--state"),
+        state.path().join("sim.json").into_os_string(),
+    ]);
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
     let keys: Vec<&str> = line.split('"').skip(1).step_by(4).take(3).collect();
     assert_eq!(keys, ["ws_url", "admin_url", "trust_root"], "{line}");

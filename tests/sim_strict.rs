@@ -488,26 +488,15 @@ async fn strictness_changes_over_admin_http() {
 
 #[tokio::test]
 async fn the_sim_command_line_switches_set_the_strictness() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
-        .args([
-            "sim",
-            "--min-version",
-            "2.3000.7",
-            "--ack-timeout",
-            "300ms",
-            "--no-pushes",
-            "--no-ack-check",
-            "--no-device-check",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = common::spawn_sim([
+        "--min-version",
+        "2.3000.7",
+        "--ack-timeout",
+        "300ms",
+        "--no-pushes",
+        "--no-ack-check",
+        "--no-device-check",
+    ]);
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
     let admin = ready["admin_url"].as_str().unwrap();
     // An empty patch changes nothing and answers every switch.
@@ -529,14 +518,14 @@ async fn the_sim_command_line_switches_set_the_strictness() {
         )
     );
     assert_eq!(now["prekeys"], true);
-    let killed = Command::new("kill")
+    let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     assert!(child.wait().unwrap().success());
     // A bad version is refused before the simulator starts, naming the flag.
-    let out = Command::new(env!("CARGO_BIN_EXE_wasp"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasp"))
         .args(["sim", "--min-version", "two"])
         .output()
         .unwrap();

@@ -8,6 +8,27 @@ pub mod board;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Starts `wasp sim ARGS` as a child process and reads its ready line (JSON with `ws_url`,
+/// `admin_url`, `trust_root`); returns the child and the line as written.
+pub fn spawn_sim<I, S>(args: I) -> (std::process::Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .arg("sim")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// An HTTP answer: status code and body.
 pub struct Answer {
     pub status: u16,

@@ -239,26 +239,14 @@ pub async fn drain(
 /// A valid pre-key upload of one-time keys `ids`, signed with the credentials' identity.
 pub fn prekey_upload(id: &str, creds: &Credentials, ids: std::ops::Range<u32>) -> Node {
     use wasp::wa::creds::KeyPair;
-    use wasp::wa::prekey::{OneTimeKey, UploadedSignedKey, upload_node};
-    let keys: Vec<OneTimeKey> = ids
-        .map(|id| OneTimeKey {
+    use wasp::wa::prekey::{PreKey, upload};
+    let keys: Vec<PreKey> = ids
+        .map(|id| PreKey {
             id,
-            public: KeyPair::generate().public,
+            key_pair: KeyPair::generate(),
         })
         .collect();
-    let spk = &creds.signed_pre_key;
-    let signed = UploadedSignedKey {
-        id: spk.id,
-        public: spk.key_pair.public,
-        signature: spk.signature,
-    };
-    upload_node(
-        id,
-        u32::from(creds.registration_id),
-        &creds.identity.public,
-        &keys,
-        &signed,
-    )
+    upload(id, creds, &keys)
 }
 
 /// Sends an iq on a raw socket and returns its answer, acking any pushed stanza read
