@@ -69,6 +69,7 @@ fn config_on(
         listen: "127.0.0.1:0".parse().unwrap(),
         token_env: None,
         token: Some(HttpToken::new(TOKEN)),
+        ..HttpConfig::default()
     });
     config.sessions = sessions
         .iter()

@@ -24,7 +24,15 @@ const TOP_LEVEL: [&str; 7] = [
 const SERVER_KEYS: [&str; 2] = ["url", "trust_root"];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
-const HTTP_KEYS: [&str; 3] = ["listen", "token_env", "token"];
+const HTTP_KEYS: [&str; 7] = [
+    "listen",
+    "token_env",
+    "token",
+    "max_connections",
+    "reserve_connections",
+    "header_timeout",
+    "idle_timeout",
+];
 const CLUSTER_KEYS: [&str; 4] = ["redis_url", "node_id", "lease_ttl", "credentials"];
 const SESSION_KEYS: [&str; 4] = ["id", "label", "phone", "autostart"];
 
@@ -286,6 +294,18 @@ fn read_http(problems: &mut Problems, t: &Table<'_, '_>) -> HttpConfig {
             problems.report(&span, ConfigError::TokenTwice);
         }
         http.token = Some(HttpToken::new(token));
+    }
+    if let Some((n, _)) = t.count(problems, "max_connections", 1) {
+        http.max_connections = n;
+    }
+    if let Some((n, _)) = t.count(problems, "reserve_connections", 1) {
+        http.reserve_connections = n;
+    }
+    if let Some((d, _)) = t.duration(problems, "header_timeout") {
+        http.header_timeout = d;
+    }
+    if let Some((d, _)) = t.duration(problems, "idle_timeout") {
+        http.idle_timeout = d;
     }
     http
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod events;
 mod json;
+mod listen;
 mod routes;
 mod state;
 
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::net::handle::PoolHandle;
 
 pub use auth::Token;
+pub use listen::Limits;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +41,12 @@ pub struct Server {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Binds `addr` and serves until `cancel` fires. A non-loopback address needs a token.
+/// Binds `addr` and serves until `cancel` fires, within `limits`. A non-loopback address
+/// needs a token.
 pub async fn serve(
     addr: SocketAddr,
     token: Option<Token>,
+    limits: Limits,
     pool: PoolHandle,
     cancel: CancellationToken,
 ) -> Result<Server, HttpError> {
@@ -55,16 +59,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let app = routes::router(pool, token);
-    let task = tokio::spawn(async move {
-        let shutdown = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http endpoint stopped");
-        }
-    });
+    let app = routes::router(pool, token.clone());
+    let task = tokio::spawn(listen::accept_loop(listener, app, token, limits, cancel));
     tracing::info!(%addr, "http endpoint listening");
     Ok(Server { addr, task })
 }
