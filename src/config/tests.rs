@@ -252,3 +252,18 @@ fn http_without_listen_binds_loopback() {
     assert_eq!(config.http.unwrap().listen, DEFAULT_HTTP_LISTEN);
     assert!(DEFAULT_HTTP_LISTEN.ip().is_loopback());
 }
+
+#[test]
+fn http_connection_limits_are_read_and_checked() {
+    let http = ok("[http]\nmax_connections = 64\nreserve_connections = 4\nheader_timeout = \"5s\"\nidle_timeout = \"2m\"\n")
+        .http
+        .unwrap();
+    assert_eq!((http.max_connections, http.reserve_connections), (64, 4));
+    assert_eq!(http.header_timeout, Duration::from_secs(5));
+    assert_eq!(http.idle_timeout, Duration::from_secs(120));
+    assert_eq!(http.connection_budget(), 68);
+    let defaults = ok("[http]\n").http.unwrap();
+    assert_eq!(defaults.connection_budget(), 256 + 16);
+    let found = problems("[http]\nmax_connections = 0\nidle_timeout = \"0s\"\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+}

@@ -191,6 +191,14 @@ mod tests {
         );
         let text = std::fs::read_to_string(&files[0]).unwrap();
         assert!(text.contains("hello from the test"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&files[0]),
+            0o600,
+            "the console log is the user's alone"
+        );
+        assert_eq!(mode(&logs), 0o700);
     }
 
     #[test]
