@@ -52,7 +52,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(
-        "the variable {0} named by [http] token_env holds only whitespace: put the token in it or unset it"
+        "the variable {0} named in [http] holds only whitespace: put the token in it or unset it"
     )]
     BlankTokenVariable(String),
     #[error(transparent)]
@@ -159,16 +159,15 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
     let running = pool::start(config, endpoint(config), store, cancel.clone());
     let http = match (addr, token) {
         (Some(addr), Some(token)) => {
-            let limits = http::Limits::of(&config.http.clone().unwrap_or_default());
-            match http::serve(
-                addr,
-                Some(token),
-                limits,
-                running.handle.clone(),
-                cancel.clone(),
-            )
-            .await
-            {
+            let http_config = config.http.clone().unwrap_or_default();
+            let access = http::Access {
+                token: Some(token),
+                read_token: http_config
+                    .read_token()
+                    .and_then(|t| Token::new(t.expose())),
+            };
+            let limits = http::Limits::of(&http_config);
+            match http::serve(addr, access, limits, running.handle.clone(), cancel.clone()).await {
                 Ok(server) => Some(server),
                 Err(e) => {
                     cancel.cancel();

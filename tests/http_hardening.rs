@@ -256,9 +256,7 @@ fn a_whitespace_token_variable_is_refused_in_one_sentence() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(
-            "the variable WASP_TEST_TOKEN named by [http] token_env holds only whitespace"
-        ),
+        stderr.contains("the variable WASP_TEST_TOKEN named in [http] holds only whitespace"),
         "{stderr}"
     );
     assert!(!data.exists());

@@ -133,6 +133,9 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// A connection with no request for this long is closed (`idle_timeout`).
     pub idle_timeout: Duration,
+    /// Name of the variable holding a read-only token for monitoring (`read_token_env`): it
+    /// gets GET requests through the reserve, never the QR or an action.
+    pub read_token_env: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -145,6 +148,7 @@ impl Default for HttpConfig {
             reserve_connections: DEFAULT_HTTP_RESERVE_CONNECTIONS,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            read_token_env: None,
         }
     }
 }
@@ -156,22 +160,35 @@ impl HttpConfig {
         if let Some(token) = &self.token {
             return Some(token.clone());
         }
-        let value = std::env::var(self.token_env.as_deref()?).ok()?;
-        (!value.trim().is_empty()).then(|| HttpToken::new(value.trim()))
+        token_from_env(self.token_env.as_deref()?)
     }
 
-    /// The `token_env` variable's name when it is set but holds only whitespace (a mistake
-    /// to refuse rather than a token to accept).
+    /// The read-only monitoring token: the non-empty value of the `read_token_env` variable.
+    pub fn read_token(&self) -> Option<HttpToken> {
+        token_from_env(self.read_token_env.as_deref()?)
+    }
+
+    /// The name of a `token_env` or `read_token_env` variable that is set but holds only
+    /// whitespace (a mistake to refuse rather than a token to accept).
     pub fn blank_token_variable(&self) -> Option<&str> {
-        let name = self.token_env.as_deref()?;
-        let value = std::env::var_os(name)?;
-        value.to_string_lossy().trim().is_empty().then_some(name)
+        [self.token_env.as_deref(), self.read_token_env.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|name| {
+                std::env::var_os(name).is_some_and(|v| v.to_string_lossy().trim().is_empty())
+            })
     }
 
     /// Descriptors the endpoint may hold at once: the open share and the reserve.
     pub fn connection_budget(&self) -> u64 {
         u64::from(self.max_connections) + u64::from(self.reserve_connections)
     }
+}
+
+/// The trimmed value of the variable `name`, if set and not blank.
+fn token_from_env(name: &str) -> Option<HttpToken> {
+    let value = std::env::var(name).ok()?;
+    (!value.trim().is_empty()).then(|| HttpToken::new(value.trim()))
 }
 
 /// A bearer token. `Debug` never shows it.

@@ -24,7 +24,7 @@ const TOP_LEVEL: [&str; 7] = [
 const SERVER_KEYS: [&str; 2] = ["url", "trust_root"];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
-const HTTP_KEYS: [&str; 7] = [
+const HTTP_KEYS: [&str; 8] = [
     "listen",
     "token_env",
     "token",
@@ -32,6 +32,7 @@ const HTTP_KEYS: [&str; 7] = [
     "reserve_connections",
     "header_timeout",
     "idle_timeout",
+    "read_token_env",
 ];
 const CLUSTER_KEYS: [&str; 4] = ["redis_url", "node_id", "lease_ttl", "credentials"];
 const SESSION_KEYS: [&str; 4] = ["id", "label", "phone", "autostart"];
@@ -307,6 +308,9 @@ fn read_http(problems: &mut Problems, t: &Table<'_, '_>) -> HttpConfig {
     if let Some((d, _)) = t.duration(problems, "idle_timeout") {
         http.idle_timeout = d;
     }
+    http.read_token_env = t
+        .non_empty_string(problems, "read_token_env")
+        .map(|(name, _)| name.to_string());
     http
 }
 

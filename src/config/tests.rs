@@ -267,3 +267,12 @@ fn http_connection_limits_are_read_and_checked() {
     let found = problems("[http]\nmax_connections = 0\nidle_timeout = \"0s\"\n");
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[test]
+fn a_read_token_variable_is_named_in_http() {
+    let http = ok("[http]\nread_token_env = \"WASP_READ_TOKEN\"\n")
+        .http
+        .unwrap();
+    assert_eq!(http.read_token_env.as_deref(), Some("WASP_READ_TOKEN"));
+    assert_eq!(problems("[http]\nread_token_env = \" \"\n").len(), 1);
+}

@@ -1,5 +1,5 @@
 //! The accept loop under the routes: a cap on open connections with a small reserve that
-//! serves only `/healthz` and requests carrying the token, a header-read timeout, an idle
+//! serves only `/healthz`, requests carrying the token and GETs with the read-only token, a header-read timeout, an idle
 //! timeout, and a pause (not a spin) when accept fails for lack of descriptors, so holding
 //! sockets open against the endpoint cannot take descriptors from dials and backups.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::auth::Token;
+use super::auth::Access;
 use super::state::error;
 use crate::config::HttpConfig;
 
@@ -94,7 +94,7 @@ impl Refusals {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    token: Option<Token>,
+    access: Access,
     limits: Limits,
     cancel: CancellationToken,
 ) {
@@ -141,7 +141,7 @@ pub(super) async fn accept_loop(
         };
         let connection = Connection {
             router: router.clone(),
-            token: token.clone(),
+            access: access.clone(),
             limits,
             share,
             _permit: permit,
@@ -156,9 +156,19 @@ fn is_out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// Whether a request on a connection of `share` is answered: everything on the open share;
+/// on the reserve, `/healthz`, the operator's token, and GETs with the read-only token.
+fn admits<B>(share: Share, access: &Access, request: &Request<B>) -> bool {
+    let headers = request.headers();
+    share == Share::Open
+        || request.uri().path() == "/healthz"
+        || access.operator(headers)
+        || (request.method() == Method::GET && access.reader(headers))
+}
+
 struct Connection {
     router: Router,
-    token: Option<Token>,
+    access: Access,
     limits: Limits,
     share: Share,
     /// Held while the connection is open.
@@ -171,16 +181,14 @@ impl Connection {
         // Milliseconds after `started` of the latest request.
         let last_request = Arc::new(AtomicU64::new(0));
         let seen = last_request.clone();
-        let (router, token, share) = (self.router, self.token, self.share);
+        let (router, access, share) = (self.router, self.access, self.share);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let elapsed = Instant::now().saturating_duration_since(started);
             seen.store(
                 u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
-            let admitted = share == Share::Open
-                || request.uri().path() == "/healthz"
-                || token.as_ref().is_some_and(|t| t.admits(request.headers()));
+            let admitted = admits(share, &access, &request);
             let router = router.clone();
             async move {
                 if !admitted {
@@ -225,5 +233,50 @@ impl Connection {
             _ = cancel.cancelled() => {}
         }
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Token;
+
+    fn request(method: Method, path: &str, bearer: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_reserve_answers_health_the_operator_and_monitoring_reads_only() {
+        let access = Access {
+            token: Token::new("operator-token"),
+            read_token: Token::new("monitor-token"),
+        };
+        let reserve = |m, p, t| admits(Share::Reserve, &access, &request(m, p, t));
+        assert!(reserve(Method::GET, "/healthz", None));
+        assert!(reserve(
+            Method::POST,
+            "/sessions/a/reconnect",
+            Some("operator-token")
+        ));
+        assert!(reserve(Method::GET, "/metrics", Some("monitor-token")));
+        assert!(!reserve(
+            Method::POST,
+            "/sessions/a/reconnect",
+            Some("monitor-token")
+        ));
+        assert!(!reserve(Method::GET, "/metrics", None));
+        assert!(!reserve(Method::GET, "/metrics", Some("guess")));
+        assert!(admits(
+            Share::Open,
+            &access,
+            &request(Method::GET, "/metrics", None)
+        ));
+        // The read-only token never counts as the operator's (the QR, actions).
+        let monitor = request(Method::GET, "/sessions/a", Some("monitor-token"));
+        assert!(!access.operator(monitor.headers()));
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::handle::PoolHandle;
 
-pub use auth::Token;
+pub use auth::{Access, Token};
 pub use listen::Limits;
 
 /// Why the endpoint could not start.
@@ -45,12 +45,12 @@ pub struct Server {
 /// needs a token.
 pub async fn serve(
     addr: SocketAddr,
-    token: Option<Token>,
+    access: Access,
     limits: Limits,
     pool: PoolHandle,
     cancel: CancellationToken,
 ) -> Result<Server, HttpError> {
-    if !addr.ip().is_loopback() && token.is_none() {
+    if !addr.ip().is_loopback() && access.token.is_none() {
         return Err(HttpError::NoTokenOnPublicBind(addr));
     }
     let listener = TcpListener::bind(addr)
@@ -59,8 +59,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let app = routes::router(pool, token.clone());
-    let task = tokio::spawn(listen::accept_loop(listener, app, token, limits, cancel));
+    let app = routes::router(pool, access.token.clone());
+    let task = tokio::spawn(listen::accept_loop(listener, app, access, limits, cancel));
     tracing::info!(%addr, "http endpoint listening");
     Ok(Server { addr, task })
 }
