@@ -140,7 +140,9 @@ async fn idle_http_connections_under_1024_descriptors_starve_nothing() {
         sim.trust_root_base64(),
         dir.path().join("data").display()
     );
-    write_config(&file, &head, SESSIONS, "");
+    // Long timeouts: only the connection cap may protect the descriptors here.
+    let patient = "header_timeout = \"5m\"\nidle_timeout = \"5m\"\n";
+    write_config(&file, &head, SESSIONS, patient);
     let mut child = wasp_limited("-n 1024", &["headless", "--config"], &file)
         .stdout(Stdio::piped())
         .spawn()
