@@ -72,7 +72,7 @@ async fn console(
         Ok(s) => s,
         Err(e) => {
             eprintln!("wasp: {e}");
-            return 1;
+            return if e.is_config() { 2 } else { 1 };
         }
     };
     let pool = started.running.handle.clone();

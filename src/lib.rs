@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod descriptors;
 pub mod http;
 pub mod logging;
 pub mod net;

@@ -164,7 +164,15 @@ impl SimArgs {
 
 fn main() -> ExitCode {
     install_panic_hook();
+    // Files and directories wasp creates (credentials, logs, the data dir) are the user's
+    // alone, whatever the code path that creates them.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
+    // Each session holds a socket and a lock file: the default soft limit (often 1,024) is
+    // too small for a pool of a few hundred. `start` refuses a config that does not fit.
+    if let Err(e) = wasp::descriptors::raise() {
+        eprintln!("wasp: {e}");
+    }
     // A panic has already printed its sentence (hook above); it is a runtime failure.
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(code)) => code,
@@ -242,9 +250,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `wasp check-config FILE`: every problem on stderr (exit 2) or a one-line summary on
 /// stdout (exit 0).
 fn check_config(file: &Path) -> ExitCode {
+    let name = config::escape_controls(&file.display().to_string());
     match config::load(file) {
         Ok(config) => {
-            println!("{}", summary(&file.display().to_string(), &config));
+            // The limit the pool would run under: start raises the soft limit to the hard.
+            let fits = wasp::descriptors::current().and_then(|limit| {
+                wasp::descriptors::Budget::of(&config, config.http.is_some()).check(limit.hard)
+            });
+            if let Err(e) = fits {
+                eprintln!("{name}: {e}");
+                return usage_failure();
+            }
+            println!("{}", summary(&name, &config));
             ExitCode::SUCCESS
         }
         Err(errors) => {

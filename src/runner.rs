@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
+use crate::descriptors::{self, Budget, DescriptorError};
 use crate::http::{self, Token};
 use crate::net::board::StatusBoard;
 use crate::net::link::Endpoint;
@@ -51,6 +52,24 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the variable {0} named in [http] holds only whitespace: put the token in it or unset it"
+    )]
+    BlankTokenVariable(String),
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorError),
+}
+
+impl StartError {
+    /// True when the config (or the environment it names) is at fault: exit code 2.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StartError::Http(http::HttpError::NoTokenOnPublicBind(_))
+                | StartError::BlankTokenVariable(_)
+                | StartError::Descriptors(DescriptorError::DoesNotFit { .. })
+        )
+    }
 }
 
 /// The bearer token for the POST endpoints: from the config, or a fresh one written to
@@ -73,9 +92,13 @@ fn http_token(config: &Config) -> Result<Token, StartError> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        // The data dir holds credentials: 0700 like the store makes it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .mode(0o600)
@@ -88,8 +111,50 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Refuses, before anything starts, what the config cannot run with: a blank token
+/// variable, a public bind without a token, more sessions than the open-files limit holds.
+pub fn check_before_start(
+    config: &Config,
+    http_addr: Option<SocketAddr>,
+) -> Result<(), StartError> {
+    let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
+    if let Some(name) = config.http.as_ref().and_then(|h| h.blank_token_variable()) {
+        return Err(StartError::BlankTokenVariable(name.to_string()));
+    }
+    if let Some(addr) = addr {
+        let configured = config
+            .http
+            .as_ref()
+            .and_then(|h| h.bearer_token())
+            .is_some();
+        if !addr.ip().is_loopback() && !configured {
+            return Err(http::HttpError::NoTokenOnPublicBind(addr).into());
+        }
+    }
+    let limit = descriptors::current()?;
+    let budget = Budget::of(config, addr.is_some());
+    budget.check(limit.soft)?;
+    let fit = budget.sessions_that_fit(limit.soft);
+    if u64::from(config.limits.max_sessions) > fit {
+        warn!(
+            max_sessions = config.limits.max_sessions,
+            fit,
+            limit = limit.soft,
+            "[limits] max_sessions is more than the open-files limit holds: sessions added past {fit} would fail to connect"
+        );
+    }
+    Ok(())
+}
+
 /// Starts the pool on `config` and, when `http` (or `[http] listen`) is set, the endpoint.
+/// Everything `check_before_start` refuses is refused before the pool starts.
 pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Started, StartError> {
+    check_before_start(config, http_addr)?;
+    let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
+    let token = match addr {
+        Some(_) => Some(http_token(config)?),
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let store = Arc::new(FileStore::new(&config.storage.data_dir));
     let mut endpoint = endpoint(config);
@@ -97,22 +162,25 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
     info!(version = %resolved.version, "using {}", resolved.describe());
     endpoint.version = resolved.version;
     let running = pool::start(config, endpoint, store, cancel.clone());
-    let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
-    let http = match addr {
-        Some(addr) => {
-            let configured = config
-                .http
-                .as_ref()
-                .and_then(|h| h.bearer_token())
-                .is_some();
-            if !addr.ip().is_loopback() && !configured {
-                cancel.cancel();
-                return Err(http::HttpError::NoTokenOnPublicBind(addr).into());
+    let http = match (addr, token) {
+        (Some(addr), Some(token)) => {
+            let http_config = config.http.clone().unwrap_or_default();
+            let access = http::Access {
+                token: Some(token),
+                read_token: http_config
+                    .read_token()
+                    .and_then(|t| Token::new(t.expose())),
+            };
+            let limits = http::Limits::of(&http_config);
+            match http::serve(addr, access, limits, running.handle.clone(), cancel.clone()).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    cancel.cancel();
+                    return Err(e.into());
+                }
             }
-            let token = http_token(config)?;
-            Some(http::serve(addr, Some(token), running.handle.clone(), cancel.clone()).await?)
         }
-        None => None,
+        _ => None,
     };
     Ok(Started {
         running,
@@ -160,11 +228,7 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wasp headless: {e}");
-            return if matches!(e, StartError::Http(http::HttpError::NoTokenOnPublicBind(_))) {
-                2
-            } else {
-                1
-            };
+            return if e.is_config() { 2 } else { 1 };
         }
     };
     if let Some(server) = &started.http {
@@ -178,6 +242,9 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
             _ = hup.recv() => match config::load(path) {
                 Ok(new) => {
                     info!(sessions = new.sessions.len(), "config reloaded");
+                    if new.http != config.http {
+                        warn!("[http] changed: the endpoint keeps its old settings until wasp restarts");
+                    }
                     let _ = started.running.reload.send(new).await;
                 }
                 Err(errors) => {

@@ -140,3 +140,29 @@ fn bad_usage_exits_2() {
         .expect("the wasp binary runs");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn terminal_escapes_in_a_bad_id_are_printed_escaped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("escapes.toml");
+    std::fs::write(&file, "[[session]]\nid = \"a\\u001b[2Jb\\u0007\"\n").expect("write config");
+    let output = check_config(file.to_str().expect("UTF-8 path"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters: {stderr:?}"
+    );
+    assert!(stderr.contains("a\\u{1b}[2Jb\\u{7}"), "{stderr}");
+}
+
+#[test]
+fn an_endless_file_is_refused_after_4_mib_in_one_sentence() {
+    let output = check_config("/dev/zero");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr,
+        "cannot read config file /dev/zero: it is larger than 4 MiB, far more than a sessions file\n"
+    );
+}

@@ -69,6 +69,7 @@ fn config_on(
         listen: "127.0.0.1:0".parse().unwrap(),
         token_env: None,
         token: Some(HttpToken::new(TOKEN)),
+        ..HttpConfig::default()
     });
     config.sessions = sessions
         .iter()
@@ -294,7 +295,12 @@ async fn readyz_is_503_until_every_driver_has_published_once() {
     let pool = PoolHandle::new(board.clone(), Arc::new(Metrics::new()), requests);
     let cancel = CancellationToken::new();
     let addr = "127.0.0.1:0".parse().unwrap();
-    let server = wasp::http::serve(addr, None, pool, cancel.clone())
+    let access = wasp::http::Access {
+        token: None,
+        read_token: None,
+    };
+    let limits = wasp::http::Limits::default();
+    let server = wasp::http::serve(addr, access, limits, pool, cancel.clone())
         .await
         .unwrap();
     let base = format!("http://{}", server.addr);

@@ -191,7 +191,8 @@ impl ConfigErrors {
     }
 
     /// One line per problem: `FILE:LINE:COL: message` (just the message when there is no
-    /// position, as for an unreadable file, whose message names the file).
+    /// position, as for an unreadable file, whose message names the file). Control
+    /// characters (terminal escapes in a bad id) are shown escaped, never raw.
     pub fn lines(&self) -> Vec<String> {
         self.problems
             .iter()
@@ -199,6 +200,7 @@ impl ConfigErrors {
                 Some(at) => format!("{}:{}:{}: {}", self.file, at.line, at.column, p.error),
                 None => p.error.to_string(),
             })
+            .map(|line| escape_controls(&line))
             .collect()
     }
 }
@@ -210,6 +212,20 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// `text` with every control character written as a Rust escape (`\u{1b}`), so that text
+/// from a file cannot drive the terminal it is printed on.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// The known name closest to `unknown`, if it is close enough to be a typo.
 pub(crate) fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {

@@ -22,7 +22,7 @@ use crate::wa::device::DeviceName;
 use crate::wa::payload::ClientVersion;
 
 pub use duration::{format_duration, parse_duration};
-pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem};
+pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
 pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
@@ -31,6 +31,12 @@ pub const DEFAULT_DATA_DIR: &str = "./wasp-data";
 /// The HTTP endpoint's address when `[http]` is present without `listen`.
 pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+/// `[http] max_connections` when not given.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 256;
+/// `[http] reserve_connections` when not given.
+pub const DEFAULT_HTTP_RESERVE_CONNECTIONS: u32 = 16;
+/// The largest config file read (a sessions file is a few kilobytes).
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 /// The longest session id (ids name directories and Redis keys).
 pub const MAX_SESSION_ID_LEN: usize = 64;
 
@@ -130,6 +136,18 @@ pub struct HttpConfig {
     pub token_env: Option<String>,
     /// The bearer token written in the file itself.
     pub token: Option<HttpToken>,
+    /// Connections open at once from anyone (`max_connections`); past it only the reserve.
+    pub max_connections: u32,
+    /// Extra connections kept for `/healthz` and requests with the token
+    /// (`reserve_connections`).
+    pub reserve_connections: u32,
+    /// How long a client may take to send a request's headers (`header_timeout`).
+    pub header_timeout: Duration,
+    /// A connection with no request for this long is closed (`idle_timeout`).
+    pub idle_timeout: Duration,
+    /// Name of the variable holding a read-only token for monitoring (`read_token_env`): it
+    /// gets GET requests through the reserve, never the QR or an action.
+    pub read_token_env: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -138,6 +156,11 @@ impl Default for HttpConfig {
             listen: DEFAULT_HTTP_LISTEN,
             token_env: None,
             token: None,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            reserve_connections: DEFAULT_HTTP_RESERVE_CONNECTIONS,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            read_token_env: None,
         }
     }
 }
@@ -149,9 +172,35 @@ impl HttpConfig {
         if let Some(token) = &self.token {
             return Some(token.clone());
         }
-        let value = std::env::var(self.token_env.as_deref()?).ok()?;
-        (!value.is_empty()).then(|| HttpToken::new(value))
+        token_from_env(self.token_env.as_deref()?)
     }
+
+    /// The read-only monitoring token: the non-empty value of the `read_token_env` variable.
+    pub fn read_token(&self) -> Option<HttpToken> {
+        token_from_env(self.read_token_env.as_deref()?)
+    }
+
+    /// The name of a `token_env` or `read_token_env` variable that is set but holds only
+    /// whitespace (a mistake to refuse rather than a token to accept).
+    pub fn blank_token_variable(&self) -> Option<&str> {
+        [self.token_env.as_deref(), self.read_token_env.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|name| {
+                std::env::var_os(name).is_some_and(|v| v.to_string_lossy().trim().is_empty())
+            })
+    }
+
+    /// Descriptors the endpoint may hold at once: the open share and the reserve.
+    pub fn connection_budget(&self) -> u64 {
+        u64::from(self.max_connections) + u64::from(self.reserve_connections)
+    }
+}
+
+/// The trimmed value of the variable `name`, if set and not blank.
+fn token_from_env(name: &str) -> Option<HttpToken> {
+    let value = std::env::var(name).ok()?;
+    (!value.trim().is_empty()).then(|| HttpToken::new(value.trim()))
 }
 
 /// A bearer token. `Debug` never shows it.
@@ -270,11 +319,27 @@ pub fn check_session_id(id: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads and validates a config file. Problems are named after `path` as given.
+/// Reads at most `MAX_CONFIG_BYTES` (so `/dev/zero` or a huge file is refused, not read
+/// forever).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    use std::io::Read;
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(error) = read {
+        return Err(ConfigErrors::unreadable(file, error.to_string()));
+    }
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        let reason = format!(
+            "it is larger than {} MiB, far more than a sessions file",
+            MAX_CONFIG_BYTES / (1024 * 1024)
+        );
+        return Err(ConfigErrors::unreadable(file, reason));
+    }
+    match String::from_utf8(bytes) {
         Ok(text) => parse(&text, &file),
-        Err(error) => Err(ConfigErrors::unreadable(file, error.to_string())),
+        Err(_) => Err(ConfigErrors::unreadable(file, "it is not UTF-8 text")),
     }
 }
 

@@ -32,7 +32,16 @@ const SERVER_KEYS: [&str; 5] = [
 ];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
-const HTTP_KEYS: [&str; 3] = ["listen", "token_env", "token"];
+const HTTP_KEYS: [&str; 8] = [
+    "listen",
+    "token_env",
+    "token",
+    "max_connections",
+    "reserve_connections",
+    "header_timeout",
+    "idle_timeout",
+    "read_token_env",
+];
 const CLUSTER_KEYS: [&str; 4] = ["redis_url", "node_id", "lease_ttl", "credentials"];
 const SESSION_KEYS: [&str; 4] = ["id", "label", "phone", "autostart"];
 
@@ -325,6 +334,21 @@ fn read_http(problems: &mut Problems, t: &Table<'_, '_>) -> HttpConfig {
         }
         http.token = Some(HttpToken::new(token));
     }
+    if let Some((n, _)) = t.count(problems, "max_connections", 1) {
+        http.max_connections = n;
+    }
+    if let Some((n, _)) = t.count(problems, "reserve_connections", 1) {
+        http.reserve_connections = n;
+    }
+    if let Some((d, _)) = t.duration(problems, "header_timeout") {
+        http.header_timeout = d;
+    }
+    if let Some((d, _)) = t.duration(problems, "idle_timeout") {
+        http.idle_timeout = d;
+    }
+    http.read_token_env = t
+        .non_empty_string(problems, "read_token_env")
+        .map(|(name, _)| name.to_string());
     http
 }
 

@@ -305,3 +305,27 @@ fn server_identity_keys_have_defaults_and_are_checked() {
     let os = problems("[server]\ndevice_name = \"Chrome (Plan9)\"\n");
     assert!(os[0].contains("Windows, Mac OS, Linux"), "{os:?}");
 }
+
+#[test]
+fn http_connection_limits_are_read_and_checked() {
+    let http = ok("[http]\nmax_connections = 64\nreserve_connections = 4\nheader_timeout = \"5s\"\nidle_timeout = \"2m\"\n")
+        .http
+        .unwrap();
+    assert_eq!((http.max_connections, http.reserve_connections), (64, 4));
+    assert_eq!(http.header_timeout, Duration::from_secs(5));
+    assert_eq!(http.idle_timeout, Duration::from_secs(120));
+    assert_eq!(http.connection_budget(), 68);
+    let defaults = ok("[http]\n").http.unwrap();
+    assert_eq!(defaults.connection_budget(), 256 + 16);
+    let found = problems("[http]\nmax_connections = 0\nidle_timeout = \"0s\"\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+}
+
+#[test]
+fn a_read_token_variable_is_named_in_http() {
+    let http = ok("[http]\nread_token_env = \"WASP_READ_TOKEN\"\n")
+        .http
+        .unwrap();
+    assert_eq!(http.read_token_env.as_deref(), Some("WASP_READ_TOKEN"));
+    assert_eq!(problems("[http]\nread_token_env = \" \"\n").len(), 1);
+}

@@ -1,4 +1,5 @@
-//! Bearer-token check for the POST endpoints. The token is compared in constant time and
+//! Bearer-token checks: the operator's token for actions and the QR, a read-only token for
+//! monitoring through a full connection cap. The token is compared in constant time and
 //! never logged or echoed.
 
 use std::fmt;
@@ -40,6 +41,26 @@ impl Token {
             return false;
         };
         given.trim().as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+}
+
+/// Who may do what: the operator's token (actions, the QR, everything) and an optional
+/// read-only token for monitoring (GET requests through the reserve; never the QR).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub token: Option<Token>,
+    pub read_token: Option<Token>,
+}
+
+impl Access {
+    /// The request carries the operator's token.
+    pub fn operator(&self, headers: &HeaderMap) -> bool {
+        self.token.as_ref().is_some_and(|t| t.admits(headers))
+    }
+
+    /// The request carries either token.
+    pub fn reader(&self, headers: &HeaderMap) -> bool {
+        self.operator(headers) || self.read_token.as_ref().is_some_and(|t| t.admits(headers))
     }
 }
 

@@ -1,6 +1,7 @@
 //! JSON views of session statuses: instants become RFC 3339 wall-clock times, durations
 //! become milliseconds. Built only from `Status`, which holds no secrets (the QR text is
-//! included only in the single-session view while pairing, as the spec asks).
+//! included only in the single-session view while pairing, and only for the token holder:
+//! whoever scans it links the session).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,15 +146,23 @@ pub struct SessionDetail {
     pub last_backup_at: Option<String>,
     /// The WhatsApp Web version the session dials with ("2.3000.N").
     pub client_version: String,
-    /// The QR text while pairing (the operator's client renders it).
-    pub qr: Option<String>,
-    pub qr_ref: Option<String>,
-    pub qr_expires_at: Option<String>,
+    /// Present only for a request with the token: without it there is no `qr` key at all.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<PairingView>,
     pub timeline: Vec<TimelineRow>,
 }
 
+/// The QR text while pairing (the operator's client renders it).
+#[derive(Serialize)]
+pub struct PairingView {
+    pub qr: Option<String>,
+    pub qr_ref: Option<String>,
+    pub qr_expires_at: Option<String>,
+}
+
 impl SessionDetail {
-    pub fn new(s: &Status, clock: &Clock) -> Self {
+    /// The view of `s`; `with_qr` only for a request that carries the token.
+    pub fn new(s: &Status, clock: &Clock, with_qr: bool) -> Self {
         SessionDetail {
             row: SessionRow::new(s, clock),
             max_attempts: s.max_attempts,
@@ -172,9 +181,11 @@ impl SessionDetail {
             backups: s.backups.count,
             last_backup_at: s.backups.last_at.map(|t| clock.wall(t)),
             client_version: s.client_version.clone(),
-            qr: s.qr().map(|q| q.text.as_str().to_string()),
-            qr_ref: s.qr().map(|q| format!("{}/{}", q.index, q.count)),
-            qr_expires_at: s.qr().map(|q| clock.wall(q.expires_at)),
+            pairing: with_qr.then(|| PairingView {
+                qr: s.qr().map(|q| q.text.as_str().to_string()),
+                qr_ref: s.qr().map(|q| format!("{}/{}", q.index, q.count)),
+                qr_expires_at: s.qr().map(|q| clock.wall(q.expires_at)),
+            }),
             timeline: s
                 .timeline
                 .iter()

@@ -5,6 +5,7 @@
 mod auth;
 mod events;
 mod json;
+mod listen;
 mod routes;
 mod state;
 
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::handle::PoolHandle;
 
-pub use auth::Token;
+pub use auth::{Access, Token};
+pub use listen::Limits;
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +41,16 @@ pub struct Server {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Binds `addr` and serves until `cancel` fires. A non-loopback address needs a token.
+/// Binds `addr` and serves until `cancel` fires, within `limits`. A non-loopback address
+/// needs a token.
 pub async fn serve(
     addr: SocketAddr,
-    token: Option<Token>,
+    access: Access,
+    limits: Limits,
     pool: PoolHandle,
     cancel: CancellationToken,
 ) -> Result<Server, HttpError> {
-    if !addr.ip().is_loopback() && token.is_none() {
+    if !addr.ip().is_loopback() && access.token.is_none() {
         return Err(HttpError::NoTokenOnPublicBind(addr));
     }
     let listener = TcpListener::bind(addr)
@@ -55,16 +59,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let app = routes::router(pool, token);
-    let task = tokio::spawn(async move {
-        let shutdown = async move { cancel.cancelled().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http endpoint stopped");
-        }
-    });
+    let app = routes::router(pool, access.token.clone());
+    let task = tokio::spawn(listen::accept_loop(listener, app, access, limits, cancel));
     tracing::info!(%addr, "http endpoint listening");
     Ok(Server { addr, task })
 }

@@ -1,4 +1,6 @@
-//! The routes: reads are open (loopback by default), actions need the bearer token.
+//! The routes: reads are open (loopback by default); actions and the pairing QR need the
+//! bearer token. Every error answer is `{"error": "<one sentence>"}`, including the
+//! framework's own (bad path, wrong method).
 
 use std::time::Duration;
 
@@ -28,11 +30,41 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events::stream))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(AppState {
             pool,
             token,
             logs: LogFeed::global().clone(),
         })
+}
+
+/// Rewrites an error answer that is not JSON (axum's rejections are plain text, a wrong
+/// method has no body) into the one error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() {
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => "this endpoint does not take that method".to_string(),
+            other => other
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_string(),
+        }
+    } else {
+        text
+    };
+    error(status, message)
 }
 
 async fn not_found() -> Response {
@@ -66,9 +98,14 @@ async fn sessions(State(app): State<AppState>) -> Response {
     Json(rows).into_response()
 }
 
-async fn session(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+async fn session(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let with_qr = app.token.as_ref().is_some_and(|t| t.admits(&headers));
     match app.pool.board.get(&id) {
-        Some(s) => Json(SessionDetail::new(&s, &Clock::now())).into_response(),
+        Some(s) => Json(SessionDetail::new(&s, &Clock::now(), with_qr)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no session named {id}")),
     }
 }

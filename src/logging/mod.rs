@@ -88,9 +88,31 @@ pub fn file_writer(data_dir: &Path) -> Result<(NonBlocking, LogGuard), LoggingEr
         .filename_suffix("log")
         .max_log_files(LOG_FILES_KEPT)
         .build(&dir)
-        .map_err(|source| LoggingError::OpenFile { path: dir, source })?;
+        .map_err(|source| LoggingError::OpenFile {
+            path: dir.clone(),
+            source,
+        })?;
+    private_files(&dir);
     let (writer, worker) = tracing_appender::non_blocking(appender);
     Ok((writer, LogGuard { _worker: worker }))
+}
+
+/// Makes the log files in `dir` readable by the owner only (the appender creates them with
+/// the process umask; `main` sets 0077 so files made on later rotations are private too).
+fn private_files(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
 }
 
 /// Installs the process-wide logger for the console: `extra` (the console's log pane), text
@@ -169,6 +191,14 @@ mod tests {
         );
         let text = std::fs::read_to_string(&files[0]).unwrap();
         assert!(text.contains("hello from the test"), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&files[0]),
+            0o600,
+            "the console log is the user's alone"
+        );
+        assert_eq!(mode(&logs), 0o700);
     }
 
     #[test]
