@@ -65,7 +65,10 @@ fn online(s: &Status) -> bool {
 /// Online, paired, and a keepalive answered on this link (the login's queries are done).
 async fn steady(pool: &LivePool, id: &str) {
     let board = pool.board();
-    let first = wait_for(&board, id, "online", WAIT, |s| online(s) && s.account.paired).await;
+    let first = wait_for(&board, id, "online", WAIT, |s| {
+        online(s) && s.account.paired
+    })
+    .await;
     let rtt = first.liveness.last_rtt;
     wait_for(&board, id, "a keepalive answered", WAIT, |s| {
         online(s) && s.liveness.last_rtt != rtt
@@ -95,7 +98,11 @@ async fn soak(sim: &Handle, pool: &LivePool, rounds: usize, pause: Duration) -> 
         tokio::time::sleep(pause).await;
         let left = sim.stats().devices[&jid].prekeys as usize;
         // Leave 2 in the fourth round of each five: the refill brings 50 back.
-        let take = if round % 5 == 3 { left - 2 } else { 200.min(left / 2) };
+        let take = if round % 5 == 3 {
+            left - 2
+        } else {
+            200.min(left / 2)
+        };
         sim.consume_prekeys(&jid, take).await.unwrap();
         consumed += take;
         push_pair(sim, &jid).await;
@@ -134,7 +141,10 @@ async fn a_session_stays_online_and_restarts_ack_what_came_meanwhile() {
     let consumed = soak(&sim, &pool, 10, Duration::from_millis(400)).await;
     let d = settled(&sim, consumed, "acked in the soak").await;
     assert_eq!(d.logins, 1, "one login for the whole stretch: {d:?}");
-    assert!(d.prekey_uploads >= 2, "the encrypt notification refilled: {d:?}");
+    assert!(
+        d.prekey_uploads >= 2,
+        "the encrypt notification refilled: {d:?}"
+    );
     assert!(d.acks_received >= 20, "{d:?}");
     assert_eq!(pool.metrics().undecodable_nodes.get(), 0);
     phone.cancel();
@@ -148,7 +158,11 @@ async fn a_session_stays_online_and_restarts_ack_what_came_meanwhile() {
     let pool = LivePool::start(&config, true);
     steady(&pool, "s000").await;
     let d = settled(&sim, consumed, "redelivered after a graceful stop").await;
-    assert_eq!(d.prekey_uploads, uploads + 1, "one refill, no second 812: {d:?}");
+    assert_eq!(
+        d.prekey_uploads,
+        uploads + 1,
+        "one refill, no second 812: {d:?}"
+    );
     assert_eq!(d.prekeys, 52, "{d:?}");
 
     // Killed: the runtime is dropped with the socket open.
@@ -159,7 +173,11 @@ async fn a_session_stays_online_and_restarts_ack_what_came_meanwhile() {
     let pool = LivePool::start(&config, true);
     steady(&pool, "s000").await;
     let d = settled(&sim, consumed, "redelivered after a kill").await;
-    assert_eq!(d.prekey_uploads, uploads + 1, "one refill, no second 812: {d:?}");
+    assert_eq!(
+        d.prekey_uploads,
+        uploads + 1,
+        "one refill, no second 812: {d:?}"
+    );
     assert_eq!(d.logins, 3, "{d:?}");
     assert_eq!(d.max_concurrent, 1);
     assert_eq!(pool.metrics().undecodable_nodes.get(), 0);
@@ -288,7 +306,13 @@ impl Child {
 
     fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args([name, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }
 
@@ -394,17 +418,39 @@ async fn two_hundred_sessions_with_every_push_on_stay_online_with_one_login_each
     })
     .await;
     phone.cancel();
-    wait_stats(&sim, "every push acked and keys uploaded", Duration::from_secs(120), |s| {
-        s.devices.len() == N
-            && s.devices.values().all(|d| d.unacked == 0 && d.prekeys >= 812)
-    })
+    wait_stats(
+        &sim,
+        "every push acked and keys uploaded",
+        Duration::from_secs(120),
+        |s| {
+            s.devices.len() == N
+                && s.devices
+                    .values()
+                    .all(|d| d.unacked == 0 && d.prekeys >= 812)
+        },
+    )
     .await;
     let stats = sim.stats();
-    assert_eq!(stats.max_concurrent_per_device, 1, "a device had two logins");
+    assert_eq!(
+        stats.max_concurrent_per_device, 1,
+        "a device had two logins"
+    );
     assert_eq!(stats.stream_errors_ack, 0);
-    assert!(stats.devices.values().all(|d| d.stream_errors_ack == 0 && d.acks_received > 0));
-    assert!(stats.pushed >= 3 * N as u64, "every push on: {}", stats.pushed);
-    assert_eq!(stats.acks_received, stats.pushed, "everything pushed was acked");
+    assert!(
+        stats
+            .devices
+            .values()
+            .all(|d| d.stream_errors_ack == 0 && d.acks_received > 0)
+    );
+    assert!(
+        stats.pushed >= 3 * N as u64,
+        "every push on: {}",
+        stats.pushed
+    );
+    assert_eq!(
+        stats.acks_received, stats.pushed,
+        "everything pushed was acked"
+    );
     let all = board.snapshot();
     assert!(all.iter().all(online), "still online after the settle");
     pool.stop().await;

@@ -148,7 +148,10 @@ impl PreKeys {
         };
         let _one_at_a_time = self.busy.lock().await;
         if self.confirmed.load(Ordering::SeqCst) != seen {
-            debug!(server_count, "pre-keys refilled meanwhile; the count is stale");
+            debug!(
+                server_count,
+                "pre-keys refilled meanwhile; the count is stale"
+            );
             return Ok(());
         }
         let keys = self
