@@ -48,8 +48,8 @@ pub struct PreKeys {
     pub timeout: Duration,
     /// One upload at a time per session (login flow and a notification may overlap).
     pub busy: Arc<tokio::sync::Mutex<()>>,
-    /// Uploads confirmed so far: a low count seen before the latest upload is stale, so the
-    /// login's count and a queued `encrypt` notification asking at once refill only once.
+    /// Uploads confirmed so far: a low count seen before the latest upload is stale and is
+    /// asked again, so the login's count and a queued `encrypt` notification refill once.
     confirmed: Arc<AtomicU64>,
     /// The driver's tasks: pre-key work is cancelled and awaited with them at shutdown.
     tasks: TaskTracker,
@@ -133,8 +133,9 @@ impl PreKeys {
         })
     }
 
-    /// Uploads the batch `server_count` calls for (none when the server has enough, or when
-    /// an upload was confirmed after the count was seen: `seen` is `confirmed` then).
+    /// Uploads the batch `server_count` calls for (none when the server has enough). When an
+    /// upload was confirmed after the count was seen (`seen` is `confirmed` then), the
+    /// server is asked again first.
     async fn refill(
         &self,
         querier: &Querier,
@@ -142,18 +143,24 @@ impl PreKeys {
         server_count: u32,
         seen: u64,
     ) -> Result<(), PreKeyError> {
+        if prekey::wanted(server_count).is_none() {
+            debug!(server_count, "pre-keys sufficient");
+            return Ok(());
+        }
+        let _one_at_a_time = self.busy.lock().await;
+        let server_count = if self.confirmed.load(Ordering::SeqCst) == seen {
+            server_count
+        } else {
+            debug!(
+                server_count,
+                "pre-keys uploaded meanwhile; asking the count again"
+            );
+            self.count(querier).await?
+        };
         let Some(n) = prekey::wanted(server_count) else {
             debug!(server_count, "pre-keys sufficient");
             return Ok(());
         };
-        let _one_at_a_time = self.busy.lock().await;
-        if self.confirmed.load(Ordering::SeqCst) != seen {
-            debug!(
-                server_count,
-                "pre-keys refilled meanwhile; the count is stale"
-            );
-            return Ok(());
-        }
         let keys = self
             .blocking(move |store, session| store.keys_to_upload(&session, n))
             .await?;
