@@ -105,8 +105,8 @@ fn check_answers(log: &Log) {
         "never a nack"
     );
 
-    // 812 at login (the server had none), 50 for the encrypt notification's count of 3,
-    // in either order, never the same id twice.
+    // 812 at login (the server had none), then 50 for the encrypt notification's count of
+    // 3, never the same id twice.
     let mut sizes: Vec<usize> = log.uploads.iter().map(Vec::len).collect();
     sizes.sort();
     assert_eq!(sizes, [50, 812]);
@@ -131,11 +131,21 @@ async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() 
                 .send_node(&stanza::success(Some("99:3@lid"), 1))
                 .await
                 .unwrap();
-            for push in pushes() {
+            // The encrypt notification (N1) comes once the first upload is answered: peers
+            // took all but 3 meanwhile, as the count answers from then on say.
+            let (encrypt, others): (Vec<Node>, Vec<Node>) = pushes()
+                .into_iter()
+                .partition(|n| n.get_attr("id") == Some("N1"));
+            for push in others {
                 socket.send_node(&push).await.unwrap();
             }
+            let mut encrypt = encrypt.into_iter();
             // Serve until both uploads and every answer arrived, then ask for a restart.
             loop {
+                let uploaded = !log.lock().unwrap().uploads.is_empty();
+                if uploaded && let Some(note) = encrypt.next() {
+                    socket.send_node(&note).await.unwrap();
+                }
                 let done = {
                     let l = log.lock().unwrap();
                     l.uploads.len() == 2
@@ -152,7 +162,8 @@ async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() 
                 if done {
                     break;
                 }
-                if serve_node(&mut socket, &log, 0).await.is_none() {
+                let count = if uploaded { 3 } else { 0 };
+                if serve_node(&mut socket, &log, count).await.is_none() {
                     return;
                 }
             }
@@ -182,6 +193,53 @@ async fn pushes_are_acked_routing_is_kept_and_prekeys_are_uploaded_and_stored() 
     let metrics = &pool.running.handle.metrics;
     assert_eq!(metrics.prekeys_uploaded.get(), 862);
     assert!(metrics.acks_sent.get() >= 4);
+}
+
+/// Where the upload of 50 keys is in the log, and whether a count query came after it.
+fn upload_then_count(log: &Log) -> Option<(usize, bool)> {
+    let is_upload = |n: &Node| n.tag == "iq" && n.get_child("list").is_some();
+    let at = log.nodes.iter().position(is_upload)?;
+    let asked = log.nodes[at..]
+        .iter()
+        .any(|n| n.tag == "iq" && n.get_child("count").is_some());
+    Some((at, asked))
+}
+
+#[tokio::test]
+async fn a_login_count_and_a_queued_encrypt_notification_refill_once() {
+    // The server holds 2 keys; its queued low-count notification arrives with <success>.
+    let srv = server(
+        |_, mut socket, log| async move {
+            socket.send_node(&stanza::success(None, 1)).await.unwrap();
+            let note = Node::new("notification")
+                .attr("id", "N2")
+                .attr("from", "s.whatsapp.net")
+                .attr("type", "encrypt")
+                .attr("offline", "1")
+                .child(Node::new("count").attr("value", "2"));
+            socket.send_node(&note).await.unwrap();
+            loop {
+                let count = 2 + 50 * log.lock().unwrap().uploads.len() as u32;
+                if serve_node(&mut socket, &log, count).await.is_none() {
+                    return;
+                }
+            }
+        },
+        false,
+    )
+    .await;
+    let (_pool, _) = pool(&srv, true, None);
+    // Done when the upload is followed by a count (the stale one asked again, or the
+    // login's own) and the notification is acked.
+    wait_until("a count after the upload, the notification acked", || {
+        let log = srv.log.lock().unwrap();
+        ack_for(&log, "notification", "N2").is_some()
+            && upload_then_count(&log).is_some_and(|(_, asked)| asked)
+    })
+    .await;
+    let log = srv.log.lock().unwrap();
+    let sizes: Vec<usize> = log.uploads.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [50], "one refill for one low count");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! marked uploaded only when the server confirmed them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,9 @@ pub struct PreKeys {
     pub timeout: Duration,
     /// One upload at a time per session (login flow and a notification may overlap).
     pub busy: Arc<tokio::sync::Mutex<()>>,
+    /// Uploads confirmed so far: a low count seen before the latest upload is stale and is
+    /// asked again, so the login's count and a queued `encrypt` notification refill once.
+    confirmed: Arc<AtomicU64>,
     /// The driver's tasks: pre-key work is cancelled and awaited with them at shutdown.
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -66,6 +70,7 @@ impl PreKeys {
             metrics: shared.metrics.clone(),
             timeout: policy.query_timeout,
             busy: Arc::default(),
+            confirmed: Arc::default(),
             tasks,
             cancel,
         }
@@ -90,9 +95,10 @@ impl PreKeys {
     pub fn after_login(&self, querier: Querier, creds: Credentials) {
         let this = self.clone();
         self.spawn(async move {
+            let seen = this.confirmed.load(Ordering::SeqCst);
             match this.count(&querier).await {
                 Ok(count) => {
-                    if let Err(e) = this.refill(&querier, &creds, count).await {
+                    if let Err(e) = this.refill(&querier, &creds, count, seen).await {
                         warn!(error = %e, "pre-key upload failed");
                     }
                 }
@@ -108,8 +114,9 @@ impl PreKeys {
     /// On `<notification type="encrypt"><count value=N/>`: refill when `count` is low.
     pub fn on_low(&self, querier: Querier, creds: Credentials, count: u32) {
         let this = self.clone();
+        let seen = self.confirmed.load(Ordering::SeqCst);
         self.spawn(async move {
-            if let Err(e) = this.refill(&querier, &creds, count).await {
+            if let Err(e) = this.refill(&querier, &creds, count, seen).await {
                 warn!(error = %e, "pre-key refill failed");
             }
         });
@@ -126,18 +133,34 @@ impl PreKeys {
         })
     }
 
-    /// Uploads the batch `server_count` calls for (none when the server has enough).
-    pub async fn refill(
+    /// Uploads the batch `server_count` calls for (none when the server has enough). When an
+    /// upload was confirmed after the count was seen (`seen` is `confirmed` then), the
+    /// server is asked again first.
+    async fn refill(
         &self,
         querier: &Querier,
         creds: &Credentials,
         server_count: u32,
+        seen: u64,
     ) -> Result<(), PreKeyError> {
+        if prekey::wanted(server_count).is_none() {
+            debug!(server_count, "pre-keys sufficient");
+            return Ok(());
+        }
+        let _one_at_a_time = self.busy.lock().await;
+        let server_count = if self.confirmed.load(Ordering::SeqCst) == seen {
+            server_count
+        } else {
+            debug!(
+                server_count,
+                "pre-keys uploaded meanwhile; asking the count again"
+            );
+            self.count(querier).await?
+        };
         let Some(n) = prekey::wanted(server_count) else {
             debug!(server_count, "pre-keys sufficient");
             return Ok(());
         };
-        let _one_at_a_time = self.busy.lock().await;
         let keys = self
             .blocking(move |store, session| store.keys_to_upload(&session, n))
             .await?;
@@ -150,6 +173,7 @@ impl PreKeys {
         let uploaded = ids.len();
         self.blocking(move |store, session| store.mark_uploaded(&session, &ids))
             .await?;
+        self.confirmed.fetch_add(1, Ordering::SeqCst);
         self.metrics.prekeys_uploaded.inc_by(uploaded as u64);
         info!(
             server_count,

@@ -41,6 +41,7 @@ use registry::{Control, Registry};
 use server::{Core, now_unix};
 
 use crate::wa::creds::{KeyPair, SecretKey};
+use crate::wa::node::Node;
 use crate::wa::noise::{CertAuthority, TrustRoot};
 use crate::wa::{pair, prekey};
 
@@ -379,6 +380,24 @@ impl Handle {
         }
         self.core.save().await;
         Ok(left)
+    }
+
+    /// Queues `node` for a paired device as the server would (closed only by its ack) and
+    /// sends it now to each live connection; a device offline gets it at its next login.
+    pub async fn push(&self, device: &str, node: Node) -> Result<(), SimError> {
+        let live = {
+            let mut reg = self.core.reg();
+            if !reg.knows(device) {
+                return Err(SimError::UnknownDevice(device.to_string()));
+            }
+            reg.enqueue(device, node.clone());
+            reg.live_controls(device)
+        };
+        for control in live {
+            let _ = control.send(Control::Push(node.clone())).await;
+        }
+        self.core.save().await;
+        Ok(())
     }
 
     /// JIDs of the paired devices, sorted.
