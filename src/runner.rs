@@ -43,6 +43,8 @@ pub struct Started {
 pub enum StartError {
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("could not write the HTTP token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -89,8 +91,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Starts the pool on `config` and, when `http` (or `[http] listen`) is set, the endpoint.
 pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Started, StartError> {
     let cancel = CancellationToken::new();
-    let store = Arc::new(FileStore::new(&config.storage.data_dir));
-    let running = pool::start(config, endpoint(config), store, cancel.clone());
+    let running = match &config.cluster {
+        None => {
+            let store = Arc::new(FileStore::new(&config.storage.data_dir));
+            pool::start(config, endpoint(config), store, cancel.clone())
+        }
+        Some(cluster) => start_clustered(config, cluster, &cancel).await?,
+    };
     let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
     let http = match addr {
         Some(addr) => {
@@ -113,6 +120,36 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         http,
         cancel,
     })
+}
+
+/// The pool as one member of a fleet: Redis must answer now (else one sentence, exit 1);
+/// credentials in Redis or in the local files, as configured.
+async fn start_clustered(
+    config: &Config,
+    cluster: &config::ClusterConfig,
+    cancel: &CancellationToken,
+) -> Result<Running, StartError> {
+    use crate::cluster::Cluster;
+    use crate::store::{CredentialStore, Fences, RedisStore};
+    let fences = Fences::default();
+    let member = Cluster::connect(cluster, config, fences.clone()).await?;
+    let local = FileStore::new(&config.storage.data_dir);
+    let store: Arc<dyn CredentialStore> = match cluster.credentials {
+        config::CredentialStore::File => Arc::new(local),
+        config::CredentialStore::Redis => {
+            Arc::new(RedisStore::new(member.redis_client(), fences, local))
+        }
+    };
+    let running = pool::start_with(
+        config,
+        endpoint(config),
+        store,
+        cancel.clone(),
+        Some(member.seam()),
+    );
+    member.spawn(running.handle.clone(), cancel.clone());
+    info!(node = %cluster.node_id, "joined the cluster");
+    Ok(running)
 }
 
 /// Stops the pool: every socket closed within the shutdown budget.

@@ -116,6 +116,7 @@ async fn act(
         Err(HandleError::Closed) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "the pool is shutting down");
         }
+        Err(HandleError::Remote(why)) => return error(StatusCode::BAD_GATEWAY, why),
         Ok(()) => {}
     }
     tracing::info!(session = %id, command = command.name(), "operator command over http");

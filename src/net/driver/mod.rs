@@ -42,6 +42,8 @@ pub struct Shared {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn CredentialStore>,
+    /// Clustered: asked before every dial (the lease); `None` dials freely.
+    pub gate: Option<Arc<dyn crate::net::gate::DialGate>>,
 }
 
 /// How one session is set up.
