@@ -75,12 +75,20 @@ pub(super) async fn run(core: Arc<Core>, pool: PoolHandle, cancel: CancellationT
     });
     let round = lease::round(core.ttl);
     info!(node = %core.node, ttl = ?core.ttl, "cluster member started");
+    // Placement waits half a TTL after joining (or after Redis came back), so every live
+    // node has written its heartbeat and shares are computed on the whole fleet.
+    let mut place_from: Option<Instant> = None;
     loop {
         let sent = Instant::now();
         renew(&core, &scripts, &pool, sent).await;
         if heartbeat(&core).await.is_ok() {
-            place(&core, &scripts, &pool).await;
+            let from = *place_from.get_or_insert(sent + core.ttl / 2);
+            if sent >= from {
+                place(&core, &scripts, &pool).await;
+            }
             share_state(&core, &scripts, &pool).await;
+        } else {
+            place_from = None;
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

@@ -105,12 +105,14 @@ impl RedisStore {
         }
     }
 
-    /// Runs `call` on a pooled connection (a failed connection is not put back).
+    /// Runs `call` on a pooled connection. A pooled connection may have died with a Redis
+    /// restart, so a failure on one is retried once on a fresh connection; a connection that
+    /// failed is never put back.
     fn with<T>(
         &self,
         session: &str,
         what: &'static str,
-        call: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut call: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let fail = |e: redis::RedisError| StoreError::Redis {
             session: session.to_string(),
@@ -118,24 +120,30 @@ impl RedisStore {
             detail: e.to_string(),
         };
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut con = match pooled {
-            Some(con) => con,
-            None => {
-                let con = self
-                    .client
-                    .get_connection_with_timeout(TIMEOUT)
-                    .map_err(fail)?;
-                con.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
-                con.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
-                con
-            }
-        };
+        if let Some(mut con) = pooled
+            && let Ok(result) = call(&mut con)
+        {
+            self.give_back(con);
+            return Ok(result);
+        }
+        let mut con = self.fresh().map_err(fail)?;
         let result = call(&mut con).map_err(fail)?;
+        self.give_back(con);
+        Ok(result)
+    }
+
+    fn fresh(&self) -> redis::RedisResult<redis::Connection> {
+        let con = self.client.get_connection_with_timeout(TIMEOUT)?;
+        con.set_read_timeout(Some(TIMEOUT))?;
+        con.set_write_timeout(Some(TIMEOUT))?;
+        Ok(con)
+    }
+
+    fn give_back(&self, con: redis::Connection) {
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(con);
-        Ok(result)
     }
 
     fn token(&self, session: &str, what: &'static str) -> Result<u64, StoreError> {
@@ -160,7 +168,7 @@ impl RedisStore {
         let done: i64 = self.with(session, what, |c| {
             script
                 .key(keys::lease(session))
-                .key(key)
+                .key(&key)
                 .arg(token)
                 .arg(value)
                 .invoke(c)
@@ -169,7 +177,7 @@ impl RedisStore {
     }
 
     fn get(&self, session: &str, what: &'static str, key: String) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(session, what, |c| redis::cmd("GET").arg(key).query(c))
+        self.with(session, what, |c| redis::cmd("GET").arg(&key).query(c))
     }
 
     fn backup_entries(&self, session: &str) -> Result<Vec<(BackupInfo, Vec<u8>)>, StoreError> {
