@@ -54,6 +54,31 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
     assert!(!a.logged(&format!("sent to {}", b.name)).is_empty(), "A did not say where it went");
     all_online(&[&a, &b], N, Duration::from_secs(30)).await;
 
+    // The fleet view: every row has its owner, both nodes are listed with heartbeats.
+    // (B's rows reach A through Redis within a round or two.)
+    wait_until("A shows B's sessions with their owner", Duration::from_secs(10), || async {
+        let rows = a.rows().await;
+        assert_eq!(rows.len(), N);
+        let from_b = rows.iter().filter(|r| r["owner"] == "node-b" && r["state"] == "online").count();
+        (from_b == b.ids_in("online").await.len()).then_some(())
+    })
+    .await;
+    let cluster = common::request(&a.http, "GET", "/cluster", None, "").await.json();
+    let nodes: Vec<&str> = cluster["nodes"].as_array().unwrap().iter().filter_map(|n| n["node"].as_str()).collect();
+    assert_eq!(nodes, ["node-a", "node-b"], "{cluster}");
+    assert_eq!(cluster["states"]["online"], N, "{cluster}");
+
+    // An operator moves one of A's sessions to B.
+    let moving = a.ids_in("online").await[0].clone();
+    let path = format!("/sessions/{moving}/move");
+    let answer = common::request(&b.http, "POST", &path, Some(&b.token), "{\"node\":\"node-b\"}").await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    wait_until("the moved session runs on B", Duration::from_secs(20), || async {
+        let by_node = all_online(&[&a, &b], N, Duration::from_secs(20)).await;
+        by_node[1].contains(&moving).then_some(())
+    })
+    .await;
+
     // SIGKILL B: its sessions come back on A from the credentials in Redis.
     let pairings = sim.stats().pairings;
     let killed_at = Instant::now();

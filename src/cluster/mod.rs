@@ -18,7 +18,7 @@ use crate::net::gate::{ClusterSeam, DialGate};
 use crate::store::Fences;
 use lease::Held;
 
-pub use node::NodeInfo;
+pub use crate::net::gate::{NodeBeat, SharedState};
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub struct Core {
     sessions: Mutex<Vec<String>>,
     connects_per_second: u32,
     /// The fleet as last read from Redis: node id -> heartbeat.
-    fleet: Mutex<BTreeMap<String, NodeInfo>>,
+    fleet: Mutex<BTreeMap<String, NodeBeat>>,
 }
 
 /// A started cluster member: the seams for the pool and the core for the loop.
@@ -126,7 +126,7 @@ impl Cluster {
     }
 
     /// The node list with heartbeats, as last read.
-    pub fn fleet(&self) -> BTreeMap<String, NodeInfo> {
+    pub fn fleet(&self) -> BTreeMap<String, NodeBeat> {
         self.core.fleet()
     }
 }
@@ -143,7 +143,7 @@ impl Core {
             .clone()
     }
 
-    fn fleet(&self) -> BTreeMap<String, NodeInfo> {
+    fn fleet(&self) -> BTreeMap<String, NodeBeat> {
         self.fleet.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -8,42 +8,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rand::seq::SliceRandom;
 use redis::Script;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Core;
 use super::lease::{self, Held};
+use crate::net::gate::{NodeBeat, SharedState};
 use crate::net::handle::PoolHandle;
 use crate::store::redis::keys;
 
 /// Why sessions are closed while Redis cannot be reached (shown as `cooldown (<this>)`).
 pub const REDIS_LOST: &str = "cluster: redis unreachable";
-
-/// A node's heartbeat, as every node reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub node: String,
-    /// Sessions it holds.
-    pub sessions: usize,
-    /// When it last wrote its heartbeat (ms since the Unix epoch).
-    pub heartbeat_ms: u64,
-}
-
-/// One session's state as shared with the fleet (`wasp:state:<id>`, with a TTL).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SharedState {
-    pub owner: String,
-    pub state: String,
-    pub reason: String,
-    pub phone: Option<String>,
-    pub reconnect_attempts: u32,
-    pub conflicts_1h: u32,
-    pub disconnects_1h: u32,
-    /// ms since the Unix epoch, when online.
-    pub connected_at_ms: Option<u64>,
-    pub written_ms: u64,
-}
 
 /// Fenced write of shared state: `KEYS[1]` lease, `KEYS[2]` state; `ARGV` token, JSON, TTL ms.
 const WRITE_STATE: &str = r"
@@ -161,7 +136,7 @@ fn spawn_release(pool: &PoolHandle, id: &str, reason: Option<String>) {
 /// Writes this node's heartbeat and reads every live node's.
 async fn heartbeat(core: &Core) -> Result<(), String> {
     let held = core.held().values().filter(|h| !h.leaving).count();
-    let me = NodeInfo {
+    let me = NodeBeat {
         node: core.node.clone(),
         sessions: held,
         heartbeat_ms: unix_ms(SystemTime::now()),
@@ -182,7 +157,7 @@ async fn heartbeat(core: &Core) -> Result<(), String> {
     let beats: Vec<Option<String>> = core.call(redis::cmd("MGET").arg(&node_keys)).await?;
     let mut fleet = std::collections::BTreeMap::new();
     for beat in beats.into_iter().flatten() {
-        if let Ok(info) = serde_json::from_str::<NodeInfo>(&beat) {
+        if let Ok(info) = serde_json::from_str::<NodeBeat>(&beat) {
             fleet.insert(info.node.clone(), info);
         }
     }
@@ -326,6 +301,7 @@ async fn share_state(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle
             unix_ms(wall - now.saturating_duration_since(since))
         });
         let state = SharedState {
+            id: id.clone(),
             owner: core.node.clone(),
             state: status.phase.name().as_str().to_string(),
             reason: status.reason.clone(),

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Core;
-use super::lease;
-use crate::net::gate::{Pending, Remote};
+use super::{Core, lease, node};
+use crate::net::gate::{FleetView, Pending, Remote};
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
 use crate::store::redis::keys;
@@ -41,6 +40,41 @@ impl Forwarder {
 }
 
 impl Remote for Forwarder {
+    fn node(&self) -> &str {
+        &self.core.node
+    }
+
+    fn fleet(&self) -> Pending<Result<FleetView, HandleError>> {
+        let core = self.core.clone();
+        Box::pin(async move {
+            let sessions = node::fleet_states(&core).await.map_err(|e| {
+                HandleError::Remote(format!("cluster: cannot reach Redis to read the fleet: {e}"))
+            })?;
+            Ok(FleetView {
+                node: core.node.clone(),
+                nodes: core.fleet().into_values().collect(),
+                sessions,
+            })
+        })
+    }
+
+    fn move_to(&self, session: String, node: String) -> Pending<Result<(), HandleError>> {
+        let core = self.core.clone();
+        Box::pin(async move {
+            if !core.sessions().contains(&session) {
+                return Err(HandleError::UnknownSession(session));
+            }
+            if !core.fleet().contains_key(&node) {
+                return Err(HandleError::Remote(format!("no live node named {node}")));
+            }
+            node::request_move(&core, &session, &node)
+                .await
+                .map_err(|e| HandleError::Remote(format!("cluster: cannot reach Redis: {e}")))?;
+            info!(session = %session, to = %node, "session move requested");
+            Ok(())
+        })
+    }
+
     fn is_local(&self, session: &str) -> bool {
         self.core.held().contains_key(session)
     }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod events;
+mod fleet;
 mod json;
 mod routes;
 mod state;

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::Token;
-use super::events;
+use super::{events, fleet};
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
 use crate::logging::LogFeed;
@@ -25,6 +25,7 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/{command}", post(act))
+        .route("/cluster", get(fleet::view))
         .route("/metrics", get(metrics))
         .route("/events", get(events::stream))
         .fallback(not_found)
@@ -55,6 +56,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn sessions(State(app): State<AppState>) -> Response {
+    if let Some(cluster) = app.pool.cluster().cloned() {
+        return fleet::sessions(&app, cluster.as_ref()).await;
+    }
     let clock = Clock::now();
     let rows: Vec<SessionRow> = app
         .pool
@@ -89,6 +93,7 @@ async fn act(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
     if !admitted {
@@ -96,6 +101,9 @@ async fn act(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",
         );
+    }
+    if name == "move" {
+        return fleet::move_session(&app, &id, &body).await;
     }
     // A destructive command (the wipe) is the console's alone: it asks for the session id.
     let Some(command) = name.parse::<Command>().ok().filter(|c| !c.is_destructive()) else {

@@ -74,6 +74,11 @@ impl PoolHandle {
         self.board.is_ready()
     }
 
+    /// The cluster this node belongs to, when `[cluster]` is set.
+    pub fn cluster(&self) -> Option<&Arc<dyn Remote>> {
+        self.remote.as_ref()
+    }
+
     /// Sends an operator command to one session (waits if the request queue is full). When
     /// clustered and another node owns the session, the command travels to it and this
     /// returns once the owner has answered.

@@ -189,13 +189,13 @@ impl Node {
         }
     }
 
-    /// Ids of the sessions this node shows in `state`.
+    /// Ids of the sessions this node runs (its `owner` rows) in `state`.
     pub async fn ids_in(&self, state: &str) -> Vec<String> {
         let mut ids: Vec<String> = self
             .rows()
             .await
             .into_iter()
-            .filter(|r| r["state"] == state)
+            .filter(|r| r["state"] == state && r["owner"] == self.name.as_str())
             .filter_map(|r| r["id"].as_str().map(str::to_string))
             .collect();
         ids.sort();
