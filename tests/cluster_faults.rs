@@ -113,6 +113,39 @@ async fn a_third_node_takes_its_share_and_no_session_is_on_two_nodes() {
     assert_eq!(moved, N / 3, "C claimed {moved} leases");
 }
 
+/// With credentials in files, a session stays with the node that has them: when that node is
+/// killed nobody else takes it (that would mean pairing again), and it comes back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_file_credentials_a_session_stays_on_the_node_that_has_its_files() {
+    const M: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator().await;
+    let redis = Redis::start(&dir.path().join("redis"));
+    let a = Node::spawn_with(dir.path(), &sim, &redis.url(), "node-a", M, "file").await;
+    let mut b = Node::spawn_with(dir.path(), &sim, &redis.url(), "node-b", M, "file").await;
+    pair_all(&sim, &[&a, &b], M).await;
+    let before = all_online(&[&a, &b], M, Duration::from_secs(60)).await;
+    assert!(!before[1].is_empty(), "B holds nothing");
+    let pairings = sim.stats().pairings;
+
+    b.kill();
+    // A keeps its own and never claims B's (it would have to pair them again).
+    let keep = before[0].len();
+    wait_until("B's sessions gone from the simulator", Duration::from_secs(10), || {
+        let live = sim.live_devices().len();
+        async move { (live == keep).then_some(()) }
+    })
+    .await;
+    // Give A three TTLs in which B's leases expire and it could (wrongly) claim them.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(a.ids_in("online").await, before[0]);
+    assert_eq!(sim.live_devices().len(), keep);
+    let b = Node::spawn_with(dir.path(), &sim, &redis.url(), "node-b", M, "file").await;
+    let after = all_online(&[&a, &b], M, Duration::from_secs(30)).await;
+    assert_eq!(after, before, "a session changed nodes");
+    assert_eq!(sim.stats().pairings, pairings, "a session was paired again");
+}
+
 #[test]
 fn redis_down_at_start_is_one_sentence_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();

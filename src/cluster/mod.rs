@@ -38,6 +38,8 @@ pub struct Core {
     /// Configured session ids, sorted (placement walks them).
     sessions: Mutex<Vec<String>>,
     connects_per_second: u32,
+    /// `credentials = "file"`: this node's files, which pin each paired session to its node.
+    files: Option<crate::store::FileStore>,
     /// The fleet as last read from Redis: node id -> heartbeat.
     fleet: Mutex<BTreeMap<String, NodeBeat>>,
 }
@@ -95,6 +97,8 @@ impl Cluster {
                 held: Mutex::new(HashMap::new()),
                 sessions: Mutex::new(sessions),
                 connects_per_second: config.limits.connects_per_second,
+                files: (cluster.credentials == crate::config::CredentialStore::File)
+                    .then(|| crate::store::FileStore::new(&config.storage.data_dir)),
                 fleet: Mutex::new(BTreeMap::new()),
             }),
         })
@@ -141,6 +145,14 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// `credentials = "file"`: true when this node's data dir holds the session's credentials.
+    fn has_files(&self, session: &str) -> bool {
+        self.files
+            .as_ref()
+            .and_then(|f| f.credentials_path(session).ok())
+            .is_some_and(|p| p.exists())
     }
 
     fn fleet(&self) -> BTreeMap<String, NodeBeat> {

@@ -166,8 +166,9 @@ async fn heartbeat(core: &Core) -> Result<(), String> {
     Ok(())
 }
 
-/// Claims free sessions up to this node's share (moves to this node first), sheds one above
-/// the share per round, and lets go of sessions an operator moved elsewhere.
+/// Claims free sessions up to this node's share (moves to this node and, with credentials in
+/// files, sessions whose files are here first), sheds one above the share per round, and lets
+/// go of sessions an operator moved elsewhere.
 async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     let sessions = core.sessions();
     if sessions.is_empty() {
@@ -185,6 +186,18 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     else {
         return;
     };
+    // With credentials in files, a paired session belongs to the node that has them: it is
+    // never shed or moved, and only that node claims it.
+    let pinned = core.files.is_some();
+    let homes: Vec<Option<String>> = if pinned {
+        let home_keys: Vec<String> = sessions.iter().map(|s| keys::home(s)).collect();
+        let Ok(homes) = core.call(redis::cmd("MGET").arg(&home_keys)).await else {
+            return;
+        };
+        homes
+    } else {
+        vec![None; sessions.len()]
+    };
     let mine: Vec<String> = {
         let held = core.held();
         sessions.iter().filter(|s| held.get(*s).is_some_and(|h| !h.leaving)).cloned().collect()
@@ -200,8 +213,11 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
             leave.push(id.clone());
         }
     }
+    if pinned {
+        leave.clear();
+    }
     let keep = mine.len() - leave.len();
-    if leave.is_empty() && keep > share {
+    if leave.is_empty() && keep > share && !pinned {
         // One per round, so the others take them over through their rate limit.
         if let Some(id) = mine.last() {
             leave.push(id.clone());
@@ -213,8 +229,15 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     let room = share.saturating_sub(keep);
     let mut moved_here = Vec::new();
     let mut free = Vec::new();
-    for ((id, target), owner) in sessions.iter().zip(&moves).zip(&leases) {
+    for (((id, target), owner), home) in sessions.iter().zip(&moves).zip(&leases).zip(&homes) {
         if owner.is_some() || core.held().contains_key(id) {
+            continue;
+        }
+        if pinned && (core.has_files(id) || home.as_deref() == Some(core.node.as_str())) {
+            moved_here.push(id.clone());
+            continue;
+        }
+        if home.is_some() {
             continue;
         }
         match target {
@@ -249,6 +272,12 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
                 );
                 if moved {
                     let _: Result<i64, _> = core.call(redis::cmd("DEL").arg(keys::moving(&id))).await;
+                }
+                if pinned {
+                    // The first node to run a session with credentials in files is its home:
+                    // its files will be there, so no other node ever takes it.
+                    let home = redis::cmd("SET").arg(keys::home(&id)).arg(&core.node).arg("NX").clone();
+                    let _: Result<Option<String>, _> = core.call(&home).await;
                 }
                 info!(session = %id, token, node = %core.node, "lease acquired");
                 if pool.claim(&id).await.is_err() {

@@ -64,6 +64,11 @@ impl Remote for Forwarder {
             if !core.sessions().contains(&session) {
                 return Err(HandleError::UnknownSession(session));
             }
+            if core.files.is_some() {
+                return Err(HandleError::Remote(
+                    "moving a session needs [cluster] credentials = \"redis\": with files it stays on the node that has them".to_string(),
+                ));
+            }
             if !core.fleet().contains_key(&node) {
                 return Err(HandleError::Remote(format!("no live node named {node}")));
             }

@@ -49,6 +49,10 @@ pub mod keys {
     pub fn moving(session: &str) -> String {
         format!("wasp:move:{session}")
     }
+    /// `credentials = "file"`: the node whose data dir holds the session's credentials.
+    pub fn home(session: &str) -> String {
+        format!("wasp:home:{session}")
+    }
     /// The pub/sub channel a node takes operator commands on.
     pub fn commands(node: &str) -> String {
         format!("wasp:cmd:{node}")

@@ -117,6 +117,18 @@ pub struct Node {
 /// Writes a node's config: fast policy, a generous rate limit, the cluster with `TTL` and
 /// credentials in Redis, `n` sessions that start by themselves.
 pub fn write_config(root: &Path, sim: &Handle, redis_url: &str, node: &str, n: usize) -> PathBuf {
+    write_config_with(root, sim, redis_url, node, n, "redis")
+}
+
+/// [`write_config`] with credentials in `"redis"` or `"file"`.
+pub fn write_config_with(
+    root: &Path,
+    sim: &Handle,
+    redis_url: &str,
+    node: &str,
+    n: usize,
+    credentials: &str,
+) -> PathBuf {
     let data = root.join(node);
     std::fs::create_dir_all(&data).unwrap();
     let mut text = format!(
@@ -124,7 +136,7 @@ pub fn write_config(root: &Path, sim: &Handle, redis_url: &str, node: &str, n: u
          [policy]\nbackoff_base = \"100ms\"\nbackoff_cap = \"400ms\"\n\n\
          [limits]\nconnects_per_second = 50\nconnect_burst = 50\n\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\n\
-         [cluster]\nredis_url = \"{redis_url}\"\nnode_id = \"{node}\"\nlease_ttl = \"{TTL}\"\ncredentials = \"redis\"\n",
+         [cluster]\nredis_url = \"{redis_url}\"\nnode_id = \"{node}\"\nlease_ttl = \"{TTL}\"\ncredentials = \"{credentials}\"\n",
         sim.ws_url,
         sim.trust_root_base64(),
         data.display()
@@ -139,7 +151,19 @@ pub fn write_config(root: &Path, sim: &Handle, redis_url: &str, node: &str, n: u
 
 impl Node {
     pub async fn spawn(root: &Path, sim: &Handle, redis_url: &str, name: &str, n: usize) -> Node {
-        let config = write_config(root, sim, redis_url, name, n);
+        Node::spawn_with(root, sim, redis_url, name, n, "redis").await
+    }
+
+    /// A node whose credentials live in `"redis"` or `"file"`.
+    pub async fn spawn_with(
+        root: &Path,
+        sim: &Handle,
+        redis_url: &str,
+        name: &str,
+        n: usize,
+        credentials: &str,
+    ) -> Node {
+        let config = write_config_with(root, sim, redis_url, name, n, credentials);
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
             .args(["headless", "--config"])
             .arg(&config)
