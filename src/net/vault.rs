@@ -29,6 +29,9 @@ pub struct Opened {
     pub problem: Option<String>,
     /// The load fell back to a backup: one sentence for the timeline.
     pub note: Option<String>,
+    /// The store could not be asked at all (Redis unreachable): nothing is known about the
+    /// credentials, so the session must not start (and must not be called logged out).
+    pub unavailable: Option<String>,
 }
 
 /// One session's handle on the store; holds the session lock until dropped.
@@ -89,16 +92,25 @@ impl Vault {
                 credentials: None,
                 problem: None,
                 note: None,
+                unavailable: None,
             },
             Ok(Some(loaded)) => Opened {
                 note: loaded.timeline_note(),
                 credentials: Some(loaded.value),
                 problem: None,
+                unavailable: None,
+            },
+            Err(e @ (StoreError::Redis { .. } | StoreError::Fenced { .. })) => Opened {
+                credentials: None,
+                problem: None,
+                note: None,
+                unavailable: Some(e.to_string()),
             },
             Err(e) => Opened {
                 credentials: None,
                 problem: Some(e.to_string()),
                 note: None,
+                unavailable: None,
             },
         }
     }

@@ -145,6 +145,10 @@ pub async fn run(
             not_started(&shared, &spec, phase, reason);
             return;
         };
+        if let Some(reason) = stored.0.unavailable.clone() {
+            not_started(&shared, &spec, Phase::Failed { probe_at: None }, reason);
+            return;
+        }
         let (progress_tx, mut progress_rx) = mpsc::channel(8);
         let (background_tx, mut background_rx) = mpsc::channel(8);
         let channels = (progress_tx, background_tx);
