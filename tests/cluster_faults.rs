@@ -9,7 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, Redis, all_online, online_by_node, pair_all, signal, simulator, wait_until};
+use common::cluster::{
+    Node, Redis, all_online, online_by_node, pair_all, signal, simulator, wait_until,
+};
 
 const N: usize = 12;
 
@@ -30,15 +32,23 @@ async fn a_paused_node_closes_its_sessions_and_never_logs_in_beside_its_successo
     let logins = sim.stats().logins;
     signal(a.pid(), "CONT");
     // A wakes, finds its leases gone and closes what it still had; it dials nothing.
-    wait_until("A shows no session online", Duration::from_secs(20), || async {
-        a.ids_in("online").await.is_empty().then_some(())
-    })
+    wait_until(
+        "A shows no session online",
+        Duration::from_secs(20),
+        || async { a.ids_in("online").await.is_empty().then_some(()) },
+    )
     .await;
     let by_node = all_online(&[&a, &b], N, Duration::from_secs(20)).await;
     assert_eq!(by_node[1].len(), N);
     let stats = sim.stats();
-    assert_eq!(stats.max_concurrent_per_device, 1, "two logins of one device at once");
-    assert_eq!(stats.logins, logins, "the woken node logged a device in again");
+    assert_eq!(
+        stats.max_concurrent_per_device, 1,
+        "two logins of one device at once"
+    );
+    assert_eq!(
+        stats.logins, logins,
+        "the woken node logged a device in again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,22 +69,32 @@ async fn redis_lost_for_two_ttls_closes_sessions_then_brings_them_back() {
         async move { (live == 0).then_some(()) }
     })
     .await;
-    eprintln!("all sessions closed {:?} after Redis stopped", stopped.elapsed());
+    eprintln!(
+        "all sessions closed {:?} after Redis stopped",
+        stopped.elapsed()
+    );
     // Each node shows why (once its driver has ended).
-    wait_until("every session shows the cluster cooldown", Duration::from_secs(10), || async {
-        let mut reasons = Vec::new();
-        for node in [&a, &b] {
-            for r in node.rows().await {
-                reasons.push(format!(
-                    "{} ({})",
-                    r["state"].as_str().unwrap_or(""),
-                    r["reason"].as_str().unwrap_or("")
-                ));
+    wait_until(
+        "every session shows the cluster cooldown",
+        Duration::from_secs(10),
+        || async {
+            let mut reasons = Vec::new();
+            for node in [&a, &b] {
+                for r in node.rows().await {
+                    reasons.push(format!(
+                        "{} ({})",
+                        r["state"].as_str().unwrap_or(""),
+                        r["reason"].as_str().unwrap_or("")
+                    ));
+                }
             }
-        }
-        (reasons.len() == N && reasons.iter().all(|r| r == "cooldown (cluster: redis unreachable)"))
+            (reasons.len() == N
+                && reasons
+                    .iter()
+                    .all(|r| r == "cooldown (cluster: redis unreachable)"))
             .then_some(())
-    })
+        },
+    )
     .await;
     // Stay down for twice the TTL, then come back with the same data.
     while stopped.elapsed() < Duration::from_secs(4) {
@@ -100,11 +120,15 @@ async fn a_third_node_takes_its_share_and_no_session_is_on_two_nodes() {
 
     let c = Node::spawn(dir.path(), &sim, &redis.url(), "node-c", N).await;
     // Every sample checks that no session is online on two nodes.
-    wait_until("C holds its share (4 of 12)", Duration::from_secs(60), || async {
-        let by_node = online_by_node(&[&a, &b, &c]).await;
-        let total: usize = by_node.iter().map(Vec::len).sum();
-        (total == N && by_node.iter().all(|ids| ids.len() == N / 3)).then_some(())
-    })
+    wait_until(
+        "C holds its share (4 of 12)",
+        Duration::from_secs(60),
+        || async {
+            let by_node = online_by_node(&[&a, &b, &c]).await;
+            let total: usize = by_node.iter().map(Vec::len).sum();
+            (total == N && by_node.iter().all(|ids| ids.len() == N / 3)).then_some(())
+        },
+    )
     .await;
     let stats = sim.stats();
     assert_eq!(stats.conflicts_sent, 0);
@@ -131,10 +155,14 @@ async fn with_file_credentials_a_session_stays_on_the_node_that_has_its_files() 
     b.kill();
     // A keeps its own and never claims B's (it would have to pair them again).
     let keep = before[0].len();
-    wait_until("B's sessions gone from the simulator", Duration::from_secs(10), || {
-        let live = sim.live_devices().len();
-        async move { (live == keep).then_some(()) }
-    })
+    wait_until(
+        "B's sessions gone from the simulator",
+        Duration::from_secs(10),
+        || {
+            let live = sim.live_devices().len();
+            async move { (live == keep).then_some(()) }
+        },
+    )
     .await;
     // Give A three TTLs in which B's leases expire and it could (wrongly) claim them.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -168,5 +196,8 @@ fn redis_down_at_start_is_one_sentence_and_exit_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains(&format!("cannot reach Redis at redis://127.0.0.1:{port}/")), "{stderr}");
+    assert!(
+        lines[0].contains(&format!("cannot reach Redis at redis://127.0.0.1:{port}/")),
+        "{stderr}"
+    );
 }

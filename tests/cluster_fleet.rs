@@ -23,15 +23,29 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
 
     pair_all(&sim, &[&a, &b], N).await;
     // Balanced within one once placement has settled (a node sheds one per round).
-    let by_node = wait_until("40 online, balanced within one", Duration::from_secs(60), || async {
-        let by_node = all_online(&[&a, &b], N, Duration::from_secs(60)).await;
-        (by_node[0].len().abs_diff(by_node[1].len()) <= 1).then_some(by_node)
-    })
+    let by_node = wait_until(
+        "40 online, balanced within one",
+        Duration::from_secs(60),
+        || async {
+            let by_node = all_online(&[&a, &b], N, Duration::from_secs(60)).await;
+            (by_node[0].len().abs_diff(by_node[1].len()) <= 1).then_some(by_node)
+        },
+    )
     .await;
-    assert_eq!(sim.live_devices().len(), N, "one live connection per device");
+    assert_eq!(
+        sim.live_devices().len(),
+        N,
+        "one live connection per device"
+    );
     let stats = sim.stats();
-    assert_eq!(stats.max_concurrent_per_device, 1, "a device was logged in twice");
-    assert_eq!(stats.conflicts_sent, 0, "the simulator had to kick a connection");
+    assert_eq!(
+        stats.max_concurrent_per_device, 1,
+        "a device was logged in twice"
+    );
+    assert_eq!(
+        stats.conflicts_sent, 0,
+        "the simulator had to kick a connection"
+    );
 
     // An operator reconnect on A for a session B runs travels to B, once.
     let target = by_node[1][0].clone();
@@ -41,7 +55,9 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
     let received = |node: &Node| {
         node.logged("command from another node")
             .into_iter()
-            .filter(|v| v["session"] == target.as_str() || v["fields"]["session"] == target.as_str())
+            .filter(|v| {
+                v["session"] == target.as_str() || v["fields"]["session"] == target.as_str()
+            })
             .count()
     };
     wait_until("B got the command", Duration::from_secs(10), || {
@@ -51,32 +67,60 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
     .await;
     assert_eq!(received(&b), 1, "B ran the command more than once");
     assert_eq!(received(&a), 0, "A ran a command for B's session");
-    assert!(!a.logged(&format!("sent to {}", b.name)).is_empty(), "A did not say where it went");
+    assert!(
+        !a.logged(&format!("sent to {}", b.name)).is_empty(),
+        "A did not say where it went"
+    );
     all_online(&[&a, &b], N, Duration::from_secs(30)).await;
 
     // The fleet view: every row has its owner, both nodes are listed with heartbeats.
     // (B's rows reach A through Redis within a round or two.)
-    wait_until("A shows B's sessions with their owner", Duration::from_secs(10), || async {
-        let rows = a.rows().await;
-        assert_eq!(rows.len(), N);
-        let from_b = rows.iter().filter(|r| r["owner"] == "node-b" && r["state"] == "online").count();
-        (from_b == b.ids_in("online").await.len()).then_some(())
-    })
+    wait_until(
+        "A shows B's sessions with their owner",
+        Duration::from_secs(10),
+        || async {
+            let rows = a.rows().await;
+            assert_eq!(rows.len(), N);
+            let from_b = rows
+                .iter()
+                .filter(|r| r["owner"] == "node-b" && r["state"] == "online")
+                .count();
+            (from_b == b.ids_in("online").await.len()).then_some(())
+        },
+    )
     .await;
-    let cluster = common::request(&a.http, "GET", "/cluster", None, "").await.json();
-    let nodes: Vec<&str> = cluster["nodes"].as_array().unwrap().iter().filter_map(|n| n["node"].as_str()).collect();
+    let cluster = common::request(&a.http, "GET", "/cluster", None, "")
+        .await
+        .json();
+    let nodes: Vec<&str> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
     assert_eq!(nodes, ["node-a", "node-b"], "{cluster}");
     assert_eq!(cluster["states"]["online"], N, "{cluster}");
 
     // An operator moves one of A's sessions to B.
     let moving = a.ids_in("online").await[0].clone();
     let path = format!("/sessions/{moving}/move");
-    let answer = common::request(&b.http, "POST", &path, Some(&b.token), "{\"node\":\"node-b\"}").await;
+    let answer = common::request(
+        &b.http,
+        "POST",
+        &path,
+        Some(&b.token),
+        "{\"node\":\"node-b\"}",
+    )
+    .await;
     assert_eq!(answer.status, 202, "{}", answer.body);
-    wait_until("the moved session runs on B", Duration::from_secs(20), || async {
-        let by_node = all_online(&[&a, &b], N, Duration::from_secs(20)).await;
-        by_node[1].contains(&moving).then_some(())
-    })
+    wait_until(
+        "the moved session runs on B",
+        Duration::from_secs(20),
+        || async {
+            let by_node = all_online(&[&a, &b], N, Duration::from_secs(20)).await;
+            by_node[1].contains(&moving).then_some(())
+        },
+    )
     .await;
 
     // SIGKILL B: its sessions come back on A from the credentials in Redis.
@@ -84,7 +128,11 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
     let killed_at = Instant::now();
     b.kill();
     let by_node = all_online(&[&a], N, Duration::from_secs(30)).await;
-    eprintln!("after SIGKILL: all {} online on A after {:?}", by_node[0].len(), killed_at.elapsed());
+    eprintln!(
+        "after SIGKILL: all {} online on A after {:?}",
+        by_node[0].len(),
+        killed_at.elapsed()
+    );
     let stats = sim.stats();
     assert_eq!(stats.pairings, pairings, "a session had to be paired again");
     assert_eq!(stats.max_concurrent_per_device, 1);

@@ -182,20 +182,40 @@ async fn the_scripts_fence_writes_on_a_real_redis() {
     let release = redis::Script::new(lease::RELEASE);
     let key = keys::lease("s1");
     let take = |con: &mut redis::Connection, node: &str| -> u64 {
-        acquire.key(&key).key(keys::FENCE).arg(node).arg(TTL_MS).invoke(con).unwrap()
+        acquire
+            .key(&key)
+            .key(keys::FENCE)
+            .arg(node)
+            .arg(TTL_MS)
+            .invoke(con)
+            .unwrap()
     };
 
     let first = take(&mut con, "node-a");
     assert!(first > 0);
     assert_eq!(take(&mut con, "node-b"), 0, "a held lease was taken");
     let value_a = lease::lease_value(first, "node-a");
-    let renewed: i64 = renew.key(&key).arg(&value_a).arg(TTL_MS).invoke(&mut con).unwrap();
+    let renewed: i64 = renew
+        .key(&key)
+        .arg(&value_a)
+        .arg(TTL_MS)
+        .invoke(&mut con)
+        .unwrap();
     assert_eq!(renewed, 1);
-    let wrong: i64 = renew.key(&key).arg("1:node-b").arg(TTL_MS).invoke(&mut con).unwrap();
+    let wrong: i64 = renew
+        .key(&key)
+        .arg("1:node-b")
+        .arg(TTL_MS)
+        .invoke(&mut con)
+        .unwrap();
     assert_eq!(wrong, 0);
 
     let fences = Fences::default();
-    let store = RedisStore::new(client.clone(), fences.clone(), FileStore::new(dir.path().join("data")));
+    let store = RedisStore::new(
+        client.clone(),
+        fences.clone(),
+        FileStore::new(dir.path().join("data")),
+    );
     fences.set("s1", Some(first));
     store.save("s1", b"{\"from\":\"a\"}").unwrap();
 
@@ -206,9 +226,19 @@ async fn the_scripts_fence_writes_on_a_real_redis() {
     assert!(second > first);
     // A, still believing its old token, writes: refused.
     let refused = store.save("s1", b"{\"from\":\"a-late\"}");
-    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
-    let store_b = Arc::new(RedisStore::new(client, Fences::default(), FileStore::new(dir.path().join("b"))));
-    assert!(matches!(store_b.save("s1", b"{}"), Err(StoreError::Fenced { .. })), "no token, no write");
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let store_b = Arc::new(RedisStore::new(
+        client,
+        Fences::default(),
+        FileStore::new(dir.path().join("b")),
+    ));
+    assert!(
+        matches!(store_b.save("s1", b"{}"), Err(StoreError::Fenced { .. })),
+        "no token, no write"
+    );
     let loaded = store.load("s1").unwrap().unwrap();
     assert_eq!(loaded.value.expose(), b"{\"from\":\"a\"}");
 }

@@ -52,7 +52,9 @@ pub struct Cluster {
 fn url_for_logs(url: &str) -> String {
     // A password in the URL never reaches a message.
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}<redacted>@{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}<redacted>@{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -68,7 +70,8 @@ impl Cluster {
             url: url_for_logs(&cluster.redis_url),
             detail,
         };
-        let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| fail(e.to_string()))?;
+        let client =
+            redis::Client::open(cluster.redis_url.as_str()).map_err(|e| fail(e.to_string()))?;
         let op = lease::round(cluster.lease_ttl);
         let settings = ConnectionManagerConfig::new()
             .set_connection_timeout(op)

@@ -79,7 +79,9 @@ pub(super) async fn run(core: Arc<Core>, pool: PoolHandle, cancel: CancellationT
             .script(&scripts.release, &[&keys::lease(&id)], &[held.value])
             .await;
     }
-    let _: Result<i64, _> = core.call(redis::cmd("DEL").arg(keys::node(&core.node))).await;
+    let _: Result<i64, _> = core
+        .call(redis::cmd("DEL").arg(keys::node(&core.node)))
+        .await;
     info!(node = %core.node, "cluster member stopped; leases released");
 }
 
@@ -90,7 +92,11 @@ fn ttl_ms(core: &Core) -> String {
 /// Renews every held lease. Lost ones stop at once; ones Redis did not answer for stop while
 /// their trust window still has a round left, i.e. well before the lease can expire.
 async fn renew(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle, sent: Instant) {
-    let held: Vec<(String, Held)> = core.held().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let held: Vec<(String, Held)> = core
+        .held()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let calls = held.iter().map(|(id, h)| {
         let key = keys::lease(id);
         let args = [h.value.clone(), ttl_ms(core)];
@@ -178,11 +184,15 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     let share = lease::share(sessions.len(), fleet.len());
     let move_keys: Vec<String> = sessions.iter().map(|s| keys::moving(s)).collect();
     let lease_keys: Vec<String> = sessions.iter().map(|s| keys::lease(s)).collect();
-    let Ok(moves) = core.call::<Vec<Option<String>>>(redis::cmd("MGET").arg(&move_keys)).await
+    let Ok(moves) = core
+        .call::<Vec<Option<String>>>(redis::cmd("MGET").arg(&move_keys))
+        .await
     else {
         return;
     };
-    let Ok(leases) = core.call::<Vec<Option<String>>>(redis::cmd("MGET").arg(&lease_keys)).await
+    let Ok(leases) = core
+        .call::<Vec<Option<String>>>(redis::cmd("MGET").arg(&lease_keys))
+        .await
     else {
         return;
     };
@@ -200,7 +210,11 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     };
     let mine: Vec<String> = {
         let held = core.held();
-        sessions.iter().filter(|s| held.get(*s).is_some_and(|h| !h.leaving)).cloned().collect()
+        sessions
+            .iter()
+            .filter(|s| held.get(*s).is_some_and(|h| !h.leaving))
+            .cloned()
+            .collect()
     };
     // Moved away by an operator (to a live node), or above the share: let go.
     let mut leave: Vec<String> = Vec::new();
@@ -257,7 +271,10 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
         let sent = Instant::now();
         let args = [core.node.clone(), ttl_ms(core)];
         let key = keys::lease(&id);
-        match core.script::<i64>(&scripts.acquire, &[&key, keys::FENCE], &args).await {
+        match core
+            .script::<i64>(&scripts.acquire, &[&key, keys::FENCE], &args)
+            .await
+        {
             Ok(token) if token > 0 => {
                 let token = u64::try_from(token).unwrap_or_default();
                 core.fences.set(&id, Some(token));
@@ -271,12 +288,17 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
                     },
                 );
                 if moved {
-                    let _: Result<i64, _> = core.call(redis::cmd("DEL").arg(keys::moving(&id))).await;
+                    let _: Result<i64, _> =
+                        core.call(redis::cmd("DEL").arg(keys::moving(&id))).await;
                 }
                 if pinned {
                     // The first node to run a session with credentials in files is its home:
                     // its files will be there, so no other node ever takes it.
-                    let home = redis::cmd("SET").arg(keys::home(&id)).arg(&core.node).arg("NX").clone();
+                    let home = redis::cmd("SET")
+                        .arg(keys::home(&id))
+                        .arg(&core.node)
+                        .arg("NX")
+                        .clone();
                     let _: Result<Option<String>, _> = core.call(&home).await;
                 }
                 info!(session = %id, token, node = %core.node, "lease acquired");
@@ -309,7 +331,9 @@ fn hand_over(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle, id: &s
     tokio::spawn(async move {
         pool.release(&id, None).await;
         drop_lease(&core, &id);
-        let _: Result<i64, _> = core.script(&scripts.release, &[&keys::lease(&id)], &[value]).await;
+        let _: Result<i64, _> = core
+            .script(&scripts.release, &[&keys::lease(&id)], &[value])
+            .await;
     });
 }
 
@@ -326,9 +350,9 @@ async fn share_state(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle
     let keep = (core.ttl * 3).as_millis().to_string();
     let writes = held.into_iter().filter_map(|(id, token)| {
         let status = pool.board.get(&id)?;
-        let connected_at_ms = status.online_since().map(|since| {
-            unix_ms(wall - now.saturating_duration_since(since))
-        });
+        let connected_at_ms = status
+            .online_since()
+            .map(|since| unix_ms(wall - now.saturating_duration_since(since)));
         let state = SharedState {
             id: id.clone(),
             owner: core.node.clone(),
@@ -347,7 +371,11 @@ async fn share_state(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle
             let lease = keys::lease(&id);
             let key = keys::state(&id);
             let _: Result<i64, _> = core
-                .script(&scripts.state, &[&lease, &key], &[token.to_string(), json, keep])
+                .script(
+                    &scripts.state,
+                    &[&lease, &key],
+                    &[token.to_string(), json, keep],
+                )
                 .await;
         })
     });

@@ -48,7 +48,9 @@ impl Remote for Forwarder {
         let core = self.core.clone();
         Box::pin(async move {
             let sessions = node::fleet_states(&core).await.map_err(|e| {
-                HandleError::Remote(format!("cluster: cannot reach Redis to read the fleet: {e}"))
+                HandleError::Remote(format!(
+                    "cluster: cannot reach Redis to read the fleet: {e}"
+                ))
             })?;
             Ok(FleetView {
                 node: core.node.clone(),
@@ -98,9 +100,19 @@ async fn forward(core: &Core, session: String, command: Command) -> Result<Strin
     let lease: Option<String> = core
         .call(redis::cmd("GET").arg(keys::lease(&session)))
         .await
-        .map_err(|e| remote(format!("cluster: cannot reach Redis to find the owner of {session}: {e}")))?;
-    let Some(owner) = lease.as_deref().and_then(lease::owner_of).map(str::to_string) else {
-        return Err(remote(format!("session {session} is not running on any node right now")));
+        .map_err(|e| {
+            remote(format!(
+                "cluster: cannot reach Redis to find the owner of {session}: {e}"
+            ))
+        })?;
+    let Some(owner) = lease
+        .as_deref()
+        .and_then(lease::owner_of)
+        .map(str::to_string)
+    else {
+        return Err(remote(format!(
+            "session {session} is not running on any node right now"
+        )));
     };
     let request = Request {
         id: format!("{}-{:016x}", core.node, rand::random::<u64>()),
@@ -122,7 +134,9 @@ async fn forward(core: &Core, session: String, command: Command) -> Result<Strin
         .await
         .map_err(|e| remote(format!("cluster: cannot reach Redis: {e}")))?;
     if receivers == 0 {
-        return Err(remote(format!("node {owner}, which runs {session}, is not listening")));
+        return Err(remote(format!(
+            "node {owner}, which runs {session}, is not listening"
+        )));
     }
     let answer: Option<(String, String)> = tokio::time::timeout(
         ANSWER_WITHIN + Duration::from_secs(1),
@@ -132,12 +146,18 @@ async fn forward(core: &Core, session: String, command: Command) -> Result<Strin
             .query_async(&mut con),
     )
     .await
-    .map_err(|_| remote(format!("node {owner} did not answer within {ANSWER_WITHIN:?}")))?
+    .map_err(|_| {
+        remote(format!(
+            "node {owner} did not answer within {ANSWER_WITHIN:?}"
+        ))
+    })?
     .map_err(|e| remote(format!("cluster: cannot reach Redis: {e}")))?;
     match answer {
         Some((_, text)) if text == "ok" => Ok(owner),
         Some((_, text)) => Err(remote(format!("node {owner}: {text}"))),
-        None => Err(remote(format!("node {owner} did not answer within {ANSWER_WITHIN:?}"))),
+        None => Err(remote(format!(
+            "node {owner} did not answer within {ANSWER_WITHIN:?}"
+        ))),
     }
 }
 

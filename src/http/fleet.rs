@@ -17,7 +17,9 @@ use crate::net::handle::HandleError;
 
 fn remote_error(e: HandleError) -> Response {
     match e {
-        HandleError::UnknownSession(id) => error(StatusCode::NOT_FOUND, format!("no session named {id}")),
+        HandleError::UnknownSession(id) => {
+            error(StatusCode::NOT_FOUND, format!("no session named {id}"))
+        }
         other => error(StatusCode::BAD_GATEWAY, other.to_string()),
     }
 }
@@ -28,7 +30,11 @@ pub(super) async fn sessions(app: &AppState, cluster: &dyn Remote) -> Response {
     let mut rows: BTreeMap<String, Value> = BTreeMap::new();
     for status in app.pool.board.snapshot() {
         let mut row = serde_json::to_value(SessionRow::new(&status, &clock)).unwrap_or(Value::Null);
-        let owner = if cluster.is_local(&status.id) { Some(cluster.node()) } else { None };
+        let owner = if cluster.is_local(&status.id) {
+            Some(cluster.node())
+        } else {
+            None
+        };
         row["owner"] = json!(owner);
         rows.insert(status.id.clone(), row);
     }
@@ -56,7 +62,10 @@ pub(super) async fn sessions(app: &AppState, cluster: &dyn Remote) -> Response {
 /// `GET /cluster`: this node, the live nodes with heartbeats, and counts over the fleet.
 pub(super) async fn view(State(app): State<AppState>) -> Response {
     let Some(cluster) = app.pool.cluster() else {
-        return error(StatusCode::NOT_FOUND, "this wasp is not clustered ([cluster] is not set)");
+        return error(
+            StatusCode::NOT_FOUND,
+            "this wasp is not clustered ([cluster] is not set)",
+        );
     };
     match cluster.fleet().await {
         Ok(fleet) => {
@@ -75,13 +84,19 @@ pub(super) async fn view(State(app): State<AppState>) -> Response {
 /// `POST /sessions/{id}/move` with `{"node": "<node id>"}`.
 pub(super) async fn move_session(app: &AppState, id: &str, body: &[u8]) -> Response {
     let Some(cluster) = app.pool.cluster() else {
-        return error(StatusCode::NOT_FOUND, "moving needs [cluster]: this wasp runs alone");
+        return error(
+            StatusCode::NOT_FOUND,
+            "moving needs [cluster]: this wasp runs alone",
+        );
     };
     let node = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["node"].as_str().map(str::to_string));
     let Some(node) = node else {
-        return error(StatusCode::BAD_REQUEST, "move needs a JSON body {\"node\": \"<node id>\"}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "move needs a JSON body {\"node\": \"<node id>\"}",
+        );
     };
     match cluster.move_to(id.to_string(), node.clone()).await {
         Ok(()) => (

@@ -11,9 +11,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::Token;
-use super::{events, fleet};
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
+use super::{events, fleet};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;

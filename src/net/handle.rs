@@ -14,9 +14,14 @@ use crate::session::Command;
 /// A request for the pool.
 #[derive(Debug)]
 pub enum PoolRequest {
-    Act { session: String, command: Command },
+    Act {
+        session: String,
+        command: Command,
+    },
     /// Clustered: this node now holds the session's lease; start its driver.
-    Claim { session: String },
+    Claim {
+        session: String,
+    },
     /// Clustered: stop the session's driver (socket closed) and answer on `done` once it
     /// has ended. `reason`: keep it on the board as `cooldown (<reason>)`; `None`: remove it.
     Release {

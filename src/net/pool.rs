@@ -189,7 +189,12 @@ impl Pool {
 
     /// Clustered: stops a session's driver; once it has ended (socket closed), shows why it
     /// is not running here (or removes it) and answers `done`.
-    fn release(&mut self, id: &str, reason: Option<String>, done: tokio::sync::oneshot::Sender<()>) {
+    fn release(
+        &mut self,
+        id: &str,
+        reason: Option<String>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
         let Some(entry) = self.entries.remove(id) else {
             let _ = done.send(());
             return;

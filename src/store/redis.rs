@@ -180,7 +180,12 @@ impl RedisStore {
         fenced(done, session, what)
     }
 
-    fn get(&self, session: &str, what: &'static str, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(
+        &self,
+        session: &str,
+        what: &'static str,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.with(session, what, |c| redis::cmd("GET").arg(&key).query(c))
     }
 
@@ -193,7 +198,10 @@ impl RedisStore {
                 .query(c)
         })?;
         // Stored newest first; answered oldest first.
-        let mut out: Vec<_> = raw.iter().filter_map(|e| parse_backup(session, e)).collect();
+        let mut out: Vec<_> = raw
+            .iter()
+            .filter_map(|e| parse_backup(session, e))
+            .collect();
         out.reverse();
         Ok(out)
     }

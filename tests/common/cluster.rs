@@ -47,7 +47,14 @@ impl Redis {
         std::fs::create_dir_all(&self.dir).unwrap();
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -142,7 +149,9 @@ pub fn write_config_with(
         data.display()
     );
     for i in 0..n {
-        text.push_str(&format!("\n[[session]]\nid = \"s{i:02}\"\nautostart = true\n"));
+        text.push_str(&format!(
+            "\n[[session]]\nid = \"s{i:02}\"\nautostart = true\n"
+        ));
     }
     let path = root.join(format!("{node}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -179,13 +188,18 @@ impl Node {
                 sink.lock().unwrap().push(line);
             }
         });
-        let http = wait_until(&format!("{name} serves HTTP"), Duration::from_secs(30), || {
-            let found = lines.lock().unwrap().iter().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "http endpoint ready").then(|| v["fields"]["addr"].as_str().map(str::to_string))?
-            });
-            async move { found }
-        })
+        let http = wait_until(
+            &format!("{name} serves HTTP"),
+            Duration::from_secs(30),
+            || {
+                let found = lines.lock().unwrap().iter().find_map(|l| {
+                    let v: Value = serde_json::from_str(l).ok()?;
+                    (v["message"] == "http endpoint ready")
+                        .then(|| v["fields"]["addr"].as_str().map(str::to_string))?
+                });
+                async move { found }
+            },
+        )
         .await;
         let token = std::fs::read_to_string(root.join(name).join("http-token"))
             .unwrap()
@@ -273,7 +287,10 @@ pub async fn online_by_node(nodes: &[&Node]) -> Vec<Vec<String>> {
     for node in nodes {
         let ids = node.ids_in("online").await;
         for id in &ids {
-            assert!(seen.insert(id.clone()), "session {id} is online on two nodes");
+            assert!(
+                seen.insert(id.clone()),
+                "session {id} is online on two nodes"
+            );
         }
         all.push(ids);
     }

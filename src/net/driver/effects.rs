@@ -58,7 +58,10 @@ impl Driver {
         {
             // Clustered and the lease is not (or no longer) ours: never dial. The cluster
             // stops this driver soon; meanwhile the machine sees a failed connect.
-            warn!(conn, "dial refused: this node does not hold the session's lease");
+            warn!(
+                conn,
+                "dial refused: this node does not hold the session's lease"
+            );
             return self.session.handle(
                 now(),
                 Event::Closed {
