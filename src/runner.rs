@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::http::{self, Token};
 use crate::net::board::StatusBoard;
@@ -36,6 +37,9 @@ pub struct Started {
     pub running: Running,
     pub http: Option<http::Server>,
     pub cancel: CancellationToken,
+    /// Clustered: this node's member of the fleet and its loop (awaited at stop, so the
+    /// leases are released for the other nodes at once).
+    pub member: Option<(crate::cluster::Cluster, tokio::task::JoinHandle<()>)>,
 }
 
 /// Why the pool could not start.
@@ -91,12 +95,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Starts the pool on `config` and, when `http` (or `[http] listen`) is set, the endpoint.
 pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Started, StartError> {
     let cancel = CancellationToken::new();
-    let running = match &config.cluster {
+    let (running, member) = match &config.cluster {
         None => {
             let store = Arc::new(FileStore::new(&config.storage.data_dir));
-            pool::start(config, endpoint(config), store, cancel.clone())
+            let running = pool::start(config, endpoint(config), store, cancel.clone());
+            (running, None)
         }
-        Some(cluster) => start_clustered(config, cluster, &cancel).await?,
+        Some(cluster) => {
+            let (running, member) = start_clustered(config, cluster, &cancel).await?;
+            (running, Some(member))
+        }
     };
     let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
     let http = match addr {
@@ -119,6 +127,7 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         running,
         http,
         cancel,
+        member,
     })
 }
 
@@ -128,8 +137,7 @@ async fn start_clustered(
     config: &Config,
     cluster: &config::ClusterConfig,
     cancel: &CancellationToken,
-) -> Result<Running, StartError> {
-    use crate::cluster::Cluster;
+) -> Result<(Running, (Cluster, tokio::task::JoinHandle<()>)), StartError> {
     use crate::store::{CredentialStore, Fences, RedisStore};
     let fences = Fences::default();
     let member = Cluster::connect(cluster, config, fences.clone()).await?;
@@ -147,9 +155,9 @@ async fn start_clustered(
         cancel.clone(),
         Some(member.seam()),
     );
-    member.spawn(running.handle.clone(), cancel.clone());
+    let task = member.spawn(running.handle.clone(), cancel.clone());
     info!(node = %cluster.node_id, "joined the cluster");
-    Ok(running)
+    Ok((running, (member, task)))
 }
 
 /// Stops the pool: every socket closed within the shutdown budget.
@@ -163,6 +171,13 @@ pub async fn stop(started: Started) {
         warn!("the pool did not stop within {budget:?}");
     }
     started.cancel.cancel();
+    if let Some((_, task)) = started.member
+        && tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+    {
+        warn!("the cluster member did not release its leases within 2 s");
+    }
 }
 
 /// `wasp headless`: the pool with JSON logs on stdout; SIGTERM/SIGINT stop it, SIGHUP reloads
@@ -209,6 +224,9 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
             _ = hup.recv() => match config::load(path) {
                 Ok(new) => {
                     info!(sessions = new.sessions.len(), "config reloaded");
+                    if let Some((member, _)) = &started.member {
+                        member.set_sessions(&new);
+                    }
                     let _ = started.running.reload.send(new).await;
                 }
                 Err(errors) => {

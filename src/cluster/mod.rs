@@ -7,7 +7,7 @@ pub mod lease;
 mod node;
 mod remote;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct Core {
     redis: ConnectionManager,
     fences: Fences,
     held: Mutex<HashMap<String, Held>>,
+    /// Sessions whose driver is being stopped after their lease was lost.
+    closing: Mutex<HashSet<String>>,
     /// Configured session ids, sorted (placement walks them).
     sessions: Mutex<Vec<String>>,
     connects_per_second: u32,
@@ -45,6 +47,7 @@ pub struct Core {
 }
 
 /// A started cluster member: the seams for the pool and the core for the loop.
+#[derive(Clone)]
 pub struct Cluster {
     core: Arc<Core>,
 }
@@ -98,6 +101,7 @@ impl Cluster {
                 redis,
                 fences,
                 held: Mutex::new(HashMap::new()),
+                closing: Mutex::new(HashSet::new()),
                 sessions: Mutex::new(sessions),
                 connects_per_second: config.limits.connects_per_second,
                 files: (cluster.credentials == crate::config::CredentialStore::File)
@@ -127,6 +131,14 @@ impl Cluster {
         tokio::spawn(node::run(core, pool, cancel))
     }
 
+    /// A reloaded config: sessions added are placed from the next round; removed ones are
+    /// stopped by the pool and their leases expire (they are no longer renewed).
+    pub fn set_sessions(&self, config: &Config) {
+        let mut ids: Vec<String> = config.sessions.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        *self.core.sessions.lock().unwrap_or_else(|p| p.into_inner()) = ids;
+    }
+
     /// A client on the same Redis (for the credential store).
     pub fn redis_client(&self) -> redis::Client {
         self.core.client.clone()
@@ -141,6 +153,10 @@ impl Cluster {
 impl Core {
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn closing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.closing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sessions(&self) -> Vec<String> {

@@ -116,12 +116,12 @@ async fn renew(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle, sent
             Ok(_) => {
                 warn!(session = %id, node = %core.node, "lease lost to another node: closing the session");
                 drop_lease(core, &id);
-                spawn_release(pool, &id, None);
+                spawn_release(core, pool, &id, None);
             }
             Err(e) if Instant::now() + round >= h.valid_until => {
                 warn!(session = %id, error = %e, "lease cannot be renewed: closing the session before it expires");
                 drop_lease(core, &id);
-                spawn_release(pool, &id, Some(REDIS_LOST.to_string()));
+                spawn_release(core, pool, &id, Some(REDIS_LOST.to_string()));
             }
             Err(e) => warn!(session = %id, error = %e, "lease renewal failed; retrying next round"),
         }
@@ -133,10 +133,15 @@ fn drop_lease(core: &Core, id: &str) {
     core.fences.set(id, None);
 }
 
-fn spawn_release(pool: &PoolHandle, id: &str, reason: Option<String>) {
-    let pool = pool.clone();
-    let id = id.to_string();
-    tokio::spawn(async move { pool.release(&id, reason).await });
+/// Stops the session's driver in the background; until it has ended (socket closed, session
+/// lock free) placement does not claim the session here again.
+fn spawn_release(core: &Arc<Core>, pool: &PoolHandle, id: &str, reason: Option<String>) {
+    core.closing().insert(id.to_string());
+    let (core, pool, id) = (core.clone(), pool.clone(), id.to_string());
+    tokio::spawn(async move {
+        pool.release(&id, reason).await;
+        core.closing().remove(&id);
+    });
 }
 
 /// Writes this node's heartbeat and reads every live node's.
@@ -244,7 +249,7 @@ async fn place(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle) {
     let mut moved_here = Vec::new();
     let mut free = Vec::new();
     for (((id, target), owner), home) in sessions.iter().zip(&moves).zip(&leases).zip(&homes) {
-        if owner.is_some() || core.held().contains_key(id) {
+        if owner.is_some() || core.held().contains_key(id) || core.closing().contains(id) {
             continue;
         }
         if pinned && (core.has_files(id) || home.as_deref() == Some(core.node.as_str())) {
