@@ -135,6 +135,14 @@ async fn a_third_node_takes_its_share_and_no_session_is_on_two_nodes() {
     assert_eq!(stats.max_concurrent_per_device, 1);
     let moved = c.logged("lease acquired").len();
     assert_eq!(moved, N / 3, "C claimed {moved} leases");
+
+    // A graceful stop of C releases its leases; A and B take its sessions back.
+    let mut c = c;
+    signal(c.pid(), "TERM");
+    assert!(c.wait().success(), "C did not stop cleanly");
+    assert_eq!(c.logged("cluster member stopped; leases released").len(), 1);
+    all_online(&[&a, &b], N, Duration::from_secs(30)).await;
+    assert_eq!(sim.stats().conflicts_sent, 0);
 }
 
 /// With credentials in files, a session stays with the node that has them: when that node is

@@ -218,3 +218,20 @@ impl DialGate for Core {
             .is_some_and(|h| !h.leaving && Instant::now() < h.valid_until)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::url_for_logs;
+
+    #[test]
+    fn a_password_in_the_redis_url_never_reaches_a_message() {
+        assert_eq!(
+            url_for_logs("redis://:hunter2@10.0.0.5:6379/"),
+            "redis://<redacted>@10.0.0.5:6379/"
+        );
+        assert_eq!(
+            url_for_logs("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+    }
+}

@@ -117,6 +117,7 @@ pub struct Node {
     pub name: String,
     child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub http: String,
     pub token: String,
 }
@@ -183,7 +184,7 @@ impl Node {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().unwrap();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -209,6 +210,7 @@ impl Node {
             name: name.to_string(),
             child,
             lines,
+            reader: Some(reader),
             http,
             token,
         }
@@ -249,6 +251,15 @@ impl Node {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["message"] == message)
             .collect()
+    }
+
+    /// Waits for the process to exit (after a signal) and lets its log reader finish.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
     }
 
     pub fn kill(&mut self) {
