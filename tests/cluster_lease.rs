@@ -242,3 +242,72 @@ async fn the_scripts_fence_writes_on_a_real_redis() {
     let loaded = store.load("s1").unwrap().unwrap();
     assert_eq!(loaded.value.expose(), b"{\"from\":\"a\"}");
 }
+
+/// The Redis store keeps the file store's promises: a corrupt current value falls back to the
+/// newest good backup (which becomes current again), backups are kept to `keep`, a wipe takes
+/// one last backup first, and the status round-trips.
+#[test]
+fn the_redis_store_falls_back_to_a_backup_and_wipes_after_one() {
+    use wasp::store::{LastBackup, LoadSource, PersistedStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let redis = common::cluster::Redis::start(&dir.path().join("redis"));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let token: u64 = redis::Script::new(lease::ACQUIRE)
+        .key(keys::lease("s1"))
+        .key(keys::FENCE)
+        .arg("node-a")
+        .arg(60_000)
+        .invoke(&mut con)
+        .unwrap();
+    let fences = Fences::default();
+    fences.set("s1", Some(token));
+    let store = RedisStore::new(client, fences, FileStore::new(dir.path().join("data")));
+
+    assert!(store.load("s1").unwrap().is_none());
+    store.save("s1", b"{\"v\":1}").unwrap();
+    store.backup("s1", 2).unwrap();
+    store.save("s1", b"{\"v\":2}").unwrap();
+    store.backup("s1", 2).unwrap();
+    store.save("s1", b"{\"v\":3}").unwrap();
+    let third = store.backup("s1", 2).unwrap();
+    let kept = store.list_backups("s1").unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept.last().unwrap().seq, third.seq);
+
+    // Flip a byte of the current value: the checksum refuses it, the newest backup is used.
+    let mut sealed: Vec<u8> = redis::cmd("GET")
+        .arg(keys::creds("s1"))
+        .query(&mut con)
+        .unwrap();
+    let last = sealed.len() - 2;
+    sealed[last] ^= 0x01;
+    let _: () = redis::cmd("SET")
+        .arg(keys::creds("s1"))
+        .arg(sealed)
+        .query(&mut con)
+        .unwrap();
+    let loaded = store.load("s1").unwrap().unwrap();
+    assert_eq!(loaded.value.expose(), b"{\"v\":3}");
+    assert!(matches!(loaded.source, LoadSource::Backup(_)));
+    assert!(
+        loaded.timeline_note().unwrap().contains("checksum"),
+        "{:?}",
+        loaded.timeline_note()
+    );
+    // It is current again.
+    let again = store.load("s1").unwrap().unwrap();
+    assert!(matches!(again.source, LoadSource::Current));
+
+    let report = store.wipe("s1", LastBackup::Take { keep: 2 }).unwrap();
+    assert!(report.removed && report.backup.is_some());
+    assert!(store.load("s1").unwrap().is_none());
+
+    let status = PersistedStatus {
+        was_online: true,
+        phone: Some("+15551234567".to_string()),
+        ..PersistedStatus::default()
+    };
+    store.save_status("s1", &status).unwrap();
+    assert_eq!(store.load_status("s1").unwrap().unwrap().value, status);
+}
