@@ -34,6 +34,9 @@ use crate::wa::stanza::Cause;
 /// How long shutdown waits for the driver's own tasks (dial, ping, queries) once cancelled.
 const TASKS_BUDGET: Duration = Duration::from_millis(500);
 
+/// How long a driver waits before asking an unreachable store again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// Everything a driver shares with the rest of the pool.
 #[derive(Clone)]
 pub struct Shared {
@@ -136,19 +139,28 @@ pub async fn run(
                 return;
             }
         };
-        let Some(stored) = vault
-            .run(|v| (v.load(), v.was_online(), v.backup_info()))
-            .await
-        else {
+        let stored = loop {
+            let Some(stored) = vault
+                .run(|v| (v.load(), v.was_online(), v.backup_info()))
+                .await
+            else {
+                let phase = Phase::Failed { probe_at: None };
+                let reason = format!("the store of session {} could not be read", spec.id);
+                not_started(&shared, &spec, phase, reason);
+                return;
+            };
+            // The store could not be asked (Redis unreachable): nothing is known about the
+            // credentials, so wait and ask again rather than start as if there were none.
+            let Some(reason) = stored.0.unavailable.clone() else {
+                break stored;
+            };
             let phase = Phase::Failed { probe_at: None };
-            let reason = format!("the store of session {} could not be read", spec.id);
-            not_started(&shared, &spec, phase, reason);
-            return;
+            not_started(&shared, &spec, phase, format!("{reason}; asking again"));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(STORE_RETRY) => {}
+            }
         };
-        if let Some(reason) = stored.0.unavailable.clone() {
-            not_started(&shared, &spec, Phase::Failed { probe_at: None }, reason);
-            return;
-        }
         let (progress_tx, mut progress_rx) = mpsc::channel(8);
         let (background_tx, mut background_rx) = mpsc::channel(8);
         let channels = (progress_tx, background_tx);
