@@ -20,6 +20,9 @@ pub enum VaultError {
     Locked(String),
     #[error("{0}")]
     Store(String),
+    /// The store could not be asked (Redis unreachable); asking again may work.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the driver starts from.
@@ -59,6 +62,10 @@ impl Vault {
         let status = match store.load_status(id) {
             Ok(Some(loaded)) => loaded.value,
             Ok(None) => PersistedStatus::default(),
+            // Starting from defaults would forget that the session was online.
+            Err(e @ StoreError::Redis { .. }) => {
+                return Err(VaultError::Unavailable(e.to_string()));
+            }
             Err(e) => {
                 warn!(session = %id, error = %e, "persisted status unreadable; starting fresh");
                 PersistedStatus::default()

@@ -126,17 +126,27 @@ pub async fn run(
     let span = tracing::info_span!("session", session = %spec.id);
     async move {
         let keep = spec.policy.backups_kept;
-        let vault = match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
-            Ok(vault) => vault,
-            Err(err) => {
-                // Locked by another process, or the directory is unusable: show why and
-                // never dial.
-                let phase = match err {
-                    VaultError::Locked(_) => Phase::Stopped,
-                    _ => Phase::Failed { probe_at: None },
-                };
-                not_started(&shared, &spec, phase, err.to_string());
-                return;
+        let vault = loop {
+            match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
+                Ok(vault) => break vault,
+                Err(VaultError::Unavailable(reason)) => {
+                    let phase = Phase::Failed { probe_at: None };
+                    not_started(&shared, &spec, phase, format!("{reason}; asking again"));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(STORE_RETRY) => {}
+                    }
+                }
+                Err(err) => {
+                    // Locked by another process, or the directory is unusable: show why and
+                    // never dial.
+                    let phase = match err {
+                        VaultError::Locked(_) => Phase::Stopped,
+                        _ => Phase::Failed { probe_at: None },
+                    };
+                    not_started(&shared, &spec, phase, err.to_string());
+                    return;
+                }
             }
         };
         let stored = loop {
