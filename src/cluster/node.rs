@@ -355,9 +355,9 @@ async fn share_state(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle
     let keep = (core.ttl * 3).as_millis().to_string();
     let writes = held.into_iter().filter_map(|(id, token)| {
         let status = pool.board.get(&id)?;
-        let connected_at_ms = status
-            .online_since()
-            .map(|since| unix_ms(wall - now.saturating_duration_since(since)));
+        let wall_ms = |at: Instant| unix_ms(wall - now.saturating_duration_since(at));
+        let connected_at_ms = status.online_since().map(wall_ms);
+        let last_activity_ms = status.liveness.last_frame_at.map(wall_ms);
         let state = SharedState {
             id: id.clone(),
             owner: core.node.clone(),
@@ -368,6 +368,7 @@ async fn share_state(core: &Arc<Core>, scripts: &Arc<Scripts>, pool: &PoolHandle
             conflicts_1h: status.conflicts_1h,
             disconnects_1h: status.disconnects_1h,
             connected_at_ms,
+            last_activity_ms,
             written_ms: unix_ms(wall),
         };
         let json = serde_json::to_string(&state).ok()?;

@@ -49,6 +49,7 @@ pub(super) async fn sessions(app: &AppState, cluster: &dyn Remote) -> Response {
                     "id": s.id, "label": s.id, "phone": s.phone, "state": s.state,
                     "reason": s.reason, "attempt": s.reconnect_attempts,
                     "conflicts_1h": s.conflicts_1h, "owner": s.owner,
+                    "connected_at_ms": s.connected_at_ms, "last_activity_ms": s.last_activity_ms,
                 }),
                 _ if rows.contains_key(&id) => continue,
                 _ => json!({ "id": id, "label": id, "state": "unowned", "owner": null }),

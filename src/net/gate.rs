@@ -40,6 +40,8 @@ pub struct SharedState {
     pub disconnects_1h: u32,
     /// ms since the Unix epoch, when online.
     pub connected_at_ms: Option<u64>,
+    /// The last frame received from the server (ms since the Unix epoch).
+    pub last_activity_ms: Option<u64>,
     pub written_ms: u64,
 }
 
