@@ -51,6 +51,35 @@ async fn forward_statuses(
     }
 }
 
+/// Clustered: every second, the sessions other nodes run (read from Redis), as rows whose
+/// reason names the owner, so the table shows the whole fleet. Commands on them are forwarded.
+async fn forward_fleet(
+    cluster: Arc<dyn crate::net::gate::Remote>,
+    tx: mpsc::Sender<Vec<Status>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Ok(fleet) = cluster.fleet().await else {
+            continue;
+        };
+        let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let batch: Vec<Status> = fleet
+            .sessions
+            .iter()
+            .filter_map(|(_, shared)| shared.as_ref())
+            .filter(|shared| shared.owner != fleet.node)
+            .map(|shared| crate::cluster::view::remote_status(shared, now, wall))
+            .collect();
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Sends the console's requests to the pool, in order.
 async fn forward_requests(pool: PoolHandle, mut rx: mpsc::Receiver<Request>) {
     while let Some(req) = rx.recv().await {
@@ -82,9 +111,16 @@ async fn console(
     let (request_tx, request_rx) = mpsc::channel(256);
     tokio::spawn(forward_statuses(
         pool.board.clone(),
-        status_tx,
+        status_tx.clone(),
         cancel.clone(),
     ));
+    if let Some(cluster) = pool.cluster() {
+        tokio::spawn(forward_fleet(
+            cluster.clone(),
+            status_tx.clone(),
+            cancel.clone(),
+        ));
+    }
     tokio::spawn(forward_requests(pool.clone(), request_rx));
     ui::install_panic_hook();
     let result = match ui::TerminalGuard::enter(options.mouse) {

@@ -6,6 +6,7 @@
 pub mod lease;
 mod node;
 mod remote;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
