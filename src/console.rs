@@ -34,9 +34,21 @@ async fn forward_statuses(
     board: Arc<StatusBoard>,
     tx: mpsc::Sender<Vec<Status>>,
     cancel: CancellationToken,
+    cluster: Option<Arc<dyn crate::net::gate::Remote>>,
 ) {
+    // Clustered: the sessions this node runs carry its name in the owner column.
+    let owned = |mut batch: Vec<Status>| {
+        if let Some(cluster) = &cluster {
+            for status in &mut batch {
+                if cluster.is_local(&status.id) {
+                    status.owner = Some(cluster.node().to_string());
+                }
+            }
+        }
+        batch
+    };
     board.take_dirty();
-    if tx.send(board.snapshot()).await.is_err() {
+    if tx.send(owned(board.snapshot())).await.is_err() {
         return;
     }
     loop {
@@ -45,7 +57,7 @@ async fn forward_statuses(
             _ = board.changed() => {}
         }
         let batch = board.take_dirty();
-        if !batch.is_empty() && tx.send(batch).await.is_err() {
+        if !batch.is_empty() && tx.send(owned(batch)).await.is_err() {
             return;
         }
     }
@@ -113,6 +125,7 @@ async fn console(
         pool.board.clone(),
         status_tx.clone(),
         cancel.clone(),
+        pool.cluster().cloned(),
     ));
     if let Some(cluster) = pool.cluster() {
         tokio::spawn(forward_fleet(

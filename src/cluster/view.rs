@@ -39,6 +39,7 @@ pub fn remote_status(shared: &SharedState, now: Instant, wall: SystemTime) -> St
     status.conflicts_1h = shared.conflicts_1h;
     status.disconnects_1h = shared.disconnects_1h;
     status.account.phone = shared.phone.clone();
+    status.owner = Some(shared.owner.clone());
     status.liveness.last_frame_at = shared.last_activity_ms.map(at);
     status
 }
@@ -77,6 +78,7 @@ mod tests {
         assert_eq!(status.state(), StateName::Online);
         assert_eq!(status.reason, "on node-b");
         assert_eq!(status.conflicts_1h, 2);
+        assert_eq!(status.owner.as_deref(), Some("node-b"));
         let online_for = now.duration_since(status.online_since().unwrap_or(now));
         assert!(online_for >= Duration::from_secs(59) && online_for <= Duration::from_secs(61));
         let cooled = SharedState {

@@ -195,6 +195,9 @@ pub struct Status {
     pub timeline: Vec<TimelineEntry>,
     pub account: Account,
     pub backups: Backups,
+    /// Clustered: the node that runs the session (set by the console and the cluster, never by
+    /// the machine); `None` when wasp runs alone.
+    pub owner: Option<String>,
 }
 
 impl Status {
@@ -218,6 +221,7 @@ impl Status {
             timeline: Vec::new(),
             account: Account::default(),
             backups: Backups::default(),
+            owner: None,
         }
     }
 

@@ -74,6 +74,7 @@ impl Session {
                 paired: self.has_credentials,
             },
             backups: self.backups,
+            owner: None,
         }
     }
 }
