@@ -89,6 +89,9 @@ async fn forty_sessions_spread_over_two_nodes_move_on_when_one_is_killed() {
         },
     )
     .await;
+    let rows = a.rows().await;
+    let from_b = rows.iter().find(|r| r["owner"] == "node-b").unwrap();
+    assert!(from_b["connected_at_ms"].is_u64(), "{from_b}");
     let cluster = common::request(&a.http, "GET", "/cluster", None, "")
         .await
         .json();
