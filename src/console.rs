@@ -34,9 +34,21 @@ async fn forward_statuses(
     board: Arc<StatusBoard>,
     tx: mpsc::Sender<Vec<Status>>,
     cancel: CancellationToken,
+    cluster: Option<Arc<dyn crate::net::gate::Remote>>,
 ) {
+    // Clustered: the sessions this node runs carry its name in the owner column.
+    let owned = |mut batch: Vec<Status>| {
+        if let Some(cluster) = &cluster {
+            for status in &mut batch {
+                if cluster.is_local(&status.id) {
+                    status.owner = Some(cluster.node().to_string());
+                }
+            }
+        }
+        batch
+    };
     board.take_dirty();
-    if tx.send(board.snapshot()).await.is_err() {
+    if tx.send(owned(board.snapshot())).await.is_err() {
         return;
     }
     loop {
@@ -45,6 +57,35 @@ async fn forward_statuses(
             _ = board.changed() => {}
         }
         let batch = board.take_dirty();
+        if !batch.is_empty() && tx.send(owned(batch)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Clustered: every second, the sessions other nodes run (read from Redis), as rows whose
+/// reason names the owner, so the table shows the whole fleet. Commands on them are forwarded.
+async fn forward_fleet(
+    cluster: Arc<dyn crate::net::gate::Remote>,
+    tx: mpsc::Sender<Vec<Status>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Ok(fleet) = cluster.fleet().await else {
+            continue;
+        };
+        let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let batch: Vec<Status> = fleet
+            .sessions
+            .iter()
+            .filter_map(|(_, shared)| shared.as_ref())
+            .filter(|shared| shared.owner != fleet.node)
+            .map(|shared| crate::cluster::view::remote_status(shared, now, wall))
+            .collect();
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return;
         }
@@ -82,9 +123,17 @@ async fn console(
     let (request_tx, request_rx) = mpsc::channel(256);
     tokio::spawn(forward_statuses(
         pool.board.clone(),
-        status_tx,
+        status_tx.clone(),
         cancel.clone(),
+        pool.cluster().cloned(),
     ));
+    if let Some(cluster) = pool.cluster() {
+        tokio::spawn(forward_fleet(
+            cluster.clone(),
+            status_tx.clone(),
+            cancel.clone(),
+        ));
+    }
     tokio::spawn(forward_requests(pool.clone(), request_rx));
     ui::install_panic_hook();
     let result = match ui::TerminalGuard::enter(options.mouse) {

@@ -4,6 +4,7 @@
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod descriptors;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::descriptors::{self, Budget, DescriptorError};
 use crate::http::{self, Token};
@@ -39,6 +40,9 @@ pub struct Started {
     pub running: Running,
     pub http: Option<http::Server>,
     pub cancel: CancellationToken,
+    /// Clustered: this node's member of the fleet and its loop (awaited at stop, so the
+    /// leases are released for the other nodes at once).
+    pub member: Option<(crate::cluster::Cluster, tokio::task::JoinHandle<()>)>,
 }
 
 /// Why the pool could not start.
@@ -46,6 +50,8 @@ pub struct Started {
 pub enum StartError {
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("could not write the HTTP token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -156,12 +162,21 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         None => None,
     };
     let cancel = CancellationToken::new();
-    let store = Arc::new(FileStore::new(&config.storage.data_dir));
     let mut endpoint = endpoint(config);
     let resolved = version::resolve(&config.server, version::SW_JS_URL, DISCOVERY_TIMEOUT).await;
     info!(version = %resolved.version, "using {}", resolved.describe());
     endpoint.version = resolved.version;
-    let running = pool::start(config, endpoint, store, cancel.clone());
+    let (running, member) = match &config.cluster {
+        None => {
+            let store = Arc::new(FileStore::new(&config.storage.data_dir));
+            let running = pool::start(config, endpoint, store, cancel.clone());
+            (running, None)
+        }
+        Some(cluster) => {
+            let (running, member) = start_clustered(config, cluster, endpoint, &cancel).await?;
+            (running, Some(member))
+        }
+    };
     let http = match (addr, token) {
         (Some(addr), Some(token)) => {
             let http_config = config.http.clone().unwrap_or_default();
@@ -186,7 +201,32 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         running,
         http,
         cancel,
+        member,
     })
+}
+
+/// The pool as one member of a fleet: Redis must answer now (else one sentence, exit 1);
+/// credentials in Redis or in the local files, as configured.
+async fn start_clustered(
+    config: &Config,
+    cluster: &config::ClusterConfig,
+    endpoint: Endpoint,
+    cancel: &CancellationToken,
+) -> Result<(Running, (Cluster, tokio::task::JoinHandle<()>)), StartError> {
+    use crate::store::{CredentialStore, Fences, RedisStore};
+    let fences = Fences::default();
+    let member = Cluster::connect(cluster, config, fences.clone()).await?;
+    let local = FileStore::new(&config.storage.data_dir);
+    let store: Arc<dyn CredentialStore> = match cluster.credentials {
+        config::CredentialStore::File => Arc::new(local),
+        config::CredentialStore::Redis => {
+            Arc::new(RedisStore::new(member.redis_client(), fences, local))
+        }
+    };
+    let running = pool::start_with(config, endpoint, store, cancel.clone(), Some(member.seam()));
+    let task = member.spawn(running.handle.clone(), cancel.clone());
+    info!(node = %cluster.node_id, "joined the cluster");
+    Ok((running, (member, task)))
 }
 
 /// Stops the pool: every socket closed within the shutdown budget.
@@ -200,6 +240,13 @@ pub async fn stop(started: Started) {
         warn!("the pool did not stop within {budget:?}");
     }
     started.cancel.cancel();
+    if let Some((_, task)) = started.member
+        && tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+    {
+        warn!("the cluster member did not release its leases within 2 s");
+    }
 }
 
 /// `wasp headless`: the pool with JSON logs on stdout; SIGTERM/SIGINT stop it, SIGHUP reloads
@@ -244,6 +291,9 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
                     info!(sessions = new.sessions.len(), "config reloaded");
                     if new.http != config.http {
                         warn!("[http] changed: the endpoint keeps its old settings until wasp restarts");
+                    }
+                    if let Some((member, _)) = &started.member {
+                        member.set_sessions(&new);
                     }
                     let _ = started.running.reload.send(new).await;
                 }

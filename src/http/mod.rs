@@ -4,6 +4,7 @@
 
 mod auth;
 mod events;
+mod fleet;
 mod json;
 mod listen;
 mod routes;

@@ -13,9 +13,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::Token;
-use super::events;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
+use super::{events, fleet};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
@@ -27,6 +27,7 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/{command}", post(act))
+        .route("/cluster", get(fleet::view))
         .route("/metrics", get(metrics))
         .route("/events", get(events::stream))
         .fallback(not_found)
@@ -87,6 +88,9 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn sessions(State(app): State<AppState>) -> Response {
+    if let Some(cluster) = app.pool.cluster().cloned() {
+        return fleet::sessions(&app, cluster.as_ref()).await;
+    }
     let clock = Clock::now();
     let rows: Vec<SessionRow> = app
         .pool
@@ -126,6 +130,7 @@ async fn act(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
     if !admitted {
@@ -133,6 +138,9 @@ async fn act(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",
         );
+    }
+    if name == "move" {
+        return fleet::move_session(&app, &id, &body).await;
     }
     // A destructive command (the wipe) is the console's alone: it asks for the session id.
     let Some(command) = name.parse::<Command>().ok().filter(|c| !c.is_destructive()) else {
@@ -153,6 +161,7 @@ async fn act(
         Err(HandleError::Closed) => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "the pool is shutting down");
         }
+        Err(HandleError::Remote(why)) => return error(StatusCode::BAD_GATEWAY, why),
         Ok(()) => {}
     }
     tracing::info!(session = %id, command = command.name(), "operator command over http");

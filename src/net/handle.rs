@@ -3,16 +3,32 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
 
 use crate::net::board::StatusBoard;
+use crate::net::gate::Remote;
 use crate::net::metrics::Metrics;
 use crate::session::Command;
 
 /// A request for the pool.
 #[derive(Debug)]
 pub enum PoolRequest {
-    Act { session: String, command: Command },
+    Act {
+        session: String,
+        command: Command,
+    },
+    /// Clustered: this node now holds the session's lease; start its driver.
+    Claim {
+        session: String,
+    },
+    /// Clustered: stop the session's driver (socket closed) and answer on `done` once it
+    /// has ended. `reason`: keep it on the board as `cooldown (<reason>)`; `None`: remove it.
+    Release {
+        session: String,
+        reason: Option<String>,
+        done: oneshot::Sender<()>,
+    },
     Shutdown,
 }
 
@@ -23,6 +39,9 @@ pub enum HandleError {
     UnknownSession(String),
     #[error("the pool is shutting down")]
     Closed,
+    /// The command could not reach the node that owns the session (the message says why).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Cloneable handle on a running pool.
@@ -31,6 +50,7 @@ pub struct PoolHandle {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     requests: mpsc::Sender<PoolRequest>,
+    remote: Option<Arc<dyn Remote>>,
 }
 
 impl PoolHandle {
@@ -44,7 +64,14 @@ impl PoolHandle {
             board,
             metrics,
             requests,
+            remote: None,
         }
+    }
+
+    /// The same handle, sending commands for sessions owned elsewhere through `remote`.
+    pub fn with_remote(mut self, remote: Arc<dyn Remote>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// True once every started session's driver has published its status once.
@@ -52,8 +79,27 @@ impl PoolHandle {
         self.board.is_ready()
     }
 
-    /// Sends an operator command to one session (waits if the request queue is full).
+    /// The cluster this node belongs to, when `[cluster]` is set.
+    pub fn cluster(&self) -> Option<&Arc<dyn Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// Sends an operator command to one session (waits if the request queue is full). When
+    /// clustered and another node owns the session, the command travels to it and this
+    /// returns once the owner has answered.
     pub async fn act(&self, session: &str, command: Command) -> Result<(), HandleError> {
+        if let Some(remote) = &self.remote
+            && !remote.is_local(session)
+        {
+            let node = remote.forward(session.to_string(), command).await?;
+            info!(session, command = command.name(), node = %node, "sent to {node}");
+            return Ok(());
+        }
+        self.act_here(session, command).await
+    }
+
+    /// Sends an operator command to this node's driver of the session, never elsewhere.
+    pub async fn act_here(&self, session: &str, command: Command) -> Result<(), HandleError> {
         if !self.board.knows(session) {
             return Err(HandleError::UnknownSession(session.to_string()));
         }
@@ -64,6 +110,32 @@ impl PoolHandle {
             })
             .await
             .map_err(|_| HandleError::Closed)
+    }
+
+    /// Clustered: starts the session's driver (this node holds its lease).
+    pub async fn claim(&self, session: &str) -> Result<(), HandleError> {
+        self.requests
+            .send(PoolRequest::Claim {
+                session: session.to_string(),
+            })
+            .await
+            .map_err(|_| HandleError::Closed)
+    }
+
+    /// Clustered: stops the session's driver and returns once its socket is closed.
+    pub async fn release(&self, session: &str, reason: Option<String>) {
+        let (done, ended) = oneshot::channel();
+        let sent = self
+            .requests
+            .send(PoolRequest::Release {
+                session: session.to_string(),
+                reason,
+                done,
+            })
+            .await;
+        if sent.is_ok() {
+            let _ = ended.await;
+        }
     }
 
     /// Asks the pool to close every session and stop.

@@ -4,6 +4,7 @@
 pub mod board;
 pub mod conn;
 pub mod driver;
+pub mod gate;
 pub mod handle;
 pub mod inbound;
 pub mod link;

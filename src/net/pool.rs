@@ -1,5 +1,6 @@
 //! The pool: starts one driver per configured session, routes operator commands to them,
-//! applies config reloads, and shuts everything down within a bound.
+//! applies config reloads, and shuts everything down within a bound. Clustered (a
+//! [`ClusterSeam`]), a session's driver runs only between the cluster's `Claim` and `Release`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 use crate::config::{Config, ServerConfig, SessionConfig};
 use crate::net::board::StatusBoard;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
+use crate::net::gate::ClusterSeam;
 use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
 use crate::net::metrics::Metrics;
@@ -28,6 +30,7 @@ struct Entry {
     inbox: mpsc::Sender<DriverMsg>,
     cancel: CancellationToken,
     config: SessionConfig,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// A running pool: its handle, and the task to await for a clean stop.
@@ -46,6 +49,8 @@ struct Pool {
     seed: u64,
     /// The `[server]` table in force, to notice a changed `client_version` on reload.
     server: ServerConfig,
+    /// Clustered: every configured session, started only when claimed.
+    configured: Option<HashMap<String, SessionConfig>>,
 }
 
 /// Starts every configured session (connecting those with `autostart` or that were online
@@ -55,6 +60,19 @@ pub fn start(
     endpoint: Endpoint,
     store: Arc<dyn CredentialStore>,
     cancel: CancellationToken,
+) -> Running {
+    start_with(config, endpoint, store, cancel, None)
+}
+
+/// [`start`], clustered when `seam` is given: no session starts until the cluster claims it,
+/// drivers ask the seam's gate before each dial, and commands for sessions owned elsewhere
+/// travel through its remote.
+pub fn start_with(
+    config: &Config,
+    endpoint: Endpoint,
+    store: Arc<dyn CredentialStore>,
+    cancel: CancellationToken,
+    seam: Option<ClusterSeam>,
 ) -> Running {
     let board = Arc::new(StatusBoard::new());
     let metrics = Arc::new(Metrics::new());
@@ -69,10 +87,14 @@ pub fn start(
         metrics: metrics.clone(),
         store,
         keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
+        gate: seam.as_ref().map(|s| s.gate.clone()),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
-    let handle = PoolHandle::new(board, metrics, req_tx);
+    let mut handle = PoolHandle::new(board, metrics, req_tx);
+    if let Some(seam) = &seam {
+        handle = handle.with_remote(seam.remote.clone());
+    }
     let mut pool = Pool {
         shared,
         entries: HashMap::new(),
@@ -80,9 +102,18 @@ pub fn start(
         cancel: cancel.clone(),
         seed: rand::random(),
         server: config.server.clone(),
+        configured: seam.as_ref().map(|_| {
+            config
+                .sessions
+                .iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect()
+        }),
     };
-    for session in &config.sessions {
-        pool.start_session(session.clone());
+    if pool.configured.is_none() {
+        for session in &config.sessions {
+            pool.start_session(session.clone());
+        }
     }
     info!(sessions = config.sessions.len(), "pool started");
 
@@ -98,6 +129,10 @@ pub fn start(
                         {
                             warn!(session = %session, "session task has ended");
                         }
+                    }
+                    Some(PoolRequest::Claim { session }) => pool.claim(&session),
+                    Some(PoolRequest::Release { session, reason, done }) => {
+                        pool.release(&session, reason, done);
                     }
                 },
                 Some(new) = reload_rx.recv() => pool.reload(new).await,
@@ -130,7 +165,8 @@ impl Pool {
         let (inbox, rx) = mpsc::channel(16);
         let cancel = self.cancel.child_token();
         self.shared.board.expect(&id);
-        self.tracker
+        let task = self
+            .tracker
             .spawn(driver::run(spec, self.shared.clone(), rx, cancel.clone()));
         self.entries.insert(
             id,
@@ -138,8 +174,54 @@ impl Pool {
                 inbox,
                 cancel,
                 config,
+                task,
             },
         );
+    }
+
+    /// Clustered: starts a configured session this node now holds (again).
+    fn claim(&mut self, id: &str) {
+        if self.entries.contains_key(id) {
+            return;
+        }
+        let Some(config) = self.configured.as_ref().and_then(|c| c.get(id)).cloned() else {
+            warn!(session = %id, "claimed a session that is not configured here");
+            return;
+        };
+        info!(session = %id, "lease acquired: starting the session");
+        self.start_session(config);
+    }
+
+    /// Clustered: stops a session's driver; once it has ended (socket closed), shows why it
+    /// is not running here (or removes it) and answers `done`.
+    fn release(
+        &mut self,
+        id: &str,
+        reason: Option<String>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let Some(entry) = self.entries.remove(id) else {
+            let _ = done.send(());
+            return;
+        };
+        entry.cancel.cancel();
+        let board = self.shared.board.clone();
+        let label = entry.config.label.clone();
+        let id = id.to_string();
+        self.tracker.spawn(async move {
+            let _ = entry.task.await;
+            match reason {
+                Some(reason) => {
+                    let at = tokio::time::Instant::now().into_std();
+                    let mut status = crate::session::status::Status::new(&id, &label, at);
+                    status.phase = crate::session::status::Phase::Cooldown { until: at };
+                    status.reason = reason;
+                    board.publish(status);
+                }
+                None => board.remove(&id),
+            }
+            let _ = done.send(());
+        });
     }
 
     /// Applies a new config: new sessions start, removed ones stop, changed policies apply
@@ -161,6 +243,9 @@ impl Pool {
             .iter()
             .map(|s| (s.id.clone(), s.clone()))
             .collect();
+        if let Some(configured) = &mut self.configured {
+            configured.clone_from(&wanted);
+        }
         let removed: Vec<String> = self
             .entries
             .keys()
@@ -176,6 +261,9 @@ impl Pool {
         }
         for (id, session) in wanted {
             match self.entries.get_mut(&id) {
+                None if self.configured.is_some() => {
+                    info!(session = %id, "session added by reload; it starts when claimed");
+                }
                 None => {
                     info!(session = %id, "session added by reload");
                     self.start_session(session);

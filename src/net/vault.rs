@@ -20,6 +20,9 @@ pub enum VaultError {
     Locked(String),
     #[error("{0}")]
     Store(String),
+    /// The store could not be asked (Redis unreachable); asking again may work.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the driver starts from.
@@ -29,6 +32,9 @@ pub struct Opened {
     pub problem: Option<String>,
     /// The load fell back to a backup: one sentence for the timeline.
     pub note: Option<String>,
+    /// The store could not be asked at all (Redis unreachable): nothing is known about the
+    /// credentials, so the session must not start (and must not be called logged out).
+    pub unavailable: Option<String>,
 }
 
 /// One session's handle on the store; holds the session lock until dropped.
@@ -56,6 +62,10 @@ impl Vault {
         let status = match store.load_status(id) {
             Ok(Some(loaded)) => loaded.value,
             Ok(None) => PersistedStatus::default(),
+            // Starting from defaults would forget that the session was online.
+            Err(e @ StoreError::Redis { .. }) => {
+                return Err(VaultError::Unavailable(e.to_string()));
+            }
             Err(e) => {
                 warn!(session = %id, error = %e, "persisted status unreadable; starting fresh");
                 PersistedStatus::default()
@@ -89,16 +99,25 @@ impl Vault {
                 credentials: None,
                 problem: None,
                 note: None,
+                unavailable: None,
             },
             Ok(Some(loaded)) => Opened {
                 note: loaded.timeline_note(),
                 credentials: Some(loaded.value),
                 problem: None,
+                unavailable: None,
+            },
+            Err(e @ (StoreError::Redis { .. } | StoreError::Fenced { .. })) => Opened {
+                credentials: None,
+                problem: None,
+                note: None,
+                unavailable: Some(e.to_string()),
             },
             Err(e) => Opened {
                 credentials: None,
                 problem: Some(e.to_string()),
                 note: None,
+                unavailable: None,
             },
         }
     }

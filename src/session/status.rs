@@ -197,6 +197,9 @@ pub struct Status {
     pub backups: Backups,
     /// The WhatsApp Web version this session dials with ("2.3000.N"; empty before start).
     pub client_version: String,
+    /// Clustered: the node that runs the session (set by the console and the cluster, never by
+    /// the machine); `None` when wasp runs alone.
+    pub owner: Option<String>,
 }
 
 impl Status {
@@ -221,6 +224,7 @@ impl Status {
             account: Account::default(),
             backups: Backups::default(),
             client_version: String::new(),
+            owner: None,
         }
     }
 

@@ -99,6 +99,18 @@ pub enum StoreError {
         holder: LockHolder,
     },
 
+    #[error("Redis refused or could not answer a {what} call for session {session}: {detail}")]
+    Redis {
+        session: String,
+        what: &'static str,
+        detail: String,
+    },
+
+    #[error(
+        "session {session}: the {what} write was refused because this node no longer holds the lease (a newer fencing token exists)"
+    )]
+    Fenced { session: String, what: &'static str },
+
     #[error("could not take the lock for session {session} ({}): {source}", path.display())]
     Lock {
         session: String,
@@ -124,6 +136,8 @@ impl StoreError {
             | StoreError::Encode { session, .. }
             | StoreError::Decode { session, .. }
             | StoreError::Locked { session, .. }
+            | StoreError::Redis { session, .. }
+            | StoreError::Fenced { session, .. }
             | StoreError::Lock { session, .. } => session,
         }
     }

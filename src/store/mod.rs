@@ -1,5 +1,5 @@
 //! The credential store: per-session credentials, persisted status, backups and the session
-//! lock, behind the `CredentialStore` trait (the file store today; Redis can plug in beside it).
+//! lock, behind the `CredentialStore` trait: files ([`FileStore`]) or Redis ([`RedisStore`], clustered).
 //!
 //! Layout of [`FileStore`] (directories 0700, files 0600):
 //! ```text
@@ -19,6 +19,7 @@ mod error;
 mod file;
 pub mod keys;
 mod lock;
+pub mod redis;
 mod utc;
 
 use std::fmt;
@@ -33,6 +34,7 @@ pub use atomic::{DirectWrites, EnvelopeError, FORMAT_VERSION, WriteSeam};
 pub use error::StoreError;
 pub use file::FileStore;
 pub use lock::{LockHolder, SessionLock};
+pub use redis::{Fences, RedisStore};
 
 /// Serialized credentials as read from the store: zeroed on drop, `Debug` prints no byte of it.
 pub struct SecretBody(Zeroizing<Vec<u8>>);

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod board;
+pub mod cluster;
 pub mod live;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -53,6 +53,23 @@ impl Driver {
             warn!(open, conn, "dial refused: a connection is still open");
             return Vec::new();
         }
+        if let Some(gate) = &self.shared.gate
+            && !gate.may_dial(&self.spec.id)
+        {
+            // Clustered and the lease is not (or no longer) ours: never dial. The cluster
+            // stops this driver soon; meanwhile the machine sees a failed connect.
+            warn!(
+                conn,
+                "dial refused: this node does not hold the session's lease"
+            );
+            return self.session.handle(
+                now(),
+                Event::Closed {
+                    conn,
+                    cause: Cause::Closed,
+                },
+            );
+        }
         let (version, routing) = (self.version, self.routing.clone());
         let device = self.shared.endpoint.device.clone();
         let Some(creds) = self.ensure_credentials() else {

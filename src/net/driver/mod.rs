@@ -38,6 +38,9 @@ use crate::wa::stanza::Cause;
 /// How long shutdown waits for the driver's own tasks (dial, ping, queries) once cancelled.
 const TASKS_BUDGET: Duration = Duration::from_millis(500);
 
+/// How long a driver waits before asking an unreachable store again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// Everything a driver shares with the rest of the pool.
 #[derive(Clone)]
 pub struct Shared {
@@ -48,6 +51,8 @@ pub struct Shared {
     pub store: Arc<dyn CredentialStore>,
     /// The key database (`<data_dir>/keys.db`): one-time pre-keys.
     pub keys: Arc<KeyStore>,
+    /// Clustered: asked before every dial (the lease); `None` dials freely.
+    pub gate: Option<Arc<dyn crate::net::gate::DialGate>>,
 }
 
 /// How one session is set up.
@@ -133,27 +138,50 @@ pub async fn run(
     let span = tracing::info_span!("session", session = %spec.id);
     async move {
         let keep = spec.policy.backups_kept;
-        let vault = match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
-            Ok(vault) => vault,
-            Err(err) => {
-                // Locked by another process, or the directory is unusable: show why and
-                // never dial.
-                let phase = match err {
-                    VaultError::Locked(_) => Phase::Stopped,
-                    _ => Phase::Failed { probe_at: None },
-                };
-                not_started(&shared, &spec, phase, err.to_string());
-                return;
+        let vault = loop {
+            match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
+                Ok(vault) => break vault,
+                Err(VaultError::Unavailable(reason)) => {
+                    let phase = Phase::Failed { probe_at: None };
+                    not_started(&shared, &spec, phase, format!("{reason}; asking again"));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(STORE_RETRY) => {}
+                    }
+                }
+                Err(err) => {
+                    // Locked by another process, or the directory is unusable: show why and
+                    // never dial.
+                    let phase = match err {
+                        VaultError::Locked(_) => Phase::Stopped,
+                        _ => Phase::Failed { probe_at: None },
+                    };
+                    not_started(&shared, &spec, phase, err.to_string());
+                    return;
+                }
             }
         };
-        let Some(stored) = vault
-            .run(|v| (v.load(), v.was_online(), v.backup_info()))
-            .await
-        else {
+        let stored = loop {
+            let Some(stored) = vault
+                .run(|v| (v.load(), v.was_online(), v.backup_info()))
+                .await
+            else {
+                let phase = Phase::Failed { probe_at: None };
+                let reason = format!("the store of session {} could not be read", spec.id);
+                not_started(&shared, &spec, phase, reason);
+                return;
+            };
+            // The store could not be asked (Redis unreachable): nothing is known about the
+            // credentials, so wait and ask again rather than start as if there were none.
+            let Some(reason) = stored.0.unavailable.clone() else {
+                break stored;
+            };
             let phase = Phase::Failed { probe_at: None };
-            let reason = format!("the store of session {} could not be read", spec.id);
-            not_started(&shared, &spec, phase, reason);
-            return;
+            not_started(&shared, &spec, phase, format!("{reason}; asking again"));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(STORE_RETRY) => {}
+            }
         };
         let (progress_tx, mut progress_rx) = mpsc::channel(8);
         let (background_tx, mut background_rx) = mpsc::channel(8);

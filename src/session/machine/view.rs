@@ -75,6 +75,7 @@ impl Session {
             },
             backups: self.backups,
             client_version: self.client_version.clone().unwrap_or_default(),
+            owner: None,
         }
     }
 }

@@ -30,6 +30,8 @@ enum Col {
     Conflicts,
     Cause,
     Age,
+    /// Clustered only: the node that runs the session.
+    Node,
 }
 
 impl Col {
@@ -46,12 +48,14 @@ impl Col {
             Col::Conflicts => "cf1h",
             Col::Cause => "last cause",
             Col::Age => "event",
+            Col::Node => "node",
         }
     }
 }
 
-/// Columns and widths for an inner width; optional columns join as width allows.
-fn columns(width: u16, id_width: u16) -> Vec<(Col, u16)> {
+/// Columns and widths for an inner width; optional columns join as width allows. `node`:
+/// the owner column's width when clustered.
+fn columns(width: u16, id_width: u16, node: Option<u16>) -> Vec<(Col, u16)> {
     // One column goes to the selection marker.
     let width = width.saturating_sub(1);
     let mut cols = vec![
@@ -66,11 +70,13 @@ fn columns(width: u16, id_width: u16) -> Vec<(Col, u16)> {
     ];
     let used = |cols: &[(Col, u16)]| cols.iter().map(|c| c.1 + 1).sum::<u16>();
     // Optional columns by priority, each placed after its neighbour.
-    for (col, w, after) in [
+    // Clustered, the owner comes first (after the id), when it fits.
+    let node = node.map(|w| (Col::Node, w.clamp(4, 12), Col::Id));
+    for (col, w, after) in node.into_iter().chain([
         (Col::Cause, 14, Col::Conflicts),
         (Col::Label, 18, Col::Id),
         (Col::Phone, 13, Col::Label),
-    ] {
+    ]) {
         if used(&cols) + w < width {
             let at = cols
                 .iter()
@@ -127,7 +133,13 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     let offset = model.offset().min(shown.saturating_sub(1));
     let ids = &model.rows()[offset..(offset + page).min(shown)];
     let id_width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(4) as u16;
-    let cols = columns(inner.width, id_width);
+    let node_width = ids
+        .iter()
+        .filter_map(|id| model.status(id))
+        .filter_map(|s| s.owner.as_ref())
+        .map(|o| o.chars().count() as u16)
+        .max();
+    let cols = columns(inner.width, id_width, node_width);
 
     let header = Row::new(cols.iter().map(|(c, _)| Cell::from(c.title()))).style(theme.dim);
     let rows = ids.iter().filter_map(|id| model.status(id)).map(|s| {
@@ -182,6 +194,7 @@ fn cell<'a>(
         )),
         Col::Id => Cell::from(clip(&s.id, w, ascii)),
         Col::Label => Cell::from(clip(&s.label, w, ascii)),
+        Col::Node => Cell::from(clip(s.owner.as_deref().unwrap_or("-"), w, ascii)),
         Col::Phone => Cell::from(
             s.account
                 .phone
@@ -249,13 +262,29 @@ mod tests {
     #[test]
     fn columns_fit_the_width() {
         for width in [60u16, 78, 94, 140, 200] {
-            let cols = columns(width, 10);
+            let cols = columns(width, 10, None);
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, None).into_iter().map(|c| c.0).collect();
         assert!(narrow.contains(&Col::Cause) && !narrow.contains(&Col::Phone));
-        let wide: Vec<_> = columns(140, 10).into_iter().map(|c| c.0).collect();
+        let wide: Vec<_> = columns(140, 10, None).into_iter().map(|c| c.0).collect();
         assert!(wide.contains(&Col::Label) && wide.contains(&Col::Phone));
+        assert!(
+            !wide.contains(&Col::Node),
+            "the owner column is for clusters only"
+        );
+    }
+
+    #[test]
+    fn clustered_the_owner_column_comes_first_when_it_fits() {
+        for width in [60u16, 78, 94, 140] {
+            let cols = columns(width, 10, Some(6));
+            let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
+            assert!(used <= width, "{used} > {width}");
+        }
+        let narrow: Vec<_> = columns(78, 10, Some(6)).into_iter().map(|c| c.0).collect();
+        assert!(narrow.contains(&Col::Node), "{} columns", narrow.len());
+        assert!(!columns(60, 10, Some(6)).iter().any(|c| c.0 == Col::Node));
     }
 }
