@@ -316,7 +316,9 @@ pub async fn pair_all(sim: &Handle, nodes: &[&Node], n: usize) {
         for node in nodes {
             for id in node.ids_in("pairing").await {
                 let path = format!("/sessions/{id}");
-                let detail = super::request(&node.http, "GET", &path, None, "").await;
+                // The QR is shown only to the token holder.
+                let token = Some(node.token.as_str());
+                let detail = super::request(&node.http, "GET", &path, token, "").await;
                 if let Some(qr) = detail.json()["qr"].as_str()
                     && scanned.insert(qr.to_string())
                 {
