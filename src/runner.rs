@@ -31,11 +31,17 @@ pub fn endpoint(config: &Config) -> Endpoint {
     }
 }
 
-/// A started pool and, when asked, its HTTP endpoint.
+/// A started pool and, when asked, its HTTP endpoint; the local socket when it could be served.
 pub struct Started {
     pub running: Running,
     pub http: Option<http::Server>,
+    pub socket: Option<http::UnixServer>,
     pub cancel: CancellationToken,
+}
+
+/// The local socket of a data directory (`<data_dir>/wasp.sock`).
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(http::SOCKET_NAME)
 }
 
 /// Why the pool could not start.
@@ -86,12 +92,16 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Starts the pool on `config` and, when `http` (or `[http] listen`) is set, the endpoint.
+/// Starts the pool on `config`, the local socket `<data_dir>/wasp.sock` (a socket that cannot
+/// be served is logged and skipped) and, when `http` (or `[http] listen`) is set, the endpoint.
+/// Both share one token: the configured one, or a fresh one in `<data_dir>/http-token`.
 pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Started, StartError> {
     let cancel = CancellationToken::new();
     let store = Arc::new(FileStore::new(&config.storage.data_dir));
     let running = pool::start(config, endpoint(config), store, cancel.clone());
     let addr = http_addr.or(config.http.as_ref().map(|h| h.listen));
+    // One token for both endpoints (a second fresh one would overwrite the first's file).
+    let mut shared = None;
     let http = match addr {
         Some(addr) => {
             let configured = config
@@ -104,15 +114,50 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
                 return Err(http::HttpError::NoTokenOnPublicBind(addr).into());
             }
             let token = http_token(config)?;
-            Some(http::serve(addr, Some(token), running.handle.clone(), cancel.clone()).await?)
+            let server =
+                http::serve(addr, Some(token.clone()), running.handle.clone(), cancel.clone())
+                    .await?;
+            shared = Some(token);
+            Some(server)
         }
         None => None,
     };
+    let socket = serve_socket(config, shared, &running, &cancel).await;
     Ok(Started {
         running,
         http,
+        socket,
         cancel,
     })
+}
+
+/// The local socket for `wasp attach` on this machine; `None` (logged) when it cannot be served.
+async fn serve_socket(
+    config: &Config,
+    token: Option<Token>,
+    running: &Running,
+    cancel: &CancellationToken,
+) -> Option<http::UnixServer> {
+    let path = socket_path(&config.storage.data_dir);
+    let token = match token {
+        Some(token) => Ok(token),
+        None => http_token(config),
+    };
+    let served = match token {
+        Ok(token) => {
+            http::serve_unix(&path, Some(token), running.handle.clone(), cancel.clone())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match served {
+        Ok(server) => Some(server),
+        Err(e) => {
+            warn!(error = %e, "no local socket: `wasp attach` needs the HTTP endpoint");
+            None
+        }
+    }
 }
 
 /// Stops the pool: every socket closed within the shutdown budget.

@@ -26,7 +26,7 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/{command}", post(act))
         .route("/metrics", get(metrics))
-        .route("/events", get(events::stream))
+        .route("/events", get(events::events))
         .fallback(not_found)
         .with_state(AppState {
             pool,

@@ -8,6 +8,7 @@ pub mod fmt;
 pub mod key;
 pub mod keymap;
 pub mod layout;
+pub mod link;
 pub mod logs;
 pub mod model;
 pub mod qr;
@@ -24,6 +25,7 @@ pub use app::{
 };
 pub use bench::{FrameBench, bench_frame};
 pub use keymap::{Action, Keymap, KeymapError};
+pub use link::{Exit, PoolLink, PoolUpdate};
 pub use logs::{LogLine, LogRing, RingLayer};
 pub use model::{FleetStats, Model, Settings};
 pub use sample::sample_fleet;
