@@ -189,13 +189,15 @@ pub async fn tui(path: &Path, http: Option<SocketAddr>, options: UiOptions) -> u
 }
 
 /// `wasp demo`: the console on the embedded simulator with a virtual phone and, with
-/// `faults`, scripted faults on random sessions every few seconds.
-pub async fn demo(sessions: u32, faults: bool, options: UiOptions) -> u8 {
+/// `faults`, scripted faults on random sessions every few seconds. With `sim_admin`, the
+/// simulator's admin API on a free loopback port, its URL in `<data_dir>/sim-admin-url`.
+pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptions) -> u8 {
     let data_dir: PathBuf = std::env::temp_dir().join(format!("wasp-demo-{}", std::process::id()));
     let ring = LogRing::new(LOG_LINES);
     let _guard = install_logging(&ring, &data_dir);
     let plan = faults.then(|| FaultPlan::demo(rand::random(), Duration::from_secs(4)));
     let sim = match Server::start(SimConfig {
+        admin: sim_admin.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         fault_plan: plan,
         // lenient until the client acks (issue 11): today's client registers as "wasp" and
         // acks nothing; the pushes stay on.
@@ -214,6 +216,13 @@ pub async fn demo(sessions: u32, faults: bool, options: UiOptions) -> u8 {
             return 1;
         }
     };
+    if let Some(url) = &sim.admin_url {
+        let written = std::fs::create_dir_all(&data_dir)
+            .and_then(|()| std::fs::write(data_dir.join("sim-admin-url"), url));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the simulator's admin URL");
+        }
+    }
     let mut config = Config::default();
     config.server.url = sim.ws_url.clone();
     config.server.trust_root = Some(sim.trust_root.0);
