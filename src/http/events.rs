@@ -39,6 +39,7 @@ pub(super) async fn events(
     if query.form.as_deref() != Some("full") {
         return stream(app).await.into_response();
     }
+    // Both streams end when the pool stops, so a follower notices a restart.
     let offered = headers.contains_key(header::AUTHORIZATION);
     let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
     if offered && !admitted {
@@ -72,7 +73,9 @@ fn full_stream(app: AppState, with_qr: bool) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     let statuses = futures::stream::iter([first]).chain(statuses);
-    let events = futures::stream::select(statuses, log_events(&app)).map(Ok);
+    let events = futures::stream::select(statuses, log_events(&app))
+        .take_until(stopped(&app))
+        .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -114,8 +117,16 @@ async fn stream(app: AppState) -> Sse<impl Stream<Item = Result<Event, Infallibl
         };
         Some((event, rx))
     });
-    let events = futures::stream::select(statuses, log_events(&app)).map(Ok);
+    let events = futures::stream::select(statuses, log_events(&app))
+        .take_until(stopped(&app))
+        .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Resolves when the pool has stopped.
+fn stopped(app: &AppState) -> impl std::future::Future<Output = ()> + use<> {
+    let pool = app.pool.clone();
+    async move { pool.stopped().await }
 }
 
 /// `lagged`: `{"missed": n, "of": "status" | "log"}`.
