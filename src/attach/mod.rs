@@ -2,6 +2,7 @@
 //! headless`, or a console that detached) through its HTTP API, over TCP or the local socket.
 //! Without a token the console is read-only and shows no QR.
 
+pub mod bench;
 pub mod client;
 pub mod remote;
 pub mod sse;

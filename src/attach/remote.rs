@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,8 @@ pub const EVENTS_PATH: &str = "/events?form=full";
 /// First and longest wait between two reconnects.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(3);
+/// Most body frames already waiting that join one batch.
+const DRAIN_FRAMES: usize = 4096;
 
 /// Starts following `client`'s pool; everything ends with `cancel`.
 pub fn link(client: Arc<Client>, ring: LogRing, cancel: CancellationToken) -> PoolLink {
@@ -93,15 +96,18 @@ async fn follow_once(
             _ = cancel.cancelled() => return Ended::Stop,
             frame = body.frame() => frame,
         };
-        let data = match frame {
-            None => return Ended::Lost("the pool closed the event stream".into()),
-            Some(Err(e)) => return Ended::Lost(format!("the event stream broke: {e}")),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue,
-            },
-        };
-        parser.push(&data);
+        if let Err(why) = take_frame(frame, &mut parser) {
+            return Ended::Lost(why);
+        }
+        // Everything else already here joins this batch (each event is a chunk of its own).
+        for _ in 0..DRAIN_FRAMES {
+            let Some(frame) = body.frame().now_or_never() else {
+                break;
+            };
+            if let Err(why) = take_frame(frame, &mut parser) {
+                return Ended::Lost(why);
+            }
+        }
         let clock = Clock::now();
         let mut changed: BTreeMap<String, Status> = BTreeMap::new();
         for event in parser.by_ref() {
@@ -136,6 +142,23 @@ async fn follow_once(
                 .is_err()
         {
             return Ended::Stop;
+        }
+    }
+}
+
+/// Feeds one body frame to the parser; the sentence when the stream ended or broke.
+fn take_frame(
+    frame: Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>,
+    parser: &mut SseParser,
+) -> Result<(), String> {
+    match frame {
+        None => Err("the pool closed the event stream".into()),
+        Some(Err(e)) => Err(format!("the event stream broke: {e}")),
+        Some(Ok(frame)) => {
+            if let Ok(data) = frame.into_data() {
+                parser.push(&data);
+            }
+            Ok(())
         }
     }
 }

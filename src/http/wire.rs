@@ -346,3 +346,4 @@ mod tests {
         assert_eq!((qr.text.as_str(), qr.index, qr.count), ("", 2, 6));
     }
 }
+
