@@ -64,7 +64,8 @@ pub async fn run(args: &[String]) -> u8 {
             println!("{}", result.to_json());
             0
         }
-        "attach" => match crate::attach::bench::event_path(sessions.min(5000), rounds.max(1)).await {
+        "attach" => match crate::attach::bench::event_path(sessions.min(5000), rounds.max(1)).await
+        {
             Ok(report) => {
                 println!("{report}");
                 0

@@ -77,7 +77,10 @@ fn attach_hint(started: &runner::Started) -> String {
         how.push(format!("wasp attach {}", socket.path.display()));
     }
     if let Some(http) = &started.http {
-        how.push(format!("wasp attach http://{} --token-file FILE", http.addr));
+        how.push(format!(
+            "wasp attach http://{} --token-file FILE",
+            http.addr
+        ));
     }
     if how.is_empty() {
         "no endpoint to attach to (the local socket could not be served)".to_string()

@@ -114,9 +114,13 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
                 return Err(http::HttpError::NoTokenOnPublicBind(addr).into());
             }
             let token = http_token(config)?;
-            let server =
-                http::serve(addr, Some(token.clone()), running.handle.clone(), cancel.clone())
-                    .await?;
+            let server = http::serve(
+                addr,
+                Some(token.clone()),
+                running.handle.clone(),
+                cancel.clone(),
+            )
+            .await?;
             shared = Some(token);
             Some(server)
         }
@@ -144,11 +148,9 @@ async fn serve_socket(
         None => http_token(config),
     };
     let served = match token {
-        Ok(token) => {
-            http::serve_unix(&path, Some(token), running.handle.clone(), cancel.clone())
-                .await
-                .map_err(|e| e.to_string())
-        }
+        Ok(token) => http::serve_unix(&path, Some(token), running.handle.clone(), cancel.clone())
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match served {

@@ -148,7 +148,10 @@ fn wait_stats(
         if pred(&stats) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "{what} not within {within:?}: {stats}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}: {stats}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -208,9 +211,12 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
         .trim_start_matches("wasp-demo-")
         .parse()
         .unwrap();
-    wait_stats(&admin, "4 sessions logged in", Duration::from_secs(60), |s| {
-        s["logged_in"] == 4
-    });
+    wait_stats(
+        &admin,
+        "4 sessions logged in",
+        Duration::from_secs(60),
+        |s| s["logged_in"] == 4,
+    );
     wait_screen(&pane, "the console", Duration::from_secs(10), |s| {
         s.contains("online 4")
     });
@@ -233,9 +239,12 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
     // A reconnect key press reaches the pool: one login more in the simulator.
     let logins = sim_stats(&admin)["logins"].as_u64().unwrap();
     tmux(&["send-keys", "-t", &viewer, "r"]);
-    wait_stats(&admin, "the reconnect's login", Duration::from_secs(20), |s| {
-        s["logins"].as_u64().is_some_and(|n| n > logins)
-    });
+    wait_stats(
+        &admin,
+        "the reconnect's login",
+        Duration::from_secs(20),
+        |s| s["logins"].as_u64().is_some_and(|n| n > logins),
+    );
 
     // q leaves the attached console; the pool keeps running until it is told to stop.
     tmux(&["send-keys", "-t", &viewer, "q"]);
@@ -245,7 +254,10 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
     let sock = data_dir.join("wasp.sock");
     let deadline = Instant::now() + Duration::from_secs(15);
     while data_dir.exists() && sock.exists() {
-        assert!(Instant::now() < deadline, "the detached demo did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the detached demo did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = Command::new("tmux")

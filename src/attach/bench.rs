@@ -34,7 +34,11 @@ pub async fn event_path(sessions: usize, rounds: usize) -> Result<serde_json::Va
     }))
 }
 
-async fn measure(sessions: usize, rounds: usize, over_http: bool) -> Result<serde_json::Value, String> {
+async fn measure(
+    sessions: usize,
+    rounds: usize,
+    over_http: bool,
+) -> Result<serde_json::Value, String> {
     let board = Arc::new(StatusBoard::new());
     let mut fleet = sample_fleet(sessions, Instant::now());
     for status in &fleet {
@@ -50,8 +54,10 @@ async fn measure(sessions: usize, rounds: usize, over_http: bool) -> Result<serd
         let server = crate::http::serve(addr, Some(token.clone()), pool.clone(), cancel.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let client = Client::new(Target::parse(&format!("http://{}", server.addr))
-            .map_err(|e| e.to_string())?, Some(token));
+        let client = Client::new(
+            Target::parse(&format!("http://{}", server.addr)).map_err(|e| e.to_string())?,
+            Some(token),
+        );
         remote::link(Arc::new(client), LogRing::new(100), cancel.clone())
     } else {
         crate::console::local_link(&pool, cancel.clone())
@@ -82,7 +88,11 @@ async fn measure(sessions: usize, rounds: usize, over_http: bool) -> Result<serd
 
 /// Reads updates until all `sessions` show `attempt` (or any fleet, when `None`); returns how
 /// many updates that took.
-async fn seen_round(link: &mut PoolLink, sessions: usize, attempt: Option<u32>) -> Result<usize, String> {
+async fn seen_round(
+    link: &mut PoolLink,
+    sessions: usize,
+    attempt: Option<u32>,
+) -> Result<usize, String> {
     let mut done = std::collections::HashSet::new();
     let mut updates = 0;
     let deadline = tokio::time::Instant::now() + ROUND_LIMIT;

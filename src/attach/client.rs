@@ -264,7 +264,10 @@ mod tests {
 
     #[test]
     fn error_answers_give_their_sentence() {
-        assert_eq!(error_sentence(br#"{"error":"no session named x"}"#), "no session named x");
+        assert_eq!(
+            error_sentence(br#"{"error":"no session named x"}"#),
+            "no session named x"
+        );
         assert_eq!(error_sentence(b"plain\n"), "plain");
     }
 }

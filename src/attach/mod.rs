@@ -78,7 +78,10 @@ pub fn find_local(config: &Path) -> Result<PathBuf, AttachError> {
 
 /// The token: from `token_file` when given (it must be readable and not empty); else, for a
 /// local socket, the pool's own `http-token` beside it when readable; else none.
-pub fn find_token(target: &Target, token_file: Option<&Path>) -> Result<Option<Token>, AttachError> {
+pub fn find_token(
+    target: &Target,
+    token_file: Option<&Path>,
+) -> Result<Option<Token>, AttachError> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| AttachError::TokenFile {
             path: path.to_path_buf(),
@@ -106,8 +109,7 @@ pub async fn run(
     config: &Path,
     mut options: UiOptions,
 ) -> u8 {
-    let target = match target.map_or_else(|| find_local(config).map(Target::Unix), Target::parse)
-    {
+    let target = match target.map_or_else(|| find_local(config).map(Target::Unix), Target::parse) {
         Ok(target) => target,
         Err(e) => {
             eprintln!("wasp attach: {e}");

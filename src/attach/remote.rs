@@ -63,7 +63,11 @@ async fn follow(
             wait = RETRY_FIRST;
         }
         let since = *down.get_or_insert_with(SystemTime::now);
-        if tx.send(PoolUpdate::Unreachable { since, why }).await.is_err() {
+        if tx
+            .send(PoolUpdate::Unreachable { since, why })
+            .await
+            .is_err()
+        {
             return;
         }
         tokio::select! {

@@ -83,7 +83,11 @@ mod tests {
                 .collect();
             assert_eq!(
                 got,
-                [("status", "{\"a\":1}"), ("log", "one\ntwo"), ("message", "plain")],
+                [
+                    ("status", "{\"a\":1}"),
+                    ("log", "one\ntwo"),
+                    ("message", "plain")
+                ],
                 "cut at {cut}"
             );
         }

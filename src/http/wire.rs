@@ -109,11 +109,15 @@ impl WirePhase {
                 count: qr.count,
                 expires_ns: ns(qr.expires_at),
             },
-            Phase::Online { since } => WirePhase::Online { since_ns: ns(*since) },
+            Phase::Online { since } => WirePhase::Online {
+                since_ns: ns(*since),
+            },
             Phase::Backoff { retry_at } => WirePhase::Backoff {
                 retry_ns: ns(*retry_at),
             },
-            Phase::Cooldown { until } => WirePhase::Cooldown { until_ns: ns(*until) },
+            Phase::Cooldown { until } => WirePhase::Cooldown {
+                until_ns: ns(*until),
+            },
             Phase::Conflict => WirePhase::Conflict,
             Phase::LoggedOut { repair_after } => WirePhase::LoggedOut {
                 repair_after_ns: repair_after.map(ns),
@@ -346,4 +350,3 @@ mod tests {
         assert_eq!((qr.text.as_str(), qr.index, qr.count), ("", 2, 6));
     }
 }
-
