@@ -126,10 +126,26 @@ pub async fn run(
     let client = Arc::new(Client::new(target, token));
     // The first connection decides: a wrong token or nothing listening is said plainly.
     if let Err(e) = client.stream(remote::EVENTS_PATH).await {
-        eprintln!("wasp attach: {}: {e}", client.target);
         return match e {
-            AttachError::Refused { status: 401, .. } => 2,
-            _ => 1,
+            AttachError::Refused {
+                status: 401,
+                message,
+            } => {
+                let from = token_file.map_or_else(
+                    || "the token beside its socket".to_string(),
+                    |f| format!("the token in {}", f.display()),
+                );
+                eprintln!("wasp attach: {} refused {from}: {message}", client.target);
+                2
+            }
+            e @ (AttachError::Unreachable { .. } | AttachError::Broken { .. }) => {
+                eprintln!("wasp attach: {e}");
+                1
+            }
+            e => {
+                eprintln!("wasp attach: {}: {e}", client.target);
+                1
+            }
         };
     }
     options.read_only |= !client.has_token();
@@ -169,4 +185,45 @@ fn install_logging(ring: &LogRing) {
         .with(ring.layer())
         .with(filter)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_token_file_must_be_readable_and_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Unix(dir.path().join("wasp.sock"));
+        let missing = dir.path().join("missing");
+        let error = find_token(&target, Some(&missing)).unwrap_err();
+        assert!(error.to_string().contains("missing"), "{error}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "  \n").unwrap();
+        let error = find_token(&target, Some(&empty)).unwrap_err();
+        assert!(error.to_string().contains("is empty"), "{error}");
+        // No file given: none beside the socket means read-only, one there is used.
+        assert!(find_token(&target, None).unwrap().is_none());
+        std::fs::write(dir.path().join("http-token"), "abc\n").unwrap();
+        assert_eq!(find_token(&target, None).unwrap().unwrap().expose(), "abc");
+        // A URL target never reads a file it was not given.
+        let url = Target::parse("http://127.0.0.1:1").unwrap();
+        assert!(find_token(&url, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_local_socket_of_the_config_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let config = dir.path().join("sessions.toml");
+        std::fs::write(
+            &config,
+            format!("[storage]\ndata_dir = {:?}\n", data.display().to_string()),
+        )
+        .unwrap();
+        std::fs::write(data.join("wasp.sock"), "").unwrap();
+        assert_eq!(find_local(&config).unwrap(), data.join("wasp.sock"));
+    }
 }
