@@ -57,22 +57,36 @@ pub enum StartError {
     },
 }
 
-/// The bearer token for the POST endpoints: from the config, or a fresh one written to
-/// `<data_dir>/http-token` (mode 0600) so the operator's scripts can read it.
+/// The bearer token for the POST endpoints: from the config, else the one of an earlier run in
+/// `<data_dir>/http-token` (kept while only its owner can read it, so a restart does not lock
+/// out an attached console or the operator's scripts), else a fresh one written there (0600).
 fn http_token(config: &Config) -> Result<Token, StartError> {
     if let Some(token) = config.http.as_ref().and_then(|h| h.bearer_token())
         && let Some(token) = Token::new(token.expose())
     {
         return Ok(token);
     }
-    let token = Token::random();
     let path = config.storage.data_dir.join("http-token");
+    if let Some(token) = private_token(&path) {
+        return Ok(token);
+    }
+    let token = Token::random();
     write_private(&path, token.expose().as_bytes()).map_err(|source| StartError::TokenFile {
         path: path.clone(),
         source,
     })?;
     info!(path = %path.display(), "no HTTP token configured: wrote a new one");
     Ok(token)
+}
+
+/// The token in `path` when the file is its owner's alone (mode without group/other bits).
+fn private_token(path: &Path) -> Option<Token> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    Token::new(std::fs::read_to_string(path).ok()?)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -87,6 +101,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .truncate(true)
         .open(path)?;
+    // `mode` applies only to a new file: an existing one is made private before writing.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.write_all(b"\n")?;
     file.sync_all()
@@ -271,5 +287,29 @@ pub async fn virtual_phone(
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_token_of_an_earlier_run_is_kept_while_it_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        let first = http_token(&config).unwrap();
+        let path = dir.path().join("http-token");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(http_token(&config).unwrap().expose(), first.expose());
+        // Readable by others: not trusted, replaced.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_ne!(http_token(&config).unwrap().expose(), first.expose());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the new token is private again");
     }
 }
