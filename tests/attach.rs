@@ -1,7 +1,8 @@
 //! `wasp attach`'s remote pool against a real pool on the simulator: the fleet arrives whole,
 //! a QR seen through the link pairs a session, an operator request reaches the pool, a wrong
 //! token is one clear sentence, no token shows no QR, and a pool restarted under the link shows
-//! "unreachable", then the fleet again. Plus the console's header during an outage.
+//! "unreachable", then the fleet again; the same against the `wasp headless` binary over its local
+//! socket. Plus the console's header during an outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -251,4 +252,78 @@ fn the_header_says_since_when_the_daemon_is_unreachable() {
     // The whole fleet ends the outage.
     update(&mut model, Msg::Pool(PoolUpdate::Fleet(Vec::new())), now);
     assert!(model.unreachable().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_drives_the_wasp_headless_binary_over_its_local_socket() {
+    let sim = Server::start(SimConfig {
+        strict: Strictness::lenient(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("sessions.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nurl = {:?}\ntrust_root = {:?}\n[storage]\ndata_dir = {:?}\n\
+             [[session]]\nid = \"one\"\nautostart = true\n[[session]]\nid = \"two\"\nautostart = true\n",
+            sim.ws_url,
+            sim.trust_root_base64(),
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut headless = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasp"))
+        .arg("headless")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // `wasp attach` with no URL: the socket of the config's data directory and its token.
+    let sock = runner::socket_path(&data);
+    wait_for("the headless socket", || sock.exists()).await;
+    let found = wasp::attach::find_local(&config).unwrap();
+    assert_eq!(found, sock);
+    let target = Target::Unix(found);
+    let token = wasp::attach::find_token(&target, None).unwrap();
+    assert!(token.is_some(), "the token beside the socket is read");
+    let cancel = CancellationToken::new();
+    let client = Arc::new(Client::new(target, token));
+    let mut link = remote::link(client, LogRing::new(10), cancel.clone());
+    let mut seen = Seen::default();
+    let ids = ["one", "two"];
+    seen.until(&mut link, "both sessions showing a QR", |s| {
+        ids.iter().all(|id| {
+            s.fleet
+                .get(*id)
+                .and_then(|st| st.qr())
+                .is_some_and(|qr| !qr.text.as_str().is_empty())
+        })
+    })
+    .await;
+    for id in ids {
+        let text = seen.fleet[id].qr().unwrap().text.as_str().to_string();
+        sim.scan(&text, None).await.unwrap();
+    }
+    seen.until(&mut link, "both online", |s| {
+        s.all_in(&ids, StateName::Online)
+    })
+    .await;
+
+    // The daemon stops: the console says so.
+    let pid = headless.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    seen.until(&mut link, "the outage", |s| s.outages > 0).await;
+    let status = headless.wait().await.unwrap();
+    assert!(status.success(), "headless exited with {status}");
+    cancel.cancel();
+    sim.shutdown();
 }

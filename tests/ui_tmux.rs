@@ -246,9 +246,12 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
         |s| s["logins"].as_u64().is_some_and(|n| n > logins),
     );
     // The pool's log lines reach the attached console's logs pane.
-    wait_screen(&viewer, "the pool's log line", Duration::from_secs(10), |s| {
-        s.contains("operator command over http")
-    });
+    wait_screen(
+        &viewer,
+        "the pool's log line",
+        Duration::from_secs(10),
+        |s| s.contains("operator command over http"),
+    );
 
     // q leaves the attached console; the pool keeps running until it is told to stop.
     tmux(&["send-keys", "-t", &viewer, "q"]);
