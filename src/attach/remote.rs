@@ -130,8 +130,8 @@ async fn follow_once(
                         tracing::info!(target = %client.target, since = ?since, "the pool is reachable again");
                     }
                 }
-                "status" => {
-                    if let Some(wire) = decode::<WireStatus>(&event) {
+                "statuses" => {
+                    for wire in decode::<Vec<WireStatus>>(&event).unwrap_or_default() {
                         changed.insert(wire.id.clone(), wire.status(&clock));
                     }
                 }

@@ -4,7 +4,8 @@
 //! `lagged` event saying how many events of which kind it missed.
 //!
 //! `?form=full` is the stream a console follows (`wasp attach`): a `snapshot` event first (every
-//! session, whole `WireStatus`es), then each change as a whole `WireStatus`, and a fresh
+//! session, whole `WireStatus`es), then `statuses` events (every change waiting when the stream
+//! is read, newest per session, as an array of whole `WireStatus`es), and a fresh
 //! `snapshot` instead of `lagged` when it fell behind on statuses. The QR text is in it only for
 //! a request with the token; a request with a wrong token is refused (401) rather than served
 //! read-only, so a mistyped token file is noticed at once.
@@ -17,13 +18,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::json::{Clock, SessionRow};
 use super::state::{AppState, error};
 use super::wire::WireStatus;
 use crate::logging::FeedItem;
 use crate::net::board::BoardEvent;
+
+/// Most sessions in one `statuses` event.
+const BATCH_MAX: usize = 1024;
 
 /// `?form=full` asks for the console's stream.
 #[derive(serde::Deserialize)]
@@ -60,16 +64,30 @@ fn full_stream(app: AppState, with_qr: bool) -> Sse<impl Stream<Item = Result<Ev
     let statuses = futures::stream::unfold(rx, move |mut rx| {
         let app = board_app.clone();
         async move {
-            let event = match rx.recv().await {
-                Ok(BoardEvent::Status(status)) => {
-                    let wire = WireStatus::new(&status, &Clock::now(), with_qr);
-                    let data = serde_json::to_string(&wire).unwrap_or_default();
-                    Event::default().event("status").data(data)
-                }
-                Err(RecvError::Lagged(_)) => snapshot(&app, with_qr),
+            let first = match rx.recv().await {
+                Ok(BoardEvent::Status(status)) => status,
+                Err(RecvError::Lagged(_)) => return Some((snapshot(&app, with_qr), rx)),
                 Err(RecvError::Closed) => return None,
             };
-            Some((event, rx))
+            // Every change already waiting goes in the same event, newest per session.
+            let mut batch = std::collections::BTreeMap::new();
+            batch.insert(first.id.clone(), first);
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(BoardEvent::Status(status)) => {
+                        batch.insert(status.id.clone(), status);
+                    }
+                    Err(TryRecvError::Lagged(_)) => return Some((snapshot(&app, with_qr), rx)),
+                    Err(_) => break,
+                }
+            }
+            let clock = Clock::now();
+            let wire: Vec<WireStatus> = batch
+                .values()
+                .map(|s| WireStatus::new(s, &clock, with_qr))
+                .collect();
+            let data = serde_json::to_string(&wire).unwrap_or_default();
+            Some((Event::default().event("statuses").data(data), rx))
         }
     });
     let statuses = futures::stream::iter([first]).chain(statuses);
