@@ -240,7 +240,7 @@ pub async fn run_loop<B, S>(
     terminal: &mut Terminal<B>,
     model: &mut Model,
     mut events: S,
-    mut status_rx: mpsc::Receiver<PoolUpdate>,
+    mut pool_updates: mpsc::Receiver<PoolUpdate>,
     request_tx: mpsc::Sender<Request>,
     cancel: CancellationToken,
 ) -> Result<LoopStats, UiError>
@@ -252,7 +252,7 @@ where
     let mut stats = LoopStats::default();
     let mut outbox: VecDeque<Request> = VecDeque::new();
     let mut events_open = true;
-    let mut statuses_open = true;
+    let mut pool_open = true;
     let ring = model.ring().clone();
     let now = || tokio::time::Instant::now();
     let mut tick = tokio::time::interval_at(now() + TICK, TICK);
@@ -276,8 +276,8 @@ where
             event = events.next(), if events_open => {
                 on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
             }
-            batch = status_rx.recv(), if statuses_open => {
-                on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+            batch = pool_updates.recv(), if pool_open => {
+                on_pool_update(model, batch, &mut pool_open, &mut stats, &mut dirty);
             }
             _ = tick.tick() => {
                 update(model, Msg::Tick, now().into_std());
@@ -302,8 +302,8 @@ where
                 event = events.next(), if events_open => {
                     on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
                 }
-                batch = status_rx.recv(), if statuses_open => {
-                    on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+                batch = pool_updates.recv(), if pool_open => {
+                    on_pool_update(model, batch, &mut pool_open, &mut stats, &mut dirty);
                 }
                 _ = std::future::ready(()) => break,
             }
@@ -360,7 +360,7 @@ fn on_event(
     Ok(())
 }
 
-fn on_batch(
+fn on_pool_update(
     model: &mut Model,
     batch: Option<PoolUpdate>,
     open: &mut bool,

@@ -1,5 +1,6 @@
-//! The wasp console: a ratatui dashboard over the session pool. The pool plugs in through two
-//! seams: `Status` batches coming in (`Model::apply`) and `Request`s going out (`update`).
+//! The wasp console: a ratatui dashboard over the session pool. The pool plugs in through one
+//! `PoolLink`: `PoolUpdate`s coming in (`Model::apply`, `Model::replace_all`) and `Request`s
+//! going out (`update`); the pool may run in this process or behind `wasp attach`.
 
 pub mod app;
 pub mod bench;
