@@ -1,6 +1,6 @@
 //! `wasp attach`'s remote pool against a real pool on the simulator: the fleet arrives whole,
 //! a QR seen through the link pairs a session, an operator request reaches the pool, a wrong
-//! token is one clear sentence, no token shows no QR, and a pool restarted under the link shows
+//! token is one clear sentence, no token shows no QR, the wipe needs the id again, and a pool restarted under the link shows
 //! "unreachable", then the fleet again; the same against the `wasp headless` binary over its local
 //! socket. Plus the console's header during an outage.
 
@@ -205,6 +205,27 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
         "{:?}",
         seen.refused
     );
+
+    // The wipe: refused without the id typed again, sent by the console's dialog with it.
+    let direct = Client::new(Target::Unix(sock.clone()), Token::new(TOKEN));
+    let error = direct.post("/sessions/gamma/wipe").await.unwrap_err();
+    assert!(
+        matches!(error, AttachError::Refused { status: 400, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("confirm=gamma"), "{error}");
+    link.requests
+        .send(Request {
+            session: "gamma".into(),
+            command: Command::WipeCredentials { backup: true },
+        })
+        .await
+        .unwrap();
+    seen.until(&mut link, "gamma wiped", |s| {
+        s.fleet.get("gamma").is_some_and(|g| !g.account.paired)
+    })
+    .await;
+    let ids = ["alpha", "beta"];
 
     // The pool restarts under the link: unreachable, then the whole fleet again.
     runner::stop(started).await;

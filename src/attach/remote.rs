@@ -218,21 +218,16 @@ async fn send_requests(
                 None => return,
             },
         };
-        if request.command.is_destructive() {
-            let text = format!(
-                "{} is not sent from an attached console: run it in the console that owns the pool",
-                request.command.name()
-            );
-            let _ = tx.send(PoolUpdate::Refused(text)).await;
-            continue;
-        }
         let (client, tx) = (client.clone(), tx.clone());
         let post = async move {
-            let path = format!(
-                "/sessions/{}/{}",
-                segment(&request.session),
-                request.command.name()
-            );
+            let id = segment(&request.session);
+            let name = request.command.name();
+            // The console's wipe dialog had the id typed; the API wants it again.
+            let path = if request.command.is_destructive() {
+                format!("/sessions/{id}/{name}?confirm={id}")
+            } else {
+                format!("/sessions/{id}/{name}")
+            };
             if let Err(e) = client.post(&path).await {
                 let text = format!("{} {}: {e}", request.command.name(), request.session);
                 let _ = tx.send(PoolUpdate::Refused(text)).await;

@@ -8,6 +8,7 @@ mod json;
 mod routes;
 mod state;
 mod unix;
+mod wipe;
 pub mod wire;
 
 use std::net::SocketAddr;

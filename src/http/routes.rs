@@ -14,6 +14,7 @@ use super::auth::Token;
 use super::events;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
+use super::wipe;
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
@@ -25,6 +26,11 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/{command}", post(act))
+        .route("/sessions/{id}/wipe", post(wipe::with_backup))
+        .route(
+            "/sessions/{id}/wipe-without-backup",
+            post(wipe::without_backup),
+        )
         .route("/metrics", get(metrics))
         .route("/events", get(events::events))
         .fallback(not_found)
