@@ -49,7 +49,7 @@ pub enum AttachError {
 }
 
 /// The local socket to attach to when no target is given: the one of `config`'s data
-/// directory, else the newest demo's.
+/// directory, else the newest demo's that answers.
 pub fn find_local(config: &Path) -> Result<PathBuf, AttachError> {
     if let Ok(loaded) = crate::config::load(config) {
         let sock = crate::runner::socket_path(&loaded.storage.data_dir);
@@ -67,6 +67,8 @@ pub fn find_local(config: &Path) -> Result<PathBuf, AttachError> {
             let modified = std::fs::metadata(&sock).and_then(|m| m.modified()).ok()?;
             Some((modified, sock))
         })
+        // A socket left by a killed demo answers nobody.
+        .filter(|(_, sock)| std::os::unix::net::UnixStream::connect(sock).is_ok())
         .max();
     newest
         .map(|(_, sock)| sock)
