@@ -156,6 +156,38 @@ fn wait_stats(
     }
 }
 
+/// Stops the detached demo and closes the panes however the test ends.
+struct Cleanup {
+    pid: u32,
+    panes: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Only while that pid is still our demo (not a later process given the same number).
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("demo") {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+        }
+        for pane in &self.panes {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", pane])
+                .output();
+        }
+    }
+}
+
+/// User plus system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 fn new_tmux(session: &str, command: &str) {
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", session])
@@ -211,6 +243,10 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
         .trim_start_matches("wasp-demo-")
         .parse()
         .unwrap();
+    let _cleanup = Cleanup {
+        pid,
+        panes: vec![pane.clone(), viewer.clone()],
+    };
     wait_stats(
         &admin,
         "4 sessions logged in",
@@ -223,10 +259,18 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
 
     // The SSH link drops: the pane and its terminal go away (SIGHUP).
     tmux(&["kill-pane", "-t", &pane]);
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_before = cpu_ticks(pid);
     // Ten seconds later every session is still logged in: the pool outlived its terminal.
     std::thread::sleep(Duration::from_secs(10));
     let stats = sim_stats(&admin);
     assert_eq!(stats["logged_in"], 4, "after the hang-up: {stats}");
+    // Nothing spins on the dead terminal: far less than a core's 10 s (1,000 ticks).
+    let spent = cpu_ticks(pid) - cpu_before;
+    assert!(
+        spent < 300,
+        "the detached demo used {spent} CPU ticks in 10 s"
+    );
 
     // `wasp attach` with no URL finds the detached demo's socket and shows the fleet.
     let attach = format!("TMPDIR={tmpdir} {} attach", env!("CARGO_BIN_EXE_wasp"));

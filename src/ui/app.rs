@@ -86,16 +86,33 @@ impl TerminalGuard {
     }
 
     /// Forgets the terminal without writing to it (it hung up): nothing is restored, now or
-    /// by the panic hook.
+    /// by the panic hook. Stdin becomes a pipe nobody writes to: crossterm's input thread,
+    /// still inside its read loop, would otherwise spin a core on the hung-up tty's EOF.
     pub fn abandon(self) {
         TERMINAL_ACTIVE.store(false, Ordering::SeqCst);
         std::mem::forget(self);
+        quiet_stdin();
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         let _ = restore_terminal();
+    }
+}
+
+/// Puts the read end of a pipe on stdin and keeps its write end open for the life of the
+/// process, so every later read of stdin waits instead of seeing EOF.
+fn quiet_stdin() {
+    static QUIET: std::sync::OnceLock<std::io::PipeWriter> = std::sync::OnceLock::new();
+    match std::io::pipe() {
+        Ok((reader, writer)) => {
+            if let Err(e) = rustix::stdio::dup2_stdin(&reader) {
+                tracing::warn!(error = %e, "could not replace the hung-up terminal on stdin");
+            }
+            let _ = QUIET.set(writer);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not replace the hung-up terminal on stdin"),
     }
 }
 
