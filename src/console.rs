@@ -159,6 +159,8 @@ async fn console(
                 std::process::id(),
                 attach_hint(&started)
             );
+            // The terminal stays; once it is closed, crossterm's reader must not spin on it.
+            ui::quiet_stdin();
             run_detached(&started).await;
             0
         }

@@ -102,8 +102,9 @@ impl Drop for TerminalGuard {
 }
 
 /// Puts the read end of a pipe on stdin and keeps its write end open for the life of the
-/// process, so every later read of stdin waits instead of seeing EOF.
-fn quiet_stdin() {
+/// process, so every later read of stdin waits instead of seeing EOF (a detached console: its
+/// terminal may hang up later).
+pub fn quiet_stdin() {
     static QUIET: std::sync::OnceLock<std::io::PipeWriter> = std::sync::OnceLock::new();
     match std::io::pipe() {
         Ok((reader, writer)) => {

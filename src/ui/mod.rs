@@ -21,7 +21,7 @@ pub mod view;
 use std::path::PathBuf;
 
 pub use app::{
-    LoopStats, TerminalGuard, install_panic_hook, restore_terminal, run, run_loop,
+    LoopStats, TerminalGuard, install_panic_hook, quiet_stdin, restore_terminal, run, run_loop,
     unicode_supported,
 };
 pub use bench::{FrameBench, bench_frame};
