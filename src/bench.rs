@@ -1,5 +1,6 @@
-//! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, and
-//! `frame` (building and drawing one console frame for a large fleet).
+//! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, `frame`
+//! (building and drawing one console frame for a large fleet), and `attach` (the event path of
+//! an attached console against the in-process one, `attach::bench`).
 //!
 //! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
 //! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
@@ -27,6 +28,7 @@ pub async fn run(args: &[String]) -> u8 {
     let mut width = 200u64;
     let mut height = 60u64;
     let mut iterations = 200usize;
+    let mut rounds = 100usize;
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
     while let Some(arg) = it.next() {
@@ -38,6 +40,7 @@ pub async fn run(args: &[String]) -> u8 {
             ("--width", Some(v)) => width = v,
             ("--height", Some(v)) => height = v,
             ("--iterations", Some(v)) => iterations = v as usize,
+            ("--rounds", Some(v)) => rounds = v as usize,
             _ => {
                 eprintln!("wasp bench: unknown or incomplete option {arg}");
                 return 2;
@@ -61,9 +64,20 @@ pub async fn run(args: &[String]) -> u8 {
             println!("{}", result.to_json());
             0
         }
+        "attach" => match crate::attach::bench::event_path(sessions.min(5000), rounds.max(1)).await
+        {
+            Ok(report) => {
+                println!("{report}");
+                0
+            }
+            Err(e) => {
+                eprintln!("wasp bench attach: {e}");
+                1
+            }
+        },
         _ => {
             eprintln!(
-                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], or frame [--sessions N] [--width W] [--height H] [--iterations I]"
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], or attach [--sessions N] [--rounds R]"
             );
             2
         }

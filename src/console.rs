@@ -1,6 +1,8 @@
 //! The console wired to a live pool: logs into the console's ring (and the daily file, never
 //! the terminal), statuses from the board into the UI loop, operator requests back to the
-//! pool. `wasp` (tui) runs it on a config; `wasp demo` on the embedded simulator.
+//! pool. `wasp` (tui) runs it on a config; `wasp demo` on the embedded simulator. When the
+//! terminal hangs up (or the operator detaches with `D`) the pool keeps running headless, on
+//! its local socket (and HTTP endpoint), until SIGTERM or SIGINT; `wasp attach` comes back.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use crate::net::handle::PoolHandle;
 use crate::runner;
 use crate::session::status::Status;
 use crate::sim::{FaultPlan, Server, SimConfig};
-use crate::ui::{self, LogRing, Request, UiOptions};
+use crate::ui::{self, Exit, LogRing, PoolLink, PoolUpdate, Request, UiOptions};
 
 /// Lines the console's log pane keeps.
 const LOG_LINES: usize = 10_000;
@@ -32,7 +34,7 @@ fn install_logging(ring: &LogRing, data_dir: &Path) -> Option<crate::logging::Lo
 /// bounded; while it is full, changes keep coalescing on the board.
 async fn forward_statuses(
     board: Arc<StatusBoard>,
-    tx: mpsc::Sender<Vec<Status>>,
+    tx: mpsc::Sender<PoolUpdate>,
     cancel: CancellationToken,
     cluster: Option<Arc<dyn crate::net::gate::Remote>>,
 ) {
@@ -48,7 +50,11 @@ async fn forward_statuses(
         batch
     };
     board.take_dirty();
-    if tx.send(owned(board.snapshot())).await.is_err() {
+    if tx
+        .send(PoolUpdate::Fleet(owned(board.snapshot())))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -57,7 +63,7 @@ async fn forward_statuses(
             _ = board.changed() => {}
         }
         let batch = board.take_dirty();
-        if !batch.is_empty() && tx.send(owned(batch)).await.is_err() {
+        if !batch.is_empty() && tx.send(PoolUpdate::Changed(owned(batch))).await.is_err() {
             return;
         }
     }
@@ -67,7 +73,7 @@ async fn forward_statuses(
 /// reason names the owner, so the table shows the whole fleet. Commands on them are forwarded.
 async fn forward_fleet(
     cluster: Arc<dyn crate::net::gate::Remote>,
-    tx: mpsc::Sender<Vec<Status>>,
+    tx: mpsc::Sender<PoolUpdate>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -86,7 +92,7 @@ async fn forward_fleet(
             .filter(|shared| shared.owner != fleet.node)
             .map(|shared| crate::cluster::view::remote_status(shared, now, wall))
             .collect();
-        if !batch.is_empty() && tx.send(batch).await.is_err() {
+        if !batch.is_empty() && tx.send(PoolUpdate::Changed(batch)).await.is_err() {
             return;
         }
     }
@@ -101,7 +107,71 @@ async fn forward_requests(pool: PoolHandle, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Runs the console on `config` until the operator quits; returns the exit code.
+/// The in-process pool as the console sees it; the forwarders end with `cancel`.
+pub fn local_link(pool: &PoolHandle, cancel: CancellationToken) -> PoolLink {
+    let (update_tx, updates) = mpsc::channel(64);
+    let (requests, request_rx) = mpsc::channel(256);
+    tokio::spawn(forward_statuses(
+        pool.board.clone(),
+        update_tx.clone(),
+        cancel.clone(),
+        pool.cluster().cloned(),
+    ));
+    if let Some(cluster) = pool.cluster() {
+        tokio::spawn(forward_fleet(cluster.clone(), update_tx, cancel));
+    }
+    tokio::spawn(forward_requests(pool.clone(), request_rx));
+    PoolLink { updates, requests }
+}
+
+/// Says where to attach (in the log file; on the terminal too when it is still there).
+fn attach_hint(started: &runner::Started) -> String {
+    let mut how = Vec::new();
+    if let Some(socket) = &started.socket {
+        how.push(format!("wasp attach {}", socket.path.display()));
+    }
+    if let Some(http) = &started.http {
+        how.push(format!(
+            "wasp attach http://{} --token-file FILE",
+            http.addr
+        ));
+    }
+    if how.is_empty() {
+        "no endpoint to attach to (the local socket could not be served)".to_string()
+    } else {
+        how.join(" or ")
+    }
+}
+
+/// After the console is gone: the pool runs on until SIGTERM or SIGINT (SIGHUP is ignored).
+async fn run_detached(started: &runner::Started) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("could not install signal handlers: stopping the detached pool");
+        return;
+    };
+    tracing::info!(
+        pid = std::process::id(),
+        "detached: the pool keeps running headless; attach with {}; SIGTERM stops it",
+        attach_hint(started)
+    );
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::info!("SIGHUP ignored: the pool runs detached"),
+            _ = started.cancel.cancelled() => break,
+        }
+    }
+    tracing::info!("stopping the detached pool: closing every session");
+}
+
+/// Runs the console on `config` until the operator quits; returns the exit code. A detached
+/// console returns when the detached pool is stopped.
 async fn console(
     config: &Config,
     http: Option<SocketAddr>,
@@ -119,48 +189,46 @@ async fn console(
     let pool = started.running.handle.clone();
     before_ui(&pool);
     let cancel = started.cancel.child_token();
-    let (status_tx, status_rx) = mpsc::channel(64);
-    let (request_tx, request_rx) = mpsc::channel(256);
-    tokio::spawn(forward_statuses(
-        pool.board.clone(),
-        status_tx.clone(),
-        cancel.clone(),
-        pool.cluster().cloned(),
-    ));
-    if let Some(cluster) = pool.cluster() {
-        tokio::spawn(forward_fleet(
-            cluster.clone(),
-            status_tx.clone(),
-            cancel.clone(),
-        ));
-    }
-    tokio::spawn(forward_requests(pool.clone(), request_rx));
+    let link = local_link(&pool, cancel.clone());
     ui::install_panic_hook();
     let result = match ui::TerminalGuard::enter(options.mouse) {
         Ok(mut guard) => {
-            let r = ui::run(
-                guard.terminal(),
-                status_rx,
-                request_tx,
-                ring,
-                options,
-                cancel.clone(),
-            )
-            .await;
-            drop(guard);
+            let r = ui::run(guard.terminal(), link, ring, options, cancel.clone()).await;
+            match r {
+                // The terminal hung up: writing to it now could only fail or block.
+                Ok(Exit::LostTerminal) => guard.abandon(),
+                _ => drop(guard),
+            }
             r
         }
         Err(e) => Err(e),
     };
     cancel.cancel();
-    runner::stop(started).await;
-    match result {
-        Ok(()) => 0,
+    let code = match result {
+        Ok(Exit::Quit) => 0,
+        Ok(Exit::Detach) => {
+            println!(
+                "wasp: detached; the pool keeps running (pid {}). Attach with {}. \
+                 Closing this terminal is safe; Ctrl-C or SIGTERM stops the pool.",
+                std::process::id(),
+                attach_hint(&started)
+            );
+            // The terminal stays; once it is closed, crossterm's reader must not spin on it.
+            ui::quiet_stdin();
+            run_detached(&started).await;
+            0
+        }
+        Ok(Exit::LostTerminal) => {
+            run_detached(&started).await;
+            0
+        }
         Err(e) => {
             eprintln!("wasp: {e}");
             1
         }
-    }
+    };
+    runner::stop(started).await;
+    code
 }
 
 /// `wasp [tui]`: the console on a config file.
@@ -180,13 +248,15 @@ pub async fn tui(path: &Path, http: Option<SocketAddr>, options: UiOptions) -> u
 }
 
 /// `wasp demo`: the console on the embedded simulator with a virtual phone and, with
-/// `faults`, scripted faults on random sessions every few seconds.
-pub async fn demo(sessions: u32, faults: bool, options: UiOptions) -> u8 {
+/// `faults`, scripted faults on random sessions every few seconds. With `sim_admin`, the
+/// simulator's admin API on a free loopback port, its URL in `<data_dir>/sim-admin-url`.
+pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptions) -> u8 {
     let data_dir: PathBuf = std::env::temp_dir().join(format!("wasp-demo-{}", std::process::id()));
     let ring = LogRing::new(LOG_LINES);
     let _guard = install_logging(&ring, &data_dir);
     let plan = faults.then(|| FaultPlan::demo(rand::random(), Duration::from_secs(4)));
     let sim = match Server::start(SimConfig {
+        admin: sim_admin.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         fault_plan: plan,
         ..SimConfig::default()
     })
@@ -198,6 +268,13 @@ pub async fn demo(sessions: u32, faults: bool, options: UiOptions) -> u8 {
             return 1;
         }
     };
+    if let Some(url) = &sim.admin_url {
+        let written = std::fs::create_dir_all(&data_dir)
+            .and_then(|()| std::fs::write(data_dir.join("sim-admin-url"), url));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the simulator's admin URL");
+        }
+    }
     let mut config = Config::default();
     config.server.url = sim.ws_url.clone();
     config.server.trust_root = Some(sim.trust_root.0);

@@ -3,6 +3,7 @@
 //! Layers point one way: `wa` (protocol, no I/O) <- `session` (pure state machine)
 //! <- `net` / `store` (tokio, files) <- `ui` / `http` / `sim` <- `main.rs`.
 
+pub mod attach;
 pub mod bench;
 pub mod cluster;
 pub mod config;

@@ -28,6 +28,8 @@ enum Command {
     Demo(DemoArgs),
     /// The pool without a console: JSON log lines on stdout, HTTP endpoint.
     Headless(HeadlessArgs),
+    /// The console on a pool running elsewhere (`wasp headless`, or a detached console).
+    Attach(AttachArgs),
     /// The simulated WhatsApp server on its own.
     Sim(SimArgs),
     /// Validate a config file and print every problem with file:line:column.
@@ -94,6 +96,10 @@ struct DemoArgs {
     /// Draw with ASCII only.
     #[arg(long)]
     ascii: bool,
+    /// Serve the embedded simulator's admin API on a free loopback port and write its URL to
+    /// `sim-admin-url` in the demo's data directory (for scripts and tests).
+    #[arg(long)]
+    sim_admin: bool,
     #[command(flatten)]
     console: ConsoleArgs,
 }
@@ -103,6 +109,28 @@ impl DemoArgs {
     fn faults_on(&self) -> bool {
         self.faults || !self.no_faults
     }
+}
+
+#[derive(Debug, Args)]
+struct AttachArgs {
+    /// `http://host:port`, or the pool's socket file (or its data directory). Default: the
+    /// local socket of --config's data directory, else the newest demo's.
+    target: Option<String>,
+    /// A file holding the pool's bearer token. Without one (and none beside a local socket)
+    /// the console is read-only and shows no QR.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The sessions file whose data directory holds the local socket.
+    #[arg(long, value_name = "FILE", default_value = "sessions.toml")]
+    config: PathBuf,
+    /// Colour theme from themes/ (dark, light, mono).
+    #[arg(long, value_name = "NAME")]
+    theme: Option<String>,
+    /// Draw with ASCII only.
+    #[arg(long)]
+    ascii: bool,
+    #[command(flatten)]
+    console: ConsoleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -204,7 +232,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             let faults = args.faults_on();
             let options = ui_options(args.theme, args.ascii, args.console);
-            ExitCode::from(runtime()?.block_on(wasp::console::demo(args.sessions, faults, options)))
+            ExitCode::from(runtime()?.block_on(wasp::console::demo(
+                args.sessions,
+                faults,
+                args.sim_admin,
+                options,
+            )))
+        }
+        Command::Attach(args) => {
+            let options = ui_options(args.theme, args.ascii, args.console);
+            ExitCode::from(runtime()?.block_on(wasp::attach::run(
+                args.target.as_deref(),
+                args.token_file.as_deref(),
+                &args.config,
+                options,
+            )))
         }
         Command::Headless(args) => ExitCode::from(runtime()?.block_on(async {
             // The guard flushes the log writer when dropped: keep it for the whole run.

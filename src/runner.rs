@@ -35,14 +35,20 @@ pub fn endpoint(config: &Config) -> Endpoint {
     }
 }
 
-/// A started pool and, when asked, its HTTP endpoint.
+/// A started pool and, when asked, its HTTP endpoint; the local socket when it could be served.
 pub struct Started {
     pub running: Running,
     pub http: Option<http::Server>,
+    pub socket: Option<http::UnixServer>,
     pub cancel: CancellationToken,
     /// Clustered: this node's member of the fleet and its loop (awaited at stop, so the
     /// leases are released for the other nodes at once).
     pub member: Option<(crate::cluster::Cluster, tokio::task::JoinHandle<()>)>,
+}
+
+/// The local socket of a data directory (`<data_dir>/wasp.sock`).
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(http::SOCKET_NAME)
 }
 
 /// Why the pool could not start.
@@ -78,22 +84,36 @@ impl StartError {
     }
 }
 
-/// The bearer token for the POST endpoints: from the config, or a fresh one written to
-/// `<data_dir>/http-token` (mode 0600) so the operator's scripts can read it.
+/// The bearer token for the POST endpoints: from the config, else the one of an earlier run in
+/// `<data_dir>/http-token` (kept while only its owner can read it, so a restart does not lock
+/// out an attached console or the operator's scripts), else a fresh one written there (0600).
 fn http_token(config: &Config) -> Result<Token, StartError> {
     if let Some(token) = config.http.as_ref().and_then(|h| h.bearer_token())
         && let Some(token) = Token::new(token.expose())
     {
         return Ok(token);
     }
-    let token = Token::random();
     let path = config.storage.data_dir.join("http-token");
+    if let Some(token) = private_token(&path) {
+        return Ok(token);
+    }
+    let token = Token::random();
     write_private(&path, token.expose().as_bytes()).map_err(|source| StartError::TokenFile {
         path: path.clone(),
         source,
     })?;
     info!(path = %path.display(), "no HTTP token configured: wrote a new one");
     Ok(token)
+}
+
+/// The token in `path` when the file is its owner's alone (mode without group/other bits).
+fn private_token(path: &Path) -> Option<Token> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    Token::new(std::fs::read_to_string(path).ok()?)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -112,6 +132,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .truncate(true)
         .open(path)?;
+    // `mode` applies only to a new file: an existing one is made private before writing.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.write_all(b"\n")?;
     file.sync_all()
@@ -177,7 +199,7 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
             (running, Some(member))
         }
     };
-    let http = match (addr, token) {
+    let http = match (addr, token.clone()) {
         (Some(addr), Some(token)) => {
             let http_config = config.http.clone().unwrap_or_default();
             let access = http::Access {
@@ -197,9 +219,11 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         }
         _ => None,
     };
+    let socket = serve_socket(config, token, &running, &cancel).await;
     Ok(Started {
         running,
         http,
+        socket,
         cancel,
         member,
     })
@@ -227,6 +251,33 @@ async fn start_clustered(
     let task = member.spawn(running.handle.clone(), cancel.clone());
     info!(node = %cluster.node_id, "joined the cluster");
     Ok((running, (member, task)))
+}
+
+/// The local socket for `wasp attach` on this machine; `None` (logged) when it cannot be served.
+async fn serve_socket(
+    config: &Config,
+    token: Option<Token>,
+    running: &Running,
+    cancel: &CancellationToken,
+) -> Option<http::UnixServer> {
+    let path = socket_path(&config.storage.data_dir);
+    let token = match token {
+        Some(token) => Ok(token),
+        None => http_token(config),
+    };
+    let served = match token {
+        Ok(token) => http::serve_unix(&path, Some(token), running.handle.clone(), cancel.clone())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match served {
+        Ok(server) => Some(server),
+        Err(e) => {
+            warn!(error = %e, "no local socket: `wasp attach` needs the HTTP endpoint");
+            None
+        }
+    }
 }
 
 /// Stops the pool: every socket closed within the shutdown budget.
@@ -347,5 +398,29 @@ pub async fn virtual_phone(
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_token_of_an_earlier_run_is_kept_while_it_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        let first = http_token(&config).unwrap();
+        let path = dir.path().join("http-token");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(http_token(&config).unwrap().expose(), first.expose());
+        // Readable by others: not trusted, replaced.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_ne!(http_token(&config).unwrap().expose(), first.expose());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the new token is private again");
     }
 }

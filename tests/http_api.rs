@@ -248,7 +248,7 @@ async fn events_stream_log_lines_as_documented() {
     assert_eq!(json["session"], "gamma", "{json}");
     assert_eq!(json["level"], "info", "{json}");
     assert_eq!(json["fields"]["command"], "connect", "{json}");
-    // Every command's name works over HTTP except the wipe, which the console confirms.
+    // Every command's name works over HTTP; the wipe only with the id again (`?confirm=`).
     let reset = request(
         &base,
         "POST",
@@ -259,7 +259,13 @@ async fn events_stream_log_lines_as_documented() {
     .await;
     assert_eq!(reset.status, 202, "{}", reset.body);
     assert_eq!(reset.json()["action"], "reset-cooldown");
-    for refused in ["wipe", "wipe-without-backup", "reset cooldown", "explode"] {
+    for wipe in ["wipe", "wipe-without-backup"] {
+        let path = format!("/sessions/gamma/{wipe}");
+        let answer = request(&base, "POST", &path, Some(TOKEN), "").await;
+        assert_eq!(answer.status, 400, "{wipe}: {}", answer.body);
+        assert!(answer.body.contains("?confirm=gamma"), "{}", answer.body);
+    }
+    for refused in ["reset cooldown", "explode"] {
         let path = format!("/sessions/gamma/{}", refused.replace(' ', "%20"));
         let answer = request(&base, "POST", &path, Some(TOKEN), "").await;
         assert_eq!(answer.status, 404, "{refused}: {}", answer.body);

@@ -18,7 +18,7 @@ async fn a_storm_of_updates_and_a_key_cost_one_frame() {
     let now = clock();
     let (mut rig, hands) = rig(120, 40, 64, 16);
     for chunk in sample_fleet(5000, now).chunks(100) {
-        hands.statuses.send(chunk.to_vec()).await.unwrap();
+        hands.statuses.send(chunk.to_vec().into()).await.unwrap();
     }
     press(&hands.events, KeyCode::Char('/'));
     type_keys(&hands.events, "s0042");
@@ -43,7 +43,7 @@ async fn status_churn_alone_is_drawn_once_per_frame_gap() {
         let mut s = Status::new(format!("s{}", i % 10), "x", now);
         s.phase = Phase::Online { since: now };
         s.attempt = i;
-        hands.statuses.send(vec![s]).await.unwrap();
+        hands.statuses.send(vec![s].into()).await.unwrap();
     }
     let (stats, ()) = rig
         .run(stop_after(hands.cancel.clone(), Duration::from_millis(500)))
@@ -68,7 +68,7 @@ async fn countdowns_tick_every_second() {
         retry_at: now + Duration::from_secs(45),
     };
     let (mut rig, hands) = rig(80, 24, 4, 16);
-    hands.statuses.send(vec![s]).await.unwrap();
+    hands.statuses.send(vec![s].into()).await.unwrap();
     let (stats, ()) = rig
         .run(stop_after(
             hands.cancel.clone(),
@@ -92,7 +92,7 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
         })
         .collect();
     let (mut rig, mut hands) = rig(80, 24, 4, 1);
-    hands.statuses.send(batch).await.unwrap();
+    hands.statuses.send(batch.into()).await.unwrap();
     let pool = async {
         // Once the statuses are in: mark all, reconnect, confirm.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,5 +1,6 @@
 //! The real binary in a real terminal: `wasp demo` in tmux shows online sessions and a QR
-//! within 30 s, `?` shows the help, `q` exits 0 and gives the terminal back.
+//! within 30 s, `?` shows the help, `q` exits 0 and gives the terminal back. A demo whose pane
+//! is killed keeps its sessions online, and `wasp attach` in a new pane drives it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -111,5 +112,206 @@ fn demo_in_tmux_shows_online_sessions_and_a_qr_then_help_then_quits_cleanly() {
     assert_eq!(alternate.trim(), "0");
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", &session])
+        .output();
+}
+
+/// `GET /admin/stats` of the demo's simulator (plain HTTP/1.0 over loopback).
+fn sim_stats(admin_url: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = admin_url.trim().trim_start_matches("http://");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return serde_json::Value::Null;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        stream,
+        "GET /admin/stats HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until `pred` holds on the simulator's stats; returns them or panics with the last.
+fn wait_stats(
+    admin: &str,
+    what: &str,
+    within: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let stats = sim_stats(admin);
+        if pred(&stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the detached demo and closes the panes however the test ends.
+struct Cleanup {
+    pid: u32,
+    panes: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Only while that pid is still our demo (not a later process given the same number).
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("demo") {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+        }
+        for pane in &self.panes {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", pane])
+                .output();
+        }
+    }
+}
+
+/// User plus system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name, which may hold spaces.
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn new_tmux(session: &str, command: &str) {
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", session])
+        .output();
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "36",
+            command,
+        ])
+        .status()
+        .expect("tmux must be installed");
+    assert!(started.success());
+}
+
+#[test]
+fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
+    let pane = format!("wasp-hup-{}", std::process::id());
+    let viewer = format!("wasp-attach-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let demo = format!(
+        "TMPDIR={tmpdir} {} demo --sessions 4 --no-faults --sim-admin",
+        env!("CARGO_BIN_EXE_wasp")
+    );
+    new_tmux(&pane, &demo);
+
+    // The demo's data directory (named for its pid) holds the simulator's admin URL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let data_dir = loop {
+        let found = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("sim-admin-url").exists());
+        if let Some(dir) = found {
+            break dir;
+        }
+        assert!(Instant::now() < deadline, "the demo wrote no sim-admin-url");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let admin = std::fs::read_to_string(data_dir.join("sim-admin-url")).unwrap();
+    let pid: u32 = data_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("wasp-demo-")
+        .parse()
+        .unwrap();
+    let _cleanup = Cleanup {
+        pid,
+        panes: vec![pane.clone(), viewer.clone()],
+    };
+    wait_stats(
+        &admin,
+        "4 sessions logged in",
+        Duration::from_secs(60),
+        |s| s["logged_in"] == 4,
+    );
+    wait_screen(&pane, "the console", Duration::from_secs(10), |s| {
+        s.contains("online 4")
+    });
+
+    // The SSH link drops: the pane and its terminal go away (SIGHUP).
+    tmux(&["kill-pane", "-t", &pane]);
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_before = cpu_ticks(pid);
+    // Ten seconds later every session is still logged in: the pool outlived its terminal.
+    std::thread::sleep(Duration::from_secs(10));
+    let stats = sim_stats(&admin);
+    assert_eq!(stats["logged_in"], 4, "after the hang-up: {stats}");
+    // Nothing spins on the dead terminal: far less than a core's 10 s (1,000 ticks).
+    let spent = cpu_ticks(pid) - cpu_before;
+    assert!(
+        spent < 300,
+        "the detached demo used {spent} CPU ticks in 10 s"
+    );
+
+    // `wasp attach` with no URL finds the detached demo's socket and shows the fleet.
+    let attach = format!("TMPDIR={tmpdir} {} attach", env!("CARGO_BIN_EXE_wasp"));
+    new_tmux(&viewer, &format!("{attach}; sleep 30"));
+    let screen = wait_screen(&viewer, "the fleet online", Duration::from_secs(20), |s| {
+        s.contains("online 4")
+    });
+    assert!(!screen.contains("read-only"), "{screen}");
+
+    // A reconnect key press reaches the pool: one login more in the simulator.
+    let logins = sim_stats(&admin)["logins"].as_u64().unwrap();
+    tmux(&["send-keys", "-t", &viewer, "r"]);
+    wait_stats(
+        &admin,
+        "the reconnect's login",
+        Duration::from_secs(20),
+        |s| s["logins"].as_u64().is_some_and(|n| n > logins),
+    );
+    // The pool's log lines reach the attached console's logs pane.
+    wait_screen(
+        &viewer,
+        "the pool's log line",
+        Duration::from_secs(10),
+        |s| s.contains("operator command over http"),
+    );
+
+    // q leaves the attached console; the pool keeps running until it is told to stop.
+    tmux(&["send-keys", "-t", &viewer, "q"]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let sock = data_dir.join("wasp.sock");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while data_dir.exists() && sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the detached demo did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &viewer])
         .output();
 }

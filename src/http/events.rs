@@ -2,23 +2,127 @@
 //! and log lines (`log`, the JSON object headless runs print), so another process can follow
 //! the pool live. Both come through bounded buffers; a follower that falls behind gets a
 //! `lagged` event saying how many events of which kind it missed.
+//!
+//! `?form=full` is the stream a console follows (`wasp attach`): a `snapshot` event first (every
+//! session, whole `WireStatus`es), then `statuses` events (every change waiting when the stream
+//! is read, newest per session, as an array of whole `WireStatus`es), and a fresh
+//! `snapshot` instead of `lagged` when it fell behind on statuses. The QR text is in it only for
+//! a request with the token; a request with a wrong token is refused (401) rather than served
+//! read-only, so a mistyped token file is noticed at once.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::json::{Clock, SessionRow};
-use super::state::AppState;
+use super::state::{AppState, error};
+use super::wire::WireStatus;
 use crate::logging::FeedItem;
 use crate::net::board::BoardEvent;
 
-pub(super) async fn stream(
+/// Most sessions in one `statuses` event.
+const BATCH_MAX: usize = 1024;
+
+/// `?form=full` asks for the console's stream.
+#[derive(serde::Deserialize)]
+pub(super) struct EventsQuery {
+    form: Option<String>,
+}
+
+pub(super) async fn events(
     State(app): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if query.form.as_deref() != Some("full") {
+        return stream(app).await.into_response();
+    }
+    // Both streams end when the pool stops, so a follower notices a restart.
+    let offered = headers.contains_key(header::AUTHORIZATION);
+    let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
+    if offered && !admitted {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not this pool's: check the token file",
+        );
+    }
+    full_stream(app, admitted).into_response()
+}
+
+/// The console's stream: a snapshot, then whole statuses; QR text only when `with_qr`.
+fn full_stream(app: AppState, with_qr: bool) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Subscribe before the snapshot, so no change falls between the two.
+    let rx = app.pool.board.subscribe();
+    let first = snapshot(&app, with_qr);
+    let board_app = app.clone();
+    let statuses = futures::stream::unfold(rx, move |mut rx| {
+        let app = board_app.clone();
+        async move {
+            let first = match rx.recv().await {
+                Ok(BoardEvent::Status(status)) => status,
+                Err(RecvError::Lagged(_)) => return Some((snapshot(&app, with_qr), rx)),
+                Err(RecvError::Closed) => return None,
+            };
+            // Every change already waiting goes in the same event, newest per session.
+            let mut batch = std::collections::BTreeMap::new();
+            batch.insert(first.id.clone(), first);
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(BoardEvent::Status(status)) => {
+                        batch.insert(status.id.clone(), status);
+                    }
+                    Err(TryRecvError::Lagged(_)) => return Some((snapshot(&app, with_qr), rx)),
+                    Err(_) => break,
+                }
+            }
+            let clock = Clock::now();
+            let wire: Vec<WireStatus> = batch
+                .values()
+                .map(|s| WireStatus::new(s, &clock, with_qr))
+                .collect();
+            let data = serde_json::to_string(&wire).unwrap_or_default();
+            Some((Event::default().event("statuses").data(data), rx))
+        }
+    });
+    let statuses = futures::stream::iter([first]).chain(statuses);
+    let events = futures::stream::select(statuses, log_events(&app))
+        .take_until(stopped(&app))
+        .map(Ok);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `snapshot`: every session now, as a JSON array of `WireStatus`.
+fn snapshot(app: &AppState, with_qr: bool) -> Event {
+    let clock = Clock::now();
+    let all: Vec<WireStatus> = app
+        .pool
+        .board
+        .snapshot()
+        .iter()
+        .map(|s| WireStatus::new(s, &clock, with_qr))
+        .collect();
+    let data = serde_json::to_string(&all).unwrap_or_default();
+    Event::default().event("snapshot").data(data)
+}
+
+/// `log` events from the live feed (`lagged` when lines were missed).
+fn log_events(app: &AppState) -> impl Stream<Item = Event> + use<> {
+    futures::stream::unfold(app.logs.follow(), |mut follower| async move {
+        let event = match follower.next().await? {
+            FeedItem::Line(line) => Event::default().event("log").data(&*line),
+            FeedItem::Missed(n) => lagged("log", n),
+        };
+        Some((event, follower))
+    })
+}
+
+async fn stream(app: AppState) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let statuses = futures::stream::unfold(app.pool.board.subscribe(), |mut rx| async move {
         let event = match rx.recv().await {
             Ok(BoardEvent::Status(status)) => {
@@ -31,15 +135,16 @@ pub(super) async fn stream(
         };
         Some((event, rx))
     });
-    let logs = futures::stream::unfold(app.logs.follow(), |mut follower| async move {
-        let event = match follower.next().await? {
-            FeedItem::Line(line) => Event::default().event("log").data(&*line),
-            FeedItem::Missed(n) => lagged("log", n),
-        };
-        Some((event, follower))
-    });
-    let events = futures::stream::select(statuses, logs).map(Ok);
+    let events = futures::stream::select(statuses, log_events(&app))
+        .take_until(stopped(&app))
+        .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Resolves when the pool has stopped.
+fn stopped(app: &AppState) -> impl std::future::Future<Output = ()> + use<> {
+    let pool = app.pool.clone();
+    async move { pool.stopped().await }
 }
 
 /// `lagged`: `{"missed": n, "of": "status" | "log"}`.

@@ -25,12 +25,26 @@ impl Clock {
 
     /// RFC 3339 UTC text (`2026-11-22T23:08:49Z`) for a monotonic instant.
     pub fn wall(&self, at: Instant) -> String {
-        let wall = if at >= self.now {
+        rfc3339(self.wall_time(at))
+    }
+
+    /// The wall-clock time of a monotonic instant.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        if at >= self.now {
             self.wall + (at - self.now)
         } else {
             self.wall - (self.now - at)
-        };
-        rfc3339(wall)
+        }
+    }
+
+    /// The monotonic instant of a wall-clock time (the anchor itself when it cannot be
+    /// represented, e.g. before the machine booted).
+    pub fn instant(&self, wall: SystemTime) -> Instant {
+        match wall.duration_since(self.wall) {
+            Ok(ahead) => self.now.checked_add(ahead),
+            Err(behind) => self.now.checked_sub(behind.duration()),
+        }
+        .unwrap_or(self.now)
     }
 }
 

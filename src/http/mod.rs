@@ -9,8 +9,12 @@ mod json;
 mod listen;
 mod routes;
 mod state;
+mod unix;
+mod wipe;
+pub mod wire;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::net::handle::PoolHandle;
 
 pub use auth::{Access, Token};
+pub use json::Clock;
 pub use listen::Limits;
+pub use unix::{SOCKET_NAME, UnixServer, serve_unix};
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,14 @@ pub enum HttpError {
         "refusing to listen on {0} without a token: set [http] token or token_env, or bind to 127.0.0.1"
     )]
     NoTokenOnPublicBind(SocketAddr),
+    #[error("could not serve the local socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another wasp already answers on the local socket {0}")]
+    SocketInUse(PathBuf),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::auth::Token;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
+use super::wipe;
 use super::{events, fleet};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
@@ -28,8 +29,13 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/sessions/{id}", get(session))
         .route("/sessions/{id}/{command}", post(act))
         .route("/cluster", get(fleet::view))
+        .route("/sessions/{id}/wipe", post(wipe::with_backup))
+        .route(
+            "/sessions/{id}/wipe-without-backup",
+            post(wipe::without_backup),
+        )
         .route("/metrics", get(metrics))
-        .route("/events", get(events::stream))
+        .route("/events", get(events::events))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(AppState {

@@ -138,6 +138,11 @@ impl PoolHandle {
         }
     }
 
+    /// Resolves once the pool has stopped (it takes no more requests).
+    pub async fn stopped(&self) {
+        self.requests.closed().await;
+    }
+
     /// Asks the pool to close every session and stop.
     pub async fn shutdown(&self) {
         let _ = self.requests.send(PoolRequest::Shutdown).await;

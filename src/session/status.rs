@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 /// The state names of SPEC.md, as shown in the console and returned by HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
     Stopped,

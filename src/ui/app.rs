@@ -2,10 +2,13 @@
 //! input, a status batch, the 1 s tick, new log lines, room in the request channel; then drains
 //! everything else already waiting (keys first) and draws once. Key presses draw at once;
 //! status and log churn draws at most every `MIN_FRAME_GAP`, so a storm costs one frame.
-//! Terminal setup is undone by a guard, by the panic hook, and on SIGTERM/SIGHUP.
+//! Terminal setup is undone by a guard and by the panic hook; SIGTERM quits, SIGHUP (or a
+//! terminal that can no longer be read or written) ends the run as `Exit::LostTerminal`, after
+//! which nothing is written to the terminal again (`TerminalGuard::abandon`).
 
 use std::collections::VecDeque;
 use std::io::{self, Stdout};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -22,12 +25,12 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use super::keymap::Keymap;
+use super::link::{Exit, PoolLink, PoolUpdate};
 use super::logs::LogRing;
 use super::model::{Model, Settings};
 use super::theme::Theme;
 use super::update::{Msg, Request, update};
 use super::{UiError, UiOptions, view};
-use crate::session::status::Status;
 
 /// Least time between two frames drawn for status or log churn (input draws at once).
 pub const MIN_FRAME_GAP: Duration = Duration::from_millis(50);
@@ -81,11 +84,36 @@ impl TerminalGuard {
     pub fn terminal(&mut self) -> &mut Terminal<CrosstermBackend<Stdout>> {
         &mut self.terminal
     }
+
+    /// Forgets the terminal without writing to it (it hung up): nothing is restored, now or
+    /// by the panic hook. Stdin becomes a pipe nobody writes to: crossterm's input thread,
+    /// still inside its read loop, would otherwise spin a core on the hung-up tty's EOF.
+    pub fn abandon(self) {
+        TERMINAL_ACTIVE.store(false, Ordering::SeqCst);
+        std::mem::forget(self);
+        quiet_stdin();
+    }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         let _ = restore_terminal();
+    }
+}
+
+/// Puts the read end of a pipe on stdin and keeps its write end open for the life of the
+/// process, so every later read of stdin waits instead of seeing EOF (a detached console: its
+/// terminal may hang up later).
+pub fn quiet_stdin() {
+    static QUIET: std::sync::OnceLock<std::io::PipeWriter> = std::sync::OnceLock::new();
+    match std::io::pipe() {
+        Ok((reader, writer)) => {
+            if let Err(e) = rustix::stdio::dup2_stdin(&reader) {
+                tracing::warn!(error = %e, "could not replace the hung-up terminal on stdin");
+            }
+            let _ = QUIET.set(writer);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not replace the hung-up terminal on stdin"),
     }
 }
 
@@ -130,17 +158,17 @@ pub fn unicode_supported() -> bool {
         })
 }
 
-/// Runs the console on `terminal` until the operator quits, `cancel` fires, or SIGTERM/SIGHUP
-/// arrives. Statuses come in on `status_rx`; operator requests go out on `request_tx`
-/// (bounded: requests wait in order in the loop while it is full, input keeps working).
+/// Runs the console on `terminal` until the operator quits or detaches, `cancel` fires, SIGTERM
+/// or SIGHUP arrives, or the terminal fails. Pool updates come in on `link.updates`; operator
+/// requests go out on `link.requests` (bounded: requests wait in order in the loop while it is
+/// full, input keeps working).
 pub async fn run<B>(
     terminal: &mut Terminal<B>,
-    status_rx: mpsc::Receiver<Vec<Status>>,
-    request_tx: mpsc::Sender<Request>,
+    link: PoolLink,
     log_ring: LogRing,
     options: UiOptions,
     cancel: CancellationToken,
-) -> Result<(), UiError>
+) -> Result<Exit, UiError>
 where
     B: Backend,
     B::Error: Send + Sync + 'static,
@@ -155,30 +183,42 @@ where
     };
     let mut model = Model::new(settings, log_ring);
     let stop = cancel.child_token();
-    watch_signals(stop.clone())?;
+    let hung_up = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone(), hung_up.clone())?;
     let result = run_loop(
         terminal,
         &mut model,
         EventStream::new(),
-        status_rx,
-        request_tx,
+        link.updates,
+        link.requests,
         stop.clone(),
     )
     .await;
     // Ends the signal watcher.
     stop.cancel();
-    result.map(|_| ())
+    match result {
+        Ok(_) if hung_up.load(Ordering::SeqCst) => Ok(Exit::LostTerminal),
+        Ok(_) if model.should_detach() => Ok(Exit::Detach),
+        Ok(_) => Ok(Exit::Quit),
+        // A terminal that cannot be read or written any more is gone (the link dropped).
+        Err(UiError::Input(_) | UiError::Draw(_)) => Ok(Exit::LostTerminal),
+        Err(e) => Err(e),
+    }
 }
 
+/// SIGTERM ends the run; SIGHUP ends it too and sets `hung_up`.
 #[cfg(unix)]
-fn watch_signals(stop: CancellationToken) -> Result<(), UiError> {
+fn watch_signals(stop: CancellationToken, hung_up: Arc<AtomicBool>) -> Result<(), UiError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(UiError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(UiError::Signal)?;
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => stop.cancel(),
-            _ = hup.recv() => stop.cancel(),
+            _ = hup.recv() => {
+                hung_up.store(true, Ordering::SeqCst);
+                stop.cancel();
+            }
             _ = stop.cancelled() => {}
         }
     });
@@ -186,7 +226,7 @@ fn watch_signals(stop: CancellationToken) -> Result<(), UiError> {
 }
 
 #[cfg(not(unix))]
-fn watch_signals(_stop: CancellationToken) -> Result<(), UiError> {
+fn watch_signals(_stop: CancellationToken, _hung_up: Arc<AtomicBool>) -> Result<(), UiError> {
     Ok(())
 }
 
@@ -218,7 +258,7 @@ pub async fn run_loop<B, S>(
     terminal: &mut Terminal<B>,
     model: &mut Model,
     mut events: S,
-    mut status_rx: mpsc::Receiver<Vec<Status>>,
+    mut pool_updates: mpsc::Receiver<PoolUpdate>,
     request_tx: mpsc::Sender<Request>,
     cancel: CancellationToken,
 ) -> Result<LoopStats, UiError>
@@ -230,7 +270,7 @@ where
     let mut stats = LoopStats::default();
     let mut outbox: VecDeque<Request> = VecDeque::new();
     let mut events_open = true;
-    let mut statuses_open = true;
+    let mut pool_open = true;
     let ring = model.ring().clone();
     let now = || tokio::time::Instant::now();
     let mut tick = tokio::time::interval_at(now() + TICK, TICK);
@@ -254,8 +294,8 @@ where
             event = events.next(), if events_open => {
                 on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
             }
-            batch = status_rx.recv(), if statuses_open => {
-                on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+            batch = pool_updates.recv(), if pool_open => {
+                on_pool_update(model, batch, &mut pool_open, &mut stats, &mut dirty);
             }
             _ = tick.tick() => {
                 update(model, Msg::Tick, now().into_std());
@@ -280,14 +320,14 @@ where
                 event = events.next(), if events_open => {
                     on_event(model, event, &mut events_open, &mut outbox, &mut dirty)?;
                 }
-                batch = status_rx.recv(), if statuses_open => {
-                    on_batch(model, batch, &mut statuses_open, &mut stats, &mut dirty);
+                batch = pool_updates.recv(), if pool_open => {
+                    on_pool_update(model, batch, &mut pool_open, &mut stats, &mut dirty);
                 }
                 _ = std::future::ready(()) => break,
             }
         }
         flush(model, &request_tx, &mut outbox, &mut stats);
-        if model.should_quit() {
+        if model.should_quit() || model.should_detach() {
             break;
         }
         if dirty.urgent || (dirty.churn && now() >= last_draw + MIN_FRAME_GAP) {
@@ -338,19 +378,22 @@ fn on_event(
     Ok(())
 }
 
-fn on_batch(
+fn on_pool_update(
     model: &mut Model,
-    batch: Option<Vec<Status>>,
+    batch: Option<PoolUpdate>,
     open: &mut bool,
     stats: &mut LoopStats,
     dirty: &mut Dirty,
 ) {
     let now = tokio::time::Instant::now().into_std();
     match batch {
-        Some(batch) => {
-            stats.status_batches += 1;
-            stats.statuses += batch.len() as u64;
-            update(model, Msg::Statuses(batch), now);
+        Some(PoolUpdate::Changed(batch)) if batch.is_empty() => {}
+        Some(update_msg) => {
+            if let PoolUpdate::Changed(batch) | PoolUpdate::Fleet(batch) = &update_msg {
+                stats.status_batches += 1;
+                stats.statuses += batch.len() as u64;
+            }
+            update(model, Msg::Pool(update_msg), now);
             dirty.churn = true;
         }
         None => {

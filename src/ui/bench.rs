@@ -37,7 +37,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Stats {
+    pub fn of(mut samples: Vec<Duration>) -> Stats {
         samples.sort();
         let at = |q: f64| {
             let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
@@ -51,7 +51,7 @@ impl Stats {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         serde_json::json!({
             "min_us": us(self.min),

@@ -17,6 +17,8 @@ pub const DEFAULT_KEYMAP: &str = include_str!("keymap-default.toml");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Quit,
+    /// Leave the console, keep the pool running (`wasp attach` comes back to it).
+    Detach,
     Help,
     FocusNext,
     ToggleLogs,
@@ -58,6 +60,7 @@ impl Action {
     pub fn from_name(name: &str) -> Option<Action> {
         Some(match name {
             "quit" => Action::Quit,
+            "detach" => Action::Detach,
             "help" => Action::Help,
             "focus_next" => Action::FocusNext,
             "toggle_logs" => Action::ToggleLogs,
@@ -92,6 +95,7 @@ impl Action {
     pub fn label(self) -> &'static str {
         match self {
             Action::Quit => "quit",
+            Action::Detach => "detach",
             Action::Help => "help",
             Action::FocusNext => "focus",
             Action::ToggleLogs => "logs",
@@ -423,6 +427,7 @@ mod tests {
             ("l", Action::ToggleLogs),
             ("?", Action::Help),
             ("q", Action::Quit),
+            ("D", Action::Detach),
         ] {
             assert_eq!(map.action(Section::Table, key(k)), Some(action), "key {k}");
         }

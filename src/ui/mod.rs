@@ -1,5 +1,6 @@
-//! The wasp console: a ratatui dashboard over the session pool. The pool plugs in through two
-//! seams: `Status` batches coming in (`Model::apply`) and `Request`s going out (`update`).
+//! The wasp console: a ratatui dashboard over the session pool. The pool plugs in through one
+//! `PoolLink`: `PoolUpdate`s coming in (`Model::apply`, `Model::replace_all`) and `Request`s
+//! going out (`update`); the pool may run in this process or behind `wasp attach`.
 
 pub mod app;
 pub mod bench;
@@ -8,6 +9,7 @@ pub mod fmt;
 pub mod key;
 pub mod keymap;
 pub mod layout;
+pub mod link;
 pub mod logs;
 pub mod model;
 pub mod qr;
@@ -19,11 +21,12 @@ pub mod view;
 use std::path::PathBuf;
 
 pub use app::{
-    LoopStats, TerminalGuard, install_panic_hook, restore_terminal, run, run_loop,
+    LoopStats, TerminalGuard, install_panic_hook, quiet_stdin, restore_terminal, run, run_loop,
     unicode_supported,
 };
 pub use bench::{FrameBench, bench_frame};
 pub use keymap::{Action, Keymap, KeymapError};
+pub use link::{Exit, PoolLink, PoolUpdate};
 pub use logs::{LogLine, LogRing, RingLayer};
 pub use model::{FleetStats, Model, Settings};
 pub use sample::sample_fleet;

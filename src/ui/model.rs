@@ -243,6 +243,13 @@ pub struct QrCache {
     pub matrix: Result<QrMatrix, String>,
 }
 
+/// A remote pool that cannot be reached: since when and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreachable {
+    pub since: std::time::SystemTime,
+    pub why: String,
+}
+
 /// Everything the console shows.
 #[derive(Debug)]
 pub struct Model {
@@ -263,6 +270,10 @@ pub struct Model {
     pub(crate) pending: HashMap<(String, Command), Instant>,
     pub(crate) viewport: Rect,
     pub(crate) quit: bool,
+    /// The operator asked to detach (leave the pool running).
+    pub(crate) detach: bool,
+    /// The pool cannot be reached (remote pools only); cleared by the next whole fleet.
+    pub(crate) unreachable: Option<Unreachable>,
     pub(crate) qr: Option<QrCache>,
     pub(crate) ring: LogRing,
 }
@@ -292,6 +303,8 @@ impl Model {
             pending: HashMap::new(),
             viewport: Rect::new(0, 0, 80, 24),
             quit: false,
+            detach: false,
+            unreachable: None,
             qr: None,
             ring,
         }
@@ -315,6 +328,16 @@ impl Model {
         }
         self.refresh_rows();
         self.refresh_qr();
+    }
+
+    /// Takes the whole fleet: sessions not in it are gone (marks on them too), the pool is
+    /// reachable again.
+    pub fn replace_all(&mut self, fleet: Vec<Status>) {
+        let ids: std::collections::HashSet<&str> = fleet.iter().map(|s| s.id.as_str()).collect();
+        self.sessions.retain(|id, _| ids.contains(id.as_str()));
+        self.marks.retain(|id| ids.contains(id.as_str()));
+        self.unreachable = None;
+        self.apply(fleet);
     }
 
     /// Recomputes the visible rows from the filter and sort, keeping the selection on the
@@ -378,7 +401,11 @@ impl Model {
         self.qr = Some(QrCache {
             session: status.id.clone(),
             text: view.text.as_str().to_string(),
-            matrix: QrMatrix::encode(view.text.as_str()).map_err(|e| e.to_string()),
+            matrix: if view.text.as_str().is_empty() {
+                Err("the QR is shown only to a console holding the token".to_string())
+            } else {
+                QrMatrix::encode(view.text.as_str()).map_err(|e| e.to_string())
+            },
         });
     }
 
@@ -482,6 +509,16 @@ impl Model {
     /// Whether the operator asked to quit.
     pub fn should_quit(&self) -> bool {
         self.quit
+    }
+
+    /// Whether the operator asked to detach.
+    pub fn should_detach(&self) -> bool {
+        self.detach
+    }
+
+    /// The outage of a remote pool, if it cannot be reached now.
+    pub fn unreachable(&self) -> Option<&Unreachable> {
+        self.unreachable.as_ref()
     }
 
     pub(crate) fn say(&mut self, text: impl Into<String>, now: Instant) {

@@ -11,8 +11,9 @@ use ratatui::layout::{Position, Rect};
 use super::filter::Filter;
 use super::keymap::{Action, Key, Section};
 use super::layout::{layout, visible_rows};
+use super::link::PoolUpdate;
 use super::logs::LogLine;
-use super::model::{Confirm, Mode, Model, Pane};
+use super::model::{Confirm, Mode, Model, Pane, Unreachable};
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
@@ -36,6 +37,8 @@ pub enum Msg {
     Resize(u16, u16),
     /// A batch of status snapshots from the pool (already coalesced by the loop).
     Statuses(Vec<Status>),
+    /// Something else the pool said: the whole fleet, an outage, a refusal.
+    Pool(PoolUpdate),
     /// Once a second: countdowns move, messages expire.
     Tick,
 }
@@ -53,8 +56,20 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
             model.viewport = Rect::new(0, 0, w, h);
             Vec::new()
         }
-        Msg::Statuses(batch) => {
+        Msg::Statuses(batch) | Msg::Pool(PoolUpdate::Changed(batch)) => {
             model.apply(batch);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Fleet(fleet)) => {
+            model.replace_all(fleet);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Unreachable { since, why }) => {
+            model.unreachable = Some(Unreachable { since, why });
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Refused(text)) => {
+            model.refuse(text, now);
             Vec::new()
         }
         Msg::Tick => {
@@ -233,6 +248,7 @@ fn on_confirm_key(
 fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
     match action {
         Action::Quit => model.quit = true,
+        Action::Detach => model.detach = true,
         Action::Help => model.mode = Mode::Help { scroll: 0 },
         Action::FocusNext | Action::ToggleLogs => {
             model.focus = match model.focus {

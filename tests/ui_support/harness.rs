@@ -10,8 +10,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wasp::session::status::Status;
-use wasp::ui::{LogRing, LoopStats, Model, Request, Settings, run_loop};
+use wasp::ui::{LogRing, LoopStats, Model, PoolUpdate, Request, Settings, run_loop};
 
 /// Sends terminal events into the loop.
 pub type Events = UnboundedSender<std::io::Result<Event>>;
@@ -20,7 +19,7 @@ pub type Events = UnboundedSender<std::io::Result<Event>>;
 /// requests, and the cancel token.
 pub struct Hands {
     pub events: Events,
-    pub statuses: mpsc::Sender<Vec<Status>>,
+    pub statuses: mpsc::Sender<PoolUpdate>,
     pub requests: mpsc::Receiver<Request>,
     pub cancel: CancellationToken,
 }
@@ -30,7 +29,7 @@ pub struct Rig {
     pub terminal: Terminal<TestBackend>,
     pub model: Model,
     event_rx: Option<UnboundedReceiver<std::io::Result<Event>>>,
-    status_rx: Option<mpsc::Receiver<Vec<Status>>>,
+    status_rx: Option<mpsc::Receiver<PoolUpdate>>,
     request_tx: Option<mpsc::Sender<Request>>,
     cancel: CancellationToken,
 }

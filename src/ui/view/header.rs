@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::super::fmt;
+use super::super::logs::time_of_day;
 use super::super::model::{FleetStats, Model};
 use super::super::theme::state_glyph;
 use crate::session::status::StateName;
@@ -46,6 +47,16 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
     }
     if model.settings().read_only {
         top.push(Span::styled("  [read-only]", theme.message));
+    }
+    if let Some(down) = model.unreachable() {
+        top.push(Span::styled(
+            format!(
+                "  daemon unreachable since {} UTC: {}",
+                time_of_day(down.since),
+                down.why
+            ),
+            theme.error,
+        ));
     }
 
     let present: Vec<StateName> = StateName::ALL

@@ -1,0 +1,49 @@
+//! The console's one seam to "a pool": updates come in, requests go out. The pool may run in
+//! this process (`console`) or in another one reached over HTTP (`attach`); the console does
+//! not know which.
+
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use super::update::Request;
+use crate::session::status::Status;
+
+/// What a pool tells the console, in order.
+#[derive(Debug, Clone)]
+pub enum PoolUpdate {
+    /// These sessions changed (the newest snapshot of each).
+    Changed(Vec<Status>),
+    /// The whole fleet now: a session not in it is gone. Also ends an outage.
+    Fleet(Vec<Status>),
+    /// The pool cannot be reached (a remote pool only): since when, and why, in one sentence.
+    Unreachable { since: SystemTime, why: String },
+    /// The pool refused a request; the sentence says which and why.
+    Refused(String),
+}
+
+impl From<Vec<Status>> for PoolUpdate {
+    fn from(batch: Vec<Status>) -> Self {
+        PoolUpdate::Changed(batch)
+    }
+}
+
+/// The console's ends of a pool: updates in (bounded; the pool side coalesces while it is
+/// full), requests out (bounded; the console queues in order while it is full).
+#[derive(Debug)]
+pub struct PoolLink {
+    pub updates: mpsc::Receiver<PoolUpdate>,
+    pub requests: mpsc::Sender<Request>,
+}
+
+/// How a console run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The operator quit (`q`), or SIGTERM: stop the pool.
+    Quit,
+    /// The operator detached (`D`): give the terminal back, keep the pool running.
+    Detach,
+    /// The terminal went away (SIGHUP, or it could not be read or written): touch it no more,
+    /// keep the pool running.
+    LostTerminal,
+}
