@@ -1,6 +1,6 @@
 //! The key database `<data_dir>/keys.db`: one SQLite file (WAL, `synchronous=FULL`) for every
-//! session's one-time pre-keys and their next-id counter, rows keyed by session id. Later
-//! Signal sessions and the outbox go in the same file.
+//! session's one-time pre-keys and their next-id counter, rows keyed by session id. The Signal
+//! records and the device-list cache live in the same file (`signal.rs`).
 //!
 //! Crash safety: keys are generated and committed (fsynced) before they are uploaded, and
 //! stay marked "not uploaded" until the server confirmed the upload. A crash in between
@@ -118,11 +118,12 @@ impl KeyStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
         Ok(conn)
     }
 
     /// Runs `f` on the open connection (opening it first), mapping errors to `session`.
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         session: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<Result<T, KeysError>>,
@@ -283,7 +284,8 @@ impl KeyStore {
         })
     }
 
-    /// Removes every key and the counter of `session` (wipe, logout with wipe).
+    /// Removes every key, the counter and every Signal record of `session` (wipe, logout with
+    /// wipe), in one transaction.
     pub fn remove_session(&self, session: &str) -> Result<(), KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
@@ -292,6 +294,7 @@ impl KeyStore {
                 "DELETE FROM prekey_counter WHERE session = ?1",
                 params![session],
             )?;
+            super::signal::remove_session_rows(&tx, session)?;
             tx.commit()?;
             Ok(Ok(()))
         })

@@ -19,6 +19,7 @@ mod error;
 mod file;
 pub mod keys;
 mod lock;
+pub mod signal;
 mod utc;
 
 use std::fmt;
