@@ -7,6 +7,7 @@ pub mod driver;
 pub mod handle;
 pub mod inbound;
 pub mod link;
+pub mod messages;
 pub mod metrics;
 pub mod pool;
 pub mod prekeys;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -15,6 +15,7 @@ use crate::net::board::StatusBoard;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
+use crate::net::messages::{EVENTS_CAPACITY, SendError};
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tasks::drain;
@@ -62,6 +63,7 @@ pub fn start(
         config.limits.connects_per_second,
         config.limits.connect_burst,
     );
+    let (events, _) = broadcast::channel(EVENTS_CAPACITY);
     let shared = Shared {
         endpoint,
         limiter,
@@ -69,10 +71,11 @@ pub fn start(
         metrics: metrics.clone(),
         store,
         keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
+        events: events.clone(),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
-    let handle = PoolHandle::new(board, metrics, req_tx);
+    let handle = PoolHandle::new(board, metrics, req_tx).with_events(events);
     let mut pool = Pool {
         shared,
         entries: HashMap::new(),
@@ -92,6 +95,21 @@ pub fn start(
                 _ = cancel.cancelled() => break,
                 req = req_rx.recv() => match req {
                     None | Some(PoolRequest::Shutdown) => break,
+                    Some(PoolRequest::SendText { session, to, text, reply }) => {
+                        match pool.entries.get(&session) {
+                            Some(entry) => {
+                                let msg = DriverMsg::SendText { to, text, reply };
+                                if let Err(e) = entry.inbox.send(msg).await
+                                    && let DriverMsg::SendText { reply, .. } = e.0
+                                {
+                                    let _ = reply.send(Err(SendError::Stopped { session }));
+                                }
+                            }
+                            None => {
+                                let _ = reply.send(Err(SendError::Stopped { session }));
+                            }
+                        }
+                    }
                     Some(PoolRequest::Act { session, command }) => {
                         if let Some(entry) = pool.entries.get(&session)
                             && entry.inbox.send(DriverMsg::Act(command)).await.is_err()

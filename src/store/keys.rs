@@ -267,6 +267,31 @@ impl KeyStore {
         })
     }
 
+    /// The pre-key `id` of `session` without removing it (a pkmsg names it; the decrypt's
+    /// changes remove it in the same transaction as the new session).
+    pub fn prekey(&self, session: &str, id: u32) -> Result<Option<PreKey>, KeysError> {
+        let path = self.path.clone();
+        self.with(session, |conn| {
+            let private: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT private FROM prekeys WHERE session = ?1 AND id = ?2",
+                    params![session, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match private {
+                None => Ok(None),
+                Some(p) => key_from_private(id, &p)
+                    .map(Some)
+                    .ok_or(KeysError::Damaged {
+                        path,
+                        session: session.to_string(),
+                        id,
+                    }),
+            })
+        })
+    }
+
     /// How many keys `session` holds and its next id.
     pub fn counts(&self, session: &str) -> Result<KeyCounts, KeysError> {
         self.with(session, |conn| {

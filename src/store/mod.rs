@@ -20,6 +20,7 @@ mod file;
 pub mod keys;
 mod lock;
 pub mod signal;
+pub mod signal_keys;
 mod utc;
 
 use std::fmt;
