@@ -40,7 +40,7 @@ impl Messenger {
             Err(e) => {
                 warn!(error = %e, "unreadable message: nacked");
                 if let Some(nack) = ack::ack(node, own_jid.as_deref()) {
-                    self.send_node(nack.attr("error", "487")).await;
+                    self.send_ack(nack.attr("error", "487")).await;
                 }
                 return;
             }
@@ -62,14 +62,21 @@ impl Messenger {
                 warn!(id = %incoming.id, from = %incoming.from, error = %e, "could not decrypt a message");
                 self.ask_again(&incoming).await;
                 if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
-                    self.send_node(plain).await;
+                    self.send_ack(plain).await;
                 }
             }
             Outcome::Nothing => {
                 if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
-                    self.send_node(plain).await;
+                    self.send_ack(plain).await;
                 }
             }
+        }
+    }
+
+    /// Sends an ack and counts it with the driver's.
+    async fn send_ack(&self, ack: Node) {
+        if self.send_node(ack).await {
+            self.metrics.acks_sent.inc();
         }
     }
 
