@@ -98,9 +98,7 @@ pub type FetchedBundle = (Jid, Result<Bundle, MessagingError>);
 
 /// Reads a bundle answer. A malformed or missing list fails the whole answer; a per-user
 /// `<error>` or a bundle with a bad field fails only that device (as whatsmeow does).
-pub fn parse_bundle_answer(
-    node: &Node,
-) -> Result<Vec<FetchedBundle>, MessagingError> {
+pub fn parse_bundle_answer(node: &Node) -> Result<Vec<FetchedBundle>, MessagingError> {
     let list = node.get_child("list").ok_or(MessagingError::Missing {
         stanza: STANZA,
         field: "<list>",
