@@ -398,3 +398,90 @@ async fn bundle_fetches_use_up_one_time_keys_and_warn_the_device() {
     assert!(parse_bundle_answer(&answer).unwrap()[0].1.is_err());
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn retry_receipts_heal_both_directions() {
+    use wasp::wa::messaging::receipt::{RetryKeys, parse_retry, retry_receipt};
+    let sim = sim().await;
+    sim.create_account("15550008888").unwrap();
+    let mut a = Peer::new(&sim, "15550007777").await;
+    a.send("15550008888", "first").await;
+
+    // A copy the phone cannot decrypt: a tampered msg (bad MAC).
+    let phone: Jid = "15550008888@s.whatsapp.net".parse().unwrap();
+    let address = SignalAddress::of(&phone);
+    let original = Message::text("second");
+    let (kind, mut bytes) =
+        signal::encrypt(&mut a.store, &address, &message::encode_padded(&original)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    let id = message::new_message_id(1_700_000_500, "15550007777");
+    let out = Outgoing {
+        id: id.clone(),
+        to: phone.clone(),
+        kind: "text".into(),
+        copies: vec![(phone.clone(), Enc::new(kind, bytes))],
+        device_identity: None,
+        retry: false,
+    };
+    a.sock().send_node(&out.node()).await.unwrap();
+    // The phone asks for it again.
+    a.pump_until(|p| {
+        p.receipts
+            .iter()
+            .any(|(r, k)| *r == id && *k == ReceiptKind::Retry)
+    })
+    .await;
+    assert_eq!(sim.stats().decrypt_failures, 1);
+    // A resends the same id to that one device; the phone decrypts it.
+    let (kind, bytes) =
+        signal::encrypt(&mut a.store, &address, &message::encode_padded(&original)).unwrap();
+    let mut enc = Enc::new(kind, bytes);
+    enc.count = Some(1);
+    let resend = Outgoing {
+        copies: vec![(phone.clone(), enc)],
+        retry: true,
+        ..out
+    };
+    a.sock().send_node(&resend.node()).await.unwrap();
+    let got = || sim.messages("15550008888").unwrap();
+    wait_for("the resend", || got().iter().any(|m| m.id == id)).await;
+    assert_eq!(got().last().unwrap().text.as_deref(), Some("second"));
+
+    // The other way: A claims it could not decrypt the phone's message and sends fresh
+    // keys; the phone starts a new session from them and resends.
+    let sent = sim
+        .send_text("15550008888", "15550007777", "please retry")
+        .unwrap();
+    a.pump_until(|p| p.texts.iter().any(|(i, _)| *i == sent))
+        .await;
+    let node_from_phone = Incoming {
+        id: sent.clone(),
+        from: phone.clone(),
+        t: 1,
+        kind: "text".into(),
+        recipient: None,
+        participant: None,
+        sender_lid: None,
+        notify: None,
+        offline: false,
+        encs: vec![],
+    };
+    let key = a.store.generate_prekeys(1).remove(0);
+    let bundle = a.store.bundle(Some(&key));
+    let keys = RetryKeys {
+        identity: bundle.identity,
+        one_time: bundle.one_time.unwrap(),
+        signed: bundle.signed,
+        device_identity: vec![],
+    };
+    let registration = a.store.local().registration_id;
+    let retry = retry_receipt(&node_from_phone, 2, registration, Some(&keys));
+    assert_eq!(parse_retry(&retry, "to").unwrap().count, 2);
+    signal::delete_session(&mut a.store, &address).unwrap();
+    let before = a.texts.len();
+    a.sock().send_node(&retry).await.unwrap();
+    a.pump_until(|p| p.texts.len() > before).await;
+    assert_eq!(a.texts.last().unwrap(), &(sent, "please retry".to_string()));
+    sim.shutdown();
+}

@@ -117,6 +117,9 @@ impl Conn {
             if let Some(jid) = &me {
                 self.core.reg().close(jid, tag, &ids, to);
                 self.delivery.closed(&ids);
+                // A closed id may come again (a resend after a retry receipt).
+                self.shown
+                    .retain(|(t, id, _)| !(t == tag && ids.contains(&id.as_str())));
                 if node.tag == "receipt" {
                     let mut reg = self.core.reg();
                     let wake = relay::route_receipt(&mut reg, jid, &node, now_unix());
