@@ -2,6 +2,8 @@
 //! from the `wa` parts (usync, bundle fetch, Signal in memory, the message stanzas) talks to
 //! simulated phones and to another test client, online and offline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "common/sim_client.rs"]
 mod sim_client;
@@ -358,7 +360,11 @@ async fn bundle_fetches_use_up_one_time_keys_and_warn_the_device() {
     let mut seen_ids = Vec::new();
     for i in 0..17 {
         let answer = a
-            .query(bundle_query(&format!("b{i}"), &[b_jid.clone()], true))
+            .query(bundle_query(
+                &format!("b{i}"),
+                std::slice::from_ref(&b_jid),
+                true,
+            ))
             .await;
         let (_, bundle) = parse_bundle_answer(&answer).unwrap().remove(0);
         let bundle = bundle.unwrap();
@@ -381,10 +387,16 @@ async fn bundle_fetches_use_up_one_time_keys_and_warn_the_device() {
     assert_eq!(prekey::count_of(&count), Some(3));
     // A fetch with no one-time key left still gets a bundle without <key>.
     for i in 0..3 {
-        a.query(bundle_query(&format!("x{i}"), &[b_jid.clone()], true))
-            .await;
+        a.query(bundle_query(
+            &format!("x{i}"),
+            std::slice::from_ref(&b_jid),
+            true,
+        ))
+        .await;
     }
-    let answer = a.query(bundle_query("last", &[b_jid.clone()], true)).await;
+    let answer = a
+        .query(bundle_query("last", std::slice::from_ref(&b_jid), true))
+        .await;
     let (_, bundle) = parse_bundle_answer(&answer).unwrap().remove(0);
     assert_eq!(bundle.unwrap().one_time, None);
     // An unknown device is a per-user error.

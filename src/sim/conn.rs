@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::SimError;
 use super::delivery::Delivery;
 use super::faults::Fault;
+use super::mailbox;
 use super::phone::{self, ScanOptions};
 use super::pushes;
 use super::registry::{Control, Device};
@@ -60,12 +61,6 @@ pub struct Conn {
     delivery: Delivery,
     /// Mailbox stanzas this connection has sent, by (tag, id, from).
     shown: HashSet<(String, String, String)>,
-}
-
-/// How a mailbox stanza is told apart from the others.
-fn mail_key(node: &Node) -> (String, String, String) {
-    let attr = |k: &str| node.get_attr(k).unwrap_or_default().to_string();
-    (node.tag.clone(), attr("id"), attr("from"))
 }
 
 impl Conn {
@@ -232,7 +227,7 @@ impl Conn {
             reg.mailbox(jid)
                 .queue
                 .iter()
-                .filter(|n| !self.shown.contains(&mail_key(n)))
+                .filter(|n| !self.shown.contains(&mailbox::key(n)))
                 .cloned()
                 .collect()
         };
@@ -246,7 +241,7 @@ impl Conn {
 
     /// Sends a pushed stanza (already in the device's mailbox) and starts its ack clock.
     async fn push(&mut self, node: &Node) -> bool {
-        self.shown.insert(mail_key(node));
+        self.shown.insert(mailbox::key(node));
         if let Some(id) = node.get_attr("id") {
             self.delivery.sent(id, tokio::time::Instant::now());
         }

@@ -30,6 +30,12 @@ pub struct Mailbox {
     pub keys: Option<UploadedKeys>,
 }
 
+/// How a mailbox stanza is told apart from the others: (tag, id, from).
+pub fn key(node: &Node) -> (String, String, String) {
+    let attr = |k: &str| node.get_attr(k).unwrap_or_default().to_string();
+    (node.tag.clone(), attr("id"), attr("from"))
+}
+
 /// What a device uploaded that a peer needs for its bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadedKeys {
