@@ -93,11 +93,12 @@ pub fn bundle_answer(id: &str, entries: &[BundleEntry]) -> Node {
         .child(Node::new("list").children(users))
 }
 
+/// One device's bundle as read from an answer, or why it is unusable.
+pub type FetchedBundle = (Jid, Result<Bundle, MessagingError>);
+
 /// Reads a bundle answer. A malformed or missing list fails the whole answer; a per-user
 /// `<error>` or a bundle with a bad field fails only that device (as whatsmeow does).
-pub fn parse_bundle_answer(
-    node: &Node,
-) -> Result<Vec<(Jid, Result<Bundle, MessagingError>)>, MessagingError> {
+pub fn parse_bundle_answer(node: &Node) -> Result<Vec<FetchedBundle>, MessagingError> {
     let list = node.get_child("list").ok_or(MessagingError::Missing {
         stanza: STANZA,
         field: "<list>",
