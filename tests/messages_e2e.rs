@@ -83,6 +83,14 @@ async fn fleet(n: usize) -> Fleet {
     for i in 0..n {
         fleet.online(&format!("s{i}")).await;
     }
+    // A device without uploaded pre-keys gets no bundle, so senders leave it out (as the
+    // real server makes them): wait for every session's first upload.
+    let metrics = fleet.started.running.handle.metrics.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.prekeys_uploaded.get() < 812 * n as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "pre-keys never uploaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fleet
 }
 
