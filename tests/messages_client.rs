@@ -298,7 +298,10 @@ async fn texts_go_out_encrypted_per_device_and_replies_come_back_in_order() {
         let got: Vec<(String, String)> = (0..TEXTS)
             .map(|i| (ids[i].clone(), format!("text {i}")))
             .collect();
-        assert_eq!(phones.peer_got, got, "the peer decrypted every text in order");
+        assert_eq!(
+            phones.peer_got, got,
+            "the peer decrypted every text in order"
+        );
         let own: Vec<(String, String)> = (0..TEXTS)
             .map(|i| (PEER.to_string(), format!("text {i}")))
             .collect();
@@ -377,10 +380,14 @@ async fn an_undecryptable_message_gets_a_retry_receipt_and_a_plain_ack() {
     wait_until("a retry receipt and an ack", || {
         let log = srv.log.lock().unwrap();
         let retry = log.nodes.iter().find(|n| {
-            n.tag == "receipt" && n.get_attr("type") == Some("retry") && n.get_attr("id") == Some("BAD1")
+            n.tag == "receipt"
+                && n.get_attr("type") == Some("retry")
+                && n.get_attr("id") == Some("BAD1")
         });
         let ack = log.nodes.iter().any(|n| {
-            n.tag == "ack" && n.get_attr("class") == Some("message") && n.get_attr("id") == Some("BAD1")
+            n.tag == "ack"
+                && n.get_attr("class") == Some("message")
+                && n.get_attr("id") == Some("BAD1")
         });
         retry.is_some_and(|r| {
             let retry = r.get_child("retry").unwrap();
@@ -411,7 +418,11 @@ async fn the_ratchet_survives_a_restart_in_keys_db() {
     let (p, _config) = pool(&srv, true, None);
     p.wait_state(StateName::Online).await;
     let mut events = p.running.handle.message_events();
-    p.running.handle.send_text("c1", PEER, "before").await.unwrap();
+    p.running
+        .handle
+        .send_text("c1", PEER, "before")
+        .await
+        .unwrap();
     next_event(&mut events, |e| match &e.kind {
         MessageEventKind::Received(m) => Some(m.text.clone()),
         _ => None,
@@ -440,7 +451,11 @@ async fn the_ratchet_survives_a_restart_in_keys_db() {
     assert_eq!(reply.as_deref(), Some("reply 1"));
     let phones = phones.lock().unwrap();
     assert_eq!(
-        phones.peer_got.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        phones
+            .peer_got
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>(),
         ["before", "after"]
     );
     assert_eq!(

@@ -88,7 +88,10 @@ async fn fleet(n: usize) -> Fleet {
     let metrics = fleet.started.running.handle.metrics.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     while metrics.prekeys_uploaded.get() < 812 * n as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "pre-keys never uploaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pre-keys never uploaded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     fleet
@@ -109,7 +112,13 @@ impl Fleet {
     async fn send(&self, session: &str, to: &str, text: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match self.started.running.handle.send_text(session, to, text).await {
+            match self
+                .started
+                .running
+                .handle
+                .send_text(session, to, text)
+                .await
+            {
                 Ok(id) => return id.0,
                 Err(e) => {
                     assert!(tokio::time::Instant::now() < deadline, "{session}: {e}");
@@ -206,8 +215,10 @@ async fn a_session_and_a_simulated_phone_exchange_100_texts_each_way() {
         .iter()
         .map(|m| (m.to.clone(), m.text.clone().unwrap_or_default()))
         .collect();
-    let want: Vec<(Option<String>, String)> =
-        texts("to P").into_iter().map(|t| (Some(p_jid.clone()), t)).collect();
+    let want: Vec<(Option<String>, String)> = texts("to P")
+        .into_iter()
+        .map(|t| (Some(p_jid.clone()), t))
+        .collect();
     assert_eq!(copies, want, "device-sent copies on our own phone");
 
     let mut sent = Vec::new();

@@ -230,7 +230,10 @@ fn the_key_store_never_shows_its_keys() {
         shown.push(format!("{got:?}"));
         let (kind, bytes) = signal::encrypt(&mut peer, &own_addr, b"back").unwrap();
         let back = signal::decrypt(&mut ours, &peer_addr, kind, &bytes).unwrap();
-        assert_eq!(back.plaintext, b"back", "the session really runs on keys.db");
+        assert_eq!(
+            back.plaintext, b"back",
+            "the session really runs on keys.db"
+        );
         record = ours.session(&peer_addr).unwrap().unwrap();
         shown.push(format!("{ours:?}"));
         shown.push(format!("{keys:?}"));
@@ -252,7 +255,10 @@ fn the_key_store_never_shows_its_keys() {
         };
         keys.devices_put("sales-1", "15551234567@s.whatsapp.net", &cached)
             .unwrap();
-        shown.push(format!("{:?}", keys.devices_get("sales-1", "15551234567@s.whatsapp.net")));
+        shown.push(format!(
+            "{:?}",
+            keys.devices_get("sales-1", "15551234567@s.whatsapp.net")
+        ));
         let damaged = KeyStore::at(tmp.path().join("missing-dir/x/keys.db"));
         if let Err(e) = damaged.counts("s") {
             shown.push(format!("{e} {e:?}"));
@@ -265,7 +271,11 @@ fn the_key_store_never_shows_its_keys() {
     ];
     secrets.extend(prekey_privates);
     // The session record holds root and chain keys: every 32-byte stretch is a needle.
-    secrets.extend(record.chunks_exact(32).map(|c| <[u8; 32]>::try_from(c).unwrap()));
+    secrets.extend(
+        record
+            .chunks_exact(32)
+            .map(|c| <[u8; 32]>::try_from(c).unwrap()),
+    );
     let needles = leak_needles(&secrets);
     let logs = logs.0.lock().unwrap().clone();
     if let Some(leak) = find_leak(&logs, &needles) {

@@ -82,10 +82,26 @@ impl Metrics {
         let decrypt_failures = Counter::default();
         let messages_dropped = Counter::default();
         for (name, help, counter) in [
-            ("messages_sent", "Messages encrypted and sent", &messages_sent),
-            ("messages_received", "Messages received and decrypted", &messages_received),
-            ("decrypt_failures", "Messages that could not be decrypted (retry receipt sent)", &decrypt_failures),
-            ("messages_dropped", "Stanzas dropped by a full messenger queue (redelivered later)", &messages_dropped),
+            (
+                "messages_sent",
+                "Messages encrypted and sent",
+                &messages_sent,
+            ),
+            (
+                "messages_received",
+                "Messages received and decrypted",
+                &messages_received,
+            ),
+            (
+                "decrypt_failures",
+                "Messages that could not be decrypted (retry receipt sent)",
+                &decrypt_failures,
+            ),
+            (
+                "messages_dropped",
+                "Stanzas dropped by a full messenger queue (redelivered later)",
+                &messages_dropped,
+            ),
         ] {
             registry.register(name, help, counter.clone());
         }

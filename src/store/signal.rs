@@ -1,5 +1,5 @@
 //! The Signal records of every session in `keys.db`: identities of peers, ratchet sessions per
-//! peer device, signed pre-keys, sender keys (one `signal` table, rows keyed by session, kind and
+//! peer device, sender keys (one `signal` table, rows keyed by session, kind and
 //! name) and the device-list cache per contact (`device_cache`).
 //!
 //! Records are opaque bytes (the Signal library serializes them); what comes back is a
@@ -41,8 +41,6 @@ pub enum SignalKind {
     Identity,
     /// The ratchet session record with a peer device, by address.
     Session,
-    /// One of our signed pre-keys, by id.
-    SignedPreKey,
     /// A sender key, by `group::address`.
     SenderKey,
 }
@@ -52,7 +50,6 @@ impl SignalKind {
         match self {
             SignalKind::Identity => "identity",
             SignalKind::Session => "session",
-            SignalKind::SignedPreKey => "signed_prekey",
             SignalKind::SenderKey => "sender_key",
         }
     }

@@ -22,7 +22,9 @@ use crate::net::board::StatusBoard;
 use crate::net::conn::{Conn, ConnEvent};
 use crate::net::inbound;
 use crate::net::link::{Endpoint, LinkEvent};
-use crate::net::messages::{self, MessageEvent, MessageId, MessengerHandle, MessengerMsg, SendError};
+use crate::net::messages::{
+    self, MessageEvent, MessageId, MessengerHandle, MessengerMsg, SendError,
+};
 use crate::net::metrics::Metrics;
 use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;

@@ -136,13 +136,13 @@ pub enum SendError {
     Signal {
         session: String,
         #[source]
-        source: SignalError,
+        source: Box<SignalError>,
     },
     #[error("session {session}: {source}")]
     Keys {
         session: String,
         #[source]
-        source: KeysError,
+        source: Box<KeysError>,
     },
     #[error("session {session}: the server's answer to {what} is malformed: {reason}")]
     Answer {
@@ -324,6 +324,8 @@ impl Messenger {
     ) -> Option<T> {
         let (_, store, _) = self.link.as_ref()?;
         let mut store = store.clone();
-        tokio::task::spawn_blocking(move || f(&mut store)).await.ok()
+        tokio::task::spawn_blocking(move || f(&mut store))
+            .await
+            .ok()
     }
 }

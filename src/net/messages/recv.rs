@@ -10,7 +10,7 @@ use crate::wa::ack;
 use crate::wa::jid::Jid;
 use crate::wa::message::{Body, decode_padded};
 use crate::wa::messaging::receipt::{
-    MAX_RETRY_COUNT, ReceiptKind, Receipt, RetryKeys, parse_retry, receipt_for, retry_receipt,
+    MAX_RETRY_COUNT, Receipt, ReceiptKind, RetryKeys, parse_retry, receipt_for, retry_receipt,
 };
 use crate::wa::messaging::stanza::Incoming;
 use crate::wa::node::Node;
@@ -82,7 +82,10 @@ impl Messenger {
 
     async fn decrypt(&self, incoming: &Incoming) -> Outcome {
         let sender = incoming.sender().clone();
-        let group = incoming.participant.is_some().then(|| incoming.from.to_string());
+        let group = incoming
+            .participant
+            .is_some()
+            .then(|| incoming.from.to_string());
         let encs = incoming.encs.clone();
         let done = self
             .blocking(move |store| {
@@ -172,8 +175,16 @@ impl Messenger {
 
     /// Sends the retry receipt for an undecryptable message: keys from the second try on.
     async fn ask_again(&mut self, incoming: &Incoming) {
-        let from_enc = incoming.encs.iter().filter_map(|e| e.count).max().unwrap_or(0);
-        let count = self.retry_counts.entry(incoming.id.clone()).or_insert(from_enc);
+        let from_enc = incoming
+            .encs
+            .iter()
+            .filter_map(|e| e.count)
+            .max()
+            .unwrap_or(0);
+        let count = self
+            .retry_counts
+            .entry(incoming.id.clone())
+            .or_insert(from_enc);
         *count += 1;
         let count = *count;
         if count > MAX_RETRY_COUNT {
@@ -253,7 +264,10 @@ impl Messenger {
         };
         // Our own devices' receipts (`sender`) are not the recipient's.
         if let Some((_, _, creds)) = self.link.as_ref()
-            && let Some(own) = creds.account.as_ref().and_then(|a| a.jid.parse::<Jid>().ok())
+            && let Some(own) = creds
+                .account
+                .as_ref()
+                .and_then(|a| a.jid.parse::<Jid>().ok())
             && receipt.peer.same_user(&own)
         {
             return;

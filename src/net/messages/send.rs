@@ -61,14 +61,14 @@ impl Messenger {
     fn signal_err(&self, source: SignalError) -> SendError {
         SendError::Signal {
             session: self.session.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
     fn keys_err(&self, source: KeysError) -> SendError {
         SendError::Keys {
             session: self.session.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -88,7 +88,9 @@ impl Messenger {
         })?;
         let message = Message::text(text);
         let id = new_message_id(unix_now(), &own.user);
-        let users = self.devices(&querier, &[peer.clone(), own.to_user()]).await?;
+        let users = self
+            .devices(&querier, &[peer.clone(), own.to_user()])
+            .await?;
         let mut targets = Vec::new();
         for user in &users {
             targets.extend(user.device_jids(Some(&own)));
@@ -186,14 +188,15 @@ impl Messenger {
         }
         let id = querier.next_id();
         let node = devices_query(&id, &id, &missing);
-        let answer = querier
-            .query(node, self.timeout)
-            .await
-            .map_err(|source| SendError::Query {
-                session: self.session.clone(),
-                what: "devices (usync)",
-                source,
-            })?;
+        let answer =
+            querier
+                .query(node, self.timeout)
+                .await
+                .map_err(|source| SendError::Query {
+                    session: self.session.clone(),
+                    what: "devices (usync)",
+                    source,
+                })?;
         let fetched = parse_answer(&answer).map_err(|e| SendError::Answer {
             session: self.session.clone(),
             what: "devices (usync)",
@@ -245,13 +248,13 @@ impl Messenger {
             self.blocking(move |store| {
                 check
                     .into_iter()
-                    .filter_map(|jid| {
-                        match signal::has_session(store, &SignalAddress::of(&jid)) {
+                    .filter_map(
+                        |jid| match signal::has_session(store, &SignalAddress::of(&jid)) {
                             Ok(true) => None,
                             Ok(false) => Some(Ok(jid)),
                             Err(e) => Some(Err(e)),
-                        }
-                    })
+                        },
+                    )
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
@@ -262,14 +265,15 @@ impl Messenger {
             return Ok(targets);
         }
         let node = bundle_query(&querier.next_id(), &missing, false);
-        let answer = querier
-            .query(node, self.timeout)
-            .await
-            .map_err(|source| SendError::Query {
-                session: self.session.clone(),
-                what: "pre-key bundles",
-                source,
-            })?;
+        let answer =
+            querier
+                .query(node, self.timeout)
+                .await
+                .map_err(|source| SendError::Query {
+                    session: self.session.clone(),
+                    what: "pre-key bundles",
+                    source,
+                })?;
         let bundles = parse_bundle_answer(&answer).map_err(|e| SendError::Answer {
             session: self.session.clone(),
             what: "pre-key bundles",
@@ -315,7 +319,10 @@ impl Messenger {
             None => self.status(&ack.id, MessageStatus::Sent),
             Some(code) => {
                 warn!(id = %ack.id, code, "the server refused a message");
-                self.status(&ack.id, MessageStatus::Failed(format!("server error {code}")));
+                self.status(
+                    &ack.id,
+                    MessageStatus::Failed(format!("server error {code}")),
+                );
             }
         }
     }
@@ -325,7 +332,11 @@ impl Messenger {
     pub(super) async fn resend(&mut self, req: RetryRequest) -> Result<(), SendError> {
         let (querier, own, identity, _) = self.online()?;
         let id = req.receipt.id().to_owned();
-        let device = req.receipt.participant.clone().unwrap_or(req.receipt.peer.clone());
+        let device = req
+            .receipt
+            .participant
+            .clone()
+            .unwrap_or(req.receipt.peer.clone());
         let Some(sent) = self.sent.get_mut(&id) else {
             debug!(id = %id, "retry receipt for a message no longer kept");
             return Ok(());
@@ -419,7 +430,10 @@ mod tests {
 
     #[test]
     fn recipients_are_digits_or_user_jids() {
-        assert_eq!(parse_recipient("+15551234567"), Some(Jid::pn("15551234567")));
+        assert_eq!(
+            parse_recipient("+15551234567"),
+            Some(Jid::pn("15551234567"))
+        );
         assert_eq!(
             parse_recipient("15551234567:3@s.whatsapp.net"),
             Some(Jid::new("15551234567", 0, PN_SERVER))

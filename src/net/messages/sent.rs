@@ -78,11 +78,22 @@ mod tests {
     fn statuses_only_move_forward_and_each_is_reported_once() {
         let mut log = SentLog::default();
         log.insert("A", "1@s.whatsapp.net", Message::text("hi"));
-        assert_eq!(log.advance("A", MessageStatus::Sent).as_deref(), Some("1@s.whatsapp.net"));
+        assert_eq!(
+            log.advance("A", MessageStatus::Sent).as_deref(),
+            Some("1@s.whatsapp.net")
+        );
         assert_eq!(log.advance("A", MessageStatus::Sent), None, "once");
         assert!(log.advance("A", MessageStatus::Read).is_some());
-        assert_eq!(log.advance("A", MessageStatus::Delivered), None, "never backwards");
-        assert_eq!(log.advance("B", MessageStatus::Delivered), None, "unknown id");
+        assert_eq!(
+            log.advance("A", MessageStatus::Delivered),
+            None,
+            "never backwards"
+        );
+        assert_eq!(
+            log.advance("B", MessageStatus::Delivered),
+            None,
+            "unknown id"
+        );
     }
 
     #[test]
