@@ -274,3 +274,30 @@ async fn two_sessions_exchange_texts_also_while_one_is_offline() {
     let want: Vec<(String, String)> = ids.iter().cloned().zip(texts("while offline")).collect();
     assert_eq!(got, want, "queued texts arrive in order, none twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_chatter_makes_traffic_both_ways() {
+    let fleet = fleet(1).await;
+    let mut events = fleet.started.running.handle.message_events();
+    let cancel = CancellationToken::new();
+    tokio::spawn(runner::demo_chatter(
+        fleet.started.running.handle.clone(),
+        fleet.sim.clone(),
+        Duration::from_millis(30),
+        cancel.clone(),
+    ));
+    let (mut received, mut delivered) = (false, false);
+    collect(&mut events, |e| {
+        match &e.kind {
+            MessageEventKind::Received(m) if m.text.is_some() => received = true,
+            MessageEventKind::Status {
+                status: MessageStatus::Delivered,
+                ..
+            } => delivered = true,
+            _ => {}
+        }
+        received && delivered
+    })
+    .await;
+    cancel.cancel();
+}
