@@ -145,6 +145,11 @@ impl Peer {
     /// Sends a text to `to` (a phone number): usync, bundles, one copy per device (a
     /// device-sent copy for our own phone), then waits for the server ack.
     async fn send(&mut self, to: &str, text: &str) -> String {
+        self.send_as(to, text, false).await
+    }
+
+    /// `send`, addressing the recipient's devices by their LID JIDs when `lid` is set.
+    async fn send_as(&mut self, to: &str, text: &str, lid: bool) -> String {
         let chat = Jid::pn(to);
         let own_user = self.jid.to_user();
         let id = self.id();
@@ -154,7 +159,15 @@ impl Peer {
         let users = parse_answer(&answer).unwrap();
         let devices: Vec<Jid> = users
             .iter()
-            .flat_map(|u| u.device_jids(Some(&self.jid)))
+            .flat_map(|u| {
+                let lid_user = u.lid.clone().filter(|_| lid && u.jid.user == to);
+                u.device_jids(Some(&self.jid))
+                    .into_iter()
+                    .map(move |d| match &lid_user {
+                        Some(l) => l.with_device(d.device),
+                        None => d,
+                    })
+            })
             .collect();
         let missing: Vec<Jid> = devices
             .iter()
@@ -172,7 +185,7 @@ impl Peer {
         let original = Message::text(text);
         let mut copies = Vec::new();
         for device in devices {
-            let plain = if device.same_user(&own_user) {
+            let plain = if device.same_user(&own_user) || device.user == own_user.user {
                 Message::device_sent(&chat.to_string(), &original)
             } else {
                 original.clone()
@@ -495,5 +508,43 @@ async fn retry_receipts_heal_both_directions() {
     a.sock().send_node(&retry).await.unwrap();
     a.pump_until(|p| p.texts.len() > before).await;
     assert_eq!(a.texts.last().unwrap(), &(sent, "please retry".to_string()));
+    sim.shutdown();
+}
+
+#[tokio::test]
+async fn two_devices_of_one_account_and_lid_addressing() {
+    let sim = sim().await;
+    let mut a1 = Peer::new(&sim, "15550010001").await;
+    let mut a2 = Peer::new(&sim, "15550010001").await;
+    let mut b = Peer::new(&sim, "15550020002").await;
+    assert_eq!((a1.jid.device, a2.jid.device), (1, 2));
+
+    // A1 to B: B decrypts; A2 gets the device-sent copy with the chat as recipient.
+    let id = a1.send("15550020002", "to b").await;
+    b.pump_until(|p| p.texts.len() == 1).await;
+    assert_eq!(b.texts[0], (id.clone(), "to b".to_string()));
+    a2.pump_until(|p| p.texts.len() == 1).await;
+    assert_eq!(a2.texts[0], (id.clone(), "to b".to_string()));
+    let own = sim.messages("15550010001").unwrap();
+    assert_eq!(own[0].to.as_deref(), Some("15550020002@s.whatsapp.net"));
+
+    // B answers addressing A's devices by LID; both of A's devices and A's phone get it.
+    let back = b.send_as("15550010001", "to a", true).await;
+    a1.pump_until(|p| p.texts.iter().any(|(i, _)| *i == back))
+        .await;
+    a2.pump_until(|p| p.texts.iter().any(|(i, _)| *i == back))
+        .await;
+    let phone = sim.messages("15550010001").unwrap();
+    assert!(
+        phone
+            .iter()
+            .any(|m| m.id == back && m.text.as_deref() == Some("to a"))
+    );
+    // A1's receipt reaches B.
+    b.pump_until(|p| p.receipts.iter().any(|(r, _)| *r == back))
+        .await;
+    let stats = sim.stats();
+    assert_eq!(stats.messages_unroutable, 0, "{stats:?}");
+    assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
     sim.shutdown();
 }
