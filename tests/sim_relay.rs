@@ -248,7 +248,7 @@ async fn a_device_and_a_simulated_phone_exchange_texts_both_ways() {
     let mut a = Peer::new(&sim, "15550001111").await;
 
     let mut sent = Vec::new();
-    for i in 0..20 {
+    for i in 0..100 {
         sent.push(a.send("15550002222", &format!("hello {i}")).await);
     }
     // P's phone decrypted all of them, in order, with the right text.
@@ -256,13 +256,13 @@ async fn a_device_and_a_simulated_phone_exchange_texts_both_ways() {
     let texts: Vec<_> = got.iter().map(|m| m.text.clone().unwrap()).collect();
     assert_eq!(
         texts,
-        (0..20).map(|i| format!("hello {i}")).collect::<Vec<_>>()
+        (0..100).map(|i| format!("hello {i}")).collect::<Vec<_>>()
     );
     assert_eq!(got.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), sent);
     assert!(got.iter().all(|m| m.from == a.jid.to_string()));
     // A's own phone got the device-sent copies, with the chat they went to.
     let own = sim.messages("15550001111").unwrap();
-    assert_eq!(own.len(), 20);
+    assert_eq!(own.len(), 100);
     assert!(
         own.iter()
             .all(|m| m.to.as_deref() == Some("15550002222@s.whatsapp.net"))
@@ -273,7 +273,7 @@ async fn a_device_and_a_simulated_phone_exchange_texts_both_ways() {
             .iter()
             .filter(|(_, k)| *k == ReceiptKind::Delivered)
             .count()
-            >= 20
+            >= 100
     })
     .await;
     for id in &sent {
@@ -284,36 +284,36 @@ async fn a_device_and_a_simulated_phone_exchange_texts_both_ways() {
     }
 
     // P answers through the admin API; A decrypts all, in order.
-    for i in 0..20 {
+    for i in 0..100 {
         let body = format!(r#"{{"from": "15550002222", "to": "15550001111", "text": "back {i}"}}"#);
         let answer = common::request(&admin, "POST", "/admin/send", None, &body).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert!(answer.json()["id"].as_str().unwrap().starts_with("3EB0"));
     }
-    a.pump_until(|p| p.texts.len() >= 20).await;
+    a.pump_until(|p| p.texts.len() >= 100).await;
     let texts: Vec<_> = a.texts.iter().map(|(_, t)| t.clone()).collect();
     assert_eq!(
         texts,
-        (0..20).map(|i| format!("back {i}")).collect::<Vec<_>>()
+        (0..100).map(|i| format!("back {i}")).collect::<Vec<_>>()
     );
     wait_for("P's receipts", || {
         sim.phone_receipts("15550002222")
             .get("delivered")
             .copied()
             .unwrap_or(0)
-            >= 20
+            >= 100
     })
     .await;
 
     let listed =
         common::request(&admin, "GET", "/admin/messages?phone=15550002222", None, "").await;
-    assert_eq!(listed.json()["messages"].as_array().unwrap().len(), 20);
+    assert_eq!(listed.json()["messages"].as_array().unwrap().len(), 100);
     let unknown =
         common::request(&admin, "GET", "/admin/messages?phone=15559999999", None, "").await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     let stats = sim.stats();
-    assert!(stats.messages_relayed >= 80, "{stats:?}");
-    assert!(stats.receipts_forwarded >= 40, "{stats:?}");
+    assert!(stats.messages_relayed >= 400, "{stats:?}");
+    assert!(stats.receipts_forwarded >= 200, "{stats:?}");
     assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
     sim.shutdown();
 }
@@ -331,12 +331,13 @@ async fn an_offline_device_gets_its_queue_at_login_in_order_and_once() {
     .await;
 
     let mut sent = Vec::new();
-    for i in 0..15 {
+    // More than the old mailbox bound of 256.
+    for i in 0..300 {
         sent.push(a.send("15550004444", &format!("while away {i}")).await);
     }
-    assert!(sim.stats().messages_queued >= 15, "{:?}", sim.stats());
+    assert!(sim.stats().messages_queued >= 300, "{:?}", sim.stats());
     b.relogin(&sim).await;
-    b.pump_until(|p| p.texts.len() >= 15).await;
+    b.pump_until(|p| p.texts.len() >= 300).await;
     let ids: Vec<_> = b.texts.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(ids, sent, "in order, none twice");
     // B's receipts reach A.
@@ -360,7 +361,7 @@ async fn an_offline_device_gets_its_queue_at_login_in_order_and_once() {
         )
         .await;
     assert_eq!(again.get_attr("type"), Some("result"));
-    assert_eq!(b.texts.len(), 15);
+    assert_eq!(b.texts.len(), 300);
     sim.shutdown();
 }
 
