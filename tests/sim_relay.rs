@@ -549,3 +549,32 @@ async fn two_devices_of_one_account_and_lid_addressing() {
     assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
     sim.shutdown();
 }
+
+#[tokio::test]
+async fn uploaded_keys_survive_a_restart_of_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig {
+        state_file: Some(dir.path().join("sim.json")),
+        ..SimConfig::default()
+    };
+    let first = Server::start(config.clone()).await.unwrap();
+    let b = Peer::new(&first, "15550030003").await;
+    let b_jid = b.jid.clone();
+    drop(b);
+    first.shutdown();
+    first.stopped().await;
+
+    let again = Server::start(config).await.unwrap();
+    let mut a = Peer::new(&again, "15550040004").await;
+    let answer = a
+        .query(bundle_query("k", std::slice::from_ref(&b_jid), true))
+        .await;
+    let (_, bundle) = parse_bundle_answer(&answer).unwrap().remove(0);
+    let bundle = bundle.unwrap();
+    assert_eq!(bundle.one_time.unwrap().id, 1);
+    // And a message to the restarted device's account is routed (its phone is new).
+    a.send("15550030003", "after restart").await;
+    let got = again.messages("15550030003").unwrap();
+    assert_eq!(got[0].text.as_deref(), Some("after restart"));
+    again.shutdown();
+}
