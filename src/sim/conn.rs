@@ -110,7 +110,11 @@ impl Conn {
         let me = self.device.as_ref().map(|d| d.jid.clone());
         if let Some((tag, ids, to)) = pushes::closes(&node) {
             if let Some(jid) = &me {
-                self.core.reg().close(jid, tag, &ids, to);
+                {
+                    let mut reg = self.core.reg();
+                    relay::count_retry(&mut reg, jid, &node);
+                    reg.close(jid, tag, &ids, to);
+                }
                 self.delivery.closed(&ids);
                 // A closed id may come again (a resend after a retry receipt).
                 self.shown
