@@ -194,12 +194,20 @@ pub fn route_message(
             continue;
         };
         let own = phone == from_phone && !out.retry;
+        // A resend to one of our own devices names the chat itself (§4.6).
+        let resent_to = out
+            .retry
+            .then(|| {
+                node.get_attr("recipient")
+                    .and_then(|r| r.parse::<Jid>().ok())
+            })
+            .flatten();
         let incoming = Incoming {
             id: out.id.clone(),
             from: from.clone(),
             t: now,
             kind: out.kind.clone(),
-            recipient: own.then(|| out.to.to_user()),
+            recipient: own.then(|| out.to.to_user()).or(resent_to),
             participant: None,
             sender_lid: Some(sender_lid.clone()),
             notify: None,
