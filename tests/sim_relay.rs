@@ -523,6 +523,17 @@ async fn two_devices_of_one_account_and_lid_addressing() {
     let mut a2 = Peer::new(&sim, "15550010001").await;
     let mut b = Peer::new(&sim, "15550020002").await;
     assert_eq!((a1.jid.device, a2.jid.device), (1, 2));
+    // A1 is told that A2 joined the account.
+    a1.pump_until(|p| {
+        p.seen.iter().any(|n| {
+            n.get_attr("type") == Some("devices")
+                && n.get_child("add")
+                    .and_then(|a| a.get_child("device"))
+                    .and_then(|d| d.get_attr("jid"))
+                    == Some("15550010001:2@s.whatsapp.net")
+        })
+    })
+    .await;
 
     // A1 to B: B decrypts; A2 gets the device-sent copy with the chat as recipient.
     let id = a1.send("15550020002", "to b").await;

@@ -438,6 +438,13 @@ impl Conn {
                 for node in pushes::welcome(&offer.number, &offer.jid, now_unix()) {
                     reg.enqueue(&offer.jid, node);
                 }
+                // The account's other devices learn of it (their device lists change).
+                let others = relay::other_devices(&reg, &offer.number, &offer.jid);
+                for other in &others {
+                    let note = pushes::devices_added(&offer.number, &offer.jid, now_unix());
+                    reg.enqueue(other, note);
+                }
+                reg.wake(&others);
             }
         }
         self.core.save().await;

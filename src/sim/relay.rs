@@ -81,6 +81,14 @@ fn paired(reg: &Registry, phone: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The JIDs of an account's paired devices other than `except`.
+pub fn other_devices(reg: &Registry, phone: &str, except: &str) -> Vec<String> {
+    reg.devices()
+        .filter(|d| d.phone == phone && d.jid != except)
+        .map(|d| d.jid.clone())
+        .collect()
+}
+
 /// Queues a stanza for a device (it is pushed when the device's connection flushes).
 fn deliver(reg: &mut Registry, jid: &str, node: Node, wake: &mut Vec<String>) {
     reg.enqueue(jid, node);
