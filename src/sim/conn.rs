@@ -110,7 +110,11 @@ impl Conn {
         let me = self.device.as_ref().map(|d| d.jid.clone());
         if let Some((tag, ids, to)) = pushes::closes(&node) {
             if let Some(jid) = &me {
-                self.core.reg().close(jid, tag, &ids, to);
+                {
+                    let mut reg = self.core.reg();
+                    relay::count_retry(&mut reg, jid, &node);
+                    reg.close(jid, tag, &ids, to);
+                }
                 self.delivery.closed(&ids);
                 // A closed id may come again (a resend after a retry receipt).
                 self.shown
@@ -434,6 +438,13 @@ impl Conn {
                 for node in pushes::welcome(&offer.number, &offer.jid, now_unix()) {
                     reg.enqueue(&offer.jid, node);
                 }
+                // The account's other devices learn of it (their device lists change).
+                let others = relay::other_devices(&reg, &offer.number, &offer.jid);
+                for other in &others {
+                    let note = pushes::devices_added(&offer.number, &offer.jid, now_unix());
+                    reg.enqueue(other, note);
+                }
+                reg.wake(&others);
             }
         }
         self.core.save().await;

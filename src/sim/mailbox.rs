@@ -264,6 +264,34 @@ mod tests {
     }
 
     #[test]
+    fn bundles_use_each_uploaded_key_once_and_survive_a_save() {
+        use crate::wa::creds::{Credentials, KeyPair};
+        use crate::wa::prekey::{PreKey, parse_upload, upload};
+        let creds = Credentials::generate();
+        let keys: Vec<PreKey> = (1..=3)
+            .map(|id| PreKey {
+                id,
+                key_pair: KeyPair::generate(),
+            })
+            .collect();
+        let mut mb = Mailbox::default();
+        assert_eq!(mb.take_bundle(), None, "nothing before an upload");
+        mb.accept_upload(&parse_upload(&upload("u", &creds, &keys)).unwrap());
+        // An admin consume takes key 1 without handing it out.
+        mb.consume(1);
+        let mut back = Mailbox::from_saved(mb.to_saved()).unwrap();
+        let first = back.take_bundle().unwrap();
+        assert_eq!(first.identity, creds.identity.public);
+        assert_eq!(first.registration_id, u32::from(creds.registration_id));
+        let one_time = first.one_time.unwrap();
+        assert_eq!(one_time.id, 2);
+        assert_eq!(one_time.public, keys[1].key_pair.public);
+        assert_eq!(back.take_bundle().unwrap().one_time.unwrap().id, 3);
+        assert_eq!(back.take_bundle().unwrap().one_time, None);
+        assert!(back.prekeys.is_empty());
+    }
+
+    #[test]
     fn the_queue_is_bounded() {
         let mut mb = Mailbox::default();
         for i in 0..MAX_QUEUED {

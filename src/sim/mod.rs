@@ -3,9 +3,10 @@
 //! alone with `wasp sim`; also the load generator of the benchmarks (`load`).
 //!
 //! `Server::start` gives a `Handle` with the operations of the admin HTTP API: `scan` (the
-//! virtual phone reads a QR), `fault`, `stats`, `set_strict`, `consume_prekeys`. As strict as
-//! WhatsApp by default (`Strictness`): pushed traffic that must be acknowledged, truthful
-//! pre-key counts, a lowest client version and a device-name check.
+//! virtual phone reads a QR), `fault`, `stats`, `set_strict`, `consume_prekeys`, and for the
+//! relay between Signal peers (`relay`, `accounts`): `create_account`, `send_text`,
+//! `messages`. As strict as WhatsApp by default (`Strictness`): pushed traffic that must be
+//! acknowledged, truthful pre-key counts, a lowest client version and a device-name check.
 
 pub mod accounts;
 mod admin;

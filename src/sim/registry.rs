@@ -250,6 +250,7 @@ impl Registry {
         self.login_delays.remove(jid);
         self.gates.remove(jid);
         self.mail.remove(jid);
+        self.relayed.retain(|(device, _)| device != jid);
     }
 
     /// The device a login payload names, if the simulator paired it.

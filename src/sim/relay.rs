@@ -81,6 +81,14 @@ fn paired(reg: &Registry, phone: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The JIDs of an account's paired devices other than `except`.
+pub fn other_devices(reg: &Registry, phone: &str, except: &str) -> Vec<String> {
+    reg.devices()
+        .filter(|d| d.phone == phone && d.jid != except)
+        .map(|d| d.jid.clone())
+        .collect()
+}
+
 /// Queues a stanza for a device (it is pushed when the device's connection flushes).
 fn deliver(reg: &mut Registry, jid: &str, node: Node, wake: &mut Vec<String>) {
     reg.enqueue(jid, node);
@@ -194,12 +202,20 @@ pub fn route_message(
             continue;
         };
         let own = phone == from_phone && !out.retry;
+        // A resend to one of our own devices names the chat itself (§4.6).
+        let resent_to = out
+            .retry
+            .then(|| {
+                node.get_attr("recipient")
+                    .and_then(|r| r.parse::<Jid>().ok())
+            })
+            .flatten();
         let incoming = Incoming {
             id: out.id.clone(),
             from: from.clone(),
             t: now,
             kind: out.kind.clone(),
-            recipient: own.then(|| out.to.to_user()),
+            recipient: own.then(|| out.to.to_user()).or(resent_to),
             participant: None,
             sender_lid: Some(sender_lid.clone()),
             notify: None,
@@ -236,8 +252,8 @@ pub fn route_message(
     (server_ack(&out.id, &out.to, now, None), wake)
 }
 
-/// A `<receipt>` from a logged-in device: forwarded to the device it names (`to`), or taken
-/// by a simulated phone (counted; a retry makes the phone resend).
+/// A `<receipt>` from a logged-in device (after it closed the copy it names): forwarded to
+/// the device in `to`, or taken by a simulated phone (counted; a retry makes it resend).
 pub fn route_receipt(reg: &mut Registry, sender: &str, node: &Node, now: u64) -> Vec<String> {
     let mut wake = Vec::new();
     let (Ok(receipt), Some((from, _))) = (Receipt::parse(node, "to"), sender_jid(reg, sender))
@@ -248,9 +264,6 @@ pub fn route_receipt(reg: &mut Registry, sender: &str, node: &Node, now: u64) ->
         return wake;
     };
     reg.stats.receipts_forwarded += 1;
-    if receipt.kind == ReceiptKind::Retry {
-        reg.stats.decrypt_failures += 1;
-    }
     if receipt.peer.device == 0 {
         if receipt.kind == ReceiptKind::Retry {
             phone_resend(reg, &phone, &from, node, now, &mut wake);
@@ -269,6 +282,21 @@ pub fn route_receipt(reg: &mut Registry, sender: &str, node: &Node, now: u64) ->
         );
     }
     wake
+}
+
+/// A retry receipt for a relayed copy: a decrypt failure, not a delivery (call it before the
+/// receipt closes the copy). Retries for stanzas the relay did not carry (the welcome's opaque
+/// peer messages) are not counted.
+pub fn count_retry(reg: &mut Registry, device: &str, node: &Node) {
+    if node.tag != "receipt" || node.get_attr("type") != Some("retry") {
+        return;
+    }
+    let Some(id) = node.get_attr("id") else {
+        return;
+    };
+    if reg.relayed.remove(&(device.to_string(), id.to_string())) {
+        reg.stats.decrypt_failures += 1;
+    }
 }
 
 /// Makes sure `phone`'s store has a session with `target`, from a fresh bundle if needed.
