@@ -301,3 +301,54 @@ async fn the_demo_chatter_makes_traffic_both_ways() {
     .await;
     cancel.cancel();
 }
+
+// Fails today: wasp sends the retry receipt with keys at count 2 (the phone's pkmsg names a
+// one-time key wasp already used), but the simulated phone sends nothing after it; to be
+// settled with the relay's owner (msg-core) before it is switched on.
+#[ignore = "the simulated phone does not answer a retry receipt with keys yet"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_session_heals_through_a_retry_receipt_and_other_peers_are_untouched() {
+    use wasp::store::keys::KeyStore;
+    use wasp::store::signal::{SignalKind, SignalWrite};
+
+    let fleet = fleet(1).await;
+    let a_phone = fleet.online("s0").await;
+    fleet.sim.create_account("15557770002").unwrap();
+    fleet.sim.create_account("15557770003").unwrap();
+    let mut events = fleet.started.running.handle.message_events();
+    for (peer, text) in [("15557770002", "hello P"), ("15557770003", "hello Q")] {
+        fleet.sim.send_text(peer, &a_phone, text).unwrap();
+    }
+    receive(&mut events, "s0", 2).await;
+
+    // P's session disappears from A's key store (as a corrupted row would be dropped).
+    let keys = KeyStore::in_data_dir(fleet._dir.path());
+    let drop = vec![SignalWrite::Delete {
+        kind: SignalKind::Session,
+        name: "15557770002.0".into(),
+    }];
+    tokio::task::spawn_blocking(move || keys.signal_apply("s0", &drop))
+        .await
+        .unwrap()
+        .unwrap();
+    let healed = fleet
+        .sim
+        .send_text("15557770002", &a_phone, "after the loss")
+        .unwrap();
+    let other = fleet
+        .sim
+        .send_text("15557770003", &a_phone, "Q goes on")
+        .unwrap();
+    let mut got = receive(&mut events, "s0", 2).await;
+    got.sort();
+    let mut want = vec![
+        (healed, "after the loss".to_string()),
+        (other, "Q goes on".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "P's text came through the resend; Q's as usual");
+    assert!(
+        fleet.started.running.handle.metrics.decrypt_failures.get() >= 1,
+        "the loss was noticed and a retry receipt sent"
+    );
+}

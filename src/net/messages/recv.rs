@@ -200,6 +200,7 @@ impl Messenger {
         } else {
             None
         };
+        info!(id = %incoming.id, count, with_keys = keys.is_some(), "retry receipt sent");
         self.send_node(retry_receipt(incoming, count, registration, keys.as_ref()))
             .await;
     }
