@@ -292,9 +292,15 @@ pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptio
     let code = console(&config, None, options, ring, move |pool| {
         tokio::spawn(runner::virtual_phone(
             pool.board.clone(),
-            sim2,
+            sim2.clone(),
             Duration::from_secs(3),
             Duration::from_secs(8),
+            phone2.clone(),
+        ));
+        tokio::spawn(runner::demo_chatter(
+            pool.clone(),
+            sim2,
+            Duration::from_secs(3),
             phone2,
         ));
     })

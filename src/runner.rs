@@ -1,5 +1,5 @@
 //! Running the pool for real: from a config to a started pool (with its HTTP endpoint),
-//! the headless mode with signals and config reload, and the virtual phone of the demo.
+//! the headless mode with signals and config reload, and the demo's virtual phone and chatter.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -397,6 +397,81 @@ pub async fn virtual_phone(
                     tracing::debug!(error = %e, "virtual phone could not scan");
                 }
             });
+        }
+    }
+}
+
+/// The demo's chatter: simulated friends (accounts made in the simulator) and the online demo
+/// sessions text each other every `every` or so, and each session answers what it receives
+/// now and then, so the console shows message traffic. Ends with `cancel`.
+pub async fn demo_chatter(
+    pool: crate::net::handle::PoolHandle,
+    sim: crate::sim::Handle,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    use crate::net::messages::MessageEventKind;
+    use rand::Rng;
+    const FRIENDS: [&str; 3] = ["15550100001", "15550100002", "15550100003"];
+    const LINES: [&str; 5] = [
+        "hi, are you there?",
+        "order #4411 is ready",
+        "thanks!",
+        "can you call me later?",
+        "see you tomorrow",
+    ];
+    for friend in FRIENDS {
+        if let Err(e) = sim.create_account(friend) {
+            warn!(error = %e, "demo friend not created");
+        }
+    }
+    let mut events = pool.message_events();
+    loop {
+        let wait = every.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            event = events.recv() => {
+                // Answer some received texts from the session that got them.
+                if let Ok(event) = event
+                    && let MessageEventKind::Received(m) = &event.kind
+                    && !m.from_me
+                    && rand::thread_rng().gen_bool(0.5)
+                {
+                    let to = m.chat.clone();
+                    if let Err(e) = pool.send_text(&event.session, &to, "got it, thanks").await {
+                        info!(error = %e, "demo reply not sent");
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                let online: Vec<_> = pool
+                    .board
+                    .snapshot()
+                    .into_iter()
+                    .filter(|s| s.state() == crate::session::status::StateName::Online)
+                    .filter_map(|s| Some((s.id.clone(), s.account.phone.clone()?)))
+                    .collect();
+                if online.is_empty() {
+                    continue;
+                }
+                let (pick, friend, line, from_friend) = {
+                    let mut rng = rand::thread_rng();
+                    (
+                        rng.gen_range(0..online.len()),
+                        FRIENDS[rng.gen_range(0..FRIENDS.len())],
+                        LINES[rng.gen_range(0..LINES.len())],
+                        rng.gen_bool(0.5),
+                    )
+                };
+                let (session, phone) = &online[pick];
+                if from_friend {
+                    if let Err(e) = sim.send_text(friend, phone, line) {
+                        info!(error = %e, "demo friend could not send");
+                    }
+                } else if let Err(e) = pool.send_text(session, friend, line).await {
+                    info!(error = %e, "demo text not sent");
+                }
+            }
         }
     }
 }

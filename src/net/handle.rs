@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::info;
 
 use crate::net::board::StatusBoard;
 use crate::net::gate::Remote;
+use crate::net::messages::{MessageEvent, MessageId, SendError};
 use crate::net::metrics::Metrics;
 use crate::session::Command;
 
@@ -28,6 +29,12 @@ pub enum PoolRequest {
         session: String,
         reason: Option<String>,
         done: oneshot::Sender<()>,
+    },
+    SendText {
+        session: String,
+        to: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageId, SendError>>,
     },
     Shutdown,
 }
@@ -51,6 +58,7 @@ pub struct PoolHandle {
     pub metrics: Arc<Metrics>,
     requests: mpsc::Sender<PoolRequest>,
     remote: Option<Arc<dyn Remote>>,
+    events: broadcast::Sender<MessageEvent>,
 }
 
 impl PoolHandle {
@@ -65,6 +73,7 @@ impl PoolHandle {
             metrics,
             requests,
             remote: None,
+            events: broadcast::channel(1).0,
         }
     }
 
@@ -72,6 +81,48 @@ impl PoolHandle {
     pub fn with_remote(mut self, remote: Arc<dyn Remote>) -> Self {
         self.remote = Some(remote);
         self
+    }
+
+    /// The same handle reporting the pool's message events.
+    pub fn with_events(mut self, events: broadcast::Sender<MessageEvent>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Every session's message events from now on (received messages, status changes of
+    /// sent ones). A listener that falls more than `EVENTS_CAPACITY` behind loses the
+    /// oldest (`RecvError::Lagged`).
+    pub fn message_events(&self) -> broadcast::Receiver<MessageEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sends a text from `session` to `to` (digits or a JID). Returns the message id once
+    /// the encrypted stanza is written; its server ack and receipts follow as events.
+    pub async fn send_text(
+        &self,
+        session: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<MessageId, SendError> {
+        let stopped = || SendError::Stopped {
+            session: session.to_string(),
+        };
+        if !self.board.knows(session) {
+            return Err(SendError::UnknownSession {
+                session: session.to_string(),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(PoolRequest::SendText {
+                session: session.to_string(),
+                to: to.to_string(),
+                text: text.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// True once every started session's driver has published its status once.

@@ -43,6 +43,12 @@ pub struct Metrics {
     pub acks_sent: Counter,
     /// One-time pre-keys uploaded to the server.
     pub prekeys_uploaded: Counter,
+    /// Texts sent (stanza written), messages decrypted, decrypt failures (retry receipts
+    /// sent), and stanzas the messenger's full queue dropped (left unacked for redelivery).
+    pub messages_sent: Counter,
+    pub messages_received: Counter,
+    pub decrypt_failures: Counter,
+    pub messages_dropped: Counter,
     /// Serialises scrapes: the state gauge is rebuilt per scrape.
     scrape: Mutex<()>,
 }
@@ -71,6 +77,34 @@ impl Metrics {
         let undecodable_nodes = Counter::default();
         let acks_sent = Counter::default();
         let prekeys_uploaded = Counter::default();
+        let messages_sent = Counter::default();
+        let messages_received = Counter::default();
+        let decrypt_failures = Counter::default();
+        let messages_dropped = Counter::default();
+        for (name, help, counter) in [
+            (
+                "messages_sent",
+                "Messages encrypted and sent",
+                &messages_sent,
+            ),
+            (
+                "messages_received",
+                "Messages received and decrypted",
+                &messages_received,
+            ),
+            (
+                "decrypt_failures",
+                "Messages that could not be decrypted (retry receipt sent)",
+                &decrypt_failures,
+            ),
+            (
+                "messages_dropped",
+                "Stanzas dropped by a full messenger queue (redelivered later)",
+                &messages_dropped,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "undecodable_nodes",
             "Received frames that did not decode as a node and were skipped",
@@ -138,6 +172,10 @@ impl Metrics {
             backups_failed,
             connects_rate_limited,
             connects,
+            messages_sent,
+            messages_received,
+            decrypt_failures,
+            messages_dropped,
             undecodable_nodes,
             acks_sent,
             prekeys_uploaded,

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod handle;
 pub mod inbound;
 pub mod link;
+pub mod messages;
 pub mod metrics;
 pub mod pool;
 pub mod prekeys;

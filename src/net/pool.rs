@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -17,6 +17,7 @@ use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::gate::ClusterSeam;
 use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
+use crate::net::messages::{EVENTS_CAPACITY, SendError};
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tasks::drain;
@@ -80,6 +81,7 @@ pub fn start_with(
         config.limits.connects_per_second,
         config.limits.connect_burst,
     );
+    let (events, _) = broadcast::channel(EVENTS_CAPACITY);
     let shared = Shared {
         endpoint,
         limiter,
@@ -88,10 +90,11 @@ pub fn start_with(
         store,
         keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
         gate: seam.as_ref().map(|s| s.gate.clone()),
+        events: events.clone(),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
-    let mut handle = PoolHandle::new(board, metrics, req_tx);
+    let mut handle = PoolHandle::new(board, metrics, req_tx).with_events(events);
     if let Some(seam) = &seam {
         handle = handle.with_remote(seam.remote.clone());
     }
@@ -123,6 +126,21 @@ pub fn start_with(
                 _ = cancel.cancelled() => break,
                 req = req_rx.recv() => match req {
                     None | Some(PoolRequest::Shutdown) => break,
+                    Some(PoolRequest::SendText { session, to, text, reply }) => {
+                        match pool.entries.get(&session) {
+                            Some(entry) => {
+                                let msg = DriverMsg::SendText { to, text, reply };
+                                if let Err(e) = entry.inbox.send(msg).await
+                                    && let DriverMsg::SendText { reply, .. } = e.0
+                                {
+                                    let _ = reply.send(Err(SendError::Stopped { session }));
+                                }
+                            }
+                            None => {
+                                let _ = reply.send(Err(SendError::Stopped { session }));
+                            }
+                        }
+                    }
                     Some(PoolRequest::Act { session, command }) => {
                         if let Some(entry) = pool.entries.get(&session)
                             && entry.inbox.send(DriverMsg::Act(command)).await.is_err()

@@ -1,5 +1,6 @@
 //! The simulator's admin HTTP API: scan a QR, inject a fault, run a fault plan, change the
-//! strictness, consume pre-keys, read the statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
+//! strictness, consume pre-keys, make accounts, have their phones send texts, list what
+//! their phones decrypted, read the statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
 //! (`{"error": ".."}`).
 
 use std::net::SocketAddr;
@@ -69,6 +70,26 @@ struct PlanRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SendRequest {
+    from: String,
+    to: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountRequest {
+    phone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessagesQuery {
+    phone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConsumeRequest {
     /// A device JID, or `*` for every device.
     device: String,
@@ -82,6 +103,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
 fn status_of(e: &SimError) -> StatusCode {
     match e {
         SimError::PairingFailed(_) | SimError::TooManyDevices(_) => StatusCode::CONFLICT,
+        SimError::UnknownAccount(_) => StatusCode::NOT_FOUND,
         SimError::Bind { .. } | SimError::State { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -198,6 +220,41 @@ async fn consume_prekeys(State(sim): State<Handle>, body: Bytes) -> Response {
     }
 }
 
+async fn send(State(sim): State<Handle>, body: Bytes) -> Response {
+    let req: SendRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match sim.send_text(&req.from, &req.to, &req.text) {
+        Ok(id) => axum::Json(json!({ "id": id })).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
+async fn account(State(sim): State<Handle>, body: Bytes) -> Response {
+    let req: AccountRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match sim.create_account(&req.phone) {
+        Ok((jid, lid)) => axum::Json(json!({ "jid": jid, "lid": lid })).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
+async fn messages(
+    State(sim): State<Handle>,
+    query: Result<axum::extract::Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(query)) = query else {
+        return bad("GET /admin/messages needs ?phone=<digits>");
+    };
+    match sim.messages(&query.phone) {
+        Ok(list) => axum::Json(json!({ "messages": list })).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
 async fn stats(State(sim): State<Handle>) -> Response {
     axum::Json(sim.stats()).into_response()
 }
@@ -205,7 +262,7 @@ async fn stats(State(sim): State<Handle>) -> Response {
 async fn not_found() -> Response {
     refuse(
         StatusCode::NOT_FOUND,
-        "no such endpoint: use POST /admin/scan, POST /admin/fault, POST or DELETE /admin/plan, POST /admin/strict, POST /admin/consume-prekeys, GET /admin/stats",
+        "no such endpoint: use POST /admin/scan, POST /admin/fault, POST or DELETE /admin/plan, POST /admin/strict, POST /admin/consume-prekeys, POST /admin/send, POST /admin/account, GET /admin/messages?phone=, GET /admin/stats",
     )
 }
 
@@ -225,6 +282,9 @@ pub(super) async fn serve(addr: SocketAddr, sim: Handle) -> Result<String, SimEr
         .route("/admin/plan", post(start_plan).delete(stop_plan))
         .route("/admin/strict", post(strict))
         .route("/admin/consume-prekeys", post(consume_prekeys))
+        .route("/admin/send", post(send))
+        .route("/admin/account", post(account))
+        .route("/admin/messages", get(messages))
         .route("/admin/stats", get(stats))
         .fallback(not_found)
         .with_state(sim);

@@ -4,6 +4,7 @@
 //! time), has its iqs answered (pre-key count and upload checked), and meets whatever fault
 //! the admin injects.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 use super::SimError;
 use super::delivery::Delivery;
 use super::faults::Fault;
+use super::mailbox;
 use super::phone::{self, ScanOptions};
 use super::pushes;
 use super::registry::{Control, Device};
+use super::relay;
 use super::server::{Core, now_unix};
 use super::stats::ErrorKind;
 use crate::net::conn::NoiseSocket;
+use crate::wa::messaging::{keys, usync};
 use crate::wa::node::Node;
 use crate::wa::pair::QrInfo;
 use crate::wa::{prekey, stanza};
@@ -55,6 +59,8 @@ pub struct Conn {
     device: Option<Device>,
     /// Pushed stanzas this connection waits to see acknowledged.
     delivery: Delivery,
+    /// Mailbox stanzas this connection has sent, by (tag, id, from).
+    shown: HashSet<(String, String, String)>,
 }
 
 impl Conn {
@@ -69,6 +75,7 @@ impl Conn {
             next_iq: 0,
             device: None,
             delivery: Delivery::default(),
+            shown: HashSet::new(),
         }
     }
 
@@ -100,12 +107,35 @@ impl Conn {
         if self.stalled {
             return true;
         }
+        let me = self.device.as_ref().map(|d| d.jid.clone());
         if let Some((tag, ids, to)) = pushes::closes(&node) {
-            if let Some(jid) = self.device.as_ref().map(|d| d.jid.clone()) {
-                self.core.reg().close(&jid, tag, &ids, to);
+            if let Some(jid) = &me {
+                {
+                    let mut reg = self.core.reg();
+                    relay::count_retry(&mut reg, jid, &node);
+                    reg.close(jid, tag, &ids, to);
+                }
                 self.delivery.closed(&ids);
+                // A closed id may come again (a resend after a retry receipt).
+                self.shown
+                    .retain(|(t, id, _)| !(t == tag && ids.contains(&id.as_str())));
+                if node.tag == "receipt" {
+                    let mut reg = self.core.reg();
+                    let wake = relay::route_receipt(&mut reg, jid, &node, now_unix());
+                    reg.wake(&wake);
+                }
             }
             return true;
+        }
+        if node.tag == "message" {
+            let Some(jid) = &me else { return true };
+            let ack = {
+                let mut reg = self.core.reg();
+                let (ack, wake) = relay::route_message(&mut reg, jid, &node, now_unix());
+                reg.wake(&wake);
+                ack
+            };
+            return self.socket.send_node(&ack).await.is_ok();
         }
         if node.tag != "iq" {
             return true;
@@ -121,6 +151,18 @@ impl Conn {
                 .child(Node::new("count").attr("value", self.prekey_count().to_string())),
             (Some("get"), Some("encrypt"), Some("digest")) => {
                 stanza::iq_result(&id).child(Node::new("digest"))
+            }
+            (Some("get"), Some("usync"), _) if usync::is_query(&node) => {
+                match usync::parse_query(&node) {
+                    Ok(query) => relay::usync_answer(&mut self.core.reg(), &query),
+                    Err(_) => stanza::iq_error(&id, 400, "bad-request"),
+                }
+            }
+            (Some("get"), Some("encrypt"), Some("key")) if keys::is_bundle_query(&node) => {
+                let mut reg = self.core.reg();
+                let (answer, wake) = relay::bundle_answer(&mut reg, &node, now_unix());
+                reg.wake(&wake);
+                answer
             }
             (Some("set"), Some("encrypt"), _) if prekey::is_upload(&node) => {
                 self.upload(&id, &node)
@@ -159,9 +201,7 @@ impl Conn {
         };
         match checked {
             Ok(upload) => {
-                let mailbox = reg.mailbox(&device.jid);
-                mailbox.prekeys.extend(upload.keys.iter().map(|k| k.id));
-                mailbox.uploads += 1;
+                reg.mailbox(&device.jid).accept_upload(&upload);
                 reg.stats.prekey_uploads += 1;
                 reg.sync_mail_stats(&device.jid);
                 drop(reg);
@@ -183,8 +223,29 @@ impl Conn {
         self.core.tasks.spawn(async move { core.save().await });
     }
 
+    /// Sends what the device's mailbox holds that this connection has not sent yet, in
+    /// order. Returns false once the client is gone.
+    async fn flush(&mut self, jid: &str) -> bool {
+        let pending: Vec<Node> = {
+            let mut reg = self.core.reg();
+            reg.mailbox(jid)
+                .queue
+                .iter()
+                .filter(|n| !self.shown.contains(&mailbox::key(n)))
+                .cloned()
+                .collect()
+        };
+        for node in &pending {
+            if !self.push(node).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Sends a pushed stanza (already in the device's mailbox) and starts its ack clock.
     async fn push(&mut self, node: &Node) -> bool {
+        self.shown.insert(mailbox::key(node));
         if let Some(id) = node.get_attr("id") {
             self.delivery.sent(id, tokio::time::Instant::now());
         }
@@ -310,7 +371,7 @@ impl Conn {
                             if let Some(end) = self.apply(None, fault) { break end; }
                         }
                         Some(Control::Kick(done)) => { let _ = done.send(()); }
-                        Some(Control::Push(_)) => {}
+                        Some(Control::Push(_) | Control::Flush) => {}
                     },
                 }
             }
@@ -323,15 +384,16 @@ impl Conn {
     /// then the device is known (and saved). Answers the device JID.
     async fn pair(&mut self, qr: &QrInfo, options: ScanOptions) -> Result<String, SimError> {
         let number = options.phone.unwrap_or_else(phone::made_up_phone);
-        let (account, device) = {
+        let (account, device, lid) = {
             let mut reg = self.core.reg();
             let device = reg
                 .next_device_number(&number)
                 .ok_or_else(|| SimError::TooManyDevices(number.clone()))?;
-            (reg.phone(&number), device)
+            let lid = format!("{}@lid", relay::account(&mut reg, &number).lid);
+            (reg.phone(&number), device, lid)
         };
         let id = self.iq_id();
-        let offer = phone::offer(qr, account, options.tamper, device, &id, now_unix());
+        let offer = phone::offer(qr, account, options.tamper, device, &id, &lid, now_unix());
         self.socket
             .send_node(&offer.iq)
             .await
@@ -376,6 +438,13 @@ impl Conn {
                 for node in pushes::welcome(&offer.number, &offer.jid, now_unix()) {
                     reg.enqueue(&offer.jid, node);
                 }
+                // The account's other devices learn of it (their device lists change).
+                let others = relay::other_devices(&reg, &offer.number, &offer.jid);
+                for other in &others {
+                    let note = pushes::devices_added(&offer.number, &offer.jid, now_unix());
+                    reg.enqueue(other, note);
+                }
+                reg.wake(&others);
             }
         }
         self.core.save().await;
@@ -479,8 +548,8 @@ impl Conn {
                         return;
                     }
                     Some(Control::Fault(fault)) => end = self.device_fault(&jid, fault),
-                    Some(Control::Push(node)) => {
-                        if !self.push(&node).await { end = Some(End::Gone) }
+                    Some(Control::Push(_) | Control::Flush) => {
+                        if !self.flush(&jid).await { end = Some(End::Gone) }
                     }
                     Some(Control::Scan { reply, .. }) => {
                         let _ = reply.send(Err(SimError::NoSuchPairing));

@@ -1,18 +1,21 @@
 //! What the simulator keeps per device between connections: the stanzas pushed but not yet
 //! acknowledged (redelivered first, with `offline`, at the next login) and the one-time
-//! pre-key ids the device uploaded minus those consumed. Saved in the state file.
+//! pre-key ids the device uploaded minus those consumed, and the public keys it uploaded (so
+//! the relay can hand out its pre-key bundle). Saved in the state file.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::wa::node::{self, Node};
+use crate::wa::prekey::{OneTimeKey, Upload, UploadedSignedKey};
+use crate::wa::signal::Bundle;
 
 /// The most unacknowledged stanzas kept per device; older ones are dropped (the real
 /// server's offline queue is bounded too).
-pub const MAX_QUEUED: usize = 256;
+pub const MAX_QUEUED: usize = 4096;
 
 /// One device's mailbox.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +26,24 @@ pub struct Mailbox {
     pub prekeys: BTreeSet<u32>,
     /// Accepted pre-key uploads.
     pub uploads: u64,
+    /// The public keys of the last upload, for bundles; `None` before any upload.
+    pub keys: Option<UploadedKeys>,
+}
+
+/// How a mailbox stanza is told apart from the others: (tag, id, from).
+pub fn key(node: &Node) -> (String, String, String) {
+    let attr = |k: &str| node.get_attr(k).unwrap_or_default().to_string();
+    (node.tag.clone(), attr("id"), attr("from"))
+}
+
+/// What a device uploaded that a peer needs for its bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedKeys {
+    pub registration_id: u32,
+    pub identity: [u8; 32],
+    pub signed: UploadedSignedKey,
+    /// Public one-time keys by id (ids also in `Mailbox::prekeys` while unused).
+    pub one_time: BTreeMap<u32, [u8; 32]>,
 }
 
 impl Mailbox {
@@ -54,6 +75,46 @@ impl Mailbox {
         self.queue.iter().any(|n| n.get_attr("id") == Some(id))
     }
 
+    /// Keeps an accepted upload: its ids count, its keys go into bundles.
+    pub fn accept_upload(&mut self, upload: &Upload) {
+        self.prekeys.extend(upload.keys.iter().map(|k| k.id));
+        self.uploads += 1;
+        let keys = self.keys.get_or_insert_with(|| UploadedKeys {
+            registration_id: upload.registration_id,
+            identity: upload.identity,
+            signed: upload.signed.clone(),
+            one_time: BTreeMap::new(),
+        });
+        keys.registration_id = upload.registration_id;
+        keys.identity = upload.identity;
+        keys.signed = upload.signed.clone();
+        keys.one_time
+            .extend(upload.keys.iter().map(|k| (k.id, k.public)));
+    }
+
+    /// The device's bundle for a peer, using up its lowest unused one-time key (a bundle
+    /// without one when none is left); `None` before any upload.
+    pub fn take_bundle(&mut self) -> Option<Bundle> {
+        let keys = self.keys.as_mut()?;
+        let id = self
+            .prekeys
+            .iter()
+            .copied()
+            .find(|id| keys.one_time.contains_key(id));
+        let one_time = id.and_then(|id| {
+            self.prekeys.remove(&id);
+            keys.one_time
+                .remove(&id)
+                .map(|public| OneTimeKey { id, public })
+        });
+        Some(Bundle {
+            registration_id: keys.registration_id,
+            identity: keys.identity,
+            signed: keys.signed.clone(),
+            one_time,
+        })
+    }
+
     /// Removes up to `n` one-time pre-keys, lowest ids first (as peers fetch bundles);
     /// answers how many it removed.
     pub fn consume(&mut self, n: usize) -> usize {
@@ -74,6 +135,7 @@ impl Mailbox {
                 .collect(),
             prekeys: self.prekeys.iter().copied().collect(),
             uploads: self.uploads,
+            keys: self.keys.as_ref().map(SavedKeys::from),
         }
     }
 
@@ -90,10 +152,16 @@ impl Mailbox {
             })
             .collect::<Result<VecDeque<Node>, String>>()
             .map_err(|e| format!("a queued stanza does not decode: {e}"))?;
+        let keys = saved
+            .keys
+            .map(UploadedKeys::try_from)
+            .transpose()
+            .map_err(|e| format!("the uploaded keys do not decode: {e}"))?;
         Ok(Mailbox {
             queue,
             prekeys: saved.prekeys.into_iter().collect(),
             uploads: saved.uploads,
+            keys,
         })
     }
 }
@@ -107,6 +175,66 @@ pub struct SavedMailbox {
     pub prekeys: Vec<u32>,
     #[serde(default)]
     pub uploads: u64,
+    /// Absent in files before issue 12.
+    #[serde(default)]
+    pub keys: Option<SavedKeys>,
+}
+
+/// [`UploadedKeys`] in the state file, keys in base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedKeys {
+    registration_id: u32,
+    identity: String,
+    signed_id: u32,
+    signed_public: String,
+    signed_signature: String,
+    one_time: BTreeMap<u32, String>,
+}
+
+impl From<&UploadedKeys> for SavedKeys {
+    fn from(k: &UploadedKeys) -> Self {
+        SavedKeys {
+            registration_id: k.registration_id,
+            identity: STANDARD.encode(k.identity),
+            signed_id: k.signed.id,
+            signed_public: STANDARD.encode(k.signed.public),
+            signed_signature: STANDARD.encode(k.signed.signature),
+            one_time: k
+                .one_time
+                .iter()
+                .map(|(id, v)| (*id, STANDARD.encode(v)))
+                .collect(),
+        }
+    }
+}
+
+fn fixed<const N: usize>(text: &str) -> Result<[u8; N], String> {
+    STANDARD
+        .decode(text)
+        .map_err(|e| e.to_string())?
+        .try_into()
+        .map_err(|v: Vec<u8>| format!("{} bytes, expected {N}", v.len()))
+}
+
+impl TryFrom<SavedKeys> for UploadedKeys {
+    type Error = String;
+
+    fn try_from(k: SavedKeys) -> Result<Self, String> {
+        Ok(UploadedKeys {
+            registration_id: k.registration_id,
+            identity: fixed(&k.identity)?,
+            signed: UploadedSignedKey {
+                id: k.signed_id,
+                public: fixed(&k.signed_public)?,
+                signature: fixed(&k.signed_signature)?,
+            },
+            one_time: k
+                .one_time
+                .iter()
+                .map(|(id, v)| Ok((*id, fixed(v)?)))
+                .collect::<Result<_, String>>()?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +261,34 @@ mod tests {
         let back = Mailbox::from_saved(mb.to_saved()).unwrap();
         assert_eq!(back.queue, mb.queue);
         assert_eq!(back.prekeys.into_iter().collect::<Vec<_>>(), [9]);
+    }
+
+    #[test]
+    fn bundles_use_each_uploaded_key_once_and_survive_a_save() {
+        use crate::wa::creds::{Credentials, KeyPair};
+        use crate::wa::prekey::{PreKey, parse_upload, upload};
+        let creds = Credentials::generate();
+        let keys: Vec<PreKey> = (1..=3)
+            .map(|id| PreKey {
+                id,
+                key_pair: KeyPair::generate(),
+            })
+            .collect();
+        let mut mb = Mailbox::default();
+        assert_eq!(mb.take_bundle(), None, "nothing before an upload");
+        mb.accept_upload(&parse_upload(&upload("u", &creds, &keys)).unwrap());
+        // An admin consume takes key 1 without handing it out.
+        mb.consume(1);
+        let mut back = Mailbox::from_saved(mb.to_saved()).unwrap();
+        let first = back.take_bundle().unwrap();
+        assert_eq!(first.identity, creds.identity.public);
+        assert_eq!(first.registration_id, u32::from(creds.registration_id));
+        let one_time = first.one_time.unwrap();
+        assert_eq!(one_time.id, 2);
+        assert_eq!(one_time.public, keys[1].key_pair.public);
+        assert_eq!(back.take_bundle().unwrap().one_time.unwrap().id, 3);
+        assert_eq!(back.take_bundle().unwrap().one_time, None);
+        assert!(back.prekeys.is_empty());
     }
 
     #[test]

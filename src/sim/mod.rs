@@ -3,10 +3,12 @@
 //! alone with `wasp sim`; also the load generator of the benchmarks (`load`).
 //!
 //! `Server::start` gives a `Handle` with the operations of the admin HTTP API: `scan` (the
-//! virtual phone reads a QR), `fault`, `stats`, `set_strict`, `consume_prekeys`. As strict as
-//! WhatsApp by default (`Strictness`): pushed traffic that must be acknowledged, truthful
-//! pre-key counts, a lowest client version and a device-name check.
+//! virtual phone reads a QR), `fault`, `stats`, `set_strict`, `consume_prekeys`, and for the
+//! relay between Signal peers (`relay`, `accounts`): `create_account`, `send_text`,
+//! `messages`. As strict as WhatsApp by default (`Strictness`): pushed traffic that must be
+//! acknowledged, truthful pre-key counts, a lowest client version and a device-name check.
 
+pub mod accounts;
 mod admin;
 pub mod cli;
 mod conn;
@@ -17,6 +19,7 @@ pub mod mailbox;
 pub mod phone;
 pub mod pushes;
 pub mod registry;
+pub mod relay;
 mod server;
 pub mod stats;
 pub mod strict;
@@ -102,6 +105,8 @@ pub enum SimError {
     PairingFailed(String),
     #[error("no device {0:?} is paired with this simulator")]
     UnknownDevice(String),
+    #[error("no account {0:?}: create it with POST /admin/account or pair a device of it")]
+    UnknownAccount(String),
     #[error("bad strictness setting: {0}")]
     BadStrict(String),
     #[error(transparent)]
@@ -398,6 +403,49 @@ impl Handle {
         }
         self.core.save().await;
         Ok(())
+    }
+
+    /// Makes an account (its phone, a Signal device) so tests have someone to talk to;
+    /// answers its phone JID and LID. An existing account is left as it is.
+    pub fn create_account(&self, phone: &str) -> Result<(String, String), SimError> {
+        let phone = phone::phone_digits(phone)?;
+        let mut reg = self.core.reg();
+        let account = relay::account(&mut reg, &phone);
+        Ok((account.jid().to_string(), account.lid_jid().to_string()))
+    }
+
+    /// `from`'s phone sends a real encrypted text to `to` (digits or a JID); answers the
+    /// message id.
+    pub fn send_text(&self, from: &str, to: &str, text: &str) -> Result<String, SimError> {
+        let from = phone::phone_digits(from)?;
+        let mut reg = self.core.reg();
+        if relay::phone_of(&reg, &crate::wa::jid::Jid::pn(&from)).is_none() {
+            return Err(SimError::UnknownAccount(from));
+        }
+        let (id, wake) = relay::phone_send(&mut reg, &from, to, text, now_unix())?;
+        reg.wake(&wake);
+        Ok(id)
+    }
+
+    /// What `phone`'s phone decrypted, oldest first.
+    pub fn messages(&self, phone: &str) -> Result<Vec<accounts::Received>, SimError> {
+        let phone = phone::phone_digits(phone)?;
+        let reg = self.core.reg();
+        let account = reg
+            .accounts
+            .get(&phone)
+            .ok_or_else(|| SimError::UnknownAccount(phone.clone()))?;
+        Ok(account.inbox.iter().cloned().collect())
+    }
+
+    /// Receipts `phone`'s phone got for what it sent, by kind.
+    pub fn phone_receipts(&self, phone: &str) -> std::collections::HashMap<String, u64> {
+        self.core
+            .reg()
+            .accounts
+            .get(phone)
+            .map(|a| a.receipts.clone())
+            .unwrap_or_default()
     }
 
     /// JIDs of the paired devices, sorted.

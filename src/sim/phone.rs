@@ -74,6 +74,7 @@ pub fn offer(
     tamper: Option<Tamper>,
     device: u32,
     iq_id: &str,
+    lid: &str,
     now_unix: u64,
 ) -> Offer {
     let number = phone.phone.clone();
@@ -84,10 +85,7 @@ pub fn offer(
         None => {}
     }
     let identity = phone.sign_pairing(&signed_for, 1, now_unix);
-    let lid = format!(
-        "{}@lid",
-        100_000_000_000_000u64 + rand::random::<u64>() % 900_000_000_000_000
-    );
+    let lid = lid.to_string();
     let iq = phone.pair_success_iq(iq_id, identity, device, &lid, "Chrome");
     Offer {
         jid: device_jid(&number, device),
@@ -158,6 +156,7 @@ mod tests {
             None,
             3,
             "p1",
+            "123456789012345@lid",
             1_700_000_000,
         );
         let parsed = pair::parse_pair_success(&offer.iq).unwrap();
@@ -203,6 +202,7 @@ mod tests {
                 Some(tamper),
                 1,
                 "p",
+                "123456789012345@lid",
                 1,
             );
             let parsed = pair::parse_pair_success(&offer.iq).unwrap();

@@ -3,7 +3,7 @@
 //! for a device's next login, handshake delays, each device's mailbox (unacknowledged
 //! stanzas, pre-keys), the strictness switches, and the statistics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SimError;
+use super::accounts::PhoneAccount;
 use super::faults::Fault;
 use super::mailbox::{Mailbox, SavedMailbox};
 use super::phone::ScanOptions;
@@ -74,6 +75,8 @@ pub enum Control {
     Kick(oneshot::Sender<()>),
     /// Push this stanza (already queued in the device's mailbox) and wait for its ack.
     Push(Node),
+    /// Send whatever the device's mailbox holds that this connection has not sent yet.
+    Flush,
     /// The phone scanned this connection's QR.
     Scan {
         qr: QrInfo,
@@ -118,6 +121,10 @@ pub struct Registry {
     phones: HashMap<String, Phone>,
     /// The highest device number given to each phone number in this run.
     last_device: HashMap<String, u32>,
+    /// Each account's phone as a Signal device (not saved: a restart gives new phones).
+    pub accounts: BTreeMap<String, PhoneAccount>,
+    /// Relayed message copies waiting for the receiving device's receipt: (device, id).
+    pub relayed: HashSet<(String, String)>,
     state_file: Option<PathBuf>,
     keys: SimKeys,
 }
@@ -138,6 +145,8 @@ impl Registry {
             strict: Strictness::default(),
             phones: HashMap::new(),
             last_device: HashMap::new(),
+            accounts: BTreeMap::new(),
+            relayed: HashSet::new(),
             state_file: state_file.clone(),
             keys: SimKeys {
                 root: SecretKey::random(),
@@ -241,6 +250,7 @@ impl Registry {
         self.login_delays.remove(jid);
         self.gates.remove(jid);
         self.mail.remove(jid);
+        self.relayed.retain(|(device, _)| device != jid);
     }
 
     /// The device a login payload names, if the simulator paired it.
@@ -274,6 +284,16 @@ impl Registry {
             .get(jid)
             .map(|v| v.iter().map(|l| l.control.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Asks every live connection of these devices to flush its mailbox. Never waits: a
+    /// full control queue already holds a message after which the connection flushes.
+    pub fn wake(&self, jids: &[String]) {
+        for jid in jids {
+            for control in self.live_controls(jid) {
+                let _ = control.try_send(Control::Flush);
+            }
+        }
     }
 
     /// Every logged-in connection, as (device, control).
@@ -353,6 +373,13 @@ impl Registry {
     /// A client's ack or receipt: closes the stanzas it names; answers how many.
     pub fn close(&mut self, jid: &str, tag: &str, ids: &[&str], to: Option<&str>) -> usize {
         let closed = self.mailbox(jid).close(tag, ids, to);
+        if tag == "message" {
+            for id in ids {
+                if self.relayed.remove(&(jid.to_string(), (*id).to_string())) {
+                    self.stats.messages_delivered += 1;
+                }
+            }
+        }
         if closed > 0 {
             self.stats.acks_received += closed as u64;
             self.stats.device(jid).acks_received += closed as u64;

@@ -116,6 +116,20 @@ pub struct Stats {
     pub device_name_refused: u64,
     /// Dials that started with the `ED` edge-routing prefix.
     pub routed_dials: u64,
+    /// Message copies routed to a device or a simulated phone (issue 12).
+    pub messages_relayed: u64,
+    /// Copies queued for a device that was offline when they arrived.
+    pub messages_queued: u64,
+    /// Copies the receiving device closed with a receipt or ack, or a phone decrypted.
+    pub messages_delivered: u64,
+    /// Copies addressed to a device or user the server does not know.
+    pub messages_unroutable: u64,
+    /// Receipts forwarded to the device they name (or taken by a phone).
+    pub receipts_forwarded: u64,
+    /// Retry receipts seen and copies a simulated phone could not decrypt.
+    pub decrypt_failures: u64,
+    /// Texts the simulated phones sent (`POST /admin/send`).
+    pub phone_messages_sent: u64,
     /// Problems by kind (`ErrorKind::name`).
     pub errors: BTreeMap<String, u64>,
     /// Per device (by JID).

@@ -1,6 +1,6 @@
 //! The key database `<data_dir>/keys.db`: one SQLite file (WAL, `synchronous=FULL`) for every
-//! session's one-time pre-keys and their next-id counter, rows keyed by session id. Later
-//! Signal sessions and the outbox go in the same file.
+//! session's one-time pre-keys and their next-id counter, rows keyed by session id. The Signal
+//! records and the device-list cache live in the same file (`signal.rs`).
 //!
 //! Crash safety: keys are generated and committed (fsynced) before they are uploaded, and
 //! stay marked "not uploaded" until the server confirmed the upload. A crash in between
@@ -118,11 +118,12 @@ impl KeyStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
         Ok(conn)
     }
 
     /// Runs `f` on the open connection (opening it first), mapping errors to `session`.
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         session: &str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<Result<T, KeysError>>,
@@ -266,6 +267,31 @@ impl KeyStore {
         })
     }
 
+    /// The pre-key `id` of `session` without removing it (a pkmsg names it; the decrypt's
+    /// changes remove it in the same transaction as the new session).
+    pub fn prekey(&self, session: &str, id: u32) -> Result<Option<PreKey>, KeysError> {
+        let path = self.path.clone();
+        self.with(session, |conn| {
+            let private: Option<Vec<u8>> = conn
+                .query_row(
+                    "SELECT private FROM prekeys WHERE session = ?1 AND id = ?2",
+                    params![session, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match private {
+                None => Ok(None),
+                Some(p) => key_from_private(id, &p)
+                    .map(Some)
+                    .ok_or(KeysError::Damaged {
+                        path,
+                        session: session.to_string(),
+                        id,
+                    }),
+            })
+        })
+    }
+
     /// How many keys `session` holds and its next id.
     pub fn counts(&self, session: &str) -> Result<KeyCounts, KeysError> {
         self.with(session, |conn| {
@@ -283,7 +309,8 @@ impl KeyStore {
         })
     }
 
-    /// Removes every key and the counter of `session` (wipe, logout with wipe).
+    /// Removes every key, the counter and every Signal record of `session` (wipe, logout with
+    /// wipe), in one transaction.
     pub fn remove_session(&self, session: &str) -> Result<(), KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
@@ -292,6 +319,7 @@ impl KeyStore {
                 "DELETE FROM prekey_counter WHERE session = ?1",
                 params![session],
             )?;
+            super::signal::remove_session_rows(&tx, session)?;
             tx.commit()?;
             Ok(Ok(()))
         })

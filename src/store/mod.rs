@@ -20,6 +20,8 @@ mod file;
 pub mod keys;
 mod lock;
 pub mod redis;
+pub mod signal;
+pub mod signal_keys;
 mod utc;
 
 use std::fmt;

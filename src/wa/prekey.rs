@@ -86,15 +86,15 @@ pub struct Upload {
 /// Why an upload was refused; each names the node at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PreKeyError {
-    #[error("the pre-key upload has no <{0}>")]
+    #[error("the pre-key node has no <{0}>")]
     Missing(&'static str),
-    #[error("the pre-key upload's <{field}> is {len} bytes long, expected {expected}")]
+    #[error("the pre-key node's <{field}> is {len} bytes long, expected {expected}")]
     Length {
         field: &'static str,
         len: usize,
         expected: usize,
     },
-    #[error("the pre-key upload's <type> is {0:?}, expected [5]")]
+    #[error("the pre-key node's <type> is {0:?}, expected [5]")]
     KeyType(Vec<u8>),
     #[error("the pre-key upload's <identity> is not this device's identity key")]
     OtherIdentity,
@@ -106,6 +106,23 @@ fn id_bytes(id: u32) -> Vec<u8> {
     id.to_be_bytes()[1..].to_vec()
 }
 
+/// `<key><id>{3 B}</id><value>{32 B}</value></key>`, as in uploads and bundles.
+pub(crate) fn one_time_key_node(k: &OneTimeKey) -> Node {
+    Node::new("key").children(vec![
+        Node::new("id").bytes(id_bytes(k.id)),
+        Node::new("value").bytes(k.public.to_vec()),
+    ])
+}
+
+/// `<skey><id>{3 B}</id><value>{32 B}</value><signature>{64 B}</signature></skey>`.
+pub(crate) fn signed_key_node(signed: &UploadedSignedKey) -> Node {
+    Node::new("skey").children(vec![
+        Node::new("id").bytes(id_bytes(signed.id)),
+        Node::new("value").bytes(signed.public.to_vec()),
+        Node::new("signature").bytes(signed.signature.to_vec()),
+    ])
+}
+
 /// The upload iq: `<iq id xmlns="encrypt" type="set" to="s.whatsapp.net">` with
 /// registration, type, identity, the list of one-time keys and the signed pre-key.
 pub fn upload_node(
@@ -115,20 +132,8 @@ pub fn upload_node(
     keys: &[OneTimeKey],
     signed: &UploadedSignedKey,
 ) -> Node {
-    let list = keys
-        .iter()
-        .map(|k| {
-            Node::new("key").children(vec![
-                Node::new("id").bytes(id_bytes(k.id)),
-                Node::new("value").bytes(k.public.to_vec()),
-            ])
-        })
-        .collect();
-    let skey = Node::new("skey").children(vec![
-        Node::new("id").bytes(id_bytes(signed.id)),
-        Node::new("value").bytes(signed.public.to_vec()),
-        Node::new("signature").bytes(signed.signature.to_vec()),
-    ]);
+    let list = keys.iter().map(one_time_key_node).collect();
+    let skey = signed_key_node(signed);
     Node::new("iq")
         .attr("id", id)
         .attr("xmlns", "encrypt")
@@ -151,19 +156,39 @@ pub fn is_upload(node: &Node) -> bool {
         && node.get_child("list").is_some()
 }
 
-fn bytes<'a>(parent: &'a Node, field: &'static str) -> Result<&'a [u8], PreKeyError> {
+pub(crate) fn bytes<'a>(parent: &'a Node, field: &'static str) -> Result<&'a [u8], PreKeyError> {
     parent
         .get_child(field)
         .and_then(Node::content_bytes)
         .ok_or(PreKeyError::Missing(field))
 }
 
-fn fixed<const N: usize>(parent: &Node, field: &'static str) -> Result<[u8; N], PreKeyError> {
+pub(crate) fn fixed<const N: usize>(
+    parent: &Node,
+    field: &'static str,
+) -> Result<[u8; N], PreKeyError> {
     let got = bytes(parent, field)?;
     got.try_into().map_err(|_| PreKeyError::Length {
         field,
         len: got.len(),
         expected: N,
+    })
+}
+
+/// Reads a `<key>` node (see [`one_time_key_node`]), checking lengths.
+pub(crate) fn one_time_key(k: &Node) -> Result<OneTimeKey, PreKeyError> {
+    Ok(OneTimeKey {
+        id: key_id(k)?,
+        public: fixed::<32>(k, "value")?,
+    })
+}
+
+/// Reads an `<skey>` node (see [`signed_key_node`]), checking lengths (not the signature).
+pub(crate) fn signed_key(skey: &Node) -> Result<UploadedSignedKey, PreKeyError> {
+    Ok(UploadedSignedKey {
+        id: key_id(skey)?,
+        public: fixed::<32>(skey, "value")?,
+        signature: fixed::<64>(skey, "signature")?,
     })
 }
 
@@ -184,19 +209,10 @@ pub fn parse_upload(node: &Node) -> Result<Upload, PreKeyError> {
     let list = node.get_child("list").ok_or(PreKeyError::Missing("list"))?;
     let keys = list
         .children_named("key")
-        .map(|k| {
-            Ok(OneTimeKey {
-                id: key_id(k)?,
-                public: fixed::<32>(k, "value")?,
-            })
-        })
+        .map(one_time_key)
         .collect::<Result<Vec<_>, PreKeyError>>()?;
     let skey = node.get_child("skey").ok_or(PreKeyError::Missing("skey"))?;
-    let signed = UploadedSignedKey {
-        id: key_id(skey)?,
-        public: fixed::<32>(skey, "value")?,
-        signature: fixed::<64>(skey, "signature")?,
-    };
+    let signed = signed_key(skey)?;
     let message = SignedPreKey::signed_message(&signed.public);
     if !xeddsa::verify(&identity, &message, &signed.signature) {
         return Err(PreKeyError::BadSignature);

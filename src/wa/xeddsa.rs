@@ -13,7 +13,7 @@ use xeddsa::{ConvertMont, Sign};
 pub const SIGNATURE_LEN: usize = 64;
 
 /// The operating system's random source, in the shape the `xeddsa` crate asks for.
-struct OsNonce;
+pub(crate) struct OsNonce;
 
 impl rand_core_10::TryRng for OsNonce {
     type Error = std::convert::Infallible;

@@ -12,7 +12,7 @@ mod node;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,9 @@ use crate::net::board::StatusBoard;
 use crate::net::conn::{Conn, ConnEvent};
 use crate::net::inbound;
 use crate::net::link::{Endpoint, LinkEvent};
+use crate::net::messages::{
+    self, MessageEvent, MessageId, MessengerHandle, MessengerMsg, SendError,
+};
 use crate::net::metrics::Metrics;
 use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;
@@ -49,10 +52,12 @@ pub struct Shared {
     pub board: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn CredentialStore>,
-    /// The key database (`<data_dir>/keys.db`): one-time pre-keys.
+    /// The key database (`<data_dir>/keys.db`): one-time pre-keys, Signal records.
     pub keys: Arc<KeyStore>,
     /// Clustered: asked before every dial (the lease); `None` dials freely.
     pub gate: Option<Arc<dyn crate::net::gate::DialGate>>,
+    /// Every session's message events (received, status changes).
+    pub events: broadcast::Sender<MessageEvent>,
 }
 
 /// How one session is set up.
@@ -73,6 +78,12 @@ pub enum DriverMsg {
     SetPolicy(Box<Policy>),
     /// A config reload changed the client version.
     SetVersion(ClientVersion),
+    /// Send a text (answered on `reply`).
+    SendText {
+        to: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageId, SendError>>,
+    },
 }
 
 /// Results of work the driver started in the background.
@@ -117,6 +128,7 @@ struct Driver {
     version: ClientVersion,
     routing: Option<Vec<u8>>,
     prekeys: PreKeys,
+    messenger: MessengerHandle,
     timers: TimerQueue,
     /// The `was_online` flag as last written, so publishing writes only changes.
     was_online: bool,
@@ -264,10 +276,19 @@ impl Driver {
             &spec.policy,
             (tasks.clone(), tasks_cancel.clone()),
         );
+        let messenger = messages::spawn(
+            &spec.id,
+            shared.keys.clone(),
+            shared.metrics.clone(),
+            shared.events.clone(),
+            spec.policy.query_timeout,
+            (&tasks, tasks_cancel.clone()),
+        );
         let mut driver = Driver {
             version: shared.endpoint.version,
             routing: None,
             prekeys,
+            messenger,
             spec,
             shared,
             vault,
@@ -342,6 +363,11 @@ impl Driver {
                 let version = version.to_string();
                 self.session.handle(now(), Event::ClientVersion { version })
             }
+            DriverMsg::SendText { to, text, reply } => {
+                let msg = MessengerMsg::SendText { to, text, reply };
+                self.messenger.pass(msg);
+                Vec::new()
+            }
             DriverMsg::Act(command) => {
                 info!(command = command.name(), "operator command");
                 self.session.handle(now(), Event::Operator(command))
@@ -413,6 +439,7 @@ impl Driver {
         match event {
             None => {
                 self.link = Link::None;
+                self.messenger.pass(MessengerMsg::Offline);
                 self.session.handle(
                     now(),
                     Event::Closed {
@@ -428,6 +455,7 @@ impl Driver {
                     info!(%cause, code = cause.code(), "disconnected");
                 }
                 self.link = Link::None;
+                self.messenger.pass(MessengerMsg::Offline);
                 self.session.handle(now(), Event::Closed { conn, cause })
             }
             Some(event @ (ConnEvent::Received | ConnEvent::Undecodable { .. })) => {

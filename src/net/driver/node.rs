@@ -1,10 +1,12 @@
 //! What the driver does with the nodes of an open socket: pairing refs and pair-success,
-//! login (the pre-key flow starts), server pings, and the pushed stanzas `inbound` answers.
+//! login (the pre-key flow and the messenger start), server pings, the pushed stanzas `inbound`
+//! answers, and the message stanzas the messenger takes.
 
 use tracing::{debug, info, warn};
 
 use super::{Driver, Link, now};
 use crate::net::inbound;
+use crate::net::messages::{self, MessengerMsg};
 use crate::session::status::QrText;
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::node::Node;
@@ -45,6 +47,8 @@ impl Driver {
                 }
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
                     self.prekeys.after_login(handle.querier(), creds.clone());
+                    let online = MessengerMsg::Online(handle.querier(), Box::new(creds.clone()));
+                    self.messenger.pass(online);
                 }
                 self.session.handle(now(), Event::Online { conn })
             }
@@ -53,6 +57,14 @@ impl Driver {
                 Vec::new()
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
+                // A <message> is answered by the messenger (receipt, or retry and ack).
+                if node.tag == "message" && self.shared.endpoint.send_acks {
+                    self.messenger.pass(MessengerMsg::Node(node));
+                    return Vec::new();
+                }
+                if messages::wants(&node) {
+                    self.messenger.pass(MessengerMsg::Node(node.clone()));
+                }
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
                     let (acks, routing) = (self.shared.endpoint.send_acks, &mut self.routing);
                     inbound::answer(&node, handle, creds, acks, &self.prekeys, routing).await;

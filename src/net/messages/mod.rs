@@ -1,0 +1,331 @@
+//! Messages end to end for one session: a task beside the driver that owns the session's
+//! Signal work, so sends and decrypts run one at a time and in arrival order. The driver
+//! hands it the socket's querier at login and every `<message>`, `<receipt>` and message
+//! `<ack>`; the pool handle reaches it through the driver (`send_text`) and hears from it on
+//! the [`MessageEvent`] broadcast.
+//!
+//! `send.rs`: devices (usync, cached in keys.db), bundles, encrypt, the stanza and the
+//! server ack; `recv.rs`: decrypt, receipts, retry receipts both ways; `sent.rs`: the sent
+//! messages kept for retries and status changes.
+
+mod recv;
+mod send;
+mod sent;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, warn};
+
+use crate::net::conn::{ConnError, Querier};
+use crate::net::metrics::Metrics;
+use crate::store::keys::{KeyStore, KeysError};
+use crate::store::signal_keys::KeySignalStore;
+use crate::wa::creds::Credentials;
+use crate::wa::node::Node;
+use crate::wa::signal::SignalError;
+
+pub use sent::KEPT as SENT_KEPT;
+
+/// How many events the broadcast holds for a slow listener; past that the listener loses
+/// the oldest (tokio's `Lagged`), the session never waits for it.
+pub const EVENTS_CAPACITY: usize = 4096;
+
+/// How many stanzas wait for the messenger; when full, a `<message>` is left unacked (the
+/// server delivers it again at the next login) and counted.
+const INBOX: usize = 1024;
+
+/// A message id as WhatsApp writes it (`3EB0…`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MessageId(pub String);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a message we sent has got to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageStatus {
+    /// Written to the socket, no server ack yet.
+    Pending,
+    /// The server acked it.
+    Sent,
+    Delivered,
+    Read,
+    Played,
+    /// The server refused it (`error` code of its ack) or it could not be sent.
+    Failed(String),
+}
+
+impl MessageStatus {
+    fn rank(&self) -> u8 {
+        match self {
+            MessageStatus::Pending => 0,
+            MessageStatus::Sent => 1,
+            MessageStatus::Delivered => 2,
+            MessageStatus::Read => 3,
+            MessageStatus::Played => 4,
+            MessageStatus::Failed(_) => 5,
+        }
+    }
+}
+
+/// A message a session received and decrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub id: String,
+    /// The chat: the peer's bare JID (for our own devices' copies, the chat they wrote to).
+    pub chat: String,
+    /// The sending device's JID.
+    pub sender: String,
+    /// True when one of our own devices sent it (a device-sent copy).
+    pub from_me: bool,
+    /// Text of a conversation or extended-text message.
+    pub text: Option<String>,
+    /// The `Message` field name for anything else (`imageMessage`, `protocolMessage`, …).
+    pub kind: String,
+    /// Length of the decoded `Message` bytes.
+    pub bytes: usize,
+    /// The stanza's `t` (unix seconds).
+    pub timestamp: u64,
+}
+
+/// What happened to a message, with the session it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageEvent {
+    pub session: String,
+    pub kind: MessageEventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageEventKind {
+    Received(ReceivedMessage),
+    /// A message we sent changed status.
+    Status {
+        id: String,
+        chat: String,
+        status: MessageStatus,
+    },
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no session named {session}")]
+    UnknownSession { session: String },
+    #[error("session {session} is not logged in")]
+    NotOnline { session: String },
+    #[error("session {session}: {to:?} is not a phone number or JID")]
+    BadRecipient { session: String, to: String },
+    #[error("session {session}: the server query for {what} failed: {source}")]
+    Query {
+        session: String,
+        what: &'static str,
+        #[source]
+        source: ConnError,
+    },
+    #[error("session {session}: {to} has no devices")]
+    NoDevices { session: String, to: String },
+    #[error("session {session}: {source}")]
+    Signal {
+        session: String,
+        #[source]
+        source: Box<SignalError>,
+    },
+    #[error("session {session}: {source}")]
+    Keys {
+        session: String,
+        #[source]
+        source: Box<KeysError>,
+    },
+    #[error("session {session}: the server's answer to {what} is malformed: {reason}")]
+    Answer {
+        session: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("session {session} stopped before the message was sent")]
+    Stopped { session: String },
+}
+
+/// What the driver tells the messenger.
+pub enum MessengerMsg {
+    /// Logged in on a new socket with these credentials.
+    Online(Querier, Box<Credentials>),
+    /// The socket closed.
+    Offline,
+    /// A `<message>`, `<receipt>`, `<ack class="message">` or `devices`/`encrypt`
+    /// notification.
+    Node(Node),
+    SendText {
+        to: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageId, SendError>>,
+    },
+}
+
+/// The driver's end of the messenger.
+#[derive(Clone)]
+pub struct MessengerHandle {
+    session: String,
+    tx: mpsc::Sender<MessengerMsg>,
+    metrics: Arc<Metrics>,
+}
+
+impl MessengerHandle {
+    /// Passes `msg` on; a full queue drops it (a `<message>` left unacked comes again, a
+    /// send is answered with an error) and counts it.
+    pub fn pass(&self, msg: MessengerMsg) {
+        if let Err(e) = self.tx.try_send(msg) {
+            self.metrics.messages_dropped.inc();
+            if let MessengerMsg::SendText { reply, .. } = e.into_inner() {
+                let _ = reply.send(Err(SendError::Stopped {
+                    session: self.session.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// True for the stanzas the messenger handles instead of the plain ack path.
+pub fn wants(node: &Node) -> bool {
+    match node.tag.as_str() {
+        "message" | "receipt" => true,
+        "ack" => node.get_attr("class") == Some("message"),
+        "notification" => match node.get_attr("type") {
+            Some("devices") => true,
+            Some("encrypt") => node.get_child("identity").is_some(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// One session's messenger state.
+struct Messenger {
+    session: String,
+    keys: Arc<KeyStore>,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<MessageEvent>,
+    timeout: Duration,
+    link: Option<(Querier, KeySignalStore, Box<Credentials>)>,
+    sent: sent::SentLog,
+    /// Retry receipts we sent per incoming message id.
+    retry_counts: HashMap<String, u32>,
+}
+
+/// Starts the messenger of `session` in `tasks`; it ends when `cancel` fires.
+pub fn spawn(
+    session: &str,
+    keys: Arc<KeyStore>,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<MessageEvent>,
+    timeout: Duration,
+    (tasks, cancel): (&tokio_util::task::TaskTracker, CancellationToken),
+) -> MessengerHandle {
+    let (tx, mut rx) = mpsc::channel(INBOX);
+    let mut messenger = Messenger {
+        session: session.to_owned(),
+        keys,
+        metrics: metrics.clone(),
+        events,
+        timeout,
+        link: None,
+        sent: sent::SentLog::default(),
+        retry_counts: HashMap::new(),
+    };
+    let span = tracing::info_span!("messages", session = %session);
+    tasks.spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    msg = rx.recv() => match msg {
+                        None => break,
+                        Some(msg) => messenger.handle(msg).await,
+                    },
+                }
+            }
+            debug!("messenger ended");
+        }
+        .instrument(span),
+    );
+    MessengerHandle {
+        session: session.to_owned(),
+        tx,
+        metrics,
+    }
+}
+
+impl Messenger {
+    async fn handle(&mut self, msg: MessengerMsg) {
+        match msg {
+            MessengerMsg::Online(querier, creds) => {
+                let store = KeySignalStore::new(self.keys.clone(), &self.session, &creds);
+                self.link = Some((querier, store, creds));
+            }
+            MessengerMsg::Offline => self.link = None,
+            MessengerMsg::SendText { to, text, reply } => {
+                let result = self.send_text(&to, &text).await;
+                if let Err(e) = &result {
+                    warn!(error = %e, "message not sent");
+                }
+                let _ = reply.send(result);
+            }
+            MessengerMsg::Node(node) => match node.tag.as_str() {
+                "message" => self.on_message(&node).await,
+                "receipt" => self.on_receipt(&node).await,
+                "ack" => self.on_server_ack(&node),
+                "notification" if node.get_attr("type") == Some("devices") => {
+                    self.on_devices_notification(&node).await
+                }
+                "notification" => self.on_identity_change(&node).await,
+                _ => {}
+            },
+        }
+    }
+
+    fn emit(&self, kind: MessageEventKind) {
+        // No listener is fine: events are for whoever subscribed.
+        let _ = self.events.send(MessageEvent {
+            session: self.session.clone(),
+            kind,
+        });
+    }
+
+    fn status(&mut self, id: &str, status: MessageStatus) {
+        if let Some(chat) = self.sent.advance(id, status.clone()) {
+            self.emit(MessageEventKind::Status {
+                id: id.to_owned(),
+                chat,
+                status,
+            });
+        }
+    }
+
+    /// Sends `node` on the current socket; false when there is none or it is closing.
+    async fn send_node(&self, node: Node) -> bool {
+        match &self.link {
+            Some((querier, ..)) => querier.send(node).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs a Signal/key-database step on the blocking pool with the session's store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut KeySignalStore) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (_, store, _) = self.link.as_ref()?;
+        let mut store = store.clone();
+        tokio::task::spawn_blocking(move || f(&mut store))
+            .await
+            .ok()
+    }
+}

@@ -1,0 +1,300 @@
+//! Receiving (PROTOCOL-MESSAGING.md §4, §5): decrypt each `<enc>` of a `<message>`, unpad and
+//! decode, report it and answer with the delivery receipt; on failure a retry receipt (with
+//! fresh keys from the second try on) and a plain ack. Receipts for our messages become
+//! status changes; a retry receipt makes us resend.
+
+use tracing::{debug, info, warn};
+
+use super::{MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
+use crate::wa::ack;
+use crate::wa::jid::Jid;
+use crate::wa::message::{Body, decode_padded};
+use crate::wa::messaging::receipt::{
+    MAX_RETRY_COUNT, Receipt, ReceiptKind, RetryKeys, parse_retry, receipt_for, retry_receipt,
+};
+use crate::wa::messaging::stanza::Incoming;
+use crate::wa::node::Node;
+use crate::wa::prekey::{OneTimeKey, UploadedSignedKey};
+use crate::wa::signal::{self, EncType, SenderKeyId, SignalAddress, SignalError};
+use wacore_libsignal::protocol::SignalProtocolError;
+
+/// What decrypting one stanza came to.
+enum Outcome {
+    Decrypted(Vec<u8>),
+    /// Already decrypted before (a redelivery after a crash or a lost receipt).
+    Duplicate,
+    Failed(SignalError),
+    /// No `<enc>` we can read.
+    Nothing,
+}
+
+impl Messenger {
+    pub(super) async fn on_message(&mut self, node: &Node) {
+        let own_jid = self
+            .link
+            .as_ref()
+            .and_then(|(_, _, c)| c.account.as_ref())
+            .map(|a| a.jid.clone());
+        let incoming = match Incoming::parse(node) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "unreadable message: nacked");
+                if let Some(nack) = ack::ack(node, own_jid.as_deref()) {
+                    self.send_ack(nack.attr("error", "487")).await;
+                }
+                return;
+            }
+        };
+        match self.decrypt(&incoming).await {
+            Outcome::Decrypted(padded) => {
+                self.delivered(&incoming, &padded).await;
+                self.retry_counts.remove(&incoming.id);
+                self.send_node(receipt_for(&incoming, &ReceiptKind::Delivered))
+                    .await;
+            }
+            Outcome::Duplicate => {
+                debug!(id = %incoming.id, "message decrypted before: receipt again");
+                self.send_node(receipt_for(&incoming, &ReceiptKind::Delivered))
+                    .await;
+            }
+            Outcome::Failed(e) => {
+                self.metrics.decrypt_failures.inc();
+                warn!(id = %incoming.id, from = %incoming.from, error = %e, "could not decrypt a message");
+                self.ask_again(&incoming).await;
+                if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
+                    self.send_ack(plain).await;
+                }
+            }
+            Outcome::Nothing => {
+                if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
+                    self.send_ack(plain).await;
+                }
+            }
+        }
+    }
+
+    /// Sends an ack and counts it with the driver's.
+    async fn send_ack(&self, ack: Node) {
+        if self.send_node(ack).await {
+            self.metrics.acks_sent.inc();
+        }
+    }
+
+    async fn decrypt(&self, incoming: &Incoming) -> Outcome {
+        let sender = incoming.sender().clone();
+        let group = incoming
+            .participant
+            .is_some()
+            .then(|| incoming.from.to_string());
+        let encs = incoming.encs.clone();
+        let done = self
+            .blocking(move |store| {
+                let address = SignalAddress::of(&sender);
+                let mut out = Outcome::Nothing;
+                for enc in &encs {
+                    let result = match enc.enc_type() {
+                        Some(kind @ (EncType::PkMsg | EncType::Msg)) => {
+                            signal::decrypt(store, &address, kind, &enc.ciphertext)
+                                .map(|d| d.plaintext)
+                        }
+                        Some(EncType::SkMsg) => {
+                            let Some(group) = group.clone() else { continue };
+                            let id = SenderKeyId {
+                                group,
+                                sender: address.clone(),
+                            };
+                            signal::group_decrypt(store, &id, &enc.ciphertext)
+                        }
+                        None => continue,
+                    };
+                    out = match result {
+                        Ok(padded) => {
+                            // A pairwise copy may carry the group's sender key.
+                            if let (Ok((m, _)), Some(group)) = (decode_padded(&padded), &group)
+                                && let Some(skdm) = m
+                                    .sender_key_distribution_message
+                                    .as_ref()
+                                    .and_then(|s| s.axolotl_sender_key_distribution_message.clone())
+                            {
+                                let id = SenderKeyId {
+                                    group: group.clone(),
+                                    sender: address.clone(),
+                                };
+                                if let Err(e) =
+                                    signal::process_sender_key_distribution(store, &id, &skdm)
+                                {
+                                    warn!(error = %e, "sender key distribution refused");
+                                }
+                            }
+                            Outcome::Decrypted(padded)
+                        }
+                        Err(SignalError::Protocol {
+                            source: SignalProtocolError::DuplicatedMessage(..),
+                            ..
+                        }) => Outcome::Duplicate,
+                        Err(e) => return Outcome::Failed(e),
+                    };
+                }
+                out
+            })
+            .await;
+        done.unwrap_or(Outcome::Nothing)
+    }
+
+    /// Decodes a decrypted message and reports it.
+    async fn delivered(&mut self, incoming: &Incoming, padded: &[u8]) {
+        let (message, body) = match decode_padded(padded) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                warn!(id = %incoming.id, error = %e, "decrypted message does not decode");
+                return;
+            }
+        };
+        self.metrics.messages_received.inc();
+        let from_me = incoming.recipient.is_some() || message.device_sent_message.is_some();
+        let chat = message
+            .destination()
+            .map(str::to_owned)
+            .or_else(|| incoming.recipient.as_ref().map(Jid::to_string))
+            .unwrap_or_else(|| incoming.from.to_user().to_string());
+        let (text, kind, bytes) = match message.body(body) {
+            Body::Text(t) => (Some(t), "text".to_owned(), body.len()),
+            Body::Other { kind, len } => (None, kind, len),
+        };
+        self.emit(MessageEventKind::Received(ReceivedMessage {
+            id: incoming.id.clone(),
+            chat,
+            sender: incoming.sender().to_string(),
+            from_me,
+            text,
+            kind,
+            bytes,
+            timestamp: incoming.t,
+        }));
+    }
+
+    /// Sends the retry receipt for an undecryptable message: keys from the second try on.
+    async fn ask_again(&mut self, incoming: &Incoming) {
+        let from_enc = incoming
+            .encs
+            .iter()
+            .filter_map(|e| e.count)
+            .max()
+            .unwrap_or(0);
+        let count = self
+            .retry_counts
+            .entry(incoming.id.clone())
+            .or_insert(from_enc);
+        *count += 1;
+        let count = *count;
+        if count > MAX_RETRY_COUNT {
+            warn!(id = %incoming.id, "gave up asking for a message again");
+            return;
+        }
+        let Some((_, _, creds)) = self.link.as_ref() else {
+            return;
+        };
+        let registration = u32::from(creds.registration_id);
+        let keys = if count > 1 {
+            self.retry_keys().await
+        } else {
+            None
+        };
+        info!(id = %incoming.id, count, with_keys = keys.is_some(), "retry receipt sent");
+        self.send_node(retry_receipt(incoming, count, registration, keys.as_ref()))
+            .await;
+    }
+
+    /// Our keys for a retry receipt: identity, one fresh one-time pre-key (stored and
+    /// marked uploaded, since the peer gets it from us), signed pre-key, device identity.
+    async fn retry_keys(&self) -> Option<RetryKeys> {
+        let (_, _, creds) = self.link.as_ref()?;
+        let account = creds.account.as_ref()?;
+        let signed = UploadedSignedKey {
+            id: creds.signed_pre_key.id,
+            public: creds.signed_pre_key.key_pair.public,
+            signature: creds.signed_pre_key.signature,
+        };
+        let (identity, device_identity) = (creds.identity.public, account.signed_identity.clone());
+        let key = self
+            .keys_call(|keys, session| {
+                let made = keys.keys_to_upload(&session, 1)?;
+                let ids: Vec<u32> = made.iter().map(|k| k.id).collect();
+                keys.mark_uploaded(&session, &ids)?;
+                Ok(made.into_iter().next())
+            })
+            .await
+            .ok()??;
+        Some(RetryKeys {
+            identity,
+            one_time: OneTimeKey {
+                id: key.id,
+                public: key.key_pair.public,
+            },
+            signed,
+            device_identity,
+        })
+    }
+
+    /// A receipt from the server: a retry request, or a status change of our messages.
+    /// (The driver has acked it already.)
+    pub(super) async fn on_receipt(&mut self, node: &Node) {
+        if node.get_attr("type") == Some("retry") {
+            match parse_retry(node, "from") {
+                Ok(req) => {
+                    if let Err(e) = self.resend(req).await {
+                        warn!(error = %e, "could not answer a retry receipt");
+                    }
+                }
+                Err(e) => warn!(error = %e, "unreadable retry receipt"),
+            }
+            return;
+        }
+        let receipt = match Receipt::parse(node, "from") {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "unreadable receipt");
+                return;
+            }
+        };
+        let status = match receipt.kind {
+            ReceiptKind::Delivered | ReceiptKind::Inactive => MessageStatus::Delivered,
+            ReceiptKind::Read | ReceiptKind::ReadSelf => MessageStatus::Read,
+            ReceiptKind::Played | ReceiptKind::PlayedSelf => MessageStatus::Played,
+            _ => return,
+        };
+        // Our own devices' receipts (`sender`) are not the recipient's.
+        if let Some((_, _, creds)) = self.link.as_ref()
+            && let Some(own) = creds
+                .account
+                .as_ref()
+                .and_then(|a| a.jid.parse::<Jid>().ok())
+            && receipt.peer.same_user(&own)
+        {
+            return;
+        }
+        for id in &receipt.ids {
+            self.status(id, status.clone());
+        }
+    }
+
+    /// An `encrypt` notification with `<identity/>`: the peer reinstalled; its sessions,
+    /// identity and device list go, so the next send starts afresh.
+    pub(super) async fn on_identity_change(&mut self, node: &Node) {
+        let Some(from) = node.get_attr("from").and_then(|f| f.parse::<Jid>().ok()) else {
+            return;
+        };
+        let name = SignalAddress::of(&from.to_user()).name;
+        let user = from.to_user().to_string();
+        let result = self
+            .keys_call(move |keys, session| {
+                keys.devices_forget(&session, &user)?;
+                keys.signal_forget_peer(&session, &name)
+            })
+            .await;
+        match result {
+            Ok(n) => info!(peer = %from, records = n, "peer identity changed: sessions dropped"),
+            Err(e) => warn!(error = %e, "could not drop a changed peer's sessions"),
+        }
+    }
+}
