@@ -72,7 +72,7 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS prekeys (
     session  TEXT    NOT NULL,
     id       INTEGER NOT NULL,
@@ -348,7 +348,7 @@ fn key_from_private(id: u32, private: &[u8]) -> Option<PreKey> {
 
 /// The database holds private keys: owner-only like the credentials (directory 0700, file
 /// 0600, created so before SQLite opens it; its `-wal` and `-shm` files take the same mode).
-fn create_private(path: &Path) {
+pub(super) fn create_private(path: &Path) {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::DirBuilder::new()

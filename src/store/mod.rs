@@ -18,6 +18,7 @@ mod backup;
 mod error;
 mod file;
 pub mod keys;
+mod keys_backup;
 mod lock;
 pub mod redis;
 pub mod signal;
