@@ -119,6 +119,8 @@ impl KeyStore {
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
+        conn.execute_batch(super::app_state_keys::SCHEMA)
+            .map_err(fail)?;
         Ok(conn)
     }
 
@@ -320,6 +322,7 @@ impl KeyStore {
                 params![session],
             )?;
             super::signal::remove_session_rows(&tx, session)?;
+            super::app_state_keys::remove_session_rows(&tx, session)?;
             tx.commit()?;
             Ok(Ok(()))
         })

@@ -9,7 +9,13 @@ use rusqlite::params;
 use super::keys::{KeyStore, KeysError, create_private};
 
 /// The tables that hold per-session rows (each has a `session` column).
-const TABLES: [&str; 4] = ["prekeys", "prekey_counter", "signal", "device_cache"];
+const TABLES: [&str; 5] = [
+    "prekeys",
+    "prekey_counter",
+    "signal",
+    "device_cache",
+    "app_state_keys",
+];
 
 impl KeyStore {
     /// Writes `session`'s rows of every table to a new database at `dest` (replaced if it
@@ -30,7 +36,11 @@ impl KeyStore {
 }
 
 fn copy_rows(conn: &mut rusqlite::Connection, session: &str) -> rusqlite::Result<()> {
-    for schema in [super::keys::SCHEMA, super::signal::SCHEMA] {
+    for schema in [
+        super::keys::SCHEMA,
+        super::signal::SCHEMA,
+        super::app_state_keys::SCHEMA,
+    ] {
         conn.execute_batch(&schema.replace("IF NOT EXISTS ", "IF NOT EXISTS backup."))?;
     }
     let tx = conn.transaction()?;
