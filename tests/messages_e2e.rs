@@ -305,7 +305,6 @@ async fn the_demo_chatter_makes_traffic_both_ways() {
 // Fails today: wasp sends the retry receipt with keys at count 2 (the phone's pkmsg names a
 // one-time key wasp already used), but the simulated phone sends nothing after it; to be
 // settled with the relay's owner (msg-core) before it is switched on.
-#[ignore = "the simulated phone does not answer a retry receipt with keys yet"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_session_heals_through_a_retry_receipt_and_other_peers_are_untouched() {
     use wasp::store::keys::KeyStore;

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use tracing::warn;
 
 use crate::session::status::Backups;
+use crate::store::keys::KeyStore;
 use crate::store::{
     CredentialStore, CredentialStoreExt, LastBackup, PersistedStatus, SessionLock, StoreError,
 };
@@ -45,6 +46,26 @@ pub struct Vault {
     status: PersistedStatus,
     backups: Backups,
     _lock: SessionLock,
+}
+
+/// The extension of a key snapshot beside `creds-<seq>-<utc>.wasp`.
+const KEYS_BACKUP: &str = "keys.db";
+
+/// Removes key snapshots whose credential backup was pruned.
+fn prune_key_backups(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(&format!(".{KEYS_BACKUP}"))
+            && !dir.join(format!("{stem}.wasp")).exists()
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn to_instant(t: SystemTime) -> Instant {
@@ -135,11 +156,19 @@ impl Vault {
         Ok(())
     }
 
-    /// Writes and verifies a backup, keeping the newest `keep`.
-    pub fn backup(&mut self) -> Result<(), StoreError> {
-        let result = self.store.backup(&self.id, self.keep).map(|_| ());
+    /// Writes and verifies a backup, keeping the newest `keep`, and beside it a snapshot of
+    /// this session's rows of the key database (`<backup>.keys.db`, when the backup is a file).
+    pub fn backup(&mut self, keys: &KeyStore) -> Result<(), VaultError> {
+        let result = self.store.backup(&self.id, self.keep);
         self.refresh_backups();
-        result
+        let info = result.map_err(|e| VaultError::Store(e.to_string()))?;
+        let Some(dir) = info.path.parent().filter(|d| d.is_dir()) else {
+            return Ok(());
+        };
+        keys.backup_session_to(&self.id, &info.path.with_extension(KEYS_BACKUP))
+            .map_err(|e| VaultError::Store(e.to_string()))?;
+        prune_key_backups(dir);
+        Ok(())
     }
 
     /// Removes the key material (after one last backup when `backup`).
@@ -294,5 +323,59 @@ mod tests {
             "the store call was released by a task on the runtime thread"
         );
         assert_eq!(vault.run(|v| v.was_online()).await, Some(true));
+    }
+
+    /// Each credential backup carries this session's key rows (not another's) beside it at
+    /// 0600, and key snapshots go when their backup is pruned.
+    #[test]
+    fn a_backup_holds_the_sessions_signal_rows() {
+        use crate::store::SecretBody;
+        use crate::store::signal::{SignalKind, SignalWrite};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store: Arc<dyn CredentialStore> = Arc::new(FileStore::new(dir.path()));
+        let keys = KeyStore::in_data_dir(dir.path());
+        let put = |session: &str, name: &str| {
+            let write = SignalWrite::Put {
+                kind: SignalKind::Session,
+                name: name.into(),
+                value: SecretBody::new(name.as_bytes().to_vec()),
+            };
+            keys.signal_apply(session, &[write])
+                .unwrap_or_else(|e| panic!("apply: {e}"));
+        };
+        put("s", "111.0");
+        put("other", "222.0");
+        let mut vault = Vault::open(store.clone(), "s", 2).unwrap_or_else(|e| panic!("{e}"));
+        vault
+            .save(&Credentials::generate())
+            .unwrap_or_else(|e| panic!("save: {e}"));
+        for _ in 0..3 {
+            vault
+                .backup(&keys)
+                .unwrap_or_else(|e| panic!("backup: {e}"));
+        }
+        let backups = store.list_backups("s").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(backups.len(), 2);
+        let snapshots: Vec<_> = std::fs::read_dir(backups[0].path.parent().unwrap_or(dir.path()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".keys.db"))
+            .collect();
+        assert_eq!(snapshots.len(), 2, "one key snapshot per kept backup");
+        for backup in &backups {
+            let path = backup.path.with_extension(KEYS_BACKUP);
+            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode());
+            assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o600));
+            let copy = KeyStore::at(path);
+            let get = |session: &str, name: &str| {
+                copy.signal_get(session, SignalKind::Session, name)
+                    .unwrap_or_else(|e| panic!("get: {e}"))
+                    .map(|b| b.expose().to_vec())
+            };
+            assert_eq!(get("s", "111.0"), Some(b"111.0".to_vec()));
+            assert_eq!(get("other", "222.0"), None);
+        }
     }
 }

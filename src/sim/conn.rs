@@ -108,8 +108,12 @@ impl Conn {
             return true;
         }
         let me = self.device.as_ref().map(|d| d.jid.clone());
-        if let Some((tag, ids, to)) = pushes::closes(&node) {
+        if let Some((tag, mut ids, to)) = pushes::closes(&node) {
             if let Some(jid) = &me {
+                // A client can only close what it was sent: the plain ack that follows a
+                // retry receipt (§1.3) names the same id as the resend the receipt just
+                // queued, and must not close that resend before it goes out.
+                ids.retain(|id| self.was_shown(tag, id, to));
                 {
                     let mut reg = self.core.reg();
                     relay::count_retry(&mut reg, jid, &node);
@@ -221,6 +225,14 @@ impl Conn {
     fn save_later(&self) {
         let core = self.core.clone();
         self.core.tasks.spawn(async move { core.save().await });
+    }
+
+    /// Whether this connection pushed a mailbox stanza `tag` with this id (from `to`, when
+    /// the client named it) that is still open.
+    fn was_shown(&self, tag: &str, id: &str, to: Option<&str>) -> bool {
+        self.shown
+            .iter()
+            .any(|(t, i, from)| t == tag && i == id && to.is_none_or(|to| from == to))
     }
 
     /// Sends what the device's mailbox holds that this connection has not sent yet, in

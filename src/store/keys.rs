@@ -72,7 +72,7 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS prekeys (
     session  TEXT    NOT NULL,
     id       INTEGER NOT NULL,
@@ -119,6 +119,8 @@ impl KeyStore {
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
+        conn.execute_batch(super::app_state_keys::SCHEMA)
+            .map_err(fail)?;
         Ok(conn)
     }
 
@@ -320,6 +322,7 @@ impl KeyStore {
                 params![session],
             )?;
             super::signal::remove_session_rows(&tx, session)?;
+            super::app_state_keys::remove_session_rows(&tx, session)?;
             tx.commit()?;
             Ok(Ok(()))
         })
@@ -348,7 +351,7 @@ fn key_from_private(id: u32, private: &[u8]) -> Option<PreKey> {
 
 /// The database holds private keys: owner-only like the credentials (directory 0700, file
 /// 0600, created so before SQLite opens it; its `-wal` and `-shm` files take the same mode).
-fn create_private(path: &Path) {
+pub(super) fn create_private(path: &Path) {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::DirBuilder::new()

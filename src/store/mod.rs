@@ -13,11 +13,13 @@
 //! Every method blocks on file I/O and fsync: async callers run it in `spawn_blocking`.
 //! Callers hold the session's [`SessionLock`] while they write.
 
+pub mod app_state_keys;
 mod atomic;
 mod backup;
 mod error;
 mod file;
 pub mod keys;
+mod keys_backup;
 mod lock;
 pub mod redis;
 pub mod signal;

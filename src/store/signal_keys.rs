@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::SecretBody;
-use super::keys::KeyStore;
+use super::keys::{KeyStore, KeysError};
 use super::signal::{SignalKind, SignalWrite};
 use crate::wa::creds::{Credentials, SignedPreKey};
 use crate::wa::prekey::PreKey;
@@ -23,6 +23,16 @@ pub struct KeySignalStore {
     session: String,
     local: LocalIdentity,
     signed: SignedPreKey,
+}
+
+impl KeySignalStore {
+    /// Keeps app-state keys our own phone shared, for this session.
+    pub fn put_app_state_keys(
+        &self,
+        keys: &[super::app_state_keys::AppStateKey],
+    ) -> Result<(), KeysError> {
+        self.keys.app_state_keys_put(&self.session, keys)
+    }
 }
 
 impl fmt::Debug for KeySignalStore {

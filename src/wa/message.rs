@@ -183,6 +183,15 @@ impl Message {
             .as_deref()
     }
 
+    /// The keys of an app-state key share (`protocolMessage` of type 6, §4.7), if this is one.
+    pub fn app_state_key_share(&self) -> Option<&[AppStateSyncKey]> {
+        let protocol = self.protocol_message.as_ref()?;
+        if protocol.r#type != Some(PROTOCOL_APP_STATE_SYNC_KEY_SHARE) {
+            return None;
+        }
+        Some(&protocol.app_state_sync_key_share.as_ref()?.keys)
+    }
+
     /// The text, from `conversation` or `extendedTextMessage` (of the inner message).
     pub fn text_body(&self) -> Option<&str> {
         let m = self.content();

@@ -96,3 +96,41 @@ fn message_ids_follow_the_v2_form() {
     assert_eq!(id, format!("3EB0{hex}"));
     assert_ne!(new_message_id(1, "1"), new_message_id(1, "1"));
 }
+
+#[test]
+fn an_app_state_key_share_is_type_six_and_its_keys_read_back() {
+    let share = |kind: i32| Message {
+        protocol_message: Some(ProtocolMessage {
+            key: None,
+            r#type: Some(kind),
+            history_sync_notification: None,
+            app_state_sync_key_share: Some(AppStateSyncKeyShare {
+                keys: vec![AppStateSyncKey {
+                    key_id: Some(AppStateSyncKeyId {
+                        key_id: Some(vec![0, 0, 1, 2]),
+                    }),
+                    key_data: Some(AppStateSyncKeyData {
+                        key_data: Some(vec![7; 32]),
+                        fingerprint: Some(vec![8, 3]),
+                        timestamp: Some(1_700_000_000_000),
+                    }),
+                }],
+            }),
+        }),
+        ..Message::default()
+    };
+    let padded = encode_padded(&share(PROTOCOL_APP_STATE_SYNC_KEY_SHARE));
+    let (decoded, _) = decode_padded(&padded).unwrap();
+    let keys = decoded.app_state_key_share().unwrap();
+    assert_eq!(keys.len(), 1);
+    let data = keys[0].key_data.as_ref().unwrap();
+    assert_eq!(data.key_data.as_deref(), Some(&[7u8; 32][..]));
+    assert_eq!(data.timestamp, Some(1_700_000_000_000));
+    assert_eq!(
+        keys[0].key_id.as_ref().unwrap().key_id.as_deref(),
+        Some(&[0u8, 0, 1, 2][..])
+    );
+    // Another protocol type carrying the same field is no key share.
+    let other = share(PROTOCOL_HISTORY_SYNC_NOTIFICATION);
+    assert!(other.app_state_key_share().is_none());
+}

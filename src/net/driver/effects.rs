@@ -159,7 +159,11 @@ impl Driver {
                 Vec::new()
             }
             Effect::BackupCredentials => {
-                let done = self.vault.run(|v| (v.backup(), v.backup_info())).await;
+                let keys = self.shared.keys.clone();
+                let done = self
+                    .vault
+                    .run(move |v| (v.backup(&keys), v.backup_info()))
+                    .await;
                 let Some((result, backups)) = done else {
                     self.shared.metrics.backups_failed.inc();
                     return Vec::new();

@@ -6,9 +6,11 @@
 use tracing::{debug, info, warn};
 
 use super::{MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
+use crate::store::SecretBody;
+use crate::store::app_state_keys::AppStateKey;
 use crate::wa::ack;
 use crate::wa::jid::Jid;
-use crate::wa::message::{Body, decode_padded};
+use crate::wa::message::{AppStateSyncKey, Body, decode_padded};
 use crate::wa::messaging::receipt::{
     MAX_RETRY_COUNT, Receipt, ReceiptKind, RetryKeys, parse_retry, receipt_for, retry_receipt,
 };
@@ -157,6 +159,9 @@ impl Messenger {
             .map(str::to_owned)
             .or_else(|| incoming.recipient.as_ref().map(Jid::to_string))
             .unwrap_or_else(|| incoming.from.to_user().to_string());
+        if let Some(shared) = message.app_state_key_share() {
+            self.keep_app_state_keys(incoming, shared).await;
+        }
         let (text, kind, bytes) = match message.body(body) {
             Body::Text(t) => (Some(t), "text".to_owned(), body.len()),
             Body::Other { kind, len } => (None, kind, len),
@@ -171,6 +176,45 @@ impl Messenger {
             bytes,
             timestamp: incoming.t,
         }));
+    }
+
+    /// Stores the keys of an app-state key share, when our own account sent it (§4.7: a share
+    /// from anyone else is ignored).
+    async fn keep_app_state_keys(&self, incoming: &Incoming, shared: &[AppStateSyncKey]) {
+        let Some(account) = self.link.as_ref().and_then(|(_, _, c)| c.account.as_ref()) else {
+            return;
+        };
+        let sender = incoming.sender();
+        let ours = [Some(&account.jid), account.lid.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j.parse::<Jid>().ok())
+            .any(|own| own.same_user(sender));
+        if !ours {
+            warn!(id = %incoming.id, from = %sender, "app-state keys from another account: ignored");
+            return;
+        }
+        let keys: Vec<AppStateKey> = shared
+            .iter()
+            .filter_map(|k| {
+                let data = k.key_data.as_ref()?;
+                Some(AppStateKey {
+                    key_id: k.key_id.as_ref()?.key_id.clone()?,
+                    key_data: SecretBody::new(data.key_data.clone()?),
+                    fingerprint: data.fingerprint.clone().unwrap_or_default(),
+                    timestamp: data.timestamp.unwrap_or_default(),
+                })
+            })
+            .collect();
+        let count = keys.len();
+        match self
+            .blocking(move |store| store.put_app_state_keys(&keys))
+            .await
+        {
+            Some(Ok(())) => info!(id = %incoming.id, count, "app-state keys stored"),
+            Some(Err(e)) => warn!(id = %incoming.id, error = %e, "app-state keys not stored"),
+            None => warn!(id = %incoming.id, "app-state keys not stored: no key store"),
+        }
     }
 
     /// Sends the retry receipt for an undecryptable message: keys from the second try on.
