@@ -179,19 +179,13 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
     // A reconnect sent through the link reaches the pool: one login more.
     let logins = sim.stats().logins;
     link.requests
-        .send(Request {
-            session: "beta".into(),
-            command: Command::ReconnectNow,
-        })
+        .send(Request::run("beta", Command::ReconnectNow))
         .await
         .unwrap();
     wait_for("the reconnect's login", || sim.stats().logins > logins).await;
     // A refused request comes back as one sentence.
     link.requests
-        .send(Request {
-            session: "nobody".into(),
-            command: Command::ReconnectNow,
-        })
+        .send(Request::run("nobody", Command::ReconnectNow))
         .await
         .unwrap();
     seen.until(&mut link, "the refusal", |s| !s.refused.is_empty())
@@ -211,10 +205,10 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
     );
     assert!(error.to_string().contains("confirm=gamma"), "{error}");
     link.requests
-        .send(Request {
-            session: "gamma".into(),
-            command: Command::WipeCredentials { backup: true },
-        })
+        .send(Request::run(
+            "gamma",
+            Command::WipeCredentials { backup: true },
+        ))
         .await
         .unwrap();
     seen.until(&mut link, "gamma wiped", |s| {

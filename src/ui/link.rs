@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
+pub use super::model::NodeLine;
 use super::update::Request;
 use crate::session::status::Status;
 
@@ -20,6 +21,10 @@ pub enum PoolUpdate {
     Unreachable { since: SystemTime, why: String },
     /// The pool refused a request; the sentence says which and why.
     Refused(String),
+    /// The pool answered a request; the sentence says how (`s07: sent to node-b`).
+    Answered(String),
+    /// Clustered: the live nodes with their heartbeats (replaces the last list).
+    Nodes(Vec<NodeLine>),
 }
 
 impl From<Vec<Status>> for PoolUpdate {

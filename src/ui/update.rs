@@ -21,12 +21,39 @@ use crate::session::status::{StateName, Status};
 /// change answers it first.
 const PENDING_FOR: Duration = Duration::from_secs(10);
 
-/// One operator command for the pool. Bulk actions yield one request per session; the pool
+/// One operator request for the pool. Bulk actions yield one request per session; the pool
 /// staggers them through its connect rate limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub session: String,
-    pub command: Command,
+    pub order: Order,
+}
+
+/// What a request asks of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// An operator command for the session's machine.
+    Run(Command),
+    /// Clustered: hand the session over to the named node (`POST /sessions/{id}/move`).
+    Move { node: String },
+}
+
+impl Request {
+    /// A command for one session.
+    pub fn run(session: impl Into<String>, command: Command) -> Request {
+        Request {
+            session: session.into(),
+            order: Order::Run(command),
+        }
+    }
+
+    /// The command, when the request is one (a move is not).
+    pub fn command(&self) -> Option<Command> {
+        match self.order {
+            Order::Run(command) => Some(command),
+            Order::Move { .. } => None,
+        }
+    }
 }
 
 /// Everything that can change the model.
@@ -70,6 +97,14 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
         }
         Msg::Pool(PoolUpdate::Refused(text)) => {
             model.refuse(text, now);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Answered(text)) => {
+            model.say(text, now);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Nodes(nodes)) => {
+            model.nodes = nodes;
             Vec::new()
         }
         Msg::Tick => {
@@ -227,6 +262,27 @@ fn on_confirm_key(
                 _ => {}
             }
         }
+        Confirm::Move { id, typed: node } => {
+            if let Some(c) = typed(key) {
+                node.push(c);
+                return Vec::new();
+            }
+            match action {
+                _ if key.code == KeyCode::Backspace => {
+                    node.pop();
+                }
+                Some(Action::Cancel) => {
+                    model.mode = Mode::Normal;
+                    model.say("move cancelled", now);
+                }
+                Some(Action::ClearInput) => node.clear(),
+                Some(Action::Confirm) => {
+                    let (id, node) = (id.clone(), node.trim().to_string());
+                    return move_to(model, id, node, now);
+                }
+                _ => {}
+            }
+        }
         Confirm::Bulk { action: bulk, ids } => match action {
             Some(Action::Confirm) => {
                 let ids = std::mem::take(ids);
@@ -347,6 +403,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
             };
         }
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
+        Action::Move => ask_move(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }
@@ -405,6 +462,62 @@ fn operator(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
     send(model, &ids, |s| resolve(action, s), now)
 }
 
+/// Opens the move dialog for the selected session (clustered only: the node list is known).
+fn ask_move(model: &mut Model, now: Instant) {
+    if model.settings.read_only {
+        model.refuse("read-only mode: move is disabled", now);
+        return;
+    }
+    if model.nodes.is_empty() {
+        model.refuse("moving needs [cluster]: this wasp runs alone", now);
+        return;
+    }
+    match model.selected.clone() {
+        Some(id) => {
+            model.mode = Mode::Confirm(Confirm::Move {
+                id,
+                typed: String::new(),
+            });
+        }
+        None => model.refuse("no session selected", now),
+    }
+}
+
+/// The move dialog confirmed: a request when `node` is a live node other than the owner.
+fn move_to(model: &mut Model, id: String, node: String, now: Instant) -> Vec<Request> {
+    let cancel = model
+        .settings
+        .keymap
+        .control_hint(Section::Dialog, Action::Cancel);
+    if !model.nodes.iter().any(|n| n.node == node) {
+        let live: Vec<&str> = model.nodes.iter().map(|n| n.node.as_str()).collect();
+        let what = if node.is_empty() {
+            "type a node's name".to_string()
+        } else {
+            format!("no live node named {node}")
+        };
+        model.refuse(
+            format!("{what} (live: {}), or {cancel}", live.join(", ")),
+            now,
+        );
+        return Vec::new();
+    }
+    let owner = model.sessions.get(&id).and_then(|s| s.owner.as_deref());
+    if owner == Some(node.as_str()) {
+        model.refuse(
+            format!("{id} already runs on {node}; type another node, or {cancel}"),
+            now,
+        );
+        return Vec::new();
+    }
+    model.mode = Mode::Normal;
+    model.say(format!("move of {id} to {node} sent"), now);
+    vec![Request {
+        session: id,
+        order: Order::Move { node },
+    }]
+}
+
 /// Builds one request per session, skipping those with the same request still pending.
 fn send(
     model: &mut Model,
@@ -426,14 +539,12 @@ fn send(
             continue;
         }
         model.pending.insert(key, now);
-        requests.push(Request {
-            session: id.clone(),
-            command,
-        });
+        requests.push(Request::run(id.clone(), command));
     }
     let verb = requests
         .first()
-        .map_or("request", |r| r.command.name())
+        .and_then(Request::command)
+        .map_or("request", |c| c.name())
         .to_string();
     let text = match (requests.len(), skipped) {
         (0, _) => format!(
