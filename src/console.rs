@@ -367,3 +367,32 @@ pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptio
     let _ = std::fs::remove_dir_all(&data_dir);
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::gate::{FleetView, NodeBeat};
+
+    #[test]
+    fn node_lines_are_sorted_with_heartbeat_ages_and_this_node_marked() {
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let beat = |node: &str, sessions, heartbeat_ms| NodeBeat {
+            node: node.to_string(),
+            sessions,
+            heartbeat_ms,
+        };
+        let fleet = FleetView {
+            node: "node-a".to_string(),
+            nodes: vec![beat("node-b", 3, 996_000), beat("node-a", 5, 1_000_500)],
+            sessions: Vec::new(),
+        };
+        let lines = node_lines(&fleet, wall);
+        let names: Vec<&str> = lines.iter().map(|l| l.node.as_str()).collect();
+        assert_eq!(names, ["node-a", "node-b"]);
+        assert!(lines[0].this && !lines[1].this);
+        // A heartbeat written after `wall` (clock skew) is zero seconds old.
+        assert_eq!(lines[0].heartbeat_age, Duration::ZERO);
+        assert_eq!(lines[1].heartbeat_age, Duration::from_secs(4));
+        assert_eq!(lines[1].sessions, 3);
+    }
+}

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod moving;
 pub mod qr;
 pub mod sample;
 pub mod theme;

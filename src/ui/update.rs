@@ -11,50 +11,16 @@ use ratatui::layout::{Position, Rect};
 use super::filter::Filter;
 use super::keymap::{Action, Key, Section};
 use super::layout::{layout, visible_rows};
-use super::link::PoolUpdate;
+pub use super::link::{Order, PoolUpdate, Request};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane, Unreachable};
+use super::moving;
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
 /// How long a sent request blocks an identical one for the same session, unless a status
 /// change answers it first.
 const PENDING_FOR: Duration = Duration::from_secs(10);
-
-/// One operator request for the pool. Bulk actions yield one request per session; the pool
-/// staggers them through its connect rate limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub session: String,
-    pub order: Order,
-}
-
-/// What a request asks of the pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Order {
-    /// An operator command for the session's machine.
-    Run(Command),
-    /// Clustered: hand the session over to the named node (`POST /sessions/{id}/move`).
-    Move { node: String },
-}
-
-impl Request {
-    /// A command for one session.
-    pub fn run(session: impl Into<String>, command: Command) -> Request {
-        Request {
-            session: session.into(),
-            order: Order::Run(command),
-        }
-    }
-
-    /// The command, when the request is one (a move is not).
-    pub fn command(&self) -> Option<Command> {
-        match self.order {
-            Order::Run(command) => Some(command),
-            Order::Move { .. } => None,
-        }
-    }
-}
 
 /// Everything that can change the model.
 #[derive(Debug, Clone)]
@@ -166,7 +132,7 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
 }
 
 /// In a dialog that takes text: the character a key types, if it types one.
-fn typed(key: Key) -> Option<char> {
+pub(super) fn typed(key: Key) -> Option<char> {
     match key.code {
         KeyCode::Char(c) if key.types_text() => Some(c),
         _ => None,
@@ -262,27 +228,7 @@ fn on_confirm_key(
                 _ => {}
             }
         }
-        Confirm::Move { id, typed: node } => {
-            if let Some(c) = typed(key) {
-                node.push(c);
-                return Vec::new();
-            }
-            match action {
-                _ if key.code == KeyCode::Backspace => {
-                    node.pop();
-                }
-                Some(Action::Cancel) => {
-                    model.mode = Mode::Normal;
-                    model.say("move cancelled", now);
-                }
-                Some(Action::ClearInput) => node.clear(),
-                Some(Action::Confirm) => {
-                    let (id, node) = (id.clone(), node.trim().to_string());
-                    return move_to(model, id, node, now);
-                }
-                _ => {}
-            }
-        }
+        Confirm::Move { .. } => return moving::on_key(model, key, action, now),
         Confirm::Bulk { action: bulk, ids } => match action {
             Some(Action::Confirm) => {
                 let ids = std::mem::take(ids);
@@ -403,7 +349,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
             };
         }
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
-        Action::Move => ask_move(model, now),
+        Action::Move => moving::ask(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }
@@ -460,62 +406,6 @@ fn operator(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         return Vec::new();
     }
     send(model, &ids, |s| resolve(action, s), now)
-}
-
-/// Opens the move dialog for the selected session (clustered only: the node list is known).
-fn ask_move(model: &mut Model, now: Instant) {
-    if model.settings.read_only {
-        model.refuse("read-only mode: move is disabled", now);
-        return;
-    }
-    if model.nodes.is_empty() {
-        model.refuse("moving needs [cluster]: this wasp runs alone", now);
-        return;
-    }
-    match model.selected.clone() {
-        Some(id) => {
-            model.mode = Mode::Confirm(Confirm::Move {
-                id,
-                typed: String::new(),
-            });
-        }
-        None => model.refuse("no session selected", now),
-    }
-}
-
-/// The move dialog confirmed: a request when `node` is a live node other than the owner.
-fn move_to(model: &mut Model, id: String, node: String, now: Instant) -> Vec<Request> {
-    let cancel = model
-        .settings
-        .keymap
-        .control_hint(Section::Dialog, Action::Cancel);
-    if !model.nodes.iter().any(|n| n.node == node) {
-        let live: Vec<&str> = model.nodes.iter().map(|n| n.node.as_str()).collect();
-        let what = if node.is_empty() {
-            "type a node's name".to_string()
-        } else {
-            format!("no live node named {node}")
-        };
-        model.refuse(
-            format!("{what} (live: {}), or {cancel}", live.join(", ")),
-            now,
-        );
-        return Vec::new();
-    }
-    let owner = model.sessions.get(&id).and_then(|s| s.owner.as_deref());
-    if owner == Some(node.as_str()) {
-        model.refuse(
-            format!("{id} already runs on {node}; type another node, or {cancel}"),
-            now,
-        );
-        return Vec::new();
-    }
-    model.mode = Mode::Normal;
-    model.say(format!("move of {id} to {node} sent"), now);
-    vec![Request {
-        session: id,
-        order: Order::Move { node },
-    }]
 }
 
 /// Builds one request per session, skipping those with the same request still pending.
