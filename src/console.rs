@@ -18,7 +18,7 @@ use crate::net::handle::PoolHandle;
 use crate::runner;
 use crate::session::status::Status;
 use crate::sim::{FaultPlan, Server, SimConfig};
-use crate::ui::{self, Exit, LogRing, PoolLink, PoolUpdate, Request, UiOptions};
+use crate::ui::{self, Exit, LogRing, NodeLine, Order, PoolLink, PoolUpdate, Request, UiOptions};
 
 /// Lines the console's log pane keeps.
 const LOG_LINES: usize = 10_000;
@@ -85,6 +85,13 @@ async fn forward_fleet(
             continue;
         };
         let (now, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        if tx
+            .send(PoolUpdate::Nodes(node_lines(&fleet, wall)))
+            .await
+            .is_err()
+        {
+            return;
+        }
         let batch: Vec<Status> = fleet
             .sessions
             .iter()
@@ -98,11 +105,61 @@ async fn forward_fleet(
     }
 }
 
-/// Sends the console's requests to the pool, in order.
-async fn forward_requests(pool: PoolHandle, mut rx: mpsc::Receiver<Request>) {
+/// The live nodes for the console's header, heartbeat ages as of `wall`.
+pub fn node_lines(
+    fleet: &crate::net::gate::FleetView,
+    wall: std::time::SystemTime,
+) -> Vec<NodeLine> {
+    let wall_ms = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut lines: Vec<NodeLine> = fleet
+        .nodes
+        .iter()
+        .map(|beat| NodeLine {
+            node: beat.node.clone(),
+            sessions: beat.sessions,
+            heartbeat_age: Duration::from_millis(wall_ms.saturating_sub(beat.heartbeat_ms)),
+            this: beat.node == fleet.node,
+        })
+        .collect();
+    lines.sort_by(|a, b| a.node.cmp(&b.node));
+    lines
+}
+
+/// Sends the console's requests to the pool, in order. A move's answer (or any refusal)
+/// comes back to the console as one sentence.
+async fn forward_requests(
+    pool: PoolHandle,
+    mut rx: mpsc::Receiver<Request>,
+    tx: mpsc::Sender<PoolUpdate>,
+) {
     while let Some(req) = rx.recv().await {
-        if let Err(e) = pool.act(&req.session, req.command).await {
-            tracing::warn!(session = %req.session, error = %e, "operator command refused");
+        let answer = match &req.order {
+            Order::Run(command) => pool
+                .act(&req.session, *command)
+                .await
+                .map(|()| None)
+                .map_err(|e| format!("{} {}: {e}", command.name(), req.session)),
+            Order::Move { node } => match pool.cluster() {
+                Some(cluster) => cluster
+                    .move_to(req.session.clone(), node.clone())
+                    .await
+                    .map(|()| Some(format!("{}: move to {node} accepted", req.session)))
+                    .map_err(|e| format!("move {} to {node}: {e}", req.session)),
+                None => Err("moving needs [cluster]: this wasp runs alone".to_string()),
+            },
+        };
+        let update = match answer {
+            Ok(None) => continue,
+            Ok(Some(text)) => PoolUpdate::Answered(text),
+            Err(text) => {
+                tracing::warn!(session = %req.session, error = %text, "operator request refused");
+                PoolUpdate::Refused(text)
+            }
+        };
+        if tx.send(update).await.is_err() {
+            return;
         }
     }
 }
@@ -118,9 +175,9 @@ pub fn local_link(pool: &PoolHandle, cancel: CancellationToken) -> PoolLink {
         pool.cluster().cloned(),
     ));
     if let Some(cluster) = pool.cluster() {
-        tokio::spawn(forward_fleet(cluster.clone(), update_tx, cancel));
+        tokio::spawn(forward_fleet(cluster.clone(), update_tx.clone(), cancel));
     }
-    tokio::spawn(forward_requests(pool.clone(), request_rx));
+    tokio::spawn(forward_requests(pool.clone(), request_rx, update_tx));
     PoolLink { updates, requests }
 }
 
@@ -309,4 +366,33 @@ pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptio
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&data_dir);
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::gate::{FleetView, NodeBeat};
+
+    #[test]
+    fn node_lines_are_sorted_with_heartbeat_ages_and_this_node_marked() {
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let beat = |node: &str, sessions, heartbeat_ms| NodeBeat {
+            node: node.to_string(),
+            sessions,
+            heartbeat_ms,
+        };
+        let fleet = FleetView {
+            node: "node-a".to_string(),
+            nodes: vec![beat("node-b", 3, 996_000), beat("node-a", 5, 1_000_500)],
+            sessions: Vec::new(),
+        };
+        let lines = node_lines(&fleet, wall);
+        let names: Vec<&str> = lines.iter().map(|l| l.node.as_str()).collect();
+        assert_eq!(names, ["node-a", "node-b"]);
+        assert!(lines[0].this && !lines[1].this);
+        // A heartbeat written after `wall` (clock skew) is zero seconds old.
+        assert_eq!(lines[0].heartbeat_age, Duration::ZERO);
+        assert_eq!(lines[1].heartbeat_age, Duration::from_secs(4));
+        assert_eq!(lines[1].sessions, 3);
+    }
 }

@@ -21,7 +21,7 @@ use wasp::session::Command;
 use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Server, SimConfig};
-use wasp::ui::{LogRing, Model, Msg, PoolLink, PoolUpdate, Request, Settings, update};
+use wasp::ui::{LogRing, Model, Msg, Order, PoolLink, PoolUpdate, Request, Settings, update};
 
 const TOKEN: &str = "attach-token-42";
 const WITHIN: Duration = Duration::from_secs(30);
@@ -79,6 +79,7 @@ impl Seen {
                 self.reachable = false;
             }
             PoolUpdate::Refused(text) => self.refused.push(text),
+            PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
         }
     }
 
@@ -179,25 +180,36 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
     // A reconnect sent through the link reaches the pool: one login more.
     let logins = sim.stats().logins;
     link.requests
-        .send(Request {
-            session: "beta".into(),
-            command: Command::ReconnectNow,
-        })
+        .send(Request::run("beta", Command::ReconnectNow))
         .await
         .unwrap();
     wait_for("the reconnect's login", || sim.stats().logins > logins).await;
     // A refused request comes back as one sentence.
     link.requests
-        .send(Request {
-            session: "nobody".into(),
-            command: Command::ReconnectNow,
-        })
+        .send(Request::run("nobody", Command::ReconnectNow))
         .await
         .unwrap();
     seen.until(&mut link, "the refusal", |s| !s.refused.is_empty())
         .await;
     assert!(
         seen.refused[0].contains("no session named nobody"),
+        "{:?}",
+        seen.refused
+    );
+    // A move from an attached console is posted with its body; a lone pool refuses it.
+    link.requests
+        .send(Request {
+            session: "beta".into(),
+            order: Order::Move {
+                node: "node-b".into(),
+            },
+        })
+        .await
+        .unwrap();
+    seen.until(&mut link, "the move's refusal", |s| s.refused.len() > 1)
+        .await;
+    assert!(
+        seen.refused[1].starts_with("move beta to node-b") && seen.refused[1].contains("[cluster]"),
         "{:?}",
         seen.refused
     );
@@ -211,10 +223,10 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
     );
     assert!(error.to_string().contains("confirm=gamma"), "{error}");
     link.requests
-        .send(Request {
-            session: "gamma".into(),
-            command: Command::WipeCredentials { backup: true },
-        })
+        .send(Request::run(
+            "gamma",
+            Command::WipeCredentials { backup: true },
+        ))
         .await
         .unwrap();
     seen.until(&mut link, "gamma wiped", |s| {

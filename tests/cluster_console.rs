@@ -1,6 +1,7 @@
 //! The console of a cluster member in a real terminal (tmux): node-b runs headless with four
 //! paired sessions, node-a's console joins, takes its share and shows the whole fleet with the
-//! `node` column (its own sessions and node-b's), then quits cleanly.
+//! `node` column (its own sessions and node-b's) and the node list, moves one session with
+//! `M`, then quits cleanly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +88,34 @@ async fn a_members_console_shows_the_fleet_with_its_nodes() {
     })
     .await;
     assert_eq!(b.ids_in("online").await.len(), N / 2, "{screen}");
+    // The header lists both live nodes with their heartbeats.
+    let screen = wait_screen(&session, "the node list", |s| {
+        s.contains("nodes  node-a (this)") && s.contains("node-b 2 sessions, beat")
+    })
+    .await;
+
+    // M on the selected row, the other node typed: its owner accepts the move.
+    let selected = screen
+        .lines()
+        .find(|l| l.starts_with("│▶"))
+        .map(|l| l.split("││").next().unwrap_or(l).to_string())
+        .unwrap_or_else(|| panic!("no selected row; screen:\n{screen}"));
+    let target = if selected.contains("node-a") {
+        "node-b"
+    } else {
+        "node-a"
+    };
+    tmux(&["send-keys", "-t", &session, "M"]);
+    wait_screen(&session, "the move dialog", |s| {
+        s.contains("Move to a node")
+    })
+    .await;
+    tmux(&["send-keys", "-t", &session, "-l", target]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_screen(&session, "the move accepted", |s| {
+        s.contains(&format!("move to {target} accepted"))
+    })
+    .await;
 
     tmux(&["send-keys", "-t", &session, "q"]);
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -11,7 +11,7 @@ use ui_support::*;
 use wasp::session::Command;
 use wasp::session::status::StateName;
 use wasp::ui::model::{Confirm, Mode, Pane, SortKey};
-use wasp::ui::{Action, Keymap, LogRing, Model, Msg, Request, Settings, update};
+use wasp::ui::{Action, Keymap, LogRing, Model, Msg, Order, PoolUpdate, Request, Settings, update};
 
 /// A small model of hand-made sessions, one per state of interest, laid out at 80x24.
 fn small(settings: Settings) -> (Model, std::time::Instant) {
@@ -40,10 +40,7 @@ fn with_keymap(text: &str) -> (Model, std::time::Instant) {
 }
 
 fn request(session: &str, command: Command) -> Request {
-    Request {
-        session: session.into(),
-        command,
-    }
+    Request::run(session, command)
 }
 
 #[test]
@@ -131,7 +128,10 @@ fn bulk_actions_confirm_with_the_count_and_send_one_request_per_marked_row() {
     let mut expected = first_three;
     expected.sort();
     assert_eq!(sessions, expected);
-    assert!(sent.iter().all(|r| r.command == Command::ReconnectNow));
+    assert!(
+        sent.iter()
+            .all(|r| r.command() == Some(Command::ReconnectNow))
+    );
     assert!(model.marks().is_empty());
 }
 
@@ -451,4 +451,114 @@ fn paging_keeps_the_selection_on_screen() {
     assert!(screen.contains(model.selected().unwrap()));
     update(&mut model, code(KeyCode::End), now);
     assert_eq!(model.selected(), model.rows().last().map(String::as_str));
+}
+
+fn flash_of(model: &Model) -> String {
+    model.flash().map(|f| f.text.clone()).unwrap_or_default()
+}
+
+#[test]
+fn move_is_refused_when_the_console_is_not_clustered() {
+    let (mut model, now) = small(settings());
+    model.select("on-1");
+    assert!(update(&mut model, key('M'), now).is_empty());
+    assert_eq!(*model.mode(), Mode::Normal);
+    assert!(
+        flash_of(&model).contains("needs [cluster]"),
+        "{}",
+        flash_of(&model)
+    );
+}
+
+#[test]
+fn move_asks_for_a_live_node_and_sends_one_move() {
+    let (mut model, now) = small(settings());
+    cluster(&mut model, now);
+    model.select("on-1");
+    let owner = model.status("on-1").and_then(|s| s.owner.clone()).unwrap();
+    let other = if owner == "node-a" {
+        "node-b"
+    } else {
+        "node-a"
+    };
+    assert!(update(&mut model, key('M'), now).is_empty());
+    assert!(matches!(model.mode(), Mode::Confirm(Confirm::Move { id, .. }) if id == "on-1"));
+
+    // Keys that are bound elsewhere (`q`, `r`) are text in the dialog.
+    assert!(type_text(&mut model, "node-q", now).is_empty());
+    assert!(update(&mut model, code(KeyCode::Enter), now).is_empty());
+    assert!(
+        flash_of(&model).contains("no live node named node-q"),
+        "{}",
+        flash_of(&model)
+    );
+    assert!(
+        flash_of(&model).contains("node-a, node-b"),
+        "{}",
+        flash_of(&model)
+    );
+    assert!(matches!(model.mode(), Mode::Confirm(Confirm::Move { .. })));
+
+    // Its own owner is not a move.
+    update(&mut model, code(KeyCode::Backspace), now);
+    update(&mut model, code(KeyCode::Backspace), now);
+    type_text(&mut model, &owner["node".len()..], now);
+    assert!(update(&mut model, code(KeyCode::Enter), now).is_empty());
+    assert!(
+        flash_of(&model).contains("already runs on"),
+        "{}",
+        flash_of(&model)
+    );
+
+    update(
+        &mut model,
+        Msg::Key(crossterm::event::KeyEvent::new(
+            KeyCode::Char('u'),
+            KeyModifiers::CONTROL,
+        )),
+        now,
+    );
+    type_text(&mut model, other, now);
+    let sent = update(&mut model, code(KeyCode::Enter), now);
+    assert_eq!(
+        sent,
+        vec![Request {
+            session: "on-1".into(),
+            order: Order::Move { node: other.into() },
+        }]
+    );
+    assert_eq!(*model.mode(), Mode::Normal);
+    assert!(flash_of(&model).contains(&format!("to {other} sent")));
+
+    // The pool's answer is shown.
+    update(
+        &mut model,
+        Msg::Pool(PoolUpdate::Answered(format!(
+            "on-1: move to {other} accepted"
+        ))),
+        now,
+    );
+    assert!(flash_of(&model).contains("accepted"));
+}
+
+#[test]
+fn move_dialog_cancels_and_read_only_refuses() {
+    let (mut model, now) = small(settings());
+    cluster(&mut model, now);
+    model.select("on-2");
+    update(&mut model, key('M'), now);
+    type_text(&mut model, "node-b", now);
+    assert!(update(&mut model, code(KeyCode::Esc), now).is_empty());
+    assert_eq!(*model.mode(), Mode::Normal);
+    assert!(flash_of(&model).contains("move cancelled"));
+
+    let (mut model, now) = small(Settings {
+        read_only: true,
+        ..settings()
+    });
+    cluster(&mut model, now);
+    model.select("on-2");
+    assert!(update(&mut model, key('M'), now).is_empty());
+    assert_eq!(*model.mode(), Mode::Normal);
+    assert!(flash_of(&model).contains("read-only"));
 }

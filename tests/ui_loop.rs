@@ -108,7 +108,10 @@ async fn requests_reach_the_pool_in_order_even_through_a_full_channel() {
     assert_eq!(stats.requests_sent, 5);
     let sessions: Vec<&str> = got.iter().map(|r| r.session.as_str()).collect();
     assert_eq!(sessions, ["c1", "c2", "c3", "c4", "c5"]);
-    assert!(got.iter().all(|r| r.command == Command::ReconnectNow));
+    assert!(
+        got.iter()
+            .all(|r| r.command() == Some(Command::ReconnectNow))
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -225,3 +225,22 @@ fn coloured_states_in_the_dark_theme() {
     assert_eq!(cell.symbol(), "✗");
     assert_eq!(cell.fg, Color::Red);
 }
+
+#[test]
+fn clustered_fleet_lists_the_nodes_with_heartbeats() {
+    let now = t0();
+    let mut model = fleet(60, now, settings(), 120, 30);
+    cluster(&mut model, now);
+    insta::assert_snapshot!(draw(&model, now).backend());
+}
+
+#[test]
+fn move_dialog_asks_for_the_node() {
+    let now = t0();
+    let mut model = fleet(60, now, settings(), 80, 24);
+    cluster(&mut model, now);
+    model.select("s0007");
+    update(&mut model, key('M'), now);
+    type_text(&mut model, "node-", now);
+    insta::assert_snapshot!(draw(&model, now).backend());
+}

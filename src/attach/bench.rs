@@ -120,7 +120,7 @@ async fn seen_round(
                 }
             }
             PoolUpdate::Unreachable { why, .. } => return Err(why),
-            PoolUpdate::Refused(_) => {}
+            PoolUpdate::Refused(_) | PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
         }
     }
     Ok(updates)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, HOST};
 use hyper::{Method, Request, Response};
@@ -92,7 +92,7 @@ fn error_sentence(body: &[u8]) -> String {
 
 async fn handshake<S>(
     stream: S,
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, hyper::Error>
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -116,7 +116,7 @@ impl Client {
 
     async fn connect(
         &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, AttachError> {
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, AttachError> {
         let unreachable = |source| AttachError::Unreachable {
             target: self.target.to_string(),
             source,
@@ -155,6 +155,16 @@ impl Client {
 
     /// Sends one request; a non-2xx answer becomes `AttachError::Refused` with its sentence.
     async fn send(&self, method: Method, path: &str) -> Result<Response<Incoming>, AttachError> {
+        self.send_body(method, path, None).await
+    }
+
+    /// Sends one request with an optional JSON body.
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<String>,
+    ) -> Result<Response<Incoming>, AttachError> {
         let mut sender = self.connect().await?;
         let (authority, base) = match &self.target {
             Target::Tcp { authority, base } => (authority.as_str(), base.as_str()),
@@ -167,8 +177,15 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
+        let body = match json {
+            Some(json) => {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(json))
+            }
+            None => Full::new(Bytes::new()),
+        };
         let request = request
-            .body(Empty::new())
+            .body(body)
             .map_err(|e| AttachError::BadTarget(format!("{}{path}: {e}", self.target)))?;
         let response = sender
             .send_request(request)
@@ -197,8 +214,17 @@ impl Client {
 
     /// A POST (an operator action); its answer is not needed beyond success.
     pub async fn post(&self, path: &str) -> Result<(), AttachError> {
+        self.post_body(path, None).await
+    }
+
+    /// A POST with a JSON body (a move); its answer is not needed beyond success.
+    pub async fn post_json(&self, path: &str, json: String) -> Result<(), AttachError> {
+        self.post_body(path, Some(json)).await
+    }
+
+    async fn post_body(&self, path: &str, json: Option<String>) -> Result<(), AttachError> {
         let answer = async {
-            let body = self.send(Method::POST, path).await?.into_body();
+            let body = self.send_body(Method::POST, path, json).await?.into_body();
             body.collect().await.map_err(|e| self.broken(e))?;
             Ok(())
         };

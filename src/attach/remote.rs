@@ -18,7 +18,7 @@ use crate::http::Clock;
 use crate::http::wire::WireStatus;
 use crate::session::Command;
 use crate::session::status::Status;
-use crate::ui::{LogRing, PoolLink, PoolUpdate, Request};
+use crate::ui::{LogRing, Order, PoolLink, PoolUpdate, Request};
 
 /// The console's stream.
 pub const EVENTS_PATH: &str = "/events?form=full";
@@ -219,21 +219,41 @@ async fn send_requests(
             },
         };
         let (client, tx) = (client.clone(), tx.clone());
+        let pairing = request.command() == Some(Command::Pair);
         let post = async move {
             let id = segment(&request.session);
-            let name = request.command.name();
-            // The console's wipe dialog had the id typed; the API wants it again.
-            let path = if request.command.is_destructive() {
-                format!("/sessions/{id}/{name}?confirm={id}")
-            } else {
-                format!("/sessions/{id}/{name}")
+            let answer = match &request.order {
+                Order::Run(command) => {
+                    let name = command.name();
+                    // The console's wipe dialog had the id typed; the API wants it again.
+                    let path = if command.is_destructive() {
+                        format!("/sessions/{id}/{name}?confirm={id}")
+                    } else {
+                        format!("/sessions/{id}/{name}")
+                    };
+                    client
+                        .post(&path)
+                        .await
+                        .map(|()| None)
+                        .map_err(|e| format!("{name} {}: {e}", request.session))
+                }
+                Order::Move { node } => {
+                    let body = serde_json::json!({ "node": node }).to_string();
+                    client
+                        .post_json(&format!("/sessions/{id}/move"), body)
+                        .await
+                        .map(|()| Some(format!("{}: move to {node} accepted", request.session)))
+                        .map_err(|e| format!("move {} to {node}: {e}", request.session))
+                }
             };
-            if let Err(e) = client.post(&path).await {
-                let text = format!("{} {}: {e}", request.command.name(), request.session);
-                let _ = tx.send(PoolUpdate::Refused(text)).await;
-            }
+            let update = match answer {
+                Ok(None) => return,
+                Ok(Some(text)) => PoolUpdate::Answered(text),
+                Err(text) => PoolUpdate::Refused(text),
+            };
+            let _ = tx.send(update).await;
         };
-        if request.command == Command::Pair {
+        if pairing {
             tokio::spawn(post);
         } else {
             post.await;

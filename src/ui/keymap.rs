@@ -30,6 +30,8 @@ pub enum Action {
     Bottom,
     /// Start a stopped or failed session, stop any other (resolved per session when sent).
     StartStop,
+    /// Clustered: move the selected session to a node named in a dialog.
+    Move,
     ShowQr,
     Mark,
     MarkAll,
@@ -71,6 +73,7 @@ impl Action {
             "top" => Action::Top,
             "bottom" => Action::Bottom,
             "start_stop" => Action::StartStop,
+            "move" => Action::Move,
             "show_qr" => Action::ShowQr,
             "mark" => Action::Mark,
             "mark_all" => Action::MarkAll,
@@ -106,6 +109,7 @@ impl Action {
             Action::Top => "top",
             Action::Bottom => "bottom",
             Action::StartStop => "start/stop",
+            Action::Move => "move",
             Action::ShowQr => "QR",
             Action::Mark => "mark",
             Action::MarkAll => "mark all",
@@ -136,7 +140,7 @@ impl Action {
 
     /// Whether the action changes a session (refused in read-only mode).
     pub fn is_operator(self) -> bool {
-        matches!(self, Action::Run(_) | Action::StartStop)
+        matches!(self, Action::Run(_) | Action::StartStop | Action::Move)
     }
 
     /// Whether the footer lists this action (moves are implied and would crowd it out).
@@ -428,6 +432,7 @@ mod tests {
             ("?", Action::Help),
             ("q", Action::Quit),
             ("D", Action::Detach),
+            ("M", Action::Move),
         ] {
             assert_eq!(map.action(Section::Table, key(k)), Some(action), "key {k}");
         }

@@ -21,13 +21,15 @@ pub struct Areas {
     pub footer: Rect,
 }
 
-/// The layout for a terminal of `area`: header (3 rows), body, footer (1 row). Wide
+/// The layout for a terminal of `area`: header (3 rows; 4 with the node list when
+/// clustered), body, footer (1 row). Wide
 /// terminals put the detail pane on the right at full body height (room for a QR), the table
 /// above the logs on the left; narrow ones put the table on top and detail beside logs below.
 /// The focused logs pane grows.
 pub fn layout(area: Rect, model: &Model) -> Areas {
+    let header_rows = if model.nodes.is_empty() { 3 } else { 4 };
     let [header, body, footer] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(header_rows),
         Constraint::Min(0),
         Constraint::Length(1),
     ])

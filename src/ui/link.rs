@@ -6,8 +6,44 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use super::update::Request;
+pub use super::model::NodeLine;
+use crate::session::Command;
 use crate::session::status::Status;
+
+/// One operator request for the pool. Bulk actions yield one request per session; the pool
+/// staggers them through its connect rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub session: String,
+    pub order: Order,
+}
+
+/// What a request asks of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// An operator command for the session's machine.
+    Run(Command),
+    /// Clustered: hand the session over to the named node (`POST /sessions/{id}/move`).
+    Move { node: String },
+}
+
+impl Request {
+    /// A command for one session.
+    pub fn run(session: impl Into<String>, command: Command) -> Request {
+        Request {
+            session: session.into(),
+            order: Order::Run(command),
+        }
+    }
+
+    /// The command, when the request is one (a move is not).
+    pub fn command(&self) -> Option<Command> {
+        match self.order {
+            Order::Run(command) => Some(command),
+            Order::Move { .. } => None,
+        }
+    }
+}
 
 /// What a pool tells the console, in order.
 #[derive(Debug, Clone)]
@@ -20,6 +56,10 @@ pub enum PoolUpdate {
     Unreachable { since: SystemTime, why: String },
     /// The pool refused a request; the sentence says which and why.
     Refused(String),
+    /// The pool answered a request; the sentence says how (`s07: sent to node-b`).
+    Answered(String),
+    /// Clustered: the live nodes with their heartbeats (replaces the last list).
+    Nodes(Vec<NodeLine>),
 }
 
 impl From<Vec<Status>> for PoolUpdate {

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod link;
 pub mod logs;
 pub mod model;
+pub mod moving;
 pub mod qr;
 pub mod sample;
 pub mod theme;
@@ -26,12 +27,12 @@ pub use app::{
 };
 pub use bench::{FrameBench, bench_frame};
 pub use keymap::{Action, Keymap, KeymapError};
-pub use link::{Exit, PoolLink, PoolUpdate};
+pub use link::{Exit, NodeLine, PoolLink, PoolUpdate};
 pub use logs::{LogLine, LogRing, RingLayer};
 pub use model::{FleetStats, Model, Settings};
 pub use sample::sample_fleet;
 pub use theme::{Theme, ThemeError};
-pub use update::{Msg, Request, update};
+pub use update::{Msg, Order, Request, update};
 
 /// What the command line decides about the console.
 #[derive(Debug, Clone)]

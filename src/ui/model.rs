@@ -35,6 +35,18 @@ impl Default for Settings {
     }
 }
 
+/// One live node of the cluster as the header lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLine {
+    pub node: String,
+    /// Sessions it holds, by its last heartbeat.
+    pub sessions: usize,
+    /// How old its heartbeat was when the list was read.
+    pub heartbeat_age: Duration,
+    /// The node this console runs in (or is attached to).
+    pub this: bool,
+}
+
 /// The pane that has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -83,6 +95,8 @@ pub enum Confirm {
     /// Any other operator action on marked rows (a command, or start/stop resolved per
     /// session when sent): shows the count, the confirm key sends.
     Bulk { action: Action, ids: Vec<String> },
+    /// Clustered: move the session to the node whose name is typed.
+    Move { id: String, typed: String },
 }
 
 impl Confirm {
@@ -276,6 +290,8 @@ pub struct Model {
     pub(crate) unreachable: Option<Unreachable>,
     pub(crate) qr: Option<QrCache>,
     pub(crate) ring: LogRing,
+    /// Clustered: the live nodes (empty when alone).
+    pub(crate) nodes: Vec<NodeLine>,
 }
 
 impl Model {
@@ -307,6 +323,7 @@ impl Model {
             unreachable: None,
             qr: None,
             ring,
+            nodes: Vec::new(),
         }
     }
 
@@ -517,6 +534,17 @@ impl Model {
     }
 
     /// The outage of a remote pool, if it cannot be reached now.
+    /// Whether the console offers `action` now: the move only when clustered (footer, help
+    /// and the read-only list leave it out otherwise).
+    pub fn offers(&self, action: Action) -> bool {
+        action != Action::Move || !self.nodes.is_empty()
+    }
+
+    /// Clustered: the live nodes with their heartbeats; empty when alone.
+    pub fn nodes(&self) -> &[NodeLine] {
+        &self.nodes
+    }
+
     pub fn unreachable(&self) -> Option<&Unreachable> {
         self.unreachable.as_ref()
     }

@@ -11,23 +11,16 @@ use ratatui::layout::{Position, Rect};
 use super::filter::Filter;
 use super::keymap::{Action, Key, Section};
 use super::layout::{layout, visible_rows};
-use super::link::PoolUpdate;
+pub use super::link::{Order, PoolUpdate, Request};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane, Unreachable};
+use super::moving;
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
 /// How long a sent request blocks an identical one for the same session, unless a status
 /// change answers it first.
 const PENDING_FOR: Duration = Duration::from_secs(10);
-
-/// One operator command for the pool. Bulk actions yield one request per session; the pool
-/// staggers them through its connect rate limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub session: String,
-    pub command: Command,
-}
 
 /// Everything that can change the model.
 #[derive(Debug, Clone)]
@@ -70,6 +63,14 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
         }
         Msg::Pool(PoolUpdate::Refused(text)) => {
             model.refuse(text, now);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Answered(text)) => {
+            model.say(text, now);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::Nodes(nodes)) => {
+            model.nodes = nodes;
             Vec::new()
         }
         Msg::Tick => {
@@ -131,7 +132,7 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
 }
 
 /// In a dialog that takes text: the character a key types, if it types one.
-fn typed(key: Key) -> Option<char> {
+pub(super) fn typed(key: Key) -> Option<char> {
     match key.code {
         KeyCode::Char(c) if key.types_text() => Some(c),
         _ => None,
@@ -227,6 +228,7 @@ fn on_confirm_key(
                 _ => {}
             }
         }
+        Confirm::Move { .. } => return moving::on_key(model, key, action, now),
         Confirm::Bulk { action: bulk, ids } => match action {
             Some(Action::Confirm) => {
                 let ids = std::mem::take(ids);
@@ -347,6 +349,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
             };
         }
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
+        Action::Move => moving::ask(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }
@@ -426,14 +429,12 @@ fn send(
             continue;
         }
         model.pending.insert(key, now);
-        requests.push(Request {
-            session: id.clone(),
-            command,
-        });
+        requests.push(Request::run(id.clone(), command));
     }
     let verb = requests
         .first()
-        .map_or("request", |r| r.command.name())
+        .and_then(Request::command)
+        .map_or("request", |c| c.name())
         .to_string();
     let text = match (requests.len(), skipped) {
         (0, _) => format!(

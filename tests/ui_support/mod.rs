@@ -152,3 +152,31 @@ pub fn session(id: &str, state: StateName, now: Instant) -> Status {
 pub fn t0() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
 }
+
+/// Clusters the model's fleet over two nodes: even rows on `node-a` (this one), odd on
+/// `node-b`, and the node list with their heartbeats.
+pub fn cluster(model: &mut Model, now: Instant) {
+    let mut statuses: Vec<Status> = model.statuses().cloned().collect();
+    statuses.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut counts = [0usize; 2];
+    for (i, status) in statuses.iter_mut().enumerate() {
+        counts[i % 2] += 1;
+        status.owner = Some(["node-a", "node-b"][i % 2].to_string());
+    }
+    let nodes = vec![
+        wasp::ui::NodeLine {
+            node: "node-a".into(),
+            sessions: counts[0],
+            heartbeat_age: Duration::from_millis(1_200),
+            this: true,
+        },
+        wasp::ui::NodeLine {
+            node: "node-b".into(),
+            sessions: counts[1],
+            heartbeat_age: Duration::from_secs(4),
+            this: false,
+        },
+    ];
+    update(model, Msg::Statuses(statuses), now);
+    update(model, Msg::Pool(wasp::ui::PoolUpdate::Nodes(nodes)), now);
+}

@@ -1,5 +1,5 @@
 //! Confirmation dialogs: wipe (type the session id, or the count of marked sessions) and bulk
-//! actions on marked rows (shows the count).
+//! actions on marked rows (shows the count); clustered, the move (type the node's name).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -74,6 +74,45 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                 )),
             ];
             (" Wipe credentials ", lines)
+        }
+        Confirm::Move { id, typed } => {
+            let owner = model
+                .status(id)
+                .and_then(|s| s.owner.clone())
+                .unwrap_or_else(|| "no node".to_string());
+            let live: Vec<String> = model
+                .nodes()
+                .iter()
+                .map(|n| format!("{} ({})", n.node, n.sessions))
+                .collect();
+            let lines = vec![
+                Line::from(Span::styled(
+                    format!("Move {id} (now on {owner}) to another node?"),
+                    theme.title,
+                )),
+                Line::from(Span::styled(
+                    "Its owner hands it over; only the named node claims it.",
+                    theme.text,
+                )),
+                Line::from(vec![
+                    Span::styled("Live nodes (sessions): ", theme.text),
+                    Span::styled(live.join(", "), theme.dim),
+                ]),
+                Line::default(),
+                Line::from(vec![
+                    Span::styled("Node: ", theme.text),
+                    Span::styled(format!("{typed}{cursor}"), theme.key),
+                ]),
+                Line::from(Span::styled(
+                    format!(
+                        "{} moves · {} cancels",
+                        keymap.control_hint(Section::Dialog, Action::Confirm),
+                        keymap.control_hint(Section::Dialog, Action::Cancel),
+                    ),
+                    theme.dim,
+                )),
+            ];
+            (" Move to a node ", lines)
         }
         Confirm::Bulk { action, ids } => {
             let verb = match action {

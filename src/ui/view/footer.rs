@@ -73,7 +73,7 @@ fn hints(model: &Model, width: usize) -> Line<'static> {
         .section(section)
         .iter()
         .chain(keymap.section(Section::Global))
-        .filter(|b| b.action.in_footer() && b.action != Action::Help)
+        .filter(|b| b.action.in_footer() && b.action != Action::Help && model.offers(b.action))
         .filter(|b| !(read_only && b.action.is_operator()));
     let mut shown = Vec::new();
     for b in bindings {

@@ -1,5 +1,5 @@
 //! The header: fleet totals and rates, sessions per state (glyph, name, number), and a bar of
-//! the fleet split by state.
+//! the fleet split by state; clustered, a fourth line lists the live nodes with heartbeats.
 
 use std::time::Instant;
 
@@ -70,7 +70,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         counts_line(&stats, &present, ascii, false, model)
     };
 
-    let lines = vec![Line::from(top), counts, bar(&stats, &present, width, model)];
+    let mut lines = vec![Line::from(top), counts, bar(&stats, &present, width, model)];
+    if !model.nodes().is_empty() {
+        lines.push(nodes_line(model, width));
+    }
     frame.render_widget(Paragraph::new(lines).style(theme.text), area);
 }
 
@@ -102,6 +105,38 @@ fn counts_line(
         spans.push(Span::styled("no sessions yet", theme.dim));
     }
     Line::from(spans)
+}
+
+/// Clustered: every live node, the sessions it holds and its heartbeat's age; this node is
+/// marked. When that is wider than the header: `node-a* 30/1s` per node.
+fn nodes_line(model: &Model, width: usize) -> Line<'static> {
+    let theme = model.theme();
+    let build = |long: bool| {
+        let mut spans = vec![Span::styled(" nodes", theme.dim)];
+        for (i, node) in model.nodes().iter().enumerate() {
+            spans.push(Span::styled(if i == 0 { "  " } else { " · " }, theme.dim));
+            let age = fmt::short(node.heartbeat_age);
+            let (here, figures) = match (long, node.this) {
+                (true, this) => (
+                    if this { " (this)" } else { "" },
+                    format!(" {} sessions, beat {age} ago", node.sessions),
+                ),
+                (false, this) => (
+                    if this { "*" } else { "" },
+                    format!(" {}/{age}", node.sessions),
+                ),
+            };
+            spans.push(Span::styled(format!("{}{here}", node.node), theme.text));
+            spans.push(Span::styled(figures, theme.dim));
+        }
+        Line::from(spans)
+    };
+    let long = build(true);
+    if long.width() <= width {
+        long
+    } else {
+        build(false)
+    }
 }
 
 /// A bar `width` cells wide split by state (largest remainder; every present state gets a

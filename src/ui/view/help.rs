@@ -21,7 +21,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
         Section::Dialog,
     ] {
         lines.push(Line::from(Span::styled(section.title(), theme.title)));
-        for b in keymap.section(section) {
+        for b in keymap
+            .section(section)
+            .iter()
+            .filter(|b| model.offers(b.action))
+        {
             let keys = if b.keys.is_empty() {
                 "(unbound)".to_string()
             } else {
@@ -63,7 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, scroll: u16) {
 fn operator_labels(model: &Model) -> String {
     let mut labels: Vec<&str> = Vec::new();
     for b in model.settings().keymap.section(Section::Table) {
-        if b.action.is_operator() && !labels.contains(&b.action.label()) {
+        if b.action.is_operator() && model.offers(b.action) && !labels.contains(&b.action.label()) {
             labels.push(b.action.label());
         }
     }
