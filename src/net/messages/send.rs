@@ -58,6 +58,30 @@ impl Messenger {
         ))
     }
 
+    /// Sends the query `node` (`what` names it in errors) and parses its answer.
+    async fn ask<T, E: std::fmt::Display>(
+        &self,
+        querier: &Querier,
+        node: Node,
+        what: &'static str,
+        parse: impl FnOnce(&Node) -> Result<T, E>,
+    ) -> Result<T, SendError> {
+        let answer =
+            querier
+                .query(node, self.timeout)
+                .await
+                .map_err(|source| SendError::Query {
+                    session: self.session.clone(),
+                    what,
+                    source,
+                })?;
+        parse(&answer).map_err(|e| SendError::Answer {
+            session: self.session.clone(),
+            what,
+            reason: e.to_string(),
+        })
+    }
+
     fn signal_err(&self, source: SignalError) -> SendError {
         SendError::Signal {
             session: self.session.clone(),
@@ -188,20 +212,9 @@ impl Messenger {
         }
         let id = querier.next_id();
         let node = devices_query(&id, &id, &missing);
-        let answer =
-            querier
-                .query(node, self.timeout)
-                .await
-                .map_err(|source| SendError::Query {
-                    session: self.session.clone(),
-                    what: "devices (usync)",
-                    source,
-                })?;
-        let fetched = parse_answer(&answer).map_err(|e| SendError::Answer {
-            session: self.session.clone(),
-            what: "devices (usync)",
-            reason: e.to_string(),
-        })?;
+        let fetched = self
+            .ask(querier, node, "devices (usync)", parse_answer)
+            .await?;
         let mut to_cache = Vec::new();
         for user in fetched {
             if let Some((code, text)) = &user.error {
@@ -265,20 +278,9 @@ impl Messenger {
             return Ok(targets);
         }
         let node = bundle_query(&querier.next_id(), &missing, false);
-        let answer =
-            querier
-                .query(node, self.timeout)
-                .await
-                .map_err(|source| SendError::Query {
-                    session: self.session.clone(),
-                    what: "pre-key bundles",
-                    source,
-                })?;
-        let bundles = parse_bundle_answer(&answer).map_err(|e| SendError::Answer {
-            session: self.session.clone(),
-            what: "pre-key bundles",
-            reason: e.to_string(),
-        })?;
+        let bundles = self
+            .ask(querier, node, "pre-key bundles", parse_bundle_answer)
+            .await?;
         let mut usable: Vec<(Jid, Bundle)> = Vec::new();
         for (jid, bundle) in bundles {
             match bundle {
