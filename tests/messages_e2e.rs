@@ -54,6 +54,9 @@ async fn fleet(n: usize) -> Fleet {
     let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
+    // Tests send as fast as the relay takes them: no send limits worth the name.
+    config.messages.per_minute = 60_000;
+    config.messages.burst = 1_000;
     config.server.url = sim.ws_url.clone();
     config.server.trust_root = Some(sim.trust_root.0);
     config.storage.data_dir = dir.path().to_path_buf();

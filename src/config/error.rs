@@ -116,6 +116,8 @@ pub enum ConfigError {
     BadClientVersion { field: String, found: String },
     #[error("{field} is not a device name: {reason}")]
     BadDeviceName { field: String, reason: String },
+    #[error("{field} has a bad warm-up step: {reason}")]
+    BadWarmup { field: String, reason: String },
 }
 
 /// Where a problem is: 1-based line and column (columns count characters, not bytes).

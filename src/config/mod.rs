@@ -7,6 +7,7 @@
 
 mod duration;
 mod error;
+mod messages;
 mod overrides;
 mod read;
 mod sections;
@@ -23,6 +24,7 @@ use crate::wa::payload::ClientVersion;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
+pub use messages::{MessagesConfig, WarmupStep, parse_warmup_step};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
 pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
@@ -51,6 +53,8 @@ pub struct Config {
     pub limits: Limits,
     pub http: Option<HttpConfig>,
     pub cluster: Option<ClusterConfig>,
+    /// `[messages]`: send limits and retention of the outbox.
+    pub messages: MessagesConfig,
     /// In file order.
     pub sessions: Vec<SessionConfig>,
 }

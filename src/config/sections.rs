@@ -13,6 +13,7 @@ use crate::wa::device::DeviceName;
 use crate::wa::payload::ClientVersion;
 
 use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
+use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
 use super::read::{Problems, Span, Table, describe};
 use super::{
@@ -20,8 +21,8 @@ use super::{
     SessionConfig, StorageConfig, check_session_id,
 };
 
-const TOP_LEVEL: [&str; 7] = [
-    "server", "storage", "policy", "limits", "http", "cluster", "session",
+const TOP_LEVEL: [&str; 8] = [
+    "server", "storage", "policy", "limits", "http", "cluster", "messages", "session",
 ];
 const SERVER_KEYS: [&str; 5] = [
     "url",
@@ -47,7 +48,7 @@ const SESSION_KEYS: [&str; 4] = ["id", "label", "phone", "autostart"];
 
 /// The table a key belongs to, for "unknown key ...; it belongs in [storage]".
 fn home_of(key: &str) -> Option<&'static str> {
-    let tables: [(&[&str], &'static str); 7] = [
+    let tables: [(&[&str], &'static str); 8] = [
         (&SERVER_KEYS, "[server]"),
         (&STORAGE_KEYS, "[storage]"),
         (&POLICY_KEYS, "[policy] or a [[session]]"),
@@ -55,6 +56,7 @@ fn home_of(key: &str) -> Option<&'static str> {
         (&HTTP_KEYS, "[http]"),
         (&CLUSTER_KEYS, "[cluster]"),
         (&SESSION_KEYS, "a [[session]]"),
+        (&MESSAGES_KEYS, "[messages]"),
     ];
     tables
         .iter()
@@ -99,6 +101,9 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         .map_or_else(Limits::default, |t| read_limits(&mut problems, &t));
     let http = table(&mut problems, root, "http").map(|t| read_http(&mut problems, &t));
     let cluster = table(&mut problems, root, "cluster").map(|t| read_cluster(&mut problems, &t));
+    let messages = table(&mut problems, root, "messages")
+        .map(|t| read_messages(&mut problems, &t))
+        .unwrap_or_default();
     let sessions = read_sessions(&mut problems, root, &policy, &limits, text);
 
     if !problems.is_empty() {
@@ -111,6 +116,7 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         limits,
         http,
         cluster,
+        messages,
         sessions,
     })
 }

@@ -1,6 +1,6 @@
-//! `GET /events`: a server-sent event stream of status changes (`status`, a session's new row)
-//! and log lines (`log`, the JSON object headless runs print), so another process can follow
-//! the pool live. Both come through bounded buffers; a follower that falls behind gets a
+//! `GET /events`: a server-sent event stream of status changes (`status`, a session's new row),
+//! log lines (`log`, the JSON object headless runs print), received messages (`message`) and
+//! status changes of sent ones (`receipt`), so another process can follow the pool live. Both come through bounded buffers; a follower that falls behind gets a
 //! `lagged` event saying how many events of which kind it missed.
 //!
 //! `?form=full` is the stream a console follows (`wasp attach`): a `snapshot` event first (every
@@ -25,6 +25,7 @@ use super::state::{AppState, error};
 use super::wire::WireStatus;
 use crate::logging::FeedItem;
 use crate::net::board::BoardEvent;
+use crate::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
 
 /// Most sessions in one `statuses` event.
 const BATCH_MAX: usize = 1024;
@@ -135,10 +136,62 @@ async fn stream(app: AppState) -> Sse<impl Stream<Item = Result<Event, Infallibl
         };
         Some((event, rx))
     });
-    let events = futures::stream::select(statuses, log_events(&app))
+    let events = futures::stream::select(statuses, log_events(&app));
+    let events = futures::stream::select(events, message_events(&app))
         .take_until(stopped(&app))
         .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `message` (a received message) and `receipt` (a sent message's new status) events, each
+/// with its session (`lagged` of `message` when some were missed).
+fn message_events(app: &AppState) -> impl Stream<Item = Event> + use<> {
+    futures::stream::unfold(app.pool.message_events(), |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(event) => message_event(&event),
+            Err(RecvError::Lagged(n)) => lagged("message", n),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((event, rx))
+    })
+}
+
+fn message_event(event: &MessageEvent) -> Event {
+    match &event.kind {
+        MessageEventKind::Received(m) => {
+            let data = serde_json::json!({
+                "session": event.session,
+                "id": m.id,
+                "from": m.sender,
+                "chat": m.chat,
+                "from_me": m.from_me,
+                "type": m.kind,
+                "text": m.text,
+                "time": m.timestamp,
+            });
+            Event::default().event("message").data(data.to_string())
+        }
+        MessageEventKind::Status { id, chat, status } => {
+            let (name, error) = match status {
+                MessageStatus::Pending => ("queued", None),
+                MessageStatus::Sent => ("sent", None),
+                MessageStatus::Delivered => ("delivered", None),
+                MessageStatus::Read => ("read", None),
+                MessageStatus::Played => ("played", None),
+                MessageStatus::Failed(why) => ("failed", Some(why.as_str())),
+            };
+            let mut data = serde_json::json!({
+                "session": event.session,
+                "id": id,
+                "chat": chat,
+                "status": name,
+            });
+            if let Some(error) = error {
+                data["error"] = serde_json::json!(error);
+            }
+            Event::default().event("receipt").data(data.to_string())
+        }
+    }
 }
 
 /// Resolves when the pool has stopped.
@@ -147,7 +200,7 @@ fn stopped(app: &AppState) -> impl std::future::Future<Output = ()> + use<> {
     async move { pool.stopped().await }
 }
 
-/// `lagged`: `{"missed": n, "of": "status" | "log"}`.
+/// `lagged`: `{"missed": n, "of": "status" | "log" | "message"}`.
 fn lagged(of: &str, missed: u64) -> Event {
     let data = serde_json::json!({ "missed": missed, "of": of });
     Event::default().event("lagged").data(data.to_string())

@@ -94,6 +94,9 @@ pub struct SessionRow {
     pub last_code: Option<u16>,
     pub uptime_pct: f64,
     pub last_rtt_ms: Option<u64>,
+    /// Messages in the outbox, and when the send limits let the next go.
+    pub queued: u32,
+    pub next_send: Option<String>,
 }
 
 impl SessionRow {
@@ -113,6 +116,8 @@ impl SessionRow {
             last_code: s.last_code,
             uptime_pct: (s.uptime_pct * 10.0).round() / 10.0,
             last_rtt_ms: s.liveness.last_rtt.map(ms),
+            queued: s.outbox.queued,
+            next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
         }
     }
 }

@@ -7,6 +7,7 @@ mod events;
 mod fleet;
 mod json;
 mod listen;
+mod messages;
 mod routes;
 mod state;
 mod unix;

@@ -16,7 +16,7 @@ use super::auth::Token;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
 use super::wipe;
-use super::{events, fleet};
+use super::{events, fleet, messages};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
@@ -27,6 +27,11 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .route("/readyz", get(readyz))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", get(session))
+        .route(
+            "/sessions/{id}/messages",
+            post(messages::send).get(messages::list),
+        )
+        .route("/sessions/{id}/messages/{msg_id}", get(messages::one))
         .route("/sessions/{id}/{command}", post(act))
         .route("/cluster", get(fleet::view))
         .route("/sessions/{id}/wipe", post(wipe::with_backup))

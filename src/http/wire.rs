@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::Clock;
 use crate::session::status::{
-    Account, Backups, Liveness, Phase, QrText, QrView, StateName, Status, TimelineEntry,
+    Account, Backups, Liveness, OutboxView, Phase, QrText, QrView, StateName, Status, TimelineEntry,
 };
 
 /// A wall-clock time in nanoseconds since the Unix epoch.
@@ -58,6 +58,11 @@ pub struct WireStatus {
     /// Clustered: the node that runs the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Messages in the outbox and when the next may go.
+    #[serde(default)]
+    pub queued: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_send_ns: Option<WallNs>,
 }
 
 /// The state with its own data (`Phase`), tagged by the state name.
@@ -213,6 +218,8 @@ impl WireStatus {
             last_backup_ns: s.backups.last_at.map(ns),
             client_version: s.client_version.clone(),
             owner: s.owner.clone(),
+            queued: s.outbox.queued,
+            next_send_ns: s.outbox.next_send_at.map(ns),
         }
     }
 
@@ -259,6 +266,10 @@ impl WireStatus {
             },
             client_version: self.client_version.clone(),
             owner: self.owner.clone(),
+            outbox: OutboxView {
+                queued: self.queued,
+                next_send_at: self.next_send_ns.map(at),
+            },
         }
     }
 }

@@ -8,9 +8,11 @@ use tracing::info;
 
 use crate::net::board::StatusBoard;
 use crate::net::gate::Remote;
-use crate::net::messages::{MessageEvent, MessageId, SendError};
+use crate::net::messages::{MAX_TEXT_BYTES, MessageEvent, MessageId, SendError, parse_recipient};
 use crate::net::metrics::Metrics;
 use crate::session::Command;
+use crate::store::keys::KeyStore;
+use crate::store::outbox::{Direction, Kept, NewMessage, OutboxEntry};
 
 /// A request for the pool.
 #[derive(Debug)]
@@ -30,11 +32,9 @@ pub enum PoolRequest {
         reason: Option<String>,
         done: oneshot::Sender<()>,
     },
-    SendText {
+    /// The session's outbox has new messages.
+    Wake {
         session: String,
-        to: String,
-        text: String,
-        reply: oneshot::Sender<Result<MessageId, SendError>>,
     },
     Shutdown,
 }
@@ -59,6 +59,14 @@ pub struct PoolHandle {
     requests: mpsc::Sender<PoolRequest>,
     remote: Option<Arc<dyn Remote>>,
     events: broadcast::Sender<MessageEvent>,
+    outbox: Option<OutboxAccess>,
+}
+
+/// Where the sessions' outboxes live (keys.db) and how many messages each keeps.
+#[derive(Clone, Debug)]
+pub struct OutboxAccess {
+    pub keys: Arc<KeyStore>,
+    pub keep: u32,
 }
 
 impl PoolHandle {
@@ -74,7 +82,14 @@ impl PoolHandle {
             requests,
             remote: None,
             events: broadcast::channel(1).0,
+            outbox: None,
         }
+    }
+
+    /// The same handle with the sessions' outboxes (`send`, `message`, `messages`).
+    pub fn with_outbox(mut self, outbox: OutboxAccess) -> Self {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// The same handle, sending commands for sessions owned elsewhere through `remote`.
@@ -96,33 +111,139 @@ impl PoolHandle {
         self.events.subscribe()
     }
 
-    /// Sends a text from `session` to `to` (digits or a JID). Returns the message id once
-    /// the encrypted stanza is written; its server ack and receipts follow as events.
+    /// Queues a text from `session` to `to` (digits or a JID) and returns its id once it is
+    /// durable; the session sends it when online and its send limits allow.
     pub async fn send_text(
         &self,
         session: &str,
         to: &str,
         text: &str,
     ) -> Result<MessageId, SendError> {
+        let entry = self.send(session, to, text, None).await?;
+        Ok(MessageId(entry.id))
+    }
+
+    /// Queues a text from `session` to `to` (digits or a JID): checked, then committed to the
+    /// session's outbox before this returns. The same `key` again answers the first message
+    /// and queues nothing.
+    pub async fn send(
+        &self,
+        session: &str,
+        to: &str,
+        text: &str,
+        key: Option<String>,
+    ) -> Result<OutboxEntry, SendError> {
+        let status = self.paired(session)?;
+        let peer = parse_recipient(to.trim()).ok_or_else(|| SendError::BadRecipient {
+            session: session.to_string(),
+            to: to.to_string(),
+        })?;
+        if text.trim().is_empty() {
+            return Err(SendError::EmptyText);
+        }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(SendError::TooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
+        if key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.chars().count() > 128)
+        {
+            return Err(SendError::BadKey);
+        }
+        let own = status.account.phone.unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let msg = NewMessage {
+            id: crate::wa::message::new_message_id(now.as_secs(), &own),
+            to: peer.to_string(),
+            text: text.to_string(),
+            key,
+        };
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        let (entry, new) = self
+            .outbox_call(session, move |keys, session, keep| {
+                keys.outbox_enqueue(&session, &msg, now_ms, keep)
+            })
+            .await?;
+        if new {
+            let wake = PoolRequest::Wake {
+                session: session.to_string(),
+            };
+            // A stopped pool reads the outbox at its next start.
+            let _ = self.requests.send(wake).await;
+        }
+        Ok(entry)
+    }
+
+    /// One message `session` sent (or has queued).
+    pub async fn message(&self, session: &str, id: &str) -> Result<Option<OutboxEntry>, SendError> {
+        self.known(session)?;
+        let id = id.to_string();
+        self.outbox_call(session, move |keys, session, _| {
+            keys.outbox_get(&session, &id)
+        })
+        .await
+    }
+
+    /// The newest `limit` messages of `session` in `direction`, newest first.
+    pub async fn messages(
+        &self,
+        session: &str,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Kept>, SendError> {
+        self.known(session)?;
+        self.outbox_call(session, move |keys, session, _| {
+            keys.messages_recent(&session, direction, limit)
+        })
+        .await
+    }
+
+    fn known(&self, session: &str) -> Result<(), SendError> {
+        if self.board.knows(session) {
+            Ok(())
+        } else {
+            Err(SendError::UnknownSession {
+                session: session.to_string(),
+            })
+        }
+    }
+
+    /// The status of `session` when it is paired.
+    fn paired(&self, session: &str) -> Result<crate::session::status::Status, SendError> {
+        self.known(session)?;
+        match self.board.get(session) {
+            Some(status) if status.account.paired => Ok(status),
+            _ => Err(SendError::NotPaired {
+                session: session.to_string(),
+            }),
+        }
+    }
+
+    /// Runs an outbox call on the blocking pool.
+    async fn outbox_call<T: Send + 'static>(
+        &self,
+        session: &str,
+        f: impl FnOnce(&KeyStore, String, u32) -> Result<T, crate::store::keys::KeysError>
+        + Send
+        + 'static,
+    ) -> Result<T, SendError> {
         let stopped = || SendError::Stopped {
             session: session.to_string(),
         };
-        if !self.board.knows(session) {
-            return Err(SendError::UnknownSession {
-                session: session.to_string(),
-            });
-        }
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(PoolRequest::SendText {
-                session: session.to_string(),
-                to: to.to_string(),
-                text: text.to_string(),
-                reply,
-            })
+        let outbox = self.outbox.clone().ok_or_else(stopped)?;
+        let name = session.to_string();
+        tokio::task::spawn_blocking(move || f(&outbox.keys, name, outbox.keep))
             .await
-            .map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+            .map_err(|_| stopped())?
+            .map_err(|source| SendError::Outbox {
+                session: session.to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// True once every started session's driver has published its status once.

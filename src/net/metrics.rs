@@ -17,6 +17,19 @@ pub struct CauseLabel {
     pub cause: String,
 }
 
+/// One session's message counts by what happened (`sent`, `delivered`, `read`, `failed`,
+/// `received`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub session: String,
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabel {
+    pub session: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub session: String,
@@ -49,6 +62,10 @@ pub struct Metrics {
     pub messages_received: Counter,
     pub decrypt_failures: Counter,
     pub messages_dropped: Counter,
+    /// Per session: messages by event, outbox depth, and the send-to-delivered latency.
+    pub session_messages: Family<MessageLabels, Counter>,
+    pub outbox_depth: Family<SessionLabel, Gauge>,
+    pub delivery_latency: Histogram,
     /// Serialises scrapes: the state gauge is rebuilt per scrape.
     scrape: Mutex<()>,
 }
@@ -81,6 +98,24 @@ impl Metrics {
         let messages_received = Counter::default();
         let decrypt_failures = Counter::default();
         let messages_dropped = Counter::default();
+        let session_messages = Family::<MessageLabels, Counter>::default();
+        let outbox_depth = Family::<SessionLabel, Gauge>::default();
+        let delivery_latency = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        registry.register(
+            "session_messages",
+            "Messages per session by event: sent (server ack), delivered, read, failed, received",
+            session_messages.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Messages queued in a session's outbox, not yet acked by the server",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "message_delivery_seconds",
+            "Time from a message's send to its delivery receipt",
+            delivery_latency.clone(),
+        );
         for (name, help, counter) in [
             (
                 "messages_sent",
@@ -176,11 +211,33 @@ impl Metrics {
             messages_received,
             decrypt_failures,
             messages_dropped,
+            session_messages,
+            outbox_depth,
+            delivery_latency,
             undecodable_nodes,
             acks_sent,
             prekeys_uploaded,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// Counts one message `event` of `session`.
+    pub fn message(&self, session: &str, event: &str) {
+        self.session_messages
+            .get_or_create(&MessageLabels {
+                session: session.to_string(),
+                event: event.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the outbox depth of `session`.
+    pub fn set_outbox_depth(&self, session: &str, depth: u32) {
+        self.outbox_depth
+            .get_or_create(&SessionLabel {
+                session: session.to_string(),
+            })
+            .set(i64::from(depth));
     }
 
     /// Counts one reconnect caused by `cause` (a `Cause::name()`).

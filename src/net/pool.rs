@@ -17,7 +17,7 @@ use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::gate::ClusterSeam;
 use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::link::Endpoint;
-use crate::net::messages::{EVENTS_CAPACITY, SendError};
+use crate::net::messages::EVENTS_CAPACITY;
 use crate::net::metrics::Metrics;
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tasks::drain;
@@ -91,10 +91,17 @@ pub fn start_with(
         keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
         gate: seam.as_ref().map(|s| s.gate.clone()),
         events: events.clone(),
+        messages: config.messages.clone(),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
-    let mut handle = PoolHandle::new(board, metrics, req_tx).with_events(events);
+    let outbox = crate::net::handle::OutboxAccess {
+        keys: shared.keys.clone(),
+        keep: config.messages.keep,
+    };
+    let mut handle = PoolHandle::new(board, metrics, req_tx)
+        .with_events(events)
+        .with_outbox(outbox);
     if let Some(seam) = &seam {
         handle = handle.with_remote(seam.remote.clone());
     }
@@ -126,19 +133,10 @@ pub fn start_with(
                 _ = cancel.cancelled() => break,
                 req = req_rx.recv() => match req {
                     None | Some(PoolRequest::Shutdown) => break,
-                    Some(PoolRequest::SendText { session, to, text, reply }) => {
-                        match pool.entries.get(&session) {
-                            Some(entry) => {
-                                let msg = DriverMsg::SendText { to, text, reply };
-                                if let Err(e) = entry.inbox.send(msg).await
-                                    && let DriverMsg::SendText { reply, .. } = e.0
-                                {
-                                    let _ = reply.send(Err(SendError::Stopped { session }));
-                                }
-                            }
-                            None => {
-                                let _ = reply.send(Err(SendError::Stopped { session }));
-                            }
+                    Some(PoolRequest::Wake { session }) => {
+                        // A session not running here reads its outbox when it starts.
+                        if let Some(entry) = pool.entries.get(&session) {
+                            let _ = entry.inbox.send(DriverMsg::Wake).await;
                         }
                     }
                     Some(PoolRequest::Act { session, command }) => {

@@ -172,6 +172,14 @@ pub struct Backups {
     pub last_at: Option<Instant>,
 }
 
+/// The session's outbox: messages waiting to be sent (or acked by the server) and when the
+/// send limits let the next one go (`None` while nothing can go: empty, or offline).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxView {
+    pub queued: u32,
+    pub next_send_at: Option<Instant>,
+}
+
 /// A snapshot of one session for the console and HTTP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -202,6 +210,8 @@ pub struct Status {
     /// Clustered: the node that runs the session (set by the console and the cluster, never by
     /// the machine); `None` when wasp runs alone.
     pub owner: Option<String>,
+    /// Set by the driver from the session's messenger.
+    pub outbox: OutboxView,
 }
 
 impl Status {
@@ -227,6 +237,7 @@ impl Status {
             backups: Backups::default(),
             client_version: String::new(),
             owner: None,
+            outbox: OutboxView::default(),
         }
     }
 

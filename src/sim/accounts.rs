@@ -3,7 +3,7 @@
 //! receipts), and how it answers a copy addressed to it: a delivery receipt (`sender` for
 //! its own account's device-sent copies) or, when it cannot decrypt, a retry receipt.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -57,6 +57,11 @@ pub struct PhoneAccount {
     retries: HashMap<String, u32>,
     /// Receipts the phone got for what it sent, by kind (`delivered`, `read`, ...).
     pub receipts: HashMap<String, u64>,
+    /// (message id, sender's user) of everything decrypted: a second copy of an id (a
+    /// resend after a lost ack, with a new ciphertext) is receipted but not kept again.
+    seen: HashSet<(String, String)>,
+    /// Copies dropped that way.
+    pub duplicates: u64,
 }
 
 /// What a phone answers to a copy addressed to it.
@@ -77,6 +82,8 @@ impl PhoneAccount {
             sent: VecDeque::new(),
             retries: HashMap::new(),
             receipts: HashMap::new(),
+            seen: HashSet::new(),
+            duplicates: 0,
         }
     }
 
@@ -153,11 +160,9 @@ impl PhoneAccount {
     }
 
     fn keep(&mut self, message: &Incoming, m: &Message, body: Body, now: u64) {
-        if self
-            .inbox
-            .iter()
-            .any(|r| r.id == message.id && r.from == message.from.to_string())
-        {
+        let seen = (message.id.clone(), message.from.to_user().to_string());
+        if !self.seen.insert(seen) {
+            self.duplicates += 1;
             return;
         }
         let to = m

@@ -324,7 +324,10 @@ impl Handle {
 
     /// The statistics now.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.core.reg().stats.clone();
+        let reg = self.core.reg();
+        let mut stats = reg.stats.clone();
+        stats.phone_duplicates = reg.accounts.values().map(|a| a.duplicates).sum();
+        drop(reg);
         stats.connections = self.core.connections.load(Ordering::Relaxed);
         stats
     }

@@ -130,6 +130,9 @@ pub struct Stats {
     pub decrypt_failures: u64,
     /// Texts the simulated phones sent (`POST /admin/send`).
     pub phone_messages_sent: u64,
+    /// Copies a phone decrypted with an id it already had from that sender (dropped from its
+    /// list, receipted again): resends after a lost ack.
+    pub phone_duplicates: u64,
     /// Problems by kind (`ErrorKind::name`).
     pub errors: BTreeMap<String, u64>,
     /// Per device (by JID).

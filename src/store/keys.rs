@@ -1,6 +1,7 @@
 //! The key database `<data_dir>/keys.db`: one SQLite file (WAL, `synchronous=FULL`) for every
 //! session's one-time pre-keys and their next-id counter, rows keyed by session id. The Signal
-//! records and the device-list cache live in the same file (`signal.rs`).
+//! records and the device-list cache live in the same file (`signal.rs`), and so do the
+//! outbox and the received messages (`outbox.rs`).
 //!
 //! Crash safety: keys are generated and committed (fsynced) before they are uploaded, and
 //! stay marked "not uploaded" until the server confirmed the upload. A crash in between
@@ -121,6 +122,7 @@ impl KeyStore {
         conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
         conn.execute_batch(super::app_state_keys::SCHEMA)
             .map_err(fail)?;
+        conn.execute_batch(super::outbox::SCHEMA).map_err(fail)?;
         Ok(conn)
     }
 
@@ -323,6 +325,7 @@ impl KeyStore {
             )?;
             super::signal::remove_session_rows(&tx, session)?;
             super::app_state_keys::remove_session_rows(&tx, session)?;
+            super::outbox::remove_session_rows(&tx, session)?;
             tx.commit()?;
             Ok(Ok(()))
         })

@@ -9,12 +9,13 @@ use rusqlite::params;
 use super::keys::{KeyStore, KeysError, create_private};
 
 /// The tables that hold per-session rows (each has a `session` column).
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "prekeys",
     "prekey_counter",
     "signal",
     "device_cache",
     "app_state_keys",
+    "messages",
 ];
 
 impl KeyStore {
@@ -40,6 +41,7 @@ fn copy_rows(conn: &mut rusqlite::Connection, session: &str) -> rusqlite::Result
         super::keys::SCHEMA,
         super::signal::SCHEMA,
         super::app_state_keys::SCHEMA,
+        super::outbox::SCHEMA,
     ] {
         conn.execute_batch(&schema.replace("IF NOT EXISTS ", "IF NOT EXISTS backup."))?;
     }

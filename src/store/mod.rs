@@ -21,6 +21,7 @@ mod file;
 pub mod keys;
 mod keys_backup;
 mod lock;
+pub mod outbox;
 pub mod redis;
 pub mod signal;
 pub mod signal_keys;

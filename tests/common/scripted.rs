@@ -233,6 +233,9 @@ pub fn start_in(
 ) -> (Pool, Config) {
     let store = Arc::new(FileStore::new(dir.path()));
     let mut config = Config::default();
+    // Tests send as fast as the relay takes them: no send limits worth the name.
+    config.messages.per_minute = 60_000;
+    config.messages.burst = 1_000;
     config.server.url = srv.url.clone();
     config.server.trust_root = Some(srv.root);
     config.server.client_version = version;

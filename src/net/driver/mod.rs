@@ -12,7 +12,7 @@ mod node;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,9 +22,7 @@ use crate::net::board::StatusBoard;
 use crate::net::conn::{Conn, ConnEvent};
 use crate::net::inbound;
 use crate::net::link::{Endpoint, LinkEvent};
-use crate::net::messages::{
-    self, MessageEvent, MessageId, MessengerHandle, MessengerMsg, SendError,
-};
+use crate::net::messages::{self, MessageEvent, MessengerHandle, MessengerMsg, MessengerSetup};
 use crate::net::metrics::Metrics;
 use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;
@@ -58,6 +56,8 @@ pub struct Shared {
     pub gate: Option<Arc<dyn crate::net::gate::DialGate>>,
     /// Every session's message events (received, status changes).
     pub events: broadcast::Sender<MessageEvent>,
+    /// `[messages]`: the outbox's send limits and retention.
+    pub messages: crate::config::MessagesConfig,
 }
 
 /// How one session is set up.
@@ -78,12 +78,8 @@ pub enum DriverMsg {
     SetPolicy(Box<Policy>),
     /// A config reload changed the client version.
     SetVersion(ClientVersion),
-    /// Send a text (answered on `reply`).
-    SendText {
-        to: String,
-        text: String,
-        reply: oneshot::Sender<Result<MessageId, SendError>>,
-    },
+    /// The session's outbox has new messages.
+    Wake,
 }
 
 /// Results of work the driver started in the background.
@@ -129,6 +125,10 @@ struct Driver {
     routing: Option<Vec<u8>>,
     prekeys: PreKeys,
     messenger: MessengerHandle,
+    /// The messenger's outbox figures, shown in the status.
+    outbox: watch::Receiver<crate::session::status::OutboxView>,
+    /// The messenger was told of a logout (told once per logout).
+    told_logged_out: bool,
     timers: TimerQueue,
     /// The `was_online` flag as last written, so publishing writes only changes.
     was_online: bool,
@@ -201,6 +201,8 @@ pub async fn run(
         let (mut driver, first) = Driver::start(spec, shared, vault, stored, channels, &cancel);
         driver.execute(first).await;
         driver.publish().await;
+        // Wakes the loop when the messenger's outbox figures change (publish reads them).
+        let mut outbox_changes = driver.outbox.clone();
 
         loop {
             let next_timer = driver.timers.next_at();
@@ -225,6 +227,7 @@ pub async fn run(
                 Some((conn, event)) = progress_rx.recv() => driver.on_link(conn, event),
                 event = conn_event => driver.on_conn_event(event).await,
                 Some(done) = background_rx.recv() => driver.on_background(done),
+                Ok(()) = outbox_changes.changed() => Vec::new(),
                 _ = sleep => driver.on_timer(),
             };
             driver.execute(effects).await;
@@ -276,15 +279,17 @@ impl Driver {
             &spec.policy,
             (tasks.clone(), tasks_cancel.clone()),
         );
-        let messenger = messages::spawn(
-            &spec.id,
-            shared.keys.clone(),
-            shared.metrics.clone(),
-            shared.events.clone(),
-            spec.policy.query_timeout,
-            (&tasks, tasks_cancel.clone()),
-        );
+        let setup = MessengerSetup {
+            keys: shared.keys.clone(),
+            metrics: shared.metrics.clone(),
+            events: shared.events.clone(),
+            timeout: spec.policy.query_timeout,
+            config: shared.messages.clone(),
+        };
+        let (messenger, outbox) = messages::spawn(&spec.id, setup, (&tasks, tasks_cancel.clone()));
         let mut driver = Driver {
+            outbox,
+            told_logged_out: false,
             version: shared.endpoint.version,
             routing: None,
             prekeys,
@@ -338,7 +343,14 @@ impl Driver {
 
     /// Publishes the machine's status and persists whether the session is meant to be online.
     async fn publish(&mut self) {
-        self.shared.board.publish(self.session.status(now()));
+        let mut status = self.session.status(now());
+        status.outbox = *self.outbox.borrow();
+        let logged_out = status.state() == crate::session::status::StateName::LoggedOut;
+        if logged_out && !self.told_logged_out {
+            self.messenger.pass(MessengerMsg::LoggedOut);
+        }
+        self.told_logged_out = logged_out;
+        self.shared.board.publish(status);
         self.remember_online(self.session.state().wants_online())
             .await;
     }
@@ -363,9 +375,8 @@ impl Driver {
                 let version = version.to_string();
                 self.session.handle(now(), Event::ClientVersion { version })
             }
-            DriverMsg::SendText { to, text, reply } => {
-                let msg = MessengerMsg::SendText { to, text, reply };
-                self.messenger.pass(msg);
+            DriverMsg::Wake => {
+                self.messenger.wake();
                 Vec::new()
             }
             DriverMsg::Act(command) => {

@@ -6,30 +6,41 @@
 //!
 //! `send.rs`: devices (usync, cached in keys.db), bundles, encrypt, the stanza and the
 //! server ack; `recv.rs`: decrypt, receipts, retry receipts both ways; `sent.rs`: the sent
-//! messages kept for retries and status changes.
+//! messages kept for retries and status changes; `queue.rs`: the outbox pump (keys.db's
+//! queued messages, sent in order within `pace.rs`'s send limits).
 
+mod pace;
+mod queue;
 mod recv;
 mod send;
 mod sent;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug};
 
+use crate::config::MessagesConfig;
 use crate::net::conn::{ConnError, Querier};
 use crate::net::metrics::Metrics;
+use crate::session::status::OutboxView;
 use crate::store::keys::{KeyStore, KeysError};
+use crate::store::outbox::OutboxEntry;
 use crate::store::signal_keys::KeySignalStore;
 use crate::wa::creds::Credentials;
 use crate::wa::node::Node;
 use crate::wa::signal::SignalError;
 
+pub use pace::Pace;
+pub use send::parse_recipient;
 pub use sent::KEPT as SENT_KEPT;
+
+/// The longest text accepted (bytes of UTF-8).
+pub const MAX_TEXT_BYTES: usize = 65_536;
 
 /// How many events the broadcast holds for a slow listener; past that the listener loses
 /// the oldest (tokio's `Lagged`), the session never waits for it.
@@ -152,6 +163,20 @@ pub enum SendError {
     },
     #[error("session {session} stopped before the message was sent")]
     Stopped { session: String },
+    #[error("session {session} is not paired: pair it before sending")]
+    NotPaired { session: String },
+    #[error("the text is empty")]
+    EmptyText,
+    #[error("the text is {len} bytes long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("the key must be 1 to 128 characters")]
+    BadKey,
+    #[error("session {session}: the outbox failed: {source}")]
+    Outbox {
+        session: String,
+        #[source]
+        source: Box<KeysError>,
+    },
 }
 
 /// What the driver tells the messenger.
@@ -163,34 +188,53 @@ pub enum MessengerMsg {
     /// A `<message>`, `<receipt>`, `<ack class="message">` or `devices`/`encrypt`
     /// notification.
     Node(Node),
-    SendText {
-        to: String,
-        text: String,
-        reply: oneshot::Sender<Result<MessageId, SendError>>,
-    },
+    /// The session logged out: the queued messages fail.
+    LoggedOut,
 }
 
 /// The driver's end of the messenger.
 #[derive(Clone)]
 pub struct MessengerHandle {
-    session: String,
     tx: mpsc::Sender<MessengerMsg>,
     metrics: Arc<Metrics>,
+    /// Rung when the outbox has new rows (a permit is kept, so no ring is lost).
+    wake: Arc<Notify>,
 }
 
 impl MessengerHandle {
-    /// Passes `msg` on; a full queue drops it (a `<message>` left unacked comes again, a
-    /// send is answered with an error) and counts it.
+    /// Passes `msg` on; a full queue drops it (a `<message>` left unacked comes again) and
+    /// counts it.
     pub fn pass(&self, msg: MessengerMsg) {
-        if let Err(e) = self.tx.try_send(msg) {
+        if self.tx.try_send(msg).is_err() {
             self.metrics.messages_dropped.inc();
-            if let MessengerMsg::SendText { reply, .. } = e.into_inner() {
-                let _ = reply.send(Err(SendError::Stopped {
-                    session: self.session.clone(),
-                }));
-            }
         }
     }
+
+    /// Tells the messenger that its outbox has new messages.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The outbox side of a messenger (`queue.rs`).
+struct Outbox {
+    config: MessagesConfig,
+    /// Queued rows read so far, in queue order.
+    queue: VecDeque<OutboxEntry>,
+    /// The highest sequence number read.
+    last_seq: i64,
+    /// New rows may wait in keys.db.
+    dirty: bool,
+    /// Ids written on the current socket and not yet acked.
+    in_flight: HashSet<String>,
+    /// When each message was written (for the delivery latency).
+    written: HashMap<String, std::time::Instant>,
+    pace: Pace,
+    /// No send before this, after a failure that may pass.
+    retry_at: Option<tokio::time::Instant>,
+    /// The pairing's time (unix seconds), for the warm-up.
+    paired_at: Option<u64>,
+    view: watch::Sender<OutboxView>,
 }
 
 /// True for the stanzas the messenger handles instead of the plain ack path.
@@ -218,49 +262,79 @@ struct Messenger {
     sent: sent::SentLog,
     /// Retry receipts we sent per incoming message id.
     retry_counts: HashMap<String, u32>,
+    outbox: Outbox,
 }
 
-/// Starts the messenger of `session` in `tasks`; it ends when `cancel` fires.
+/// What a messenger needs besides its session's name.
+pub struct MessengerSetup {
+    pub keys: Arc<KeyStore>,
+    pub metrics: Arc<Metrics>,
+    pub events: broadcast::Sender<MessageEvent>,
+    pub timeout: Duration,
+    pub config: MessagesConfig,
+}
+
+/// Starts the messenger of `session` in `tasks`; it ends when `cancel` fires. The receiver
+/// follows its outbox (queued count, next send time).
 pub fn spawn(
     session: &str,
-    keys: Arc<KeyStore>,
-    metrics: Arc<Metrics>,
-    events: broadcast::Sender<MessageEvent>,
-    timeout: Duration,
+    setup: MessengerSetup,
     (tasks, cancel): (&tokio_util::task::TaskTracker, CancellationToken),
-) -> MessengerHandle {
+) -> (MessengerHandle, watch::Receiver<OutboxView>) {
     let (tx, mut rx) = mpsc::channel(INBOX);
+    let (view, view_rx) = watch::channel(OutboxView::default());
+    let wake = Arc::new(Notify::new());
+    let metrics = setup.metrics.clone();
     let mut messenger = Messenger {
         session: session.to_owned(),
-        keys,
-        metrics: metrics.clone(),
-        events,
-        timeout,
+        keys: setup.keys,
+        metrics: setup.metrics,
+        events: setup.events,
+        timeout: setup.timeout,
         link: None,
         sent: sent::SentLog::default(),
         retry_counts: HashMap::new(),
+        outbox: Outbox {
+            pace: Pace::new(setup.config.clone(), tokio::time::Instant::now()),
+            config: setup.config,
+            queue: VecDeque::new(),
+            last_seq: 0,
+            dirty: true,
+            in_flight: HashSet::new(),
+            written: HashMap::new(),
+            retry_at: None,
+            paired_at: None,
+            view,
+        },
     };
     let span = tracing::info_span!("messages", session = %session);
+    let woken = wake.clone();
     tasks.spawn(
         async move {
             loop {
+                let next = messenger.next_pump(tokio::time::Instant::now());
+                let pump = async move {
+                    match next {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     msg = rx.recv() => match msg {
                         None => break,
                         Some(msg) => messenger.handle(msg).await,
                     },
+                    _ = woken.notified() => messenger.outbox.dirty = true,
+                    _ = pump => messenger.pump().await,
                 }
+                messenger.publish_view();
             }
             debug!("messenger ended");
         }
         .instrument(span),
     );
-    MessengerHandle {
-        session: session.to_owned(),
-        tx,
-        metrics,
-    }
+    (MessengerHandle { tx, metrics, wake }, view_rx)
 }
 
 impl Messenger {
@@ -268,20 +342,23 @@ impl Messenger {
         match msg {
             MessengerMsg::Online(querier, creds) => {
                 let store = KeySignalStore::new(self.keys.clone(), &self.session, &creds);
+                self.outbox.paired_at = creds
+                    .account
+                    .as_ref()
+                    .and_then(|a| crate::wa::proto::adv::signed_at(&a.signed_identity));
                 self.link = Some((querier, store, creds));
+                // Whatever was written on the last socket and not acked goes out again.
+                self.offline();
             }
-            MessengerMsg::Offline => self.link = None,
-            MessengerMsg::SendText { to, text, reply } => {
-                let result = self.send_text(&to, &text).await;
-                if let Err(e) = &result {
-                    warn!(error = %e, "message not sent");
-                }
-                let _ = reply.send(result);
+            MessengerMsg::Offline => {
+                self.link = None;
+                self.offline();
             }
+            MessengerMsg::LoggedOut => self.fail_all("session logged out").await,
             MessengerMsg::Node(node) => match node.tag.as_str() {
                 "message" => self.on_message(&node).await,
                 "receipt" => self.on_receipt(&node).await,
-                "ack" => self.on_server_ack(&node),
+                "ack" => self.on_server_ack(&node).await,
                 "notification" if node.get_attr("type") == Some("devices") => {
                     self.on_devices_notification(&node).await
                 }
@@ -297,16 +374,6 @@ impl Messenger {
             session: self.session.clone(),
             kind,
         });
-    }
-
-    fn status(&mut self, id: &str, status: MessageStatus) {
-        if let Some(chat) = self.sent.advance(id, status.clone()) {
-            self.emit(MessageEventKind::Status {
-                id: id.to_owned(),
-                chat,
-                status,
-            });
-        }
     }
 
     /// Sends `node` on the current socket; false when there is none or it is closing.

@@ -8,6 +8,7 @@ use tracing::{debug, info, warn};
 use super::{MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
 use crate::store::SecretBody;
 use crate::store::app_state_keys::AppStateKey;
+use crate::store::outbox::InboxEntry;
 use crate::wa::ack;
 use crate::wa::jid::Jid;
 use crate::wa::message::{AppStateSyncKey, Body, decode_padded};
@@ -143,7 +144,8 @@ impl Messenger {
         done.unwrap_or(Outcome::Nothing)
     }
 
-    /// Decodes a decrypted message and reports it.
+    /// Decodes a decrypted message, keeps it and reports it, unless the same id from the same
+    /// sender was kept before (a resend carries a new ciphertext: the id tells).
     async fn delivered(&mut self, incoming: &Incoming, padded: &[u8]) {
         let (message, body) = match decode_padded(padded) {
             Ok(decoded) => decoded,
@@ -152,7 +154,6 @@ impl Messenger {
                 return;
             }
         };
-        self.metrics.messages_received.inc();
         let from_me = incoming.recipient.is_some() || message.device_sent_message.is_some();
         let chat = message
             .destination()
@@ -166,6 +167,29 @@ impl Messenger {
             Body::Text(t) => (Some(t), "text".to_owned(), body.len()),
             Body::Other { kind, len } => (None, kind, len),
         };
+        let kept = InboxEntry {
+            id: incoming.id.clone(),
+            from: incoming.sender().to_string(),
+            chat: chat.clone(),
+            kind: kind.clone(),
+            text: text.clone(),
+            time: incoming.t,
+        };
+        let peer = incoming.sender().to_user().to_string();
+        let keep = self.outbox.config.keep;
+        match self
+            .keys_call(move |keys, session| keys.inbox_record(&session, &peer, &kept, keep))
+            .await
+        {
+            Ok(false) => {
+                debug!(id = %incoming.id, "message received before: not reported again");
+                return;
+            }
+            Ok(true) => {}
+            Err(e) => warn!(id = %incoming.id, error = %e, "could not keep a received message"),
+        }
+        self.metrics.messages_received.inc();
+        self.metrics.message(&self.session, "received");
         self.emit(MessageEventKind::Received(ReceivedMessage {
             id: incoming.id.clone(),
             chat,
@@ -318,7 +342,7 @@ impl Messenger {
             return;
         }
         for id in &receipt.ids {
-            self.status(id, status.clone());
+            self.status(id, status.clone()).await;
         }
     }
 

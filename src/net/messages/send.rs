@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
-use super::{MessageId, MessageStatus, Messenger, SendError};
+use super::{MessageStatus, Messenger, SendError};
 use crate::net::conn::Querier;
 use crate::store::keys::KeysError;
+use crate::store::outbox::OutboxEntry;
 use crate::store::signal::CachedDevices;
 use crate::wa::jid::Jid;
-use crate::wa::message::{Message, encode_padded, new_message_id};
+use crate::wa::message::{Message, encode_padded};
 use crate::wa::messaging::keys::{bundle_query, parse_bundle_answer};
 use crate::wa::messaging::receipt::RetryRequest;
 use crate::wa::messaging::stanza::{Enc, Outgoing, parse_server_ack};
@@ -102,16 +103,16 @@ impl Messenger {
         }
     }
 
-    /// Encrypts and sends `text` to `to`; the id is returned once the stanza is written, and
-    /// the server's ack arrives later as a status change.
-    pub(super) async fn send_text(&mut self, to: &str, text: &str) -> Result<MessageId, SendError> {
+    /// Encrypts and sends the outbox message `entry` with its own id (the same id on every
+    /// resend); the server's ack arrives later as a status change.
+    pub(super) async fn send_queued(&mut self, entry: &OutboxEntry) -> Result<(), SendError> {
         let (querier, own, identity, _) = self.online()?;
-        let peer = parse_recipient(to).ok_or_else(|| SendError::BadRecipient {
+        let peer = parse_recipient(&entry.to).ok_or_else(|| SendError::BadRecipient {
             session: self.session.clone(),
-            to: to.to_owned(),
+            to: entry.to.clone(),
         })?;
-        let message = Message::text(text);
-        let id = new_message_id(unix_now(), &own.user);
+        let message = Message::text(&entry.text);
+        let id = entry.id.clone();
         let users = self
             .devices(&querier, &[peer.clone(), own.to_user()])
             .await?;
@@ -159,12 +160,11 @@ impl Messenger {
         };
         self.sent.insert(&id, &peer.to_string(), message);
         if querier.send(out.node()).await.is_err() {
-            self.status(&id, MessageStatus::Failed("the connection closed".into()));
             return Err(self.stopped());
         }
         self.metrics.messages_sent.inc();
         debug!(id = %id, to = %peer, copies = out.copies.len(), "message sent");
-        Ok(MessageId(id))
+        Ok(())
     }
 
     /// The device lists of `users` (bare JIDs): from the cache when fresh, else one usync
@@ -313,18 +313,19 @@ impl Messenger {
     }
 
     /// The server's `<ack class="message">` for one of ours: sent, or failed with its code.
-    pub(super) fn on_server_ack(&mut self, node: &Node) {
+    pub(super) async fn on_server_ack(&mut self, node: &Node) {
         let Some(ack) = parse_server_ack(node) else {
             return;
         };
         match ack.error {
-            None => self.status(&ack.id, MessageStatus::Sent),
+            None => self.status(&ack.id, MessageStatus::Sent).await,
             Some(code) => {
                 warn!(id = %ack.id, code, "the server refused a message");
                 self.status(
                     &ack.id,
                     MessageStatus::Failed(format!("server error {code}")),
-                );
+                )
+                .await;
             }
         }
     }
@@ -339,6 +340,16 @@ impl Messenger {
             .participant
             .clone()
             .unwrap_or(req.receipt.peer.clone());
+        if self.sent.get_mut(&id).is_none() {
+            // Sent before a restart: the outbox still has its text.
+            let wanted = id.clone();
+            if let Ok(Some(row)) = self
+                .keys_call(move |keys, session| keys.outbox_get(&session, &wanted))
+                .await
+            {
+                self.sent.insert(&id, &row.to, Message::text(&row.text));
+            }
+        }
         let Some(sent) = self.sent.get_mut(&id) else {
             debug!(id = %id, "retry receipt for a message no longer kept");
             return Ok(());

@@ -76,6 +76,7 @@ impl Session {
             backups: self.backups,
             client_version: self.client_version.clone().unwrap_or_default(),
             owner: None,
+            outbox: Default::default(),
         }
     }
 }

@@ -70,6 +70,16 @@ pub struct AdvSignedDeviceIdentityHmac {
     pub account_type: Option<i32>,
 }
 
+/// When the phone signed an encoded `AdvSignedDeviceIdentity` (unix seconds): the pairing's
+/// time, as the device keeps it in its credentials.
+pub fn signed_at(signed_identity: &[u8]) -> Option<u64> {
+    use prost::Message;
+    let signed = AdvSignedDeviceIdentity::decode(signed_identity).ok()?;
+    AdvDeviceIdentity::decode(signed.details?.as_slice())
+        .ok()?
+        .timestamp
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
@@ -99,5 +109,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(env.encode_to_vec(), vec![0x12, 1, 1, 0x18, 0]);
+    }
+
+    #[test]
+    fn the_signing_time_is_read_from_the_details() {
+        let details = AdvDeviceIdentity {
+            timestamp: Some(1_700_000_123),
+            ..Default::default()
+        };
+        let signed = AdvSignedDeviceIdentity {
+            details: Some(details.encode_to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(signed_at(&signed.encode_to_vec()), Some(1_700_000_123));
+        assert_eq!(signed_at(b"\xff\xff"), None);
     }
 }
