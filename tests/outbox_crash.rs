@@ -82,9 +82,9 @@ impl Child {
         }
     }
 
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
+    /// SIGKILL (through `Drop`).
+    fn kill(self) {
+        drop(self);
     }
 
     async fn post(&self, path: &str, body: &str) -> common::Answer {
@@ -101,7 +101,13 @@ impl Child {
     async fn online(&self) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            let s = self.get("/sessions/s1").await;
+            // 404 until the session's driver published its first status.
+            let answer = common::request(&self.base, "GET", "/sessions/s1", None, "").await;
+            let s = if answer.status == 200 {
+                answer.json()
+            } else {
+                serde_json::Value::Null
+            };
             if s["state"] == "online" && s["phone"].is_string() {
                 return s["phone"].as_str().unwrap().to_string();
             }
@@ -124,6 +130,14 @@ impl Child {
                 (m["id"].as_str().unwrap().to_string(), text)
             })
             .collect()
+    }
+}
+
+impl Drop for Child {
+    /// SIGKILL; a failed test leaves no process behind either.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
