@@ -215,3 +215,43 @@ pub fn as_delivered(mut node: Node, from: &Jid, now: u64) -> Node {
     }
     node
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::wa::messaging::stanza::Enc;
+
+    /// A resend carries the same id in a new ciphertext: the phone receipts it and keeps the
+    /// message once.
+    #[test]
+    fn a_second_copy_of_an_id_is_receipted_and_not_kept_again() {
+        let mut phone = PhoneAccount::new("15550009999", "100000000000001");
+        let mut sender = MemoryStore::generate();
+        let sender_jid = Jid::new("15550001111", 3, PN_SERVER);
+        let phone_address = SignalAddress::of(&phone.jid());
+        signal::process_bundle(&mut sender, &phone_address, &phone.bundle()).unwrap();
+        let copy = |sender: &mut MemoryStore| {
+            let padded = message::encode_padded(&Message::text("once"));
+            let (kind, bytes) = signal::encrypt(sender, &phone_address, &padded).unwrap();
+            Incoming {
+                id: "3EB0SAMEID".into(),
+                from: sender_jid.clone(),
+                t: 1,
+                kind: "text".into(),
+                recipient: None,
+                participant: None,
+                sender_lid: None,
+                notify: None,
+                offline: false,
+                encs: vec![Enc::new(kind, bytes)],
+            }
+        };
+        let (first, second) = (copy(&mut sender), copy(&mut sender));
+        assert_ne!(first.encs[0].ciphertext, second.encs[0].ciphertext);
+        assert!(matches!(phone.receive(&first, 1), Answer::Receipt(_)));
+        assert!(matches!(phone.receive(&second, 2), Answer::Receipt(_)));
+        assert_eq!(phone.inbox.len(), 1, "kept once");
+        assert_eq!(phone.duplicates, 1);
+    }
+}

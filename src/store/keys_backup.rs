@@ -76,6 +76,14 @@ mod tests {
         let store = KeyStore::in_data_dir(dir.path());
         store.signal_apply("a", &[put("111.0", b"ra")]).unwrap();
         store.signal_apply("b", &[put("222.0", b"rb")]).unwrap();
+        let queued = crate::store::outbox::NewMessage {
+            id: "3EB0A".into(),
+            to: "1@s.whatsapp.net".into(),
+            text: "kept".into(),
+            key: None,
+        };
+        store.outbox_enqueue("a", &queued, 1, 10).unwrap();
+        store.outbox_enqueue("b", &queued, 1, 10).unwrap();
         let dest = dir.path().join("a-keys.db");
         store.backup_session_to("a", &dest).unwrap();
         // A second backup replaces the first and the store stays usable.
@@ -90,5 +98,8 @@ mod tests {
         };
         assert_eq!(get("a", "111.0").as_deref(), Some(&b"ra"[..]));
         assert_eq!(get("b", "222.0"), None);
+        let outbox = copy.outbox_get("a", "3EB0A").unwrap().unwrap();
+        assert_eq!(outbox.text, "kept", "the outbox is in the snapshot");
+        assert_eq!(copy.outbox_get("b", "3EB0A").unwrap(), None);
     }
 }
