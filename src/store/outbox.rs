@@ -350,17 +350,21 @@ impl KeyStore {
         self.outbox_get(session, id)
     }
 
-    /// Keeps a received message; false when `session` already holds the id from that
-    /// sender's account (`peer`, a bare JID): a resend or a redelivery, not a new message.
+    /// Keeps a received message, in one transaction with `signal`, the ratchet writes of its
+    /// decryption (so a crash cannot keep the advanced ratchet and lose the message); false
+    /// when `session` already holds the id from that sender's account (`peer`, a bare JID): a
+    /// resend or a redelivery, not a new message.
     pub fn inbox_record(
         &self,
         session: &str,
         peer: &str,
         entry: &InboxEntry,
         keep: u32,
+        signal: &[super::signal::SignalWrite],
     ) -> Result<bool, KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
+            super::signal::write_signal(&tx, session, signal)?;
             let seq = next_seq(&tx, session)?;
             let added = tx.execute(
                 "INSERT OR IGNORE INTO messages (session, direction, id, peer, seq, chat, \
@@ -517,18 +521,18 @@ mod tests {
             time: 1_700_000_000,
         };
         let peer = "15550002222@s.whatsapp.net";
-        assert!(store.inbox_record("s", peer, &entry("X"), 3).unwrap());
+        assert!(store.inbox_record("s", peer, &entry("X"), 3, &[]).unwrap());
         assert!(
-            !store.inbox_record("s", peer, &entry("X"), 3).unwrap(),
+            !store.inbox_record("s", peer, &entry("X"), 3, &[]).unwrap(),
             "once"
         );
         assert!(
             store
-                .inbox_record("s", "other@s.whatsapp.net", &entry("X"), 3)
+                .inbox_record("s", "other@s.whatsapp.net", &entry("X"), 3, &[])
                 .unwrap()
         );
         for id in ["Y", "Z", "W"] {
-            store.inbox_record("s", peer, &entry(id), 3).unwrap();
+            store.inbox_record("s", peer, &entry(id), 3, &[]).unwrap();
         }
         let recent = store.messages_recent("s", Direction::In, 10).unwrap();
         let ids: Vec<String> = recent

@@ -124,29 +124,7 @@ impl KeyStore {
     pub fn signal_apply(&self, session: &str, writes: &[SignalWrite]) -> Result<(), KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
-            for write in writes {
-                match write {
-                    SignalWrite::Put { kind, name, value } => {
-                        tx.execute(
-                            "INSERT INTO signal (session, kind, name, value) VALUES (?1, ?2, ?3, ?4) \
-                             ON CONFLICT(session, kind, name) DO UPDATE SET value = excluded.value",
-                            params![session, kind.column(), name, value.expose()],
-                        )?;
-                    }
-                    SignalWrite::Delete { kind, name } => {
-                        tx.execute(
-                            "DELETE FROM signal WHERE session = ?1 AND kind = ?2 AND name = ?3",
-                            params![session, kind.column(), name],
-                        )?;
-                    }
-                    SignalWrite::TakePreKey(id) => {
-                        tx.execute(
-                            "DELETE FROM prekeys WHERE session = ?1 AND id = ?2",
-                            params![session, id],
-                        )?;
-                    }
-                }
-            }
+            write_signal(&tx, session, writes)?;
             tx.commit()?;
             Ok(Ok(()))
         })
@@ -253,6 +231,38 @@ fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+/// Applies Signal writes of `session` inside a caller's transaction.
+pub(super) fn write_signal(
+    tx: &rusqlite::Transaction<'_>,
+    session: &str,
+    writes: &[SignalWrite],
+) -> rusqlite::Result<()> {
+    for write in writes {
+        match write {
+            SignalWrite::Put { kind, name, value } => {
+                tx.execute(
+                    "INSERT INTO signal (session, kind, name, value) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(session, kind, name) DO UPDATE SET value = excluded.value",
+                    params![session, kind.column(), name, value.expose()],
+                )?;
+            }
+            SignalWrite::Delete { kind, name } => {
+                tx.execute(
+                    "DELETE FROM signal WHERE session = ?1 AND kind = ?2 AND name = ?3",
+                    params![session, kind.column(), name],
+                )?;
+            }
+            SignalWrite::TakePreKey(id) => {
+                tx.execute(
+                    "DELETE FROM prekeys WHERE session = ?1 AND id = ?2",
+                    params![session, id],
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,15 +17,41 @@ use crate::wa::signal::{
 
 /// One session's Signal keys in the key database. Cheap to clone; `Debug` names the
 /// session only.
-#[derive(Clone)]
 pub struct KeySignalStore {
     keys: Arc<KeyStore>,
     session: String,
     local: LocalIdentity,
     signed: SignedPreKey,
+    /// While held, writes wait here instead of being committed (`hold`, `take_held`).
+    held: Option<Vec<SignalWrite>>,
+}
+
+impl Clone for KeySignalStore {
+    /// A clone holds no writes of the original's.
+    fn clone(&self) -> Self {
+        KeySignalStore {
+            keys: self.keys.clone(),
+            session: self.session.clone(),
+            local: self.local.clone(),
+            signed: self.signed.clone(),
+            held: None,
+        }
+    }
 }
 
 impl KeySignalStore {
+    /// From now on, writes wait to be committed by the caller with what they belong to (a
+    /// decrypted message with its inbox row). Only for one operation: a later read in the
+    /// same hold would not see them.
+    pub fn hold(&mut self) {
+        self.held = Some(Vec::new());
+    }
+
+    /// The held writes; commits go straight to the database again.
+    pub fn take_held(&mut self) -> Vec<SignalWrite> {
+        self.held.take().unwrap_or_default()
+    }
+
     /// Keeps app-state keys our own phone shared, for this session.
     pub fn put_app_state_keys(
         &self,
@@ -50,6 +76,7 @@ impl KeySignalStore {
             session: session.to_owned(),
             local: LocalIdentity::of(creds),
             signed: creds.signed_pre_key.clone(),
+            held: None,
         }
     }
 
@@ -132,6 +159,10 @@ impl SignalStore for KeySignalStore {
 
     fn apply(&mut self, changes: Changes) -> Result<(), StoreFailure> {
         if changes.is_empty() {
+            return Ok(());
+        }
+        if let Some(held) = &mut self.held {
+            held.extend(writes_of(changes));
             return Ok(());
         }
         Ok(self.keys.signal_apply(&self.session, &writes_of(changes))?)

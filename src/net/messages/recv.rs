@@ -9,6 +9,7 @@ use super::{MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
 use crate::store::SecretBody;
 use crate::store::app_state_keys::AppStateKey;
 use crate::store::outbox::InboxEntry;
+use crate::store::signal::SignalWrite;
 use crate::wa::ack;
 use crate::wa::jid::Jid;
 use crate::wa::message::{AppStateSyncKey, Body, decode_padded};
@@ -23,7 +24,9 @@ use wacore_libsignal::protocol::SignalProtocolError;
 
 /// What decrypting one stanza came to.
 enum Outcome {
-    Decrypted(Vec<u8>),
+    /// The plaintext, and for a 1:1 message the ratchet writes still to commit (with the
+    /// message's inbox row, in one transaction).
+    Decrypted(Vec<u8>, Vec<SignalWrite>),
     /// Already decrypted before (a redelivery after a crash or a lost receipt).
     Duplicate,
     Failed(SignalError),
@@ -49,8 +52,8 @@ impl Messenger {
             }
         };
         match self.decrypt(&incoming).await {
-            Outcome::Decrypted(padded) => {
-                self.delivered(&incoming, &padded).await;
+            Outcome::Decrypted(padded, held) => {
+                self.delivered(&incoming, &padded, held).await;
                 self.retry_counts.remove(&incoming.id);
                 self.send_node(receipt_for(&incoming, &ReceiptKind::Delivered))
                     .await;
@@ -94,6 +97,11 @@ impl Messenger {
             .blocking(move |store| {
                 let address = SignalAddress::of(&sender);
                 let mut out = Outcome::Nothing;
+                // One 1:1 copy: its ratchet step is committed with the message itself.
+                let hold = group.is_none() && encs.len() == 1;
+                if hold {
+                    store.hold();
+                }
                 for enc in &encs {
                     let result = match enc.enc_type() {
                         Some(kind @ (EncType::PkMsg | EncType::Msg)) => {
@@ -129,14 +137,21 @@ impl Messenger {
                                     warn!(error = %e, "sender key distribution refused");
                                 }
                             }
-                            Outcome::Decrypted(padded)
+                            Outcome::Decrypted(padded, store.take_held())
                         }
                         Err(SignalError::Protocol {
                             source: SignalProtocolError::DuplicatedMessage(..),
                             ..
                         }) => Outcome::Duplicate,
-                        Err(e) => return Outcome::Failed(e),
+                        Err(e) => {
+                            store.take_held();
+                            return Outcome::Failed(e);
+                        }
                     };
+                }
+                // A failed or duplicate decrypt changed nothing worth keeping.
+                if hold && !matches!(out, Outcome::Decrypted(..)) {
+                    store.take_held();
                 }
                 out
             })
@@ -146,11 +161,17 @@ impl Messenger {
 
     /// Decodes a decrypted message, keeps it and reports it, unless the same id from the same
     /// sender was kept before (a resend carries a new ciphertext: the id tells).
-    async fn delivered(&mut self, incoming: &Incoming, padded: &[u8]) {
+    async fn delivered(&mut self, incoming: &Incoming, padded: &[u8], held: Vec<SignalWrite>) {
         let (message, body) = match decode_padded(padded) {
             Ok(decoded) => decoded,
             Err(e) => {
                 warn!(id = %incoming.id, error = %e, "decrypted message does not decode");
+                if let Err(e) = self
+                    .keys_call(move |keys, session| keys.signal_apply(&session, &held))
+                    .await
+                {
+                    warn!(error = %e, "could not store a ratchet step");
+                }
                 return;
             }
         };
@@ -178,7 +199,7 @@ impl Messenger {
         let peer = incoming.sender().to_user().to_string();
         let keep = self.outbox.config.keep;
         match self
-            .keys_call(move |keys, session| keys.inbox_record(&session, &peer, &kept, keep))
+            .keys_call(move |keys, session| keys.inbox_record(&session, &peer, &kept, keep, &held))
             .await
         {
             Ok(false) => {
