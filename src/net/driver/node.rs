@@ -57,8 +57,12 @@ impl Driver {
                 Vec::new()
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
-                // A <message> is answered by the messenger (receipt, or retry and ack).
-                if node.tag == "message" && self.shared.endpoint.send_acks {
+                // A <message> is answered by the messenger (receipt, or retry and ack); a
+                // <receipt> is acked by it once its status is on disk, so a crash in between
+                // gets the receipt again at the next login instead of losing it.
+                if matches!(node.tag.as_str(), "message" | "receipt")
+                    && self.shared.endpoint.send_acks
+                {
                     self.messenger.pass(MessengerMsg::Node(node));
                     return Vec::new();
                 }

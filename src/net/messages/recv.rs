@@ -36,11 +36,7 @@ enum Outcome {
 
 impl Messenger {
     pub(super) async fn on_message(&mut self, node: &Node) {
-        let own_jid = self
-            .link
-            .as_ref()
-            .and_then(|(_, _, c)| c.account.as_ref())
-            .map(|a| a.jid.clone());
+        let own_jid = self.own_jid();
         let incoming = match Incoming::parse(node) {
             Ok(m) => m,
             Err(e) => {
@@ -77,6 +73,12 @@ impl Messenger {
                 }
             }
         }
+    }
+
+    /// Our device JID (the `from` of message acks), once paired.
+    fn own_jid(&self) -> Option<String> {
+        let (_, _, creds) = self.link.as_ref()?;
+        creds.account.as_ref().map(|a| a.jid.clone())
     }
 
     /// Sends an ack and counts it with the driver's.
@@ -327,7 +329,16 @@ impl Messenger {
 
     /// A receipt from the server: a retry request, or a status change of our messages.
     /// (The driver has acked it already.)
+    /// Handles a `<receipt>`, then acks it: the ack goes only after its status is stored.
     pub(super) async fn on_receipt(&mut self, node: &Node) {
+        self.apply_receipt(node).await;
+        let own_jid = self.own_jid();
+        if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
+            self.send_ack(plain).await;
+        }
+    }
+
+    async fn apply_receipt(&mut self, node: &Node) {
         if node.get_attr("type") == Some("retry") {
             match parse_retry(node, "from") {
                 Ok(req) => {
