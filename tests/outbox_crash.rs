@@ -14,77 +14,35 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use tokio::time::Instant;
 use wasp::sim::{Fault, FaultArgs, Handle, Server, SimConfig};
 
+use common::headless::Headless;
+
 const TOKEN: &str = "crash-test-token";
 const WAIT: Duration = Duration::from_secs(120);
 const PEER: &str = "15557770001";
 
-/// `wasp headless` on a config, its log lines on a channel, its HTTP address.
+/// `wasp headless` on a config and its HTTP address.
 struct Child {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    process: Headless,
     base: String,
 }
 
 impl Child {
     fn spawn(config: &Path) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
-            .args(["headless", "--http", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut child = Child {
-            child,
-            lines,
-            base: String::new(),
-        };
-        let ready = child.line_with("http endpoint ready");
-        let port: String = ready
-            .split("127.0.0.1:")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no address in {ready}"))
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        child.base = format!("http://127.0.0.1:{port}");
-        child
-    }
-
-    fn line_with(&self, what: &str) -> String {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line with {what}"));
-            if line.contains(what) {
-                return line;
-            }
-        }
+        let process = Headless::spawn(config, WAIT);
+        let base = process.http_base();
+        Child { process, base }
     }
 
     /// SIGKILL (through `Drop`).
     fn kill(self) {
-        drop(self);
+        drop(self.process);
     }
 
     async fn post(&self, path: &str, body: &str) -> common::Answer {
@@ -130,14 +88,6 @@ impl Child {
                 (m["id"].as_str().unwrap().to_string(), text)
             })
             .collect()
-    }
-}
-
-impl Drop for Child {
-    /// SIGKILL; a failed test leaves no process behind either.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,8 +10,6 @@
 mod common;
 mod ui_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -23,6 +21,7 @@ use wasp::ui::{Model, Msg, Settings, update};
 use wasp::wa::payload::ClientVersion;
 
 use common::board::{wait_for, wait_for_all};
+use common::headless::Headless;
 use common::live::{LivePool, config, short_policy};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -264,58 +263,6 @@ async fn without_acks_the_stream_ends_with_the_ack_error_and_the_console_says_so
     pool.stop().await;
 }
 
-/// `wasp headless` on `config`, its JSON log lines on a channel.
-struct Child {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Child {
-    fn spawn(config: &std::path::Path) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
-            .args(["headless", "--http", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Child { child, lines }
-    }
-
-    fn line_with(&self, what: &str) -> String {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no log line with {what}"));
-            if line.contains(what) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
 /// Polls `GET /sessions/{id}` until `pred` holds for its JSON; answers it.
 async fn wait_detail(
     addr: &str,
@@ -365,16 +312,8 @@ async fn headless_names_a_refused_version_and_a_sighup_with_a_newer_one_cures_it
         std::fs::write(&file, text).unwrap();
     };
     write("");
-    let mut child = Child::spawn(&file);
-    let ready = child.line_with("http endpoint ready");
-    let port: String = ready
-        .split("127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let addr = format!("127.0.0.1:{port}");
+    let mut child = Headless::spawn(&file, WAIT);
+    let addr = child.http_base();
 
     let failed = wait_detail(&addr, "s000", "failed with 405", |d| {
         d["state"] == "failed" && d["last_code"] == 405

@@ -5,6 +5,7 @@
 
 pub mod board;
 pub mod cluster;
+pub mod headless;
 pub mod live;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

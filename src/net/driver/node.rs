@@ -57,12 +57,15 @@ impl Driver {
                 Vec::new()
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
-                // A <message> is answered by the messenger (receipt, or retry and ack); a
-                // <receipt> is acked by it once its status is on disk, so a crash in between
-                // gets the receipt again at the next login instead of losing it.
-                if matches!(node.tag.as_str(), "message" | "receipt")
-                    && self.shared.endpoint.send_acks
-                {
+                // A <receipt> is acked by the messenger once its status is on disk, so a
+                // crash in between gets the receipt again at the next login.
+                if node.tag == "receipt" {
+                    let ack = self.shared.endpoint.send_acks;
+                    self.messenger.pass(MessengerMsg::Receipt { node, ack });
+                    return Vec::new();
+                }
+                // A <message> is answered by the messenger (receipt, or retry and ack).
+                if node.tag == "message" && self.shared.endpoint.send_acks {
                     self.messenger.pass(MessengerMsg::Node(node));
                     return Vec::new();
                 }

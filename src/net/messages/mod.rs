@@ -185,9 +185,11 @@ pub enum MessengerMsg {
     Online(Querier, Box<Credentials>),
     /// The socket closed.
     Offline,
-    /// A `<message>`, `<receipt>`, `<ack class="message">` or `devices`/`encrypt`
+    /// A `<message>`, `<ack class="message">` or `devices`/`encrypt`
     /// notification.
     Node(Node),
+    /// A `<receipt>`; acked (when `ack`) once the status it carries is stored.
+    Receipt { node: Node, ack: bool },
     /// The session logged out: the queued messages fail.
     LoggedOut,
 }
@@ -355,9 +357,9 @@ impl Messenger {
                 self.offline();
             }
             MessengerMsg::LoggedOut => self.fail_all("session logged out").await,
+            MessengerMsg::Receipt { node, ack } => self.on_receipt(&node, ack).await,
             MessengerMsg::Node(node) => match node.tag.as_str() {
                 "message" => self.on_message(&node).await,
-                "receipt" => self.on_receipt(&node).await,
                 "ack" => self.on_server_ack(&node).await,
                 "notification" if node.get_attr("type") == Some("devices") => {
                     self.on_devices_notification(&node).await

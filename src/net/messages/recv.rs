@@ -329,11 +329,11 @@ impl Messenger {
 
     /// A receipt from the server: a retry request, or a status change of our messages.
     /// (The driver has acked it already.)
-    /// Handles a `<receipt>`, then acks it: the ack goes only after its status is stored.
-    pub(super) async fn on_receipt(&mut self, node: &Node) {
+    /// Handles a `<receipt>`, then acks it (when `ack`): only after its status is stored.
+    pub(super) async fn on_receipt(&mut self, node: &Node, ack: bool) {
         self.apply_receipt(node).await;
         let own_jid = self.own_jid();
-        if let Some(plain) = ack::ack(node, own_jid.as_deref()) {
+        if ack && let Some(plain) = ack::ack(node, own_jid.as_deref()) {
             self.send_ack(plain).await;
         }
     }
