@@ -90,6 +90,12 @@ async fn push_pair(sim: &Handle, jid: &str) {
 /// the low water so the `encrypt` notification asks for a refill. Answers keys consumed.
 async fn soak(sim: &Handle, pool: &LivePool, rounds: usize, pause: Duration) -> usize {
     steady(pool, "s000").await;
+    // The first upload runs beside the login; on a loaded machine it may end after the
+    // first keepalive.
+    wait_stats(sim, "the first pre-key upload", WAIT, |s| {
+        s.devices.values().any(|d| d.prekey_uploads >= 1)
+    })
+    .await;
     let (jid, d) = device(sim);
     assert_eq!((d.prekeys, d.prekey_uploads), (812, 1), "{d:?}");
     let mut consumed = 0;
