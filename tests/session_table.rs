@@ -393,6 +393,59 @@ fn liveness_pings_and_forces_408_after_dead_after_without_life() {
 }
 
 #[test]
+fn a_missed_ping_with_no_frame_is_a_stall_counted_down_from_the_last_sign_of_life() {
+    let mut r = Rig::online(Policy::default());
+    let conn = r.conn();
+    // 100 s online and answering.
+    r.now += secs(100);
+    r.feed(Event::FrameReceived { conn });
+    let before = r.s.status(r.now).uptime_now(r.now);
+    // A ping goes out at once and misses its 10 s deadline with nothing else arriving.
+    r.now += secs(10);
+    r.feed(Event::PingMissed { conn });
+    let stalled = r.s.status(r.now);
+    assert!(stalled.liveness.stalled, "the stall shows at the miss");
+    assert_eq!(
+        stalled.state(),
+        StateName::Online,
+        "no reconnect before dead_after"
+    );
+    assert_eq!(stalled.timeline.last().unwrap().cause, "stalled");
+    // The 10 s since the last frame already count as down, and keep counting.
+    let pct = stalled.uptime_now(r.now);
+    assert!(pct < before, "{pct} < {before}");
+    let online = 100.0 / 110.0 * 100.0;
+    assert!((pct - online).abs() < 0.01, "{pct} vs {online}");
+    let later = stalled.uptime_now(r.now + secs(10));
+    assert!(
+        (later - 100.0 / 120.0 * 100.0).abs() < 0.01,
+        "read later: {later}"
+    );
+    // A frame ends the stall; online time counts again from then.
+    r.now += secs(5);
+    r.feed(Event::FrameReceived { conn });
+    let back = r.s.status(r.now);
+    assert!(!back.liveness.stalled);
+    assert_eq!(back.timeline.last().unwrap().cause, "answering again");
+    let after = back.uptime_now(r.now + secs(15));
+    assert!((after - 115.0 / 130.0 * 100.0).abs() < 0.01, "{after}");
+}
+
+#[test]
+fn a_missed_ping_while_frames_arrive_is_no_stall() {
+    let mut r = Rig::online(Policy::default());
+    let conn = r.conn();
+    r.now += secs(25);
+    r.feed(Event::FrameReceived { conn });
+    r.now += secs(5);
+    r.feed(Event::PingMissed { conn });
+    let s = r.s.status(r.now);
+    assert!(!s.liveness.stalled);
+    assert_eq!(s.liveness.misses, 1);
+    assert!((s.uptime_now(r.now) - 100.0).abs() < 0.01);
+}
+
+#[test]
 fn any_frame_counts_as_life() {
     let mut r = Rig::online(Policy::default());
     let conn = r.conn();

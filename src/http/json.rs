@@ -39,6 +39,11 @@ impl Clock {
 
     /// The monotonic instant of a wall-clock time (the anchor itself when it cannot be
     /// represented, e.g. before the machine booted).
+    /// The instant this clock was read at.
+    pub fn read_at(&self) -> Instant {
+        self.now
+    }
+
     pub fn instant(&self, wall: SystemTime) -> Instant {
         match wall.duration_since(self.wall) {
             Ok(ahead) => self.now.checked_add(ahead),
@@ -114,7 +119,7 @@ impl SessionRow {
             conflicts_1h: s.conflicts_1h,
             last_cause: s.last_cause.clone(),
             last_code: s.last_code,
-            uptime_pct: (s.uptime_pct * 10.0).round() / 10.0,
+            uptime_pct: (s.uptime_now(clock.now) * 10.0).round() / 10.0,
             last_rtt_ms: s.liveness.last_rtt.map(ms),
             queued: s.outbox.queued,
             next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
@@ -148,6 +153,8 @@ pub struct LivenessView {
     pub last_rtt_ms: Option<u64>,
     pub last_frame_age_ms: Option<u64>,
     pub misses: u32,
+    /// Online, but the last ping's deadline passed without any frame.
+    pub stalled: bool,
 }
 
 /// `GET /sessions/{id}`: the row plus diagnostics.
@@ -195,6 +202,7 @@ impl SessionDetail {
                     .last_frame_at
                     .map(|t| ms(clock.now.saturating_duration_since(t))),
                 misses: s.liveness.misses,
+                stalled: s.liveness.stalled,
             },
             paired: s.account.paired,
             backups: s.backups.count,

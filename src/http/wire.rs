@@ -47,6 +47,8 @@ pub struct WireStatus {
     pub last_rtt: Option<Duration>,
     pub last_frame_ns: Option<WallNs>,
     pub misses: u32,
+    #[serde(default)]
+    pub stalled: bool,
     pub timeline: Vec<WireEntry>,
     pub phone: Option<String>,
     pub paired: bool,
@@ -196,11 +198,12 @@ impl WireStatus {
             disconnects_1h: s.disconnects_1h,
             last_cause: s.last_cause.clone(),
             last_code: s.last_code,
-            uptime_pct: s.uptime_pct,
+            uptime_pct: s.uptime_now(clock.read_at()),
             last_reconnect: s.last_reconnect,
             last_rtt: s.liveness.last_rtt,
             last_frame_ns: s.liveness.last_frame_at.map(ns),
             misses: s.liveness.misses,
+            stalled: s.liveness.stalled,
             timeline: s
                 .timeline
                 .iter()
@@ -239,11 +242,13 @@ impl WireStatus {
             last_cause: self.last_cause.clone(),
             last_code: self.last_code,
             uptime_pct: self.uptime_pct,
+            uptime: None,
             last_reconnect: self.last_reconnect,
             liveness: Liveness {
                 last_rtt: self.last_rtt,
                 last_frame_at: self.last_frame_ns.map(at),
                 misses: self.misses,
+                stalled: self.stalled,
             },
             timeline: self
                 .timeline
@@ -301,6 +306,7 @@ mod tests {
             last_rtt: Some(Duration::from_micros(4_321)),
             last_frame_at: Some(now - Duration::from_secs(2)),
             misses: 1,
+            stalled: true,
         };
         s.timeline.push(TimelineEntry {
             at: now - Duration::from_secs(60),

@@ -16,6 +16,9 @@ pub struct Keepalive {
     pub misses: u32,
     /// A ping was sent and has neither been answered nor missed.
     pub ping_outstanding: bool,
+    /// A ping went unanswered with no frame at all during its deadline: the link is stalled
+    /// (counted as down) until a frame comes, or `dead_after` ends it.
+    pub stalled: bool,
 }
 
 impl Keepalive {
@@ -24,6 +27,7 @@ impl Keepalive {
             last_alive: now,
             misses: 0,
             ping_outstanding: false,
+            stalled: false,
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::timeline::Uptime;
+
 /// The state names of SPEC.md, as shown in the console and returned by HTTP.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -108,6 +110,8 @@ pub struct Liveness {
     pub last_rtt: Option<Duration>,
     pub last_frame_at: Option<Instant>,
     pub misses: u32,
+    /// Online, but a ping and its whole deadline passed without a frame.
+    pub stalled: bool,
 }
 
 /// The state of a published status with the data only that state has.
@@ -197,8 +201,11 @@ pub struct Status {
     pub disconnects_1h: u32,
     pub last_cause: Option<String>,
     pub last_code: Option<u16>,
-    /// Share of the observed lifetime spent online, 0..=100.
+    /// Share of the observed lifetime spent online, 0..=100, as of the publish; readers in
+    /// this process refresh it from `uptime` ([`Status::uptime_now`]).
     pub uptime_pct: f64,
+    /// The accumulators behind `uptime_pct` (`None` for a status rebuilt from the wire).
+    pub uptime: Option<Uptime>,
     pub last_reconnect: Option<Duration>,
     pub liveness: Liveness,
     /// Newest last, bounded by the session's ring.
@@ -215,6 +222,14 @@ pub struct Status {
 }
 
 impl Status {
+    /// The uptime share at `now`: from the accumulators when this process has them, else
+    /// the figure as published.
+    pub fn uptime_now(&self, now: Instant) -> f64 {
+        self.uptime
+            .as_ref()
+            .map_or(self.uptime_pct, |u| u.percent(now))
+    }
+
     /// A fresh `stopped` status for a session that has not run yet.
     pub fn new(id: impl Into<String>, label: impl Into<String>, now: Instant) -> Self {
         Status {
@@ -230,6 +245,7 @@ impl Status {
             last_cause: None,
             last_code: None,
             uptime_pct: 0.0,
+            uptime: None,
             last_reconnect: None,
             liveness: Liveness::default(),
             timeline: Vec::new(),

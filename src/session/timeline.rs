@@ -68,8 +68,9 @@ impl HourWindow {
     }
 }
 
-/// Time spent online against time observed.
-#[derive(Debug, Clone)]
+/// Time spent online against time observed. Kept in every published status so a reader
+/// computes the share at the time it reads ([`Uptime::percent`]), not at the last change.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Uptime {
     observed_from: Instant,
     online_total: Duration,
@@ -94,6 +95,14 @@ impl Uptime {
     pub fn offline(&mut self, now: Instant) {
         if let Some(since) = self.online_since.take() {
             self.online_total += now.saturating_duration_since(since);
+        }
+    }
+
+    /// A stall detected now: online time ends at `last_alive`, the last sign of life (never
+    /// before the current online stretch began), so the silence counts as down.
+    pub fn stalled(&mut self, last_alive: Instant) {
+        if let Some(since) = self.online_since.take() {
+            self.online_total += last_alive.saturating_duration_since(since);
         }
     }
 

@@ -226,7 +226,7 @@ impl FleetStats {
                 stats.counts[i] += 1;
             }
             stats.conflicts_per_hour += u64::from(s.conflicts_1h);
-            uptime += s.uptime_pct;
+            uptime += s.uptime_now(now);
             stats.connects_per_min += s
                 .timeline
                 .iter()

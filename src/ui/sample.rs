@@ -125,6 +125,7 @@ fn sample_status(i: usize, now: Instant) -> Status {
         last_rtt: Some(Duration::from_millis(40 + spread(i, 8, 300))),
         last_frame_at: Some(ago(now, spread(i, 9, 25))),
         misses: 0,
+        stalled: false,
     };
 
     let mut timeline = vec![

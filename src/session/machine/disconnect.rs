@@ -215,7 +215,7 @@ impl Session {
     }
 
     /// A timeline entry that is not a state change (e.g. a 515 before the redial).
-    fn timeline_note(
+    pub(super) fn timeline_note(
         &mut self,
         now: Instant,
         cause: &str,

@@ -186,6 +186,7 @@ impl Session {
                     if let State::Online { keepalive, .. } = &mut self.state {
                         keepalive.last_alive = now;
                     }
+                    self.unstall(now, &mut fx);
                 }
             }
             Event::PingAnswered { conn, rtt } => {
@@ -196,6 +197,7 @@ impl Session {
                         keepalive.misses = 0;
                         keepalive.last_alive = now;
                     }
+                    self.unstall(now, &mut fx);
                 }
             }
             Event::PingMissed { conn } => {
@@ -204,6 +206,7 @@ impl Session {
                 {
                     keepalive.ping_outstanding = false;
                     keepalive.misses += 1;
+                    self.check_stall(now, &mut fx);
                     self.check_dead(now, &mut fx);
                 }
             }
@@ -214,15 +217,13 @@ impl Session {
             Event::Phone { phone } => self.phone = phone,
             Event::Backups(backups) => self.backups = backups,
             Event::CredentialsRestored { note } => {
-                let entry = TimelineEntry {
-                    at: now,
-                    state: self.state.name(),
-                    cause: "credentials restored from backup".to_string(),
-                    code: None,
-                    detail: note,
-                };
-                self.timeline.push(entry.clone());
-                fx.push(Effect::Record(entry));
+                self.timeline_note(
+                    now,
+                    "credentials restored from backup",
+                    None,
+                    &note,
+                    &mut fx,
+                );
             }
             Event::CredentialsLost { reason } => {
                 self.has_credentials = false;

@@ -92,6 +92,38 @@ impl Session {
         min + Duration::from_millis(self.rng.gen_range(0..=span))
     }
 
+    /// A missed ping with no frame at all during its deadline: the link is stalled. It shows
+    /// at once, and the silence since the last sign of life counts as down; the reconnect
+    /// still waits for `dead_after` (a slow phone network often comes back).
+    pub(super) fn check_stall(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let deadline = self.policy.keepalive_deadline;
+        let State::Online { keepalive, .. } = &mut self.state else {
+            return;
+        };
+        let silent = now.saturating_duration_since(keepalive.last_alive);
+        if keepalive.stalled || silent < deadline {
+            return;
+        }
+        keepalive.stalled = true;
+        let last_alive = keepalive.last_alive;
+        self.uptime.stalled(last_alive);
+        let detail = format!("no frame for {}s", silent.as_secs());
+        self.timeline_note(now, "stalled", None, &detail, fx);
+    }
+
+    /// A frame after a stall: online (and counted so) again.
+    pub(super) fn unstall(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let State::Online { keepalive, .. } = &mut self.state else {
+            return;
+        };
+        if !keepalive.stalled {
+            return;
+        }
+        keepalive.stalled = false;
+        self.uptime.online(now);
+        self.timeline_note(now, "answering again", None, "", fx);
+    }
+
     /// Any frame counts as life; silence for `dead_after` forces a reconnect (408).
     pub(super) fn check_dead(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         let State::Online { keepalive, .. } = &self.state else {

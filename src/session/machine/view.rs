@@ -42,9 +42,9 @@ impl Session {
                 probe_at: *probe_at,
             },
         };
-        let misses = match &self.state {
-            State::Online { keepalive, .. } => keepalive.misses,
-            _ => 0,
+        let (misses, stalled) = match &self.state {
+            State::Online { keepalive, .. } => (keepalive.misses, keepalive.stalled),
+            _ => (0, false),
         };
         Status {
             id: self.id.clone(),
@@ -62,11 +62,13 @@ impl Session {
             last_cause: self.last_cause.as_ref().map(|c| c.name().to_string()),
             last_code: self.last_cause.as_ref().map(Cause::code),
             uptime_pct: self.uptime.percent(now),
+            uptime: Some(self.uptime.clone()),
             last_reconnect: self.last_reconnect,
             liveness: Liveness {
                 last_rtt: self.last_rtt,
                 last_frame_at: self.last_frame_at,
                 misses,
+                stalled,
             },
             timeline: self.timeline.to_vec(),
             account: Account {

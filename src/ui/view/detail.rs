@@ -164,11 +164,12 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
     let live = &s.liveness;
     lines.push(Line::from(Span::styled(
         format!(
-            "ping {} · frame {} · misses {}",
+            "ping {} · frame {} · misses {}{}",
             live.last_rtt.map_or_else(|| "-".into(), fmt::millis),
             live.last_frame_at
                 .map_or_else(|| "-".into(), |t| format!("{} ago", fmt::age(t, now))),
-            live.misses
+            live.misses,
+            if live.stalled { " · STALLED" } else { "" }
         ),
         theme.text,
     )));
@@ -177,7 +178,7 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
             "conflicts {} · drops {} (1h) · uptime {}",
             s.conflicts_1h,
             s.disconnects_1h,
-            fmt::percent(s.uptime_pct)
+            fmt::percent(s.uptime_now(now))
         ),
         theme.text,
     )));

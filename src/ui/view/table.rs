@@ -201,7 +201,7 @@ fn cell<'a>(
                 .as_deref()
                 .map_or_else(String::new, |p| clip(p, w, ascii)),
         ),
-        Col::Uptime => Cell::from(right(&fmt::percent(s.uptime_pct), w)),
+        Col::Uptime => Cell::from(right(&fmt::percent(s.uptime_now(now)), w)),
         Col::Timer => match timer(s, now) {
             Some(t) => Cell::from(Span::styled(right(&t, w), theme.state(s.state()))),
             None => Cell::from(right("-", w)).style(theme.dim),
