@@ -22,8 +22,8 @@ use std::time::Duration;
 use common::board;
 use fleet::{WAIT, collect, fleet, receive};
 use tokio_util::sync::CancellationToken;
-use wasp::runner;
 use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
+use wasp::runner;
 use wasp::session::Command;
 use wasp::session::status::StateName;
 

@@ -109,7 +109,10 @@ async fn after_a_real_exchange_no_stored_key_shows_in_logs_debug_http_or_console
     fleet.sim.send_text(p, &a_phone, "after the loss").unwrap();
     let healed = receive(&mut events, "s0", 1).await;
     assert_eq!(healed[0].1, "after the loss");
-    assert!(handle.metrics.decrypt_failures.get() >= 1, "a retry happened");
+    assert!(
+        handle.metrics.decrypt_failures.get() >= 1,
+        "a retry happened"
+    );
 
     // What the pool hands out, as Debug.
     let statuses = handle.board.snapshot();
@@ -162,7 +165,9 @@ async fn after_a_real_exchange_no_stored_key_shows_in_logs_debug_http_or_console
         .prepare("SELECT kind, value FROM signal WHERE session = 's0'")
         .unwrap();
     for row in rows
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
         .unwrap()
     {
         let (kind, value) = row.unwrap();

@@ -155,9 +155,13 @@ async fn sent_texts_receipts_and_acks_have_the_documented_bytes() {
         let reply = format!("R{i}");
         wait_until("the peer's copy and our receipt for its reply", || {
             let got = phones.lock().unwrap().peer_got.len() > i;
-            got && srv.log.lock().unwrap().nodes.iter().any(|n| {
-                n.tag == "receipt" && n.get_attr("id") == Some(reply.as_str())
-            })
+            got && srv
+                .log
+                .lock()
+                .unwrap()
+                .nodes
+                .iter()
+                .any(|n| n.tag == "receipt" && n.get_attr("id") == Some(reply.as_str()))
         })
         .await;
     }
@@ -170,15 +174,25 @@ async fn sent_texts_receipts_and_acks_have_the_documented_bytes() {
         assert_eq!(attr_names(m), ["id", "to", "type"]);
         assert_eq!(m.get_attr("id"), Some(id.as_str()));
         assert!(id.len() == 22 && id.starts_with("3EB0"), "{id}");
-        assert!(id[4..].bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
-        assert_eq!((m.get_attr("to"), m.get_attr("type")), (Some(PEER), Some("text")));
+        assert!(
+            id[4..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
+        assert_eq!(
+            (m.get_attr("to"), m.get_attr("type")),
+            (Some(PEER), Some("text"))
+        );
         // Our own phone never answers, so its copy stays a pkmsg: the identity goes along.
         assert_eq!(tags(m), ["participants", "device-identity"]);
         assert_eq!(content(m, "device-identity"), signed_identity().as_slice());
         let participants = m.get_child("participants").unwrap();
         let mut jids = Vec::new();
         for to in participants.nodes() {
-            assert_eq!((to.tag.as_str(), attr_names(to)), ("to", vec!["jid".into()]));
+            assert_eq!(
+                (to.tag.as_str(), attr_names(to)),
+                ("to", vec!["jid".into()])
+            );
             assert_eq!(tags(to), ["enc"]);
             let enc = to.get_child("enc").unwrap();
             assert_eq!(attr_names(enc), ["type", "v"]);
@@ -231,10 +245,20 @@ async fn sent_texts_receipts_and_acks_have_the_documented_bytes() {
     assert_eq!(second.get_attr("type"), Some("msg"));
     check_whisper(second.content_bytes().unwrap());
     // v2 padding: N bytes of value N, 1..=16; before it a Message with conversation (1).
-    for (plain, text) in phones.lock().unwrap().peer_plain.iter().zip(["wire 0", "wire 1"]) {
+    for (plain, text) in phones
+        .lock()
+        .unwrap()
+        .peer_plain
+        .iter()
+        .zip(["wire 0", "wire 1"])
+    {
         let n = usize::from(*plain.last().unwrap());
         assert!((1..=16).contains(&n), "padding {n}");
-        assert!(plain[plain.len() - n..].iter().all(|&b| usize::from(b) == n));
+        assert!(
+            plain[plain.len() - n..]
+                .iter()
+                .all(|&b| usize::from(b) == n)
+        );
         let body = fields(&plain[..plain.len() - n]);
         assert_eq!(field(&body, 1), Field::Bytes(text.as_bytes().to_vec()));
     }
@@ -316,29 +340,50 @@ async fn retry_receipts_and_their_acks_have_the_documented_bytes() {
     let retries: Vec<&Node> = log.iter().filter(|n| of(n, "receipt", None)).collect();
     for (count, r) in ["1", "2"].into_iter().zip(&retries) {
         assert_eq!(attr_names(r), ["id", "to", "type"]);
-        assert_eq!((r.get_attr("to"), r.get_attr("type")), (Some(PEER), Some("retry")));
+        assert_eq!(
+            (r.get_attr("to"), r.get_attr("type")),
+            (Some(PEER), Some("retry"))
+        );
         let retry = r.get_child("retry").unwrap();
         assert_eq!(attr_names(retry), ["count", "id", "t", "v"]);
-        for (k, v) in [("count", count), ("id", "BAD1"), ("t", "1700000000"), ("v", "1")] {
+        for (k, v) in [
+            ("count", count),
+            ("id", "BAD1"),
+            ("t", "1700000000"),
+            ("v", "1"),
+        ] {
             assert_eq!(retry.get_attr(k), Some(v), "{k}");
         }
         let registration = u32::from(creds.registration_id).to_be_bytes();
         assert_eq!(content(r, "registration"), registration);
     }
-    assert_eq!(tags(retries[0]), ["retry", "registration"], "no keys at first");
+    assert_eq!(
+        tags(retries[0]),
+        ["retry", "registration"],
+        "no keys at first"
+    );
     assert_eq!(tags(retries[1]), ["retry", "registration", "keys"]);
     let keys = retries[1].get_child("keys").unwrap();
-    assert_eq!(tags(keys), ["type", "identity", "key", "skey", "device-identity"]);
+    assert_eq!(
+        tags(keys),
+        ["type", "identity", "key", "skey", "device-identity"]
+    );
     assert_eq!(content(keys, "type"), [0x05]);
     assert_eq!(content(keys, "identity"), creds.identity.public);
     let key = keys.get_child("key").unwrap();
-    assert_eq!((content(key, "id").len(), content(key, "value").len()), (3, 32));
+    assert_eq!(
+        (content(key, "id").len(), content(key, "value").len()),
+        (3, 32)
+    );
     let skey = keys.get_child("skey").unwrap();
     let signed = &creds.signed_pre_key;
     assert_eq!(content(skey, "id"), &signed.id.to_be_bytes()[1..]);
     assert_eq!(content(skey, "value"), signed.key_pair.public);
     assert_eq!(content(skey, "signature"), signed.signature);
-    assert_eq!(content(keys, "device-identity"), signed_identity().as_slice());
+    assert_eq!(
+        content(keys, "device-identity"),
+        signed_identity().as_slice()
+    );
     // Each is followed by a plain ack (no error): Baileys' shape, type and own JID copied.
     for ack in log.iter().filter(|n| of(n, "ack", Some("message"))) {
         assert_eq!(attr_names(ack), ["class", "from", "id", "to", "type"]);

@@ -50,14 +50,22 @@ async fn bad_addressing_is_refused_whole_with_479_and_good_addressing_passes_onc
     a.sessions_with(std::slice::from_ref(&lid)).await;
     let copies = a.encrypt_for(P, &[phone.clone(), lid], "both forms");
     let out = a.outgoing(P, copies);
-    assert_eq!(a.submit(&out).await.error, Some(479), "PN and LID of one device");
+    assert_eq!(
+        a.submit(&out).await.error,
+        Some(479),
+        "PN and LID of one device"
+    );
 
     // A pkmsg (no answer from P yet) without <device-identity>.
     let copies = a.encrypt_for(P, &devices, "no identity");
     assert!(copies.iter().all(|(_, e)| e.kind == "pkmsg"));
     let mut out = a.outgoing(P, copies);
     out.device_identity = None;
-    assert_eq!(a.submit(&out).await.error, Some(479), "pkmsg without identity");
+    assert_eq!(
+        a.submit(&out).await.error,
+        Some(479),
+        "pkmsg without identity"
+    );
 
     assert!(
         sim.messages(P).unwrap().is_empty(),

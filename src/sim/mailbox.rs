@@ -266,8 +266,13 @@ mod tests {
         assert_eq!(mb.close("notification", &["1"], None), 1);
         mb.prekeys.extend([5, 1, 9]);
         assert_eq!(mb.consume(2), 2);
+        mb.told.insert("15550001111:0@s.whatsapp.net".into());
         let back = Mailbox::from_saved(mb.to_saved()).unwrap();
         assert_eq!(back.queue, mb.queue);
+        assert_eq!(
+            back.told, mb.told,
+            "what the device was told survives a restart"
+        );
         assert_eq!(back.prekeys.into_iter().collect::<Vec<_>>(), [9]);
     }
 

@@ -206,7 +206,10 @@ pub fn route_message(
     if let Err(refusal) = addressing::check(reg, sender, &out) {
         reg.stats.messages_refused += 1;
         tracing::debug!(sender, id = %out.id, %refusal, "message refused");
-        return (server_ack(&out.id, &out.to, now, Some(refusal.code())), wake);
+        return (
+            server_ack(&out.id, &out.to, now, Some(refusal.code())),
+            wake,
+        );
     }
     let phash = (!out.retry)
         .then(|| addressing::fanout_hash(reg, &from_phone, &out.to))

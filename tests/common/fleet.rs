@@ -77,10 +77,7 @@ pub async fn fleet_with(n: usize, token: Option<&str>) -> Fleet {
     });
     let listen = token.map(|_| "127.0.0.1:0".parse().unwrap());
     let started = runner::start(&config, listen).await.unwrap();
-    let http = started
-        .http
-        .as_ref()
-        .map(|h| format!("http://{}", h.addr));
+    let http = started.http.as_ref().map(|h| format!("http://{}", h.addr));
     let phone = CancellationToken::new();
     tokio::spawn(runner::virtual_phone(
         started.running.handle.board.clone(),
@@ -188,4 +185,3 @@ pub async fn receive(
     .await;
     got
 }
-

@@ -230,4 +230,3 @@ pub async fn next_event<T>(
         }
     }
 }
-

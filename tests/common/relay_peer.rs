@@ -244,7 +244,6 @@ impl Peer {
     }
 }
 
-
 pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done() {
@@ -255,4 +254,3 @@ pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
-

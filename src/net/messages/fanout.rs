@@ -82,10 +82,15 @@ impl Messenger {
             retry: false,
         };
         if let Some(sent) = self.sent.get_mut(id) {
-            sent.devices.extend(out.copies.iter().map(|(jid, _)| jid.clone()));
+            sent.devices
+                .extend(out.copies.iter().map(|(jid, _)| jid.clone()));
             sent.phash = Some(phash);
         }
-        info!(id, copies = out.copies.len(), "message sent to the devices it missed");
+        info!(
+            id,
+            copies = out.copies.len(),
+            "message sent to the devices it missed"
+        );
         if querier.send(out.node()).await.is_err() {
             return Err(self.stopped());
         }

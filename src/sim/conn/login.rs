@@ -6,13 +6,13 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CONTROL_QUEUE, Conn, End, KICK_DEADLINE};
+use crate::sim::SimError;
 use crate::sim::faults::Fault;
 use crate::sim::mailbox;
 use crate::sim::pushes;
 use crate::sim::registry::{Control, Device};
 use crate::sim::server::now_unix;
 use crate::sim::stats::ErrorKind;
-use crate::sim::SimError;
 use crate::wa::node::Node;
 use crate::wa::{prekey, stanza};
 
