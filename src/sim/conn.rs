@@ -160,7 +160,13 @@ impl Conn {
             }
             (Some("get"), Some("usync"), _) if usync::is_query(&node) => {
                 match usync::parse_query(&node) {
-                    Ok(query) => relay::usync_answer(&mut self.core.reg(), me.as_deref(), &query),
+                    Ok(query) => {
+                        let answer =
+                            relay::usync_answer(&mut self.core.reg(), me.as_deref(), &query);
+                        // What the device was told decides what it may address: keep it.
+                        self.save_later();
+                        answer
+                    }
                     Err(_) => stanza::iq_error(&id, 400, "bad-request"),
                 }
             }
