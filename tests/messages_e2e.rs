@@ -2,179 +2,32 @@
 //! and a simulated account's phone exchange 100 texts each way (each decrypted in order, each
 //! of ours delivered, our own phone decrypting the device-sent copies), and two wasp sessions
 //! of one pool do the same, one of them offline while the other sends (queued, delivered in
-//! order at its next login, none twice).
+//! order at its next login, none twice). A device added to the recipient's account after
+//! wasp cached its device list is found through the ack's `phash` and gets its copy; a lost
+//! session for one peer heals through retry receipts without touching another peer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
+#[path = "common/relay_peer.rs"]
+mod relay_peer;
+#[path = "common/sim_client.rs"]
+mod sim_client;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use wasp::config::{Config, SessionConfig};
-use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
-use wasp::runner::{self, Started};
-use wasp::session::Command;
-use wasp::session::policy::Policy;
-use wasp::session::status::StateName;
-use wasp::sim::{Handle, Server, SimConfig};
-
 use common::board;
+use fleet::{WAIT, collect, fleet, receive};
+use tokio_util::sync::CancellationToken;
+use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
+use wasp::runner;
+use wasp::session::Command;
+use wasp::session::status::StateName;
 
 const N: usize = 100;
-const WAIT: Duration = Duration::from_secs(60);
-
-fn policy() -> Policy {
-    Policy {
-        connect_timeout: Duration::from_secs(10),
-        query_timeout: Duration::from_secs(10),
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(400),
-        ..Policy::default()
-    }
-}
-
-struct Fleet {
-    sim: Handle,
-    started: Started,
-    phone: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.phone.cancel();
-        self.sim.shutdown();
-    }
-}
-
-async fn fleet(n: usize) -> Fleet {
-    let sim = Server::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    // Tests send as fast as the relay takes them: no send limits worth the name.
-    config.messages.per_minute = 60_000;
-    config.messages.burst = 1_000;
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.path().to_path_buf();
-    config.policy = policy();
-    config.sessions = (0..n)
-        .map(|i| {
-            let mut s = SessionConfig::new(format!("s{i}"), policy());
-            s.autostart = true;
-            s
-        })
-        .collect();
-    let started = runner::start(&config, None).await.unwrap();
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
-    let fleet = Fleet {
-        sim,
-        started,
-        phone,
-        _dir: dir,
-    };
-    for i in 0..n {
-        fleet.online(&format!("s{i}")).await;
-    }
-    // A device without uploaded pre-keys gets no bundle, so senders leave it out (as the
-    // real server makes them): wait for every session's first upload.
-    let metrics = fleet.started.running.handle.metrics.clone();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metrics.prekeys_uploaded.get() < 812 * n as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pre-keys never uploaded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    fleet
-}
-
-impl Fleet {
-    /// Waits until `id` is online and returns its phone.
-    async fn online(&self, id: &str) -> String {
-        let board = &self.started.running.handle.board;
-        let status = board::wait_for(board, id, "online", WAIT, |s| {
-            s.state() == StateName::Online && s.account.phone.is_some()
-        })
-        .await;
-        status.account.phone.unwrap()
-    }
-
-    /// Sends, retrying while the session's messenger has not learnt of its login yet.
-    async fn send(&self, session: &str, to: &str, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match self
-                .started
-                .running
-                .handle
-                .send_text(session, to, text)
-                .await
-            {
-                Ok(id) => return id.0,
-                Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "{session}: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-}
-
-/// Collects events until `done` says enough; panics on a failed send or after `WAIT`.
-async fn collect(
-    events: &mut broadcast::Receiver<MessageEvent>,
-    mut done: impl FnMut(&MessageEvent) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .expect("timed out waiting for message events")
-            .expect("no event lost");
-        if let MessageEventKind::Status {
-            status: MessageStatus::Failed(why),
-            ..
-        } = &event.kind
-        {
-            panic!("a send failed: {why}");
-        }
-        if done(&event) {
-            return;
-        }
-    }
-}
-
-/// Texts `session` received from `chat`, in order, until `n` arrived.
-async fn receive(
-    events: &mut broadcast::Receiver<MessageEvent>,
-    session: &str,
-    n: usize,
-) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    collect(events, |e| {
-        if e.session == session
-            && let MessageEventKind::Received(m) = &e.kind
-            && !m.from_me
-        {
-            got.push((m.id.clone(), m.text.clone().unwrap_or_default()));
-        }
-        got.len() >= n
-    })
-    .await;
-    got
-}
 
 fn texts(prefix: &str) -> Vec<String> {
     (0..N).map(|i| format!("{prefix} {i}")).collect()
@@ -305,9 +158,6 @@ async fn the_demo_chatter_makes_traffic_both_ways() {
     cancel.cancel();
 }
 
-// Fails today: wasp sends the retry receipt with keys at count 2 (the phone's pkmsg names a
-// one-time key wasp already used), but the simulated phone sends nothing after it; to be
-// settled with the relay's owner (msg-core) before it is switched on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_session_heals_through_a_retry_receipt_and_other_peers_are_untouched() {
     use wasp::store::keys::KeyStore;
@@ -353,4 +203,60 @@ async fn a_lost_session_heals_through_a_retry_receipt_and_other_peers_are_untouc
         fleet.started.running.handle.metrics.decrypt_failures.get() >= 1,
         "the loss was noticed and a retry receipt sent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_added_after_the_usync_gets_its_copy_through_the_phash_check() {
+    let fleet = fleet(1).await;
+    fleet.online("s0").await;
+    let p = "15557770010";
+    fleet.sim.create_account(p).unwrap();
+    let metrics = fleet.started.running.handle.metrics.clone();
+    let mut events = fleet.started.running.handle.message_events();
+    let delivered = |want: String| {
+        move |e: &MessageEvent| {
+            matches!(&e.kind, MessageEventKind::Status {
+                id,
+                status: MessageStatus::Delivered,
+                ..
+            } if *id == want)
+        }
+    };
+    let first = fleet.send("s0", p, "before the new device").await;
+    collect(&mut events, delivered(first.clone())).await;
+    assert_eq!(metrics.device_list_refreshes.get(), 0, "the lists agreed");
+
+    // P pairs a second device. Nothing tells A, whose cached list for P is now stale.
+    let mut p1 = relay_peer::Peer::new(&fleet.sim, p).await;
+    let second = fleet.send("s0", p, "after the new device").await;
+    p1.pump_until(|peer| peer.texts.iter().any(|(id, _)| *id == second))
+        .await;
+    assert_eq!(
+        p1.texts,
+        [(second.clone(), "after the new device".to_string())],
+        "the new device got the second text (the first was before its time)"
+    );
+    assert_eq!(metrics.device_list_refreshes.get(), 1, "one refresh");
+    let phone: Vec<_> = fleet
+        .sim
+        .messages(p)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.id, m.text.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        phone,
+        [
+            (first, "before the new device".to_string()),
+            (second.clone(), "after the new device".to_string())
+        ],
+        "P's phone got each text once"
+    );
+    // The third text goes to both of P's devices at once, without another refresh.
+    let third = fleet.send("s0", p, "to both").await;
+    p1.pump_until(|peer| peer.texts.iter().any(|(id, _)| *id == third))
+        .await;
+    collect(&mut events, delivered(third)).await;
+    assert_eq!(metrics.device_list_refreshes.get(), 1);
+    assert_eq!(fleet.sim.stats().messages_refused, 0);
 }

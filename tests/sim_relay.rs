@@ -5,22 +5,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/relay_peer.rs"]
+mod relay_peer;
 #[path = "common/sim_client.rs"]
 mod sim_client;
 
-use sim_client::{WAIT, own_jid, pair_new, raw_login, recv, target};
-use wasp::sim::load::ClientSocket;
+use relay_peer::{Peer, wait_for};
 use wasp::sim::{Handle, Server, SimConfig};
-use wasp::wa::creds::Credentials;
 use wasp::wa::jid::Jid;
 use wasp::wa::message::{self, Message};
 use wasp::wa::messaging::keys::{bundle_query, parse_bundle_answer};
-use wasp::wa::messaging::receipt::{Receipt, ReceiptKind, receipt_for};
-use wasp::wa::messaging::stanza::{Enc, Incoming, Outgoing, parse_server_ack};
-use wasp::wa::messaging::usync::{devices_query, parse_answer};
+use wasp::wa::messaging::receipt::ReceiptKind;
+use wasp::wa::messaging::stanza::{Enc, Incoming, Outgoing};
 use wasp::wa::node::Node;
-use wasp::wa::signal::{self, MemoryStore, SignalAddress};
-use wasp::wa::{ack, prekey};
+use wasp::wa::prekey;
+use wasp::wa::signal::{self, SignalAddress};
 
 async fn sim() -> Handle {
     let config = SimConfig {
@@ -28,207 +27,6 @@ async fn sim() -> Handle {
         ..SimConfig::default()
     };
     Server::start(config).await.unwrap()
-}
-
-/// A logged-in test device with its Signal store.
-struct Peer {
-    creds: Credentials,
-    jid: Jid,
-    socket: Option<ClientSocket>,
-    store: MemoryStore,
-    next: u32,
-    /// Texts decrypted, in order.
-    texts: Vec<(String, String)>,
-    /// Receipts received: (id, kind).
-    receipts: Vec<(String, ReceiptKind)>,
-    /// Every other stanza received.
-    seen: Vec<Node>,
-}
-
-impl Peer {
-    async fn new(sim: &Handle, phone: &str) -> Peer {
-        let creds = pair_new(sim, Some(phone)).await;
-        let socket = raw_login(&target(sim), &creds).await;
-        let mut peer = Peer {
-            jid: own_jid(&creds).parse().unwrap(),
-            store: MemoryStore::from_credentials(&creds),
-            creds,
-            socket: Some(socket),
-            next: 0,
-            texts: Vec::new(),
-            receipts: Vec::new(),
-            seen: Vec::new(),
-        };
-        let keys = peer.store.generate_prekeys(20);
-        let upload = prekey::upload("up-1", &peer.creds, &keys);
-        let answer = peer.query(upload).await;
-        assert_eq!(answer.get_attr("type"), Some("result"));
-        peer
-    }
-
-    async fn relogin(&mut self, sim: &Handle) {
-        self.socket = Some(raw_login(&target(sim), &self.creds).await);
-    }
-
-    async fn offline(&mut self) {
-        if let Some(socket) = self.socket.take() {
-            socket.close().await;
-        }
-    }
-
-    fn sock(&mut self) -> &mut ClientSocket {
-        self.socket.as_mut().expect("the peer is online")
-    }
-
-    fn id(&mut self) -> String {
-        self.next += 1;
-        format!("t-{}", self.next)
-    }
-
-    async fn query(&mut self, iq: Node) -> Node {
-        let own = self.jid.to_string();
-        let id = iq.get_attr("id").unwrap().to_string();
-        self.sock().send_node(&iq).await.unwrap();
-        loop {
-            let node = recv(self.sock()).await;
-            if node.tag == "iq" && node.get_attr("id") == Some(id.as_str()) {
-                return node;
-            }
-            self.handle(node, &own).await;
-        }
-    }
-
-    /// Decrypts messages (answering with a delivery receipt), records receipts, acks the rest.
-    async fn handle(&mut self, node: Node, own: &str) {
-        if node.tag == "message" {
-            let m = Incoming::parse(&node).unwrap();
-            let address = SignalAddress::of(&m.from);
-            let enc = &m.encs[0];
-            match enc
-                .enc_type()
-                .map(|t| signal::decrypt(&mut self.store, &address, t, &enc.ciphertext))
-            {
-                Some(Ok(d)) => {
-                    let (msg, _) = message::decode_padded(&d.plaintext).unwrap();
-                    let text = msg.text_body().unwrap_or_default().to_string();
-                    self.texts.push((m.id.clone(), text));
-                    let r = receipt_for(&m, &ReceiptKind::Delivered);
-                    self.sock().send_node(&r).await.unwrap();
-                }
-                _ => {
-                    let reply = ack::ack(&node, Some(own)).unwrap();
-                    self.sock().send_node(&reply).await.unwrap();
-                }
-            }
-            return;
-        }
-        if node.tag == "receipt" {
-            let r = Receipt::parse(&node, "from").unwrap();
-            self.receipts.push((r.id().to_string(), r.kind));
-        } else {
-            self.seen.push(node.clone());
-        }
-        if let Some(reply) = ack::ack(&node, Some(own)) {
-            self.sock().send_node(&reply).await.unwrap();
-        }
-    }
-
-    /// Reads and handles stanzas until `done` holds (panics after `WAIT` without progress).
-    async fn pump_until(&mut self, done: impl Fn(&Peer) -> bool) {
-        let own = self.jid.to_string();
-        while !done(self) {
-            let node = recv(self.sock()).await;
-            self.handle(node, &own).await;
-        }
-    }
-
-    /// Sends a text to `to` (a phone number): usync, bundles, one copy per device (a
-    /// device-sent copy for our own phone), then waits for the server ack.
-    async fn send(&mut self, to: &str, text: &str) -> String {
-        self.send_as(to, text, false).await
-    }
-
-    /// `send`, addressing the recipient's devices by their LID JIDs when `lid` is set.
-    async fn send_as(&mut self, to: &str, text: &str, lid: bool) -> String {
-        let chat = Jid::pn(to);
-        let own_user = self.jid.to_user();
-        let id = self.id();
-        let answer = self
-            .query(devices_query(&id, "s1", &[chat.clone(), own_user.clone()]))
-            .await;
-        let users = parse_answer(&answer).unwrap();
-        let devices: Vec<Jid> = users
-            .iter()
-            .flat_map(|u| {
-                let lid_user = u.lid.clone().filter(|_| lid && u.jid.user == to);
-                u.device_jids(Some(&self.jid))
-                    .into_iter()
-                    .map(move |d| match &lid_user {
-                        Some(l) => l.with_device(d.device),
-                        None => d,
-                    })
-            })
-            .collect();
-        let missing: Vec<Jid> = devices
-            .iter()
-            .filter(|d| !signal::has_session(&self.store, &SignalAddress::of(d)).unwrap())
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            let id = self.id();
-            let answer = self.query(bundle_query(&id, &missing, true)).await;
-            for (jid, bundle) in parse_bundle_answer(&answer).unwrap() {
-                let bundle = bundle.unwrap();
-                signal::process_bundle(&mut self.store, &SignalAddress::of(&jid), &bundle).unwrap();
-            }
-        }
-        let original = Message::text(text);
-        let mut copies = Vec::new();
-        for device in devices {
-            let plain = if device.same_user(&own_user) || device.user == own_user.user {
-                Message::device_sent(&chat.to_string(), &original)
-            } else {
-                original.clone()
-            };
-            let padded = message::encode_padded(&plain);
-            let (kind, bytes) =
-                signal::encrypt(&mut self.store, &SignalAddress::of(&device), &padded).unwrap();
-            copies.push((device, Enc::new(kind, bytes)));
-        }
-        let message_id =
-            message::new_message_id(1_700_000_000 + u64::from(self.next), &own_user.user);
-        let out = Outgoing {
-            id: message_id.clone(),
-            to: chat,
-            kind: "text".into(),
-            copies,
-            device_identity: Some(self.creds.account.as_ref().unwrap().signed_identity.clone()),
-            retry: false,
-        };
-        self.sock().send_node(&out.node()).await.unwrap();
-        let own = self.jid.to_string();
-        loop {
-            let node = recv(self.sock()).await;
-            if let Some(a) = parse_server_ack(&node) {
-                assert_eq!(a.id, message_id);
-                assert_eq!(a.error, None);
-                assert!(a.t.is_some());
-                return message_id;
-            }
-            self.handle(node, &own).await;
-        }
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -447,7 +245,8 @@ async fn retry_receipts_heal_both_directions() {
         to: phone.clone(),
         kind: "text".into(),
         copies: vec![(phone.clone(), Enc::new(kind, bytes))],
-        device_identity: None,
+        // Still a pkmsg (the phone has not answered yet): the server wants the identity.
+        device_identity: Some(a.creds.account.as_ref().unwrap().signed_identity.clone()),
         retry: false,
     };
     a.sock().send_node(&out.node()).await.unwrap();

@@ -5,69 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fs;
-use std::io;
-use std::sync::{Arc, Mutex};
+#[path = "common/leaks.rs"]
+mod leaks;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use tracing_subscriber::fmt::MakeWriter;
+use std::fs;
+
+use leaks::{Capture, find_leak, leak_needles};
 use tracing_subscriber::layer::SubscriberExt;
 
 use wasp::store::{CredentialStore, CredentialStoreExt, FileStore, LastBackup};
-
-/// A log sink shared by the capturing subscriber.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-/// Every form in which a key could show up: raw bytes, base64 in four flavours, hex and the
-/// `[1, 2, 3]` of a derived Debug, each as every 8-byte window.
-fn leak_needles(keys: &[[u8; 32]]) -> Vec<Vec<u8>> {
-    let mut needles = Vec::new();
-    for k in keys {
-        let mut forms: Vec<Vec<u8>> = vec![k.to_vec()];
-        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
-            forms.push(engine.encode(k).into_bytes());
-        }
-        forms.push(
-            k.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into_bytes(),
-        );
-        forms.push(format!("{:?}", &k[..]).into_bytes());
-        for form in forms {
-            for window in form.windows(12) {
-                needles.push(window.to_vec());
-            }
-        }
-    }
-    needles
-}
-
-fn find_leak(haystack: &[u8], needles: &[Vec<u8>]) -> Option<String> {
-    needles
-        .iter()
-        .find(|n| haystack.windows(n.len()).any(|w| w == n.as_slice()))
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-}
 
 #[test]
 fn no_log_line_or_debug_string_holds_key_bytes() {

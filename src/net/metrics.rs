@@ -62,6 +62,8 @@ pub struct Metrics {
     pub messages_received: Counter,
     pub decrypt_failures: Counter,
     pub messages_dropped: Counter,
+    /// Server acks whose `phash` differed from ours: device lists fetched again.
+    pub device_list_refreshes: Counter,
     /// Per session: messages by event, outbox depth, and the send-to-delivered latency.
     pub session_messages: Family<MessageLabels, Counter>,
     pub outbox_depth: Family<SessionLabel, Gauge>,
@@ -98,6 +100,7 @@ impl Metrics {
         let messages_received = Counter::default();
         let decrypt_failures = Counter::default();
         let messages_dropped = Counter::default();
+        let device_list_refreshes = Counter::default();
         let session_messages = Family::<MessageLabels, Counter>::default();
         let outbox_depth = Family::<SessionLabel, Gauge>::default();
         let delivery_latency = Histogram::new(exponential_buckets(0.01, 2.0, 14));
@@ -136,6 +139,11 @@ impl Metrics {
                 "messages_dropped",
                 "Stanzas dropped by a full messenger queue (redelivered later)",
                 &messages_dropped,
+            ),
+            (
+                "device_list_refreshes",
+                "Device lists fetched again because a server ack's phash differed from ours",
+                &device_list_refreshes,
             ),
         ] {
             registry.register(name, help, counter.clone());
@@ -211,6 +219,7 @@ impl Metrics {
             messages_received,
             decrypt_failures,
             messages_dropped,
+            device_list_refreshes,
             session_messages,
             outbox_depth,
             delivery_latency,

@@ -28,6 +28,9 @@ pub struct Mailbox {
     pub uploads: u64,
     /// The public keys of the last upload, for bundles; `None` before any upload.
     pub keys: Option<UploadedKeys>,
+    /// The devices (`PHONE:DEV@s.whatsapp.net`) this device was told about, which it may
+    /// address (`addressing.rs`).
+    pub told: BTreeSet<String>,
 }
 
 /// How a mailbox stanza is told apart from the others: (tag, id, from).
@@ -136,6 +139,7 @@ impl Mailbox {
             prekeys: self.prekeys.iter().copied().collect(),
             uploads: self.uploads,
             keys: self.keys.as_ref().map(SavedKeys::from),
+            told: self.told.iter().cloned().collect(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Mailbox {
             prekeys: saved.prekeys.into_iter().collect(),
             uploads: saved.uploads,
             keys,
+            told: saved.told.into_iter().collect(),
         })
     }
 }
@@ -178,6 +183,9 @@ pub struct SavedMailbox {
     /// Absent in files before issue 12.
     #[serde(default)]
     pub keys: Option<SavedKeys>,
+    /// Absent in files before the addressing checks.
+    #[serde(default)]
+    pub told: Vec<String>,
 }
 
 /// [`UploadedKeys`] in the state file, keys in base64.
@@ -258,8 +266,13 @@ mod tests {
         assert_eq!(mb.close("notification", &["1"], None), 1);
         mb.prekeys.extend([5, 1, 9]);
         assert_eq!(mb.consume(2), 2);
+        mb.told.insert("15550001111:0@s.whatsapp.net".into());
         let back = Mailbox::from_saved(mb.to_saved()).unwrap();
         assert_eq!(back.queue, mb.queue);
+        assert_eq!(
+            back.told, mb.told,
+            "what the device was told survives a restart"
+        );
         assert_eq!(back.prekeys.into_iter().collect::<Vec<_>>(), [9]);
     }
 

@@ -9,6 +9,7 @@
 //! acknowledged, truthful pre-key counts, a lowest client version and a device-name check.
 
 pub mod accounts;
+mod addressing;
 mod admin;
 pub mod cli;
 mod conn;

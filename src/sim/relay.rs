@@ -8,6 +8,7 @@
 //! whose live connections must be woken to flush their mailbox (`Vec<String>` of JIDs).
 
 use super::accounts::{Answer, PhoneAccount, Sent, as_delivered};
+use super::addressing::{self, SMAX_INVALID};
 use super::registry::{Registry, device_jid};
 use super::{SimError, pushes};
 use crate::wa::jid::{Jid, PN_SERVER};
@@ -19,9 +20,6 @@ use crate::wa::messaging::usync::{self, DeviceEntry, UserDevices};
 use crate::wa::node::Node;
 use crate::wa::prekey;
 use crate::wa::signal::{self, Bundle, SignalAddress};
-
-/// Error code of a message the server cannot route (smax-invalid, §3.6).
-const SMAX_INVALID: u16 = 479;
 
 /// The LID user part of a device's stored LID (`USER[:DEV]@lid`).
 fn lid_user(lid: &str) -> &str {
@@ -74,7 +72,7 @@ pub fn new_lid() -> String {
 }
 
 /// The paired device numbers of an account, ascending.
-fn paired(reg: &Registry, phone: &str) -> Vec<u32> {
+pub(super) fn paired(reg: &Registry, phone: &str) -> Vec<u32> {
     reg.devices()
         .filter(|d| d.phone == phone)
         .map(|d| d.device)
@@ -89,17 +87,24 @@ pub fn other_devices(reg: &Registry, phone: &str, except: &str) -> Vec<String> {
         .collect()
 }
 
-/// Queues a stanza for a device (it is pushed when the device's connection flushes).
+/// Queues a stanza for a device (it is pushed when the device's connection flushes). A
+/// receipt tells the device about the device it came from.
 fn deliver(reg: &mut Registry, jid: &str, node: Node, wake: &mut Vec<String>) {
+    if node.tag == "receipt"
+        && let Some(from) = node.get_attr("from").and_then(|f| f.parse::<Jid>().ok())
+    {
+        addressing::told_device(reg, jid, &from);
+    }
     reg.enqueue(jid, node);
     if !wake.iter().any(|w| w == jid) {
         wake.push(jid.to_string());
     }
 }
 
-/// The answer to a usync query: each known user's phone (device 0) and paired devices
-/// (key index = device number) and the account's LID; unknown users get an empty list.
-pub fn usync_answer(reg: &mut Registry, query: &usync::UsyncQuery) -> Node {
+/// The answer to a usync query from device `asker`: each known user's phone (device 0) and
+/// paired devices (key index = device number) and the account's LID; unknown users get an
+/// empty list. The asker may then address those devices.
+pub fn usync_answer(reg: &mut Registry, asker: Option<&str>, query: &usync::UsyncQuery) -> Node {
     let users: Vec<UserDevices> = query
         .users
         .iter()
@@ -125,6 +130,9 @@ pub fn usync_answer(reg: &mut Registry, query: &usync::UsyncQuery) -> Node {
             },
         })
         .collect();
+    if let Some(asker) = asker {
+        addressing::told_devices(reg, asker, &users);
+    }
     usync::answer(query, &users)
 }
 
@@ -195,6 +203,17 @@ pub fn route_message(
         ack.attrs.retain(|(k, _)| k != "from");
         return (ack, wake);
     };
+    if let Err(refusal) = addressing::check(reg, sender, &out) {
+        reg.stats.messages_refused += 1;
+        tracing::debug!(sender, id = %out.id, %refusal, "message refused");
+        return (
+            server_ack(&out.id, &out.to, now, Some(refusal.code())),
+            wake,
+        );
+    }
+    let phash = (!out.retry)
+        .then(|| addressing::fanout_hash(reg, &from_phone, &out.to))
+        .flatten();
     let sender_lid = account(reg, &from_phone).lid_jid().with_device(from.device);
     for (target, enc) in &out.copies {
         let Some(phone) = phone_of(reg, target) else {
@@ -249,7 +268,11 @@ pub fn route_message(
         reg.relayed.insert((device.clone(), out.id.clone()));
         deliver(reg, &device, incoming.node(), &mut wake);
     }
-    (server_ack(&out.id, &out.to, now, None), wake)
+    let mut ack = server_ack(&out.id, &out.to, now, None);
+    if let Some(phash) = phash {
+        ack.set_attr("phash", phash);
+    }
+    (ack, wake)
 }
 
 /// A `<receipt>` from a logged-in device (after it closed the copy it names): forwarded to

@@ -124,6 +124,9 @@ pub struct Stats {
     pub messages_delivered: u64,
     /// Copies addressed to a device or user the server does not know.
     pub messages_unroutable: u64,
+    /// `<message>` stanzas refused whole (error 479): a device addressed twice, a device the
+    /// sender was never told about, a pkmsg without `<device-identity>`.
+    pub messages_refused: u64,
     /// Receipts forwarded to the device they name (or taken by a phone).
     pub receipts_forwarded: u64,
     /// Retry receipts seen and copies a simulated phone could not decrypt.

@@ -207,6 +207,16 @@ impl Drop for Pool {
 
 /// A pool of one paired session `c1` dialling `srv`.
 pub fn pool(srv: &Server, send_acks: bool, version: Option<ClientVersion>) -> (Pool, Config) {
+    pool_with_identity(srv, send_acks, version, Vec::new())
+}
+
+/// [`pool`] whose account holds `signed_identity` (its `ADVSignedDeviceIdentity`).
+pub fn pool_with_identity(
+    srv: &Server,
+    send_acks: bool,
+    version: Option<ClientVersion>,
+    signed_identity: Vec<u8>,
+) -> (Pool, Config) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::new(dir.path()));
     let mut creds = Credentials::generate();
@@ -217,7 +227,7 @@ pub fn pool(srv: &Server, send_acks: bool, version: Option<ClientVersion>) -> (P
         device: 3,
         platform: None,
         business_name: None,
-        signed_identity: Vec::new(),
+        signed_identity,
         key_index: 1,
     });
     store.save_json("c1", &creds).unwrap();

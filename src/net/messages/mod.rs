@@ -9,6 +9,7 @@
 //! messages kept for retries and status changes; `queue.rs`: the outbox pump (keys.db's
 //! queued messages, sent in order within `pace.rs`'s send limits).
 
+mod fanout;
 mod pace;
 mod queue;
 mod recv;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
+use super::fanout::fanout_devices;
 use super::{MessageStatus, Messenger, SendError};
 use crate::net::conn::Querier;
 use crate::store::keys::KeysError;
@@ -16,7 +17,7 @@ use crate::wa::jid::Jid;
 use crate::wa::message::{Message, encode_padded};
 use crate::wa::messaging::keys::{bundle_query, parse_bundle_answer};
 use crate::wa::messaging::receipt::RetryRequest;
-use crate::wa::messaging::stanza::{Enc, Outgoing, parse_server_ack};
+use crate::wa::messaging::stanza::{Enc, Outgoing, parse_server_ack, participant_hash};
 use crate::wa::messaging::usync::{UserDevices, devices_query, parse_answer};
 use crate::wa::node::Node;
 use crate::wa::signal::{self, Bundle, SignalAddress, SignalError};
@@ -44,7 +45,7 @@ pub fn parse_recipient(to: &str) -> Option<Jid> {
 }
 
 impl Messenger {
-    fn online(&self) -> Result<(Querier, Jid, Vec<u8>, u32), SendError> {
+    pub(super) fn online(&self) -> Result<(Querier, Jid, Vec<u8>, u32), SendError> {
         let not_online = || SendError::NotOnline {
             session: self.session.clone(),
         };
@@ -60,7 +61,7 @@ impl Messenger {
     }
 
     /// Sends the query `node` (`what` names it in errors) and parses its answer.
-    async fn ask<T, E: std::fmt::Display>(
+    pub(super) async fn ask<T, E: std::fmt::Display>(
         &self,
         querier: &Querier,
         node: Node,
@@ -97,7 +98,7 @@ impl Messenger {
         }
     }
 
-    fn stopped(&self) -> SendError {
+    pub(super) fn stopped(&self) -> SendError {
         SendError::Stopped {
             session: self.session.clone(),
         }
@@ -126,30 +127,9 @@ impl Messenger {
                 to: peer.to_string(),
             });
         }
+        let phash = participant_hash(&fanout_devices(&users));
         let targets = self.ensure_sessions(&querier, targets, false).await?;
-        let (chat, plain) = (peer.to_string(), message.clone());
-        let own_user = own.to_user();
-        let copies = self
-            .blocking(move |store| {
-                let own_copy = encode_padded(&Message::device_sent(&chat, &plain));
-                let peer_copy = encode_padded(&plain);
-                targets
-                    .into_iter()
-                    .map(|jid| {
-                        let padded = if jid.same_user(&own_user) {
-                            &own_copy
-                        } else {
-                            &peer_copy
-                        };
-                        let (kind, bytes) =
-                            signal::encrypt(store, &SignalAddress::of(&jid), padded)?;
-                        Ok((jid, Enc::new(kind, bytes)))
-                    })
-                    .collect::<Result<Vec<_>, SignalError>>()
-            })
-            .await
-            .ok_or_else(|| self.stopped())?
-            .map_err(|e| self.signal_err(e))?;
+        let copies = self.encrypt_copies(&peer, &own, &message, targets).await?;
         let out = Outgoing {
             id: id.clone(),
             to: peer.clone(),
@@ -159,6 +139,10 @@ impl Messenger {
             retry: false,
         };
         self.sent.insert(&id, &peer.to_string(), message);
+        if let Some(sent) = self.sent.get_mut(&id) {
+            sent.phash = Some(phash);
+            sent.devices = out.copies.iter().map(|(jid, _)| jid.clone()).collect();
+        }
         if querier.send(out.node()).await.is_err() {
             return Err(self.stopped());
         }
@@ -167,9 +151,41 @@ impl Messenger {
         Ok(())
     }
 
+    /// One copy of `message` (to chat `peer`) per target: the plain message for the peer's
+    /// devices, a device-sent copy for our own, each padded and encrypted.
+    pub(super) async fn encrypt_copies(
+        &self,
+        peer: &Jid,
+        own: &Jid,
+        message: &Message,
+        targets: Vec<Jid>,
+    ) -> Result<Vec<(Jid, Enc)>, SendError> {
+        let (chat, plain) = (peer.to_string(), message.clone());
+        let own_user = own.to_user();
+        self.blocking(move |store| {
+            let own_copy = encode_padded(&Message::device_sent(&chat, &plain));
+            let peer_copy = encode_padded(&plain);
+            targets
+                .into_iter()
+                .map(|jid| {
+                    let padded = if jid.same_user(&own_user) {
+                        &own_copy
+                    } else {
+                        &peer_copy
+                    };
+                    let (kind, bytes) = signal::encrypt(store, &SignalAddress::of(&jid), padded)?;
+                    Ok((jid, Enc::new(kind, bytes)))
+                })
+                .collect::<Result<Vec<_>, SignalError>>()
+        })
+        .await
+        .ok_or_else(|| self.stopped())?
+        .map_err(|e| self.signal_err(e))
+    }
+
     /// The device lists of `users` (bare JIDs): from the cache when fresh, else one usync
     /// for the rest, whose answers are cached.
-    async fn devices(
+    pub(super) async fn devices(
         &self,
         querier: &Querier,
         users: &[Jid],
@@ -313,12 +329,19 @@ impl Messenger {
     }
 
     /// The server's `<ack class="message">` for one of ours: sent, or failed with its code.
+    /// A `phash` other than ours means the server fanned out to other device lists than we
+    /// did: the lists are refreshed and new devices get their copy (`fanout.rs`).
     pub(super) async fn on_server_ack(&mut self, node: &Node) {
         let Some(ack) = parse_server_ack(node) else {
             return;
         };
         match ack.error {
-            None => self.status(&ack.id, MessageStatus::Sent).await,
+            None => {
+                self.status(&ack.id, MessageStatus::Sent).await;
+                if let Some(phash) = &ack.phash {
+                    self.check_fanout(&ack.id, phash).await;
+                }
+            }
             Some(code) => {
                 warn!(id = %ack.id, code, "the server refused a message");
                 self.status(

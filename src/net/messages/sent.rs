@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::MessageStatus;
+use crate::wa::jid::Jid;
 use crate::wa::message::Message;
 
 /// How many sent messages a session keeps for retries and receipts (whatsmeow keeps 256).
@@ -19,6 +20,13 @@ pub struct SentMessage {
     pub status: MessageStatus,
     /// Retry receipts answered per requesting device.
     pub retries: HashMap<String, u32>,
+    /// The participant-list hash of the device lists it was fanned out for (§3.5), to
+    /// compare with the server ack's `phash`; `None` for a message sent before a restart.
+    pub phash: Option<String>,
+    /// The devices it was encrypted for.
+    pub devices: Vec<Jid>,
+    /// The device lists were already refreshed once after a `phash` mismatch.
+    pub refreshed: bool,
 }
 
 /// The ring of sent messages.
@@ -46,6 +54,9 @@ impl SentLog {
                 message,
                 status: MessageStatus::Pending,
                 retries: HashMap::new(),
+                phash: None,
+                devices: Vec::new(),
+                refreshed: false,
             },
         );
     }

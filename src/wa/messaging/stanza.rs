@@ -256,8 +256,30 @@ pub struct ServerAck {
     pub from: Option<String>,
     /// Server time, the message's canonical timestamp.
     pub t: Option<u64>,
+    /// The server's hash of the device list it fanned out to ([`participant_hash`]).
+    pub phash: Option<String>,
     /// Non-zero: the send failed (e.g. 463, 479).
     pub error: Option<u16>,
+}
+
+/// The participant-list hash of §3.5 (whatsmeow's v2 form): `"2:"` and the unpadded
+/// standard base64 of the first 6 bytes of SHA-256 over the sorted
+/// `user.agent:device@server` forms of `devices`, concatenated. Order and duplicates of the
+/// input do not matter.
+pub fn participant_hash(devices: &[Jid]) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut forms: Vec<String> = devices
+        .iter()
+        .map(|d| format!("{}.{}:{}@{}", d.user, d.agent, d.device, d.server))
+        .collect();
+    forms.sort();
+    forms.dedup();
+    let hash = Sha256::digest(forms.concat().as_bytes());
+    format!(
+        "2:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&hash[..6])
+    )
 }
 
 /// `<ack class="message" id from t [error]/>`.
@@ -282,6 +304,7 @@ pub fn parse_server_ack(node: &Node) -> Option<ServerAck> {
         id: node.get_attr("id")?.to_string(),
         from: node.get_attr("from").map(str::to_string),
         t: node.get_attr("t").and_then(|t| t.parse().ok()),
+        phash: node.get_attr("phash").map(str::to_string),
         error: node
             .get_attr("error")
             .and_then(|e| e.parse().ok())

@@ -9,7 +9,7 @@ use super::keys::{
 use super::receipt::{
     Receipt, ReceiptKind, RetryKeys, parse_retry, receipt_for, receipt_for_ids, retry_receipt,
 };
-use super::stanza::{Enc, Incoming, Outgoing, parse_server_ack, server_ack};
+use super::stanza::{Enc, Incoming, Outgoing, parse_server_ack, participant_hash, server_ack};
 use super::usync::{
     DeviceEntry, UserDevices, answer, devices_query, is_query, parse_answer, parse_query,
 };
@@ -312,6 +312,10 @@ fn server_ack_carries_t_and_error() {
         Some(479),
     ));
     assert_eq!(parse_server_ack(&n).unwrap().error, Some(479));
+    let mut with_hash = server_ack("3EB0AA", &jid("111@s.whatsapp.net"), 42, None);
+    with_hash.set_attr("phash", "2:HrUjdGK+");
+    let ack = parse_server_ack(&wire(&with_hash)).unwrap();
+    assert_eq!(ack.phash.as_deref(), Some("2:HrUjdGK+"));
     assert_eq!(
         parse_server_ack(&Node::new("ack").attr("class", "receipt").attr("id", "x")),
         None
@@ -402,4 +406,29 @@ fn retry_receipt_has_the_section_4_5_shape() {
     assert_eq!(bundle, sample_bundle(true));
     assert_eq!(identity, Some(vec![8; 20]));
     assert_eq!(req.count, 2);
+}
+
+#[test]
+fn participant_hash_is_the_section_3_5_v2_form() {
+    // Expected values computed outside wasp: "2:" + base64(SHA-256 of the sorted
+    // "user.agent:device@server" forms, concatenated)[..6], unpadded.
+    let devices = [
+        jid("999@s.whatsapp.net"),
+        jid("111:7@s.whatsapp.net"),
+        jid("111@s.whatsapp.net"),
+    ];
+    assert_eq!(participant_hash(&devices), "2:HrUjdGK+");
+    let mut reordered = devices.to_vec();
+    reordered.reverse();
+    reordered.push(jid("111:7@s.whatsapp.net"));
+    assert_eq!(
+        participant_hash(&reordered),
+        "2:HrUjdGK+",
+        "order and repeats do not matter"
+    );
+    assert_eq!(
+        participant_hash(&[jid("111@s.whatsapp.net"), jid("999@s.whatsapp.net")]),
+        "2:70up4hrx",
+        "a device less is another hash"
+    );
 }
