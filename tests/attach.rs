@@ -60,6 +60,8 @@ struct Seen {
     outages: u32,
     reachable: bool,
     refused: Vec<String>,
+    /// Pairing codes answered to this console: (session, code as shown).
+    codes: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -79,6 +81,7 @@ impl Seen {
                 self.reachable = false;
             }
             PoolUpdate::Refused(text) => self.refused.push(text),
+            PoolUpdate::PairCode { session, code, .. } => self.codes.push((session, code.shown())),
             PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
         }
     }

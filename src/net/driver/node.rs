@@ -10,7 +10,7 @@ use crate::net::messages::{self, MessengerMsg};
 use crate::session::status::QrText;
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::node::Node;
-use crate::wa::pair;
+use crate::wa::{pair, pair_code};
 use crate::wa::stanza::{self, Incoming};
 
 impl Driver {
@@ -57,6 +57,10 @@ impl Driver {
                 Vec::new()
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
+                // The phone typed our pairing code; the notification is acked below.
+                if pair_code::is_primary_hello(&node) {
+                    self.on_primary_hello(conn, &node);
+                }
                 // A <message> is answered by the messenger (receipt, or retry and ack); a
                 // <receipt> is acked by it once its status is on disk, so a crash in between
                 // gets the receipt again at the next login instead of losing it.
