@@ -181,8 +181,10 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
         })
         .await
         .unwrap();
-    ro.until(&mut ro_link, "the refused code request", |s| !s.refused.is_empty())
-        .await;
+    ro.until(&mut ro_link, "the refused code request", |s| {
+        !s.refused.is_empty()
+    })
+    .await;
     assert!(ro.codes.is_empty());
     assert!(ro.refused[0].contains("token"), "{:?}", ro.refused);
 

@@ -80,7 +80,10 @@ async fn wait_state(base: &str, id: &str, state: &str) -> serde_json::Value {
         if json["state"] == state {
             return json;
         }
-        assert!(Instant::now() < deadline, "{id} never reached {state}: {json}");
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {state}: {json}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -122,7 +125,9 @@ async fn a_session_pairs_by_code_and_a_wrong_code_is_refused() {
     .unwrap();
     let admin = sim.admin_url.clone().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let started = runner::start(&config_on(&sim, dir.path()), None).await.unwrap();
+    let started = runner::start(&config_on(&sim, dir.path()), None)
+        .await
+        .unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
 
     // Without the token: no code, and no pairing started.
@@ -130,12 +135,28 @@ async fn a_session_pairs_by_code_and_a_wrong_code_is_refused() {
     let open = request(&base, "POST", "/sessions/alpha/pair", None, &body).await;
     assert_eq!(open.status, 401, "{}", open.body);
     // Bad input is one sentence naming what is wrong.
-    let bad = request(&base, "POST", "/sessions/alpha/pair", Some(TOKEN), r#"{"phone":"0123"}"#)
-        .await;
+    let bad = request(
+        &base,
+        "POST",
+        "/sessions/alpha/pair",
+        Some(TOKEN),
+        r#"{"phone":"0123"}"#,
+    )
+    .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
-    assert!(bad.body.contains("session alpha") && bad.body.contains("0123"), "{}", bad.body);
-    let typo = request(&base, "POST", "/sessions/alpha/pair", Some(TOKEN), r#"{"fone":"1"}"#)
-        .await;
+    assert!(
+        bad.body.contains("session alpha") && bad.body.contains("0123"),
+        "{}",
+        bad.body
+    );
+    let typo = request(
+        &base,
+        "POST",
+        "/sessions/alpha/pair",
+        Some(TOKEN),
+        r#"{"fone":"1"}"#,
+    )
+    .await;
     assert_eq!(typo.status, 400, "{}", typo.body);
 
     // The phone types a wrong code: refused with the cause; the session stays unpaired.
@@ -148,7 +169,9 @@ async fn a_session_pairs_by_code_and_a_wrong_code_is_refused() {
     // The refused code is spent: typing the right one now finds nobody waiting.
     let spent = enter(&admin, &first).await;
     assert_eq!(spent.status, 404, "{}", spent.body);
-    let view = request(&base, "GET", "/sessions/alpha", None, "").await.json();
+    let view = request(&base, "GET", "/sessions/alpha", None, "")
+        .await
+        .json();
     assert_eq!(view["paired"], false, "{view}");
     assert_ne!(view["state"], "online", "{view}");
     assert!(sim.devices().is_empty());
@@ -168,8 +191,12 @@ async fn a_session_pairs_by_code_and_a_wrong_code_is_refused() {
     // Only the authenticated answers carried the codes.
     let everything_open = [
         request(&base, "GET", "/sessions", None, "").await.body,
-        request(&base, "GET", "/sessions/alpha", None, "").await.body,
-        request(&base, "GET", "/sessions/alpha", Some(TOKEN), "").await.body,
+        request(&base, "GET", "/sessions/alpha", None, "")
+            .await
+            .body,
+        request(&base, "GET", "/sessions/alpha", Some(TOKEN), "")
+            .await
+            .body,
         open.body,
     ];
     let logged = logs.text();
@@ -178,7 +205,10 @@ async fn a_session_pairs_by_code_and_a_wrong_code_is_refused() {
         let bare = shown.replace('-', "");
         assert!(first_body.contains(&first) && second_body.contains(&code));
         for text in everything_open.iter().chain([&logged]) {
-            assert!(!text.contains(shown.as_str()) && !text.contains(&bare), "{shown} leaked");
+            assert!(
+                !text.contains(shown.as_str()) && !text.contains(&bare),
+                "{shown} leaked"
+            );
         }
     }
 

@@ -49,16 +49,21 @@ fn screen(model: &Model, now: std::time::Instant) -> String {
 fn p_asks_for_the_number_and_sends_one_code_request() {
     let (mut model, now) = pairing_model(settings());
     assert!(update(&mut model, key('P'), now).is_empty());
-    assert!(
-        matches!(model.mode(), Mode::Confirm(Confirm::PairPhone { id, .. }) if id == "new-1")
-    );
+    assert!(matches!(model.mode(), Mode::Confirm(Confirm::PairPhone { id, .. }) if id == "new-1"));
     assert!(screen(&model, now).contains("Phone (with country code)"));
 
     // A number the server would refuse stays in the dialog with the reason.
     assert!(type_text(&mut model, "0123", now).is_empty());
     assert!(update(&mut model, code(KeyCode::Enter), now).is_empty());
-    assert!(flash_of(&model).contains("no leading 0"), "{}", flash_of(&model));
-    assert!(matches!(model.mode(), Mode::Confirm(Confirm::PairPhone { .. })));
+    assert!(
+        flash_of(&model).contains("no leading 0"),
+        "{}",
+        flash_of(&model)
+    );
+    assert!(matches!(
+        model.mode(),
+        Mode::Confirm(Confirm::PairPhone { .. })
+    ));
 
     for _ in 0..4 {
         update(&mut model, code(KeyCode::Backspace), now);
@@ -115,5 +120,9 @@ fn the_dialog_cancels_and_read_only_consoles_refuse() {
     });
     assert!(update(&mut model, key('P'), now).is_empty());
     assert_eq!(*model.mode(), Mode::Normal);
-    assert!(flash_of(&model).contains("read-only"), "{}", flash_of(&model));
+    assert!(
+        flash_of(&model).contains("read-only"),
+        "{}",
+        flash_of(&model)
+    );
 }

@@ -20,20 +20,15 @@ struct PairRequest {
 }
 
 /// Reads an optional pair body (empty means pairing by QR) and checks the phone number
-/// before anything is started.
-fn parse(id: &str, body: &[u8]) -> Result<Option<PairRequest>, Response> {
+/// before anything is started; a refusal is the 400's sentence.
+fn parse(id: &str, body: &[u8]) -> Result<Option<PairRequest>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let request: PairRequest = serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the pair body must be {{\"phone\": \"+15551234567\"}} or empty: {e}"),
-        )
+        format!("the pair body must be {{\"phone\": \"+15551234567\"}} or empty: {e}")
     })?;
-    if let Err(e) = crate::wa::pair_code::phone_digits(&request.phone) {
-        return Err(error(StatusCode::BAD_REQUEST, format!("session {id}: {e}")));
-    }
+    crate::wa::pair_code::phone_digits(&request.phone).map_err(|e| format!("session {id}: {e}"))?;
     Ok(Some(request))
 }
 
@@ -41,7 +36,7 @@ fn parse(id: &str, body: &[u8]) -> Result<Option<PairRequest>, Response> {
 pub(super) async fn answer(app: &AppState, id: &str, body: &[u8]) -> Response {
     let request = match parse(id, body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let by_code = request.is_some();
     tracing::info!(session = %id, command = "pair", by_code, "operator command over http");

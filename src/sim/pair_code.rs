@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use super::{Conn, PAIR_REPLY_DEADLINE, random_ref};
 use crate::sim::phone::ScanOptions;
-use crate::sim::{Handle, SimError};
 use crate::sim::registry::Control;
 use crate::sim::server::now_unix;
+use crate::sim::{Handle, SimError};
 use crate::wa::creds::KeyPair;
 use crate::wa::node::Node;
 use crate::wa::pair::{QrInfo, SERVER_JID};
@@ -108,7 +108,10 @@ impl Conn {
         state: &mut CodeState,
         entered: LinkCode,
     ) -> Result<String, SimError> {
-        let waiting = state.waiting.take().ok_or(SimError::NoCodeWaiting(String::new()))?;
+        let waiting = state
+            .waiting
+            .take()
+            .ok_or(SimError::NoCodeWaiting(String::new()))?;
         self.core.reg().remove_code_wait(&state.noise_public);
         let phone = self.core.reg().phone(&waiting.hello.phone);
         let primary_ephemeral = KeyPair::generate();
@@ -155,7 +158,10 @@ impl Conn {
         let adv = match opened {
             Ok(adv) => adv,
             Err(e) => {
-                let _ = self.socket.send_node(&refused(&finish_id, &e.to_string())).await;
+                let _ = self
+                    .socket
+                    .send_node(&refused(&finish_id, &e.to_string()))
+                    .await;
                 return Err(match e {
                     PairCodeError::WrongCode => SimError::WrongCode(waiting.hello.phone.clone()),
                     other => SimError::PairingFailed(other.to_string()),
@@ -220,12 +226,13 @@ impl Handle {
     /// for a code for that number pairs if the code is the one it showed. Answers the new
     /// device's JID.
     pub async fn enter_code(&self, phone: &str, code: &str) -> Result<String, SimError> {
-        let digits = pair_code::phone_digits(phone)
-            .map_err(|_| SimError::BadPhone(phone.to_string()))?;
+        let digits =
+            pair_code::phone_digits(phone).map_err(|_| SimError::BadPhone(phone.to_string()))?;
         let code = LinkCode::parse(code).map_err(|e| SimError::BadCode(e.to_string()))?;
         let control = {
             let reg = self.core.reg();
-            reg.code_wait(&digits).and_then(|noise| reg.pending_for(&noise))
+            reg.code_wait(&digits)
+                .and_then(|noise| reg.pending_for(&noise))
         }
         .ok_or_else(|| SimError::NoCodeWaiting(digits.clone()))?;
         let (reply, answer) = tokio::sync::oneshot::channel();

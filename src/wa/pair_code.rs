@@ -356,7 +356,11 @@ pub fn parse_primary_hello(node: &Node) -> Result<PrimaryHello, PairCodeError> {
     Ok(PrimaryHello {
         reference: child_bytes(reg, WHAT, "link_code_pairing_ref")?.to_vec(),
         primary_identity: child_array(reg, WHAT, "primary_identity_pub")?,
-        wrapped_ephemeral: child_array(reg, WHAT, "link_code_pairing_wrapped_primary_ephemeral_pub")?,
+        wrapped_ephemeral: child_array(
+            reg,
+            WHAT,
+            "link_code_pairing_wrapped_primary_ephemeral_pub",
+        )?,
     })
 }
 
@@ -565,9 +569,7 @@ fn seal_bundle(
     let key = bundle_key(ephemeral_shared, &salt);
     let cipher = aes_gcm::Aes256Gcm::new(key.as_ref().into());
     // Encryption fails only for inputs beyond GCM's length limit; the bundle is 96 bytes.
-    let sealed = cipher
-        .encrypt(&nonce.into(), plain)
-        .unwrap_or_default();
+    let sealed = cipher.encrypt(&nonce.into(), plain).unwrap_or_default();
     [&salt[..], &nonce[..], &sealed].concat()
 }
 

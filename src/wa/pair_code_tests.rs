@@ -59,7 +59,10 @@ fn codes_come_from_five_bytes_in_the_pairing_alphabet() {
     assert_eq!(format!("{code:?}"), "LinkCode(<redacted>)");
     for bad in ["15JM-BSW", "15JM-BSWAX", "15JM-BSW0", "OOOOIIII", ""] {
         let err = LinkCode::parse(bad).unwrap_err();
-        assert!(err.to_string().contains("not a pairing code"), "{bad}: {err}");
+        assert!(
+            err.to_string().contains("not a pairing code"),
+            "{bad}: {err}"
+        );
     }
     let random = LinkCode::random();
     assert_eq!(LinkCode::parse(&random.shown()).unwrap(), random);
@@ -68,9 +71,18 @@ fn codes_come_from_five_bytes_in_the_pairing_alphabet() {
 #[test]
 fn phone_numbers_are_digits_with_the_country_code() {
     assert_eq!(phone_digits("+1 (555) 123-4567").unwrap(), "15551234567");
-    for bad in ["+0155512345", "123456", "15551x34567", "", "1234567890123456"] {
+    for bad in [
+        "+0155512345",
+        "123456",
+        "15551x34567",
+        "",
+        "1234567890123456",
+    ] {
         let err = phone_digits(bad).unwrap_err();
-        assert!(err.to_string().contains("more than 6 digits"), "{bad}: {err}");
+        assert!(
+            err.to_string().contains("more than 6 digits"),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -133,9 +145,16 @@ fn hello_and_primary_hello_round_trip_between_the_ends() {
     assert_eq!(hello.noise_public, [7; 32]);
     assert_eq!(hello.display, device);
 
-    companion.take_answer(&hello_answer("h1", b"ref-9")).unwrap();
+    companion
+        .take_answer(&hello_answer("h1", b"ref-9"))
+        .unwrap();
     let (primary_identity, primary_ephemeral) = (KeyPair::generate(), KeyPair::generate());
-    let primary = primary_hello(&code, &primary_identity.public, &primary_ephemeral, b"ref-9");
+    let primary = primary_hello(
+        &code,
+        &primary_identity.public,
+        &primary_ephemeral,
+        b"ref-9",
+    );
     let note = primary.notification("n1", 1_700_000_000);
     assert!(is_primary_hello(&note));
     let read = parse_primary_hello(&note).unwrap();
@@ -144,11 +163,22 @@ fn hello_and_primary_hello_round_trip_between_the_ends() {
     let identity = KeyPair::generate();
     let (adv, finish) = companion.finish("f1", &identity, &read).unwrap();
     let finish = parse_companion_finish(&finish).unwrap();
-    let opened = open_bundle(&code, &hello, &primary_ephemeral, &primary_identity, &finish);
+    let opened = open_bundle(
+        &code,
+        &hello,
+        &primary_ephemeral,
+        &primary_identity,
+        &finish,
+    );
     assert_eq!(opened.unwrap(), adv);
 
     // A notification for another ref is refused by the companion.
-    let other = primary_hello(&code, &primary_identity.public, &primary_ephemeral, b"ref-8");
+    let other = primary_hello(
+        &code,
+        &primary_identity.public,
+        &primary_ephemeral,
+        b"ref-8",
+    );
     let err = companion.finish("f2", &identity, &other).unwrap_err();
     assert_eq!(err, PairCodeError::RefMismatch);
 }
@@ -187,12 +217,18 @@ fn the_server_refuses_a_hello_it_would_not_accept() {
     // Baileys' nonce, the text "0", is accepted too.
     let mut baileys = good.clone();
     if let crate::wa::node::Content::Nodes(list) = &mut baileys.content {
-        set_child("link_code_pairing_nonce", Node::new("link_code_pairing_nonce").text("0"))(
-            &mut list[0],
-        );
+        set_child(
+            "link_code_pairing_nonce",
+            Node::new("link_code_pairing_nonce").text("0"),
+        )(&mut list[0]);
     }
     assert!(parse_companion_hello(&baileys).is_ok());
     let mut no_md = good.clone();
     no_md.set_attr("xmlns", "w");
-    assert!(parse_companion_hello(&no_md).unwrap_err().to_string().contains("xmlns"));
+    assert!(
+        parse_companion_hello(&no_md)
+            .unwrap_err()
+            .to_string()
+            .contains("xmlns")
+    );
 }

@@ -84,7 +84,10 @@ pub enum DriverMsg {
     /// The session's outbox has new messages.
     Wake,
     /// The operator asks for a pairing code for this phone number (`pair_code.rs`).
-    PairCode { phone: String, reply: CodeReply },
+    PairCode {
+        phone: String,
+        reply: CodeReply,
+    },
 }
 
 /// Results of work the driver started in the background.

@@ -10,8 +10,8 @@ use crate::net::messages::{self, MessengerMsg};
 use crate::session::status::QrText;
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::node::Node;
-use crate::wa::{pair, pair_code};
 use crate::wa::stanza::{self, Incoming};
+use crate::wa::{pair, pair_code};
 
 impl Driver {
     pub(super) async fn send(&self, node: Node) {

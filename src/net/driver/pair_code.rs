@@ -144,7 +144,8 @@ impl Driver {
         let Link::Open { handle, .. } = &self.link else {
             return;
         };
-        let (pairing, identity, iq_id) = (pairing.clone(), creds.identity.clone(), handle.next_id());
+        let (pairing, identity, iq_id) =
+            (pairing.clone(), creds.identity.clone(), handle.next_id());
         let (tx, cancel) = (self.background_tx.clone(), self.tasks_cancel.clone());
         self.tasks.spawn(async move {
             let built = tokio::task::spawn_blocking(move || {
@@ -179,7 +180,10 @@ impl Driver {
                             expires_at,
                         };
                         let left = expires_at.saturating_duration_since(now()).as_secs();
-                        info!(expires_in_s = left, "pairing code issued (shown to the requester only)");
+                        info!(
+                            expires_in_s = left,
+                            "pairing code issued (shown to the requester only)"
+                        );
                         self.code = Some((conn, pairing));
                         Ok(shown)
                     }
@@ -244,8 +248,8 @@ impl Driver {
                             creds.adv_secret = previous;
                         }
                         warn!(
-                        code,
-                        "the server refused companion_finish: the code typed on the phone was \
+                            code,
+                            "the server refused companion_finish: the code typed on the phone was \
                          not the one shown; ask for a new code"
                         );
                     }
