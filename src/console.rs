@@ -372,6 +372,12 @@ pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptio
             Duration::from_secs(8),
             phone2.clone(),
         ));
+        tokio::spawn(runner::code_phone(
+            pool.clone(),
+            sim2.clone(),
+            3,
+            phone2.clone(),
+        ));
         tokio::spawn(runner::demo_chatter(
             pool.clone(),
             sim2,
