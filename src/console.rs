@@ -135,6 +135,23 @@ async fn forward_requests(
     tx: mpsc::Sender<PoolUpdate>,
 ) {
     while let Some(req) = rx.recv().await {
+        if let Order::PairCode { phone } = &req.order {
+            // Waits for the QR refs and the server: beside the other requests.
+            let (pool, tx, session, phone) =
+                (pool.clone(), tx.clone(), req.session.clone(), phone.clone());
+            tokio::spawn(async move {
+                let update = match pool.pair_code(&session, &phone).await {
+                    Ok(shown) => PoolUpdate::PairCode {
+                        session,
+                        code: shown.code,
+                        expires_at: shown.expires_at,
+                    },
+                    Err(e) => PoolUpdate::Refused(format!("pair {session} by code: {e}")),
+                };
+                let _ = tx.send(update).await;
+            });
+            continue;
+        }
         let answer = match &req.order {
             Order::Run(command) => pool
                 .act(&req.session, *command)
@@ -149,6 +166,7 @@ async fn forward_requests(
                     .map_err(|e| format!("move {} to {node}: {e}", req.session)),
                 None => Err("moving needs [cluster]: this wasp runs alone".to_string()),
             },
+            Order::PairCode { .. } => continue,
         };
         let update = match answer {
             Ok(None) => continue,
@@ -352,6 +370,12 @@ pub async fn demo(sessions: u32, faults: bool, sim_admin: bool, options: UiOptio
             sim2.clone(),
             Duration::from_secs(3),
             Duration::from_secs(8),
+            phone2.clone(),
+        ));
+        tokio::spawn(runner::code_phone(
+            pool.clone(),
+            sim2.clone(),
+            3,
             phone2.clone(),
         ));
         tokio::spawn(runner::demo_chatter(

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::descriptors::{self, Budget, DescriptorError};
 use crate::http::{self, Token};
 use crate::net::board::StatusBoard;
+use crate::net::handle::PoolHandle;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
 use crate::net::version::{self, DISCOVERY_TIMEOUT};
@@ -395,6 +396,51 @@ pub async fn virtual_phone(
                 tokio::time::sleep(wait).await;
                 if let Err(e) = sim.scan(&text, None).await {
                     tracing::debug!(error = %e, "virtual phone could not scan");
+                }
+            });
+        }
+    }
+}
+
+/// The demo's phone for pairing by code: every `every`-th session (by the number its id ends
+/// with) that shows a QR asks for a pairing code for a made-up number, and that number's
+/// phone types it at once, before the QR-scanning phone's first scan is due.
+pub async fn code_phone(
+    pool: PoolHandle,
+    sim: crate::sim::Handle,
+    every: u32,
+    cancel: CancellationToken,
+) {
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        for status in pool.board.snapshot() {
+            let number: Option<u32> = status
+                .id
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok());
+            let picked = number.is_some_and(|n| every > 0 && n % every == 0);
+            if !picked || status.qr().is_none() || !seen.insert(status.id.clone()) {
+                continue;
+            }
+            let (pool, sim) = (pool.clone(), sim.clone());
+            tokio::spawn(async move {
+                let phone = crate::sim::phone::made_up_phone();
+                let typed = match pool.pair_code(&status.id, &phone).await {
+                    Ok(shown) => sim.enter_code(&phone, shown.code.as_str()).await,
+                    Err(e) => Err(crate::sim::SimError::PairingFailed(e.to_string())),
+                };
+                match typed {
+                    Ok(device) => {
+                        info!(session = %status.id, %device, "the demo phone paired by code")
+                    }
+                    Err(e) => {
+                        debug!(session = %status.id, error = %e, "the demo phone could not pair by code")
+                    }
                 }
             });
         }

@@ -1,5 +1,5 @@
 //! `wasp attach`'s remote pool against a real pool on the simulator: the fleet arrives whole,
-//! a QR seen through the link pairs a session, an operator request reaches the pool, a wrong
+//! a QR seen through the link pairs a session, a pairing code asked through it pairs another, an operator request reaches the pool, a wrong
 //! token is one clear sentence, no token shows no QR, the wipe needs the id again, and a pool restarted under the link shows
 //! "unreachable", then the fleet again; the same against the `wasp headless` binary over its local
 //! socket. Plus the console's header during an outage.
@@ -60,6 +60,8 @@ struct Seen {
     outages: u32,
     reachable: bool,
     refused: Vec<String>,
+    /// Pairing codes answered to this console: (session, code as shown).
+    codes: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -79,6 +81,7 @@ impl Seen {
                 self.reachable = false;
             }
             PoolUpdate::Refused(text) => self.refused.push(text),
+            PoolUpdate::PairCode { session, code, .. } => self.codes.push((session, code.shown())),
             PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
         }
     }
@@ -167,11 +170,45 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
         }
     }
 
-    // The phone scans the QRs the attached console shows: every session comes online.
-    for id in ids {
+    // Without the token no pairing code either: the request is refused in one sentence.
+    ro_link
+        .requests
+        .send(Request {
+            session: "gamma".into(),
+            order: Order::PairCode {
+                phone: "+15557654321".into(),
+            },
+        })
+        .await
+        .unwrap();
+    ro.until(&mut ro_link, "the refused code request", |s| {
+        !s.refused.is_empty()
+    })
+    .await;
+    assert!(ro.codes.is_empty());
+    assert!(ro.refused[0].contains("token"), "{:?}", ro.refused);
+
+    // The phone scans the QRs the attached console shows, and types the code it asked for
+    // gamma: every session comes online.
+    for id in ["alpha", "beta"] {
         let text = seen.fleet[id].qr().unwrap().text.as_str().to_string();
         sim.scan(&text, None).await.unwrap();
     }
+    link.requests
+        .send(Request {
+            session: "gamma".into(),
+            order: Order::PairCode {
+                phone: "+15557654321".into(),
+            },
+        })
+        .await
+        .unwrap();
+    seen.until(&mut link, "gamma's pairing code", |s| !s.codes.is_empty())
+        .await;
+    let (session, code) = seen.codes[0].clone();
+    assert_eq!(session, "gamma");
+    let device = sim.enter_code("15557654321", &code).await.unwrap();
+    assert!(device.starts_with("15557654321:"), "{device}");
     seen.until(&mut link, "every session online", |s| {
         s.all_in(&ids, StateName::Online)
     })

@@ -1,8 +1,11 @@
 //! The real binary in a real terminal: `wasp demo` in tmux shows online sessions and a QR
 //! within 30 s, `?` shows the help, `q` exits 0 and gives the terminal back. A demo whose pane
-//! is killed keeps its sessions online, and `wasp attach` in a new pane drives it.
+//! is killed keeps its sessions online, and `wasp attach` in a new pane drives it. `P` in the
+//! console shows a pairing code that the simulator's phone types, and the session comes online.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -117,15 +120,22 @@ fn demo_in_tmux_shows_online_sessions_and_a_qr_then_help_then_quits_cleanly() {
 
 /// `GET /admin/stats` of the demo's simulator (plain HTTP/1.0 over loopback).
 fn sim_stats(admin_url: &str) -> serde_json::Value {
+    admin_http(admin_url, "GET /admin/stats", "")
+}
+
+/// One request to the simulator's admin API (`"POST /admin/enter-code"`); its JSON answer,
+/// or null when it cannot be reached.
+fn admin_http(admin_url: &str, request: &str, body: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let addr = admin_url.trim().trim_start_matches("http://");
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
         return serde_json::Value::Null;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(40)));
     let _ = write!(
         stream,
-        "GET /admin/stats HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{request} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
@@ -314,4 +324,89 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", &viewer])
         .output();
+}
+
+/// The code in a screen: a line whose letters, spaces taken out, hold `XXXX-XXXX` in the
+/// pairing alphabet.
+fn code_on(screen: &str) -> Option<String> {
+    const ALPHABET: &str = "123456789ABCDEFGHJKLMNPQRSTVWXYZ";
+    screen.lines().find_map(|line| {
+        let packed: Vec<char> = line.chars().filter(|c| *c != ' ').collect();
+        packed.windows(9).find_map(|w| {
+            let ok = w[4] == '-'
+                && w.iter()
+                    .enumerate()
+                    .all(|(i, c)| i == 4 || ALPHABET.contains(*c));
+            ok.then(|| w.iter().collect())
+        })
+    })
+}
+
+#[test]
+fn p_in_the_console_shows_a_code_the_phone_types_and_the_session_comes_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, line) = common::spawn_sim([
+        std::ffi::OsString::from("--state"),
+        dir.path().join("sim.json").into_os_string(),
+    ]);
+    struct Sim(std::process::Child);
+    impl Drop for Sim {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sim = Sim(sim);
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let admin = ready["admin_url"].as_str().unwrap().to_string();
+    let config = dir.path().join("sessions.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nurl = \"{}\"\ntrust_root = \"{}\"\n\n[storage]\ndata_dir = \"{}\"\n\n\
+             [[session]]\nid = \"phone-1\"\nautostart = true\n",
+            ready["ws_url"].as_str().unwrap(),
+            ready["trust_root"].as_str().unwrap(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let pane = format!("wasp-code-{}", std::process::id());
+    let _cleanup = Cleanup {
+        pid: 0,
+        panes: vec![pane.clone()],
+    };
+    new_tmux(
+        &pane,
+        &format!(
+            "{} --config {}; sleep 30",
+            env!("CARGO_BIN_EXE_wasp"),
+            config.display()
+        ),
+    );
+    wait_screen(&pane, "the session pairing", Duration::from_secs(30), |s| {
+        s.contains("ref 1/6")
+    });
+
+    tmux(&["send-keys", "-t", &pane, "P"]);
+    wait_screen(&pane, "the phone dialog", Duration::from_secs(10), |s| {
+        s.contains("Phone (with country code)")
+    });
+    tmux(&["send-keys", "-t", &pane, "-l", "+15559876543"]);
+    tmux(&["send-keys", "-t", &pane, "Enter"]);
+    let screen = wait_screen(&pane, "the pairing code", Duration::from_secs(30), |s| {
+        s.contains("Pairing code for phone-1") && code_on(s).is_some()
+    });
+    assert!(screen.contains("valid for"), "{screen}");
+    let code = code_on(&screen).unwrap();
+
+    let body = format!(r#"{{"phone": "15559876543", "code": "{code}"}}"#);
+    let answer = admin_http(&admin, "POST /admin/enter-code", &body);
+    let device = answer["device"].as_str().unwrap_or_default();
+    assert!(device.starts_with("15559876543:"), "{answer}");
+    tmux(&["send-keys", "-t", &pane, "Escape"]);
+    wait_screen(&pane, "the session online", Duration::from_secs(30), |s| {
+        s.contains("online 1")
+    });
+    tmux(&["send-keys", "-t", &pane, "q"]);
 }

@@ -214,19 +214,35 @@ impl Client {
 
     /// A POST (an operator action); its answer is not needed beyond success.
     pub async fn post(&self, path: &str) -> Result<(), AttachError> {
-        self.post_body(path, None).await
+        self.post_body(path, None).await.map(|_| ())
     }
 
     /// A POST with a JSON body (a move); its answer is not needed beyond success.
     pub async fn post_json(&self, path: &str, json: String) -> Result<(), AttachError> {
-        self.post_body(path, Some(json)).await
+        self.post_body(path, Some(json)).await.map(|_| ())
     }
 
-    async fn post_body(&self, path: &str, json: Option<String>) -> Result<(), AttachError> {
+    /// A POST with a JSON body whose JSON answer is wanted (a pairing code).
+    pub async fn post_json_answer(
+        &self,
+        path: &str,
+        json: String,
+    ) -> Result<serde_json::Value, AttachError> {
+        let bytes = self.post_body(path, Some(json)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| AttachError::Broken {
+            target: self.target.to_string(),
+            why: format!("the answer is not JSON: {e}"),
+        })
+    }
+
+    async fn post_body(
+        &self,
+        path: &str,
+        json: Option<String>,
+    ) -> Result<bytes::Bytes, AttachError> {
         let answer = async {
             let body = self.send_body(Method::POST, path, json).await?.into_body();
-            body.collect().await.map_err(|e| self.broken(e))?;
-            Ok(())
+            Ok(body.collect().await.map_err(|e| self.broken(e))?.to_bytes())
         };
         tokio::time::timeout(POST_TIMEOUT, answer)
             .await

@@ -219,7 +219,8 @@ async fn send_requests(
             },
         };
         let (client, tx) = (client.clone(), tx.clone());
-        let pairing = request.command() == Some(Command::Pair);
+        let pairing = request.command() == Some(Command::Pair)
+            || matches!(request.order, Order::PairCode { .. });
         let post = async move {
             let id = segment(&request.session);
             let answer = match &request.order {
@@ -236,6 +237,18 @@ async fn send_requests(
                         .await
                         .map(|()| None)
                         .map_err(|e| format!("{name} {}: {e}", request.session))
+                }
+                Order::PairCode { phone } => {
+                    let body = serde_json::json!({ "phone": phone }).to_string();
+                    let path = format!("/sessions/{id}/pair");
+                    match client.post_json_answer(&path, body).await {
+                        Ok(answer) => {
+                            let update = code_update(&request.session, &answer);
+                            let _ = tx.send(update).await;
+                            return;
+                        }
+                        Err(e) => Err(format!("pair {} by code: {e}", request.session)),
+                    }
                 }
                 Order::Move { node } => {
                     let body = serde_json::json!({ "node": node }).to_string();
@@ -258,6 +271,26 @@ async fn send_requests(
         } else {
             post.await;
         }
+    }
+}
+
+/// The console's update for the pool's answer to a pair-by-code request.
+fn code_update(session: &str, answer: &serde_json::Value) -> PoolUpdate {
+    let code = answer["code"]
+        .as_str()
+        .and_then(|c| crate::wa::pair_code::LinkCode::parse(c).ok());
+    match code {
+        Some(code) => {
+            let left = Duration::from_secs(answer["expires_in_s"].as_u64().unwrap_or(0));
+            PoolUpdate::PairCode {
+                session: session.to_string(),
+                code,
+                expires_at: std::time::Instant::now() + left,
+            }
+        }
+        None => PoolUpdate::Refused(format!(
+            "pair {session} by code: the pool's answer has no code"
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ mod fleet;
 mod json;
 mod listen;
 mod messages;
+mod pair;
 mod routes;
 mod state;
 mod unix;

@@ -2,8 +2,6 @@
 //! bearer token. Every error answer is `{"error": "<one sentence>"}`, including the
 //! framework's own (bad path, wrong method).
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,11 +12,11 @@ use serde_json::json;
 
 use super::auth::Token;
 use super::json::{Clock, SessionDetail, SessionRow};
-use super::state::{AppState, error};
+use super::state::{AppState, error, handle_error};
 use super::wipe;
-use super::{events, fleet, messages};
+use super::{events, fleet, messages, pair};
 use crate::logging::LogFeed;
-use crate::net::handle::{HandleError, PoolHandle};
+use crate::net::handle::PoolHandle;
 use crate::session::Command;
 
 pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
@@ -165,53 +163,16 @@ async fn act(
             format!("unknown action {name}: use {}", offered.join(", ")),
         );
     };
-    match app.pool.act(&id, command).await {
-        Err(HandleError::UnknownSession(_)) => {
-            return error(StatusCode::NOT_FOUND, format!("no session named {id}"));
-        }
-        Err(HandleError::Closed) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "the pool is shutting down");
-        }
-        Err(HandleError::Remote(why)) => return error(StatusCode::BAD_GATEWAY, why),
-        Ok(()) => {}
+    if command == Command::Pair {
+        return pair::answer(&app, &id, &body).await;
+    }
+    if let Err(e) = app.pool.act(&id, command).await {
+        return handle_error(&id, e);
     }
     tracing::info!(session = %id, command = command.name(), "operator command over http");
-    if command == Command::Pair {
-        return wait_for_qr(&app, &id).await;
-    }
     (
         StatusCode::ACCEPTED,
         Json(json!({ "session": id, "action": command.name(), "accepted": true })),
     )
         .into_response()
-}
-
-/// After a pair request, waits (up to 15 s) for the session to show a QR and returns it.
-async fn wait_for_qr(app: &AppState, id: &str) -> Response {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = app.pool.board.get(id) {
-            if let Some(qr) = status.qr() {
-                return Json(json!({
-                    "session": id,
-                    "qr": qr.text.as_str(),
-                    "ref": format!("{}/{}", qr.index, qr.count),
-                }))
-                .into_response();
-            }
-            if status.account.paired {
-                return error(
-                    StatusCode::CONFLICT,
-                    format!("session {id} is already paired: wipe its credentials first"),
-                );
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("session {id} did not show a QR within 15 s"),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -8,8 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::state::{AppState, error};
-use crate::net::handle::HandleError;
+use super::state::{AppState, error, handle_error};
 use crate::session::Command;
 
 #[derive(serde::Deserialize)]
@@ -56,13 +55,7 @@ async fn wipe(
     }
     let command = Command::WipeCredentials { backup };
     match app.pool.act(&id, command).await {
-        Err(HandleError::UnknownSession(_)) => {
-            error(StatusCode::NOT_FOUND, format!("no session named {id}"))
-        }
-        Err(HandleError::Closed) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "the pool is shutting down")
-        }
-        Err(HandleError::Remote(why)) => error(StatusCode::BAD_GATEWAY, why),
+        Err(e) => handle_error(&id, e),
         Ok(()) => {
             tracing::warn!(session = %id, command = command.name(), "credentials wiped over http");
             (

@@ -36,6 +36,12 @@ pub enum PoolRequest {
     Wake {
         session: String,
     },
+    /// A pairing code for this phone number, answered on `reply`.
+    PairCode {
+        session: String,
+        phone: String,
+        reply: crate::net::driver::CodeReply,
+    },
     Shutdown,
 }
 
@@ -49,7 +55,16 @@ pub enum HandleError {
     /// The command could not reach the node that owns the session (the message says why).
     #[error("{0}")]
     Remote(String),
+    /// The session cannot do it now (the message says why).
+    #[error("{0}")]
+    Refused(String),
+    /// The session did not get there in time (the message says what).
+    #[error("{0}")]
+    TimedOut(String),
 }
+
+/// How long a pair request waits for the session to show a QR.
+pub const QR_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Cloneable handle on a running pool.
 #[derive(Clone)]
@@ -282,6 +297,69 @@ impl PoolHandle {
             })
             .await
             .map_err(|_| HandleError::Closed)
+    }
+
+    /// Waits (up to `within`) for the session to show a QR; refused when it is paired.
+    pub async fn wait_for_qr(
+        &self,
+        session: &str,
+        within: std::time::Duration,
+    ) -> Result<crate::session::status::QrView, HandleError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.board.get(session) {
+                if let Some(qr) = status.qr() {
+                    return Ok(qr.clone());
+                }
+                if status.account.paired {
+                    return Err(HandleError::Refused(format!(
+                        "session {session} is already paired: wipe its credentials first"
+                    )));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HandleError::TimedOut(format!(
+                    "session {session} did not show a QR within {} s",
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Pairing by phone number: starts pairing, waits for the QR refs, then asks the session
+    /// for a code for `phone`. Answers the code and when it stops working; the code goes to
+    /// the caller only.
+    pub async fn pair_code(
+        &self,
+        session: &str,
+        phone: &str,
+    ) -> Result<crate::net::driver::CodeShown, HandleError> {
+        if let Some(remote) = &self.remote
+            && !remote.is_local(session)
+        {
+            return Err(HandleError::Remote(format!(
+                "session {session} runs on another node: ask that node for its pairing code"
+            )));
+        }
+        self.act_here(session, Command::Pair).await?;
+        self.wait_for_qr(session, QR_WAIT).await?;
+        let (reply, answer) = oneshot::channel();
+        let request = PoolRequest::PairCode {
+            session: session.to_string(),
+            phone: phone.to_string(),
+            reply,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| HandleError::Closed)?;
+        match answer.await {
+            Ok(result) => result.map_err(HandleError::Refused),
+            Err(_) => Err(HandleError::Refused(format!(
+                "session {session} is not running here"
+            ))),
+        }
     }
 
     /// Clustered: starts the session's driver (this node holds its lease).

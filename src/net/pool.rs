@@ -146,6 +146,12 @@ pub fn start_with(
                             warn!(session = %session, "session task has ended");
                         }
                     }
+                    Some(PoolRequest::PairCode { session, phone, reply }) => {
+                        // Dropping `reply` (no such driver here) answers "not running".
+                        if let Some(entry) = pool.entries.get(&session) {
+                            let _ = entry.inbox.send(DriverMsg::PairCode { phone, reply }).await;
+                        }
+                    }
                     Some(PoolRequest::Claim { session }) => pool.claim(&session),
                     Some(PoolRequest::Release { session, reason, done }) => {
                         pool.release(&session, reason, done);

@@ -1,4 +1,4 @@
-//! The simulator's admin HTTP API: scan a QR, inject a fault, run a fault plan, change the
+//! The simulator's admin HTTP API: scan a QR, enter a pairing code, inject a fault, run a fault plan, change the
 //! strictness, consume pre-keys, make accounts, have their phones send texts, list what
 //! their phones decrypted, read the statistics. JSON in and out, 200 on success; bad input gets a 400 with a one-line reason
 //! (`{"error": ".."}`).
@@ -38,6 +38,14 @@ struct ScanRequest {
     phone: Option<String>,
     /// `hmac` or `account-signature`: the phone signs wrongly on purpose.
     tamper: Option<String>,
+}
+
+/// The phone types a pairing code ("Link with phone number").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnterCodeRequest {
+    phone: String,
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +110,10 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
 
 fn status_of(e: &SimError) -> StatusCode {
     match e {
-        SimError::PairingFailed(_) | SimError::TooManyDevices(_) => StatusCode::CONFLICT,
+        SimError::PairingFailed(_) | SimError::TooManyDevices(_) | SimError::WrongCode(_) => {
+            StatusCode::CONFLICT
+        }
+        SimError::NoCodeWaiting(_) => StatusCode::NOT_FOUND,
         SimError::UnknownAccount(_) => StatusCode::NOT_FOUND,
         SimError::Bind { .. } | SimError::State { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -128,6 +139,17 @@ async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
         tamper,
     };
     match sim.scan_with(&req.qr, options).await {
+        Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
+        Err(e) => refuse(status_of(&e), e.to_string()),
+    }
+}
+
+async fn enter_code(State(sim): State<Handle>, body: Bytes) -> Response {
+    let req: EnterCodeRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match sim.enter_code(&req.phone, &req.code).await {
         Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
         Err(e) => refuse(status_of(&e), e.to_string()),
     }
@@ -278,6 +300,7 @@ pub(super) async fn serve(addr: SocketAddr, sim: Handle) -> Result<String, SimEr
     let tasks = sim.core.tasks.clone();
     let app = Router::new()
         .route("/admin/scan", post(scan))
+        .route("/admin/enter-code", post(enter_code))
         .route("/admin/fault", post(fault))
         .route("/admin/plan", post(start_plan).delete(stop_plan))
         .route("/admin/strict", post(strict))

@@ -29,6 +29,7 @@ use crate::wa::pair::QrInfo;
 use crate::wa::{prekey, stanza};
 
 mod login;
+mod pair_code;
 
 /// How many QR refs a new device gets (PROTOCOL.md section 4).
 const REFS: usize = 6;
@@ -248,6 +249,7 @@ impl Conn {
     pub async fn pairing(mut self, noise_public: [u8; 32], identity: [u8; 32]) {
         let (control_tx, mut control) = mpsc::channel(CONTROL_QUEUE);
         self.core.reg().add_pending(noise_public, control_tx);
+        let mut code = pair_code::CodeState::new(noise_public, identity);
         let refs: Vec<String> = (0..REFS).map(|_| random_ref()).collect();
         let id = self.iq_id();
         let end = if self
@@ -262,11 +264,22 @@ impl Conn {
                 tokio::select! {
                     _ = self.cancel.cancelled() => break End::Gone,
                     node = self.socket.recv_node() => match node {
+                        Ok(node) if pair_code::is_code_iq(&node) => {
+                            if !self.code_iq(&mut code, node).await { break End::Gone }
+                        }
                         Ok(node) => if !self.answer(node).await { break End::Gone },
                         Err(_) => break End::Gone,
                     },
                     cmd = control.recv() => match cmd {
                         None => break End::Gone,
+                        Some(Control::EnterCode { code: entered, reply }) => {
+                            let paired = self.enter_code(&mut code, entered).await;
+                            let done = paired.is_ok();
+                            let _ = reply.send(paired);
+                            if done {
+                                break End::With(stanza::stream_error(515));
+                            }
+                        }
                         Some(Control::Scan { qr, options, reply }) => {
                             let paired = if qr.identity_public != identity {
                                 Err(SimError::NoSuchPairing)

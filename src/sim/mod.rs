@@ -104,6 +104,18 @@ pub enum SimError {
     TooManyDevices(String),
     #[error("pairing failed: {0}")]
     PairingFailed(String),
+    #[error("{0}")]
+    BadCode(String),
+    #[error(
+        "no companion is waiting for a code for phone {0:?}: ask the session for a pairing code \
+         first (the code lives only while its connection shows QR refs)"
+    )]
+    NoCodeWaiting(String),
+    #[error(
+        "wrong code for phone {0:?}: the companion's key bundle does not decrypt with the code \
+         entered; the companion must ask for a new code"
+    )]
+    WrongCode(String),
     #[error("no device {0:?} is paired with this simulator")]
     UnknownDevice(String),
     #[error("no account {0:?}: create it with POST /admin/account or pair a device of it")]

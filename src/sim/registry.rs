@@ -83,6 +83,11 @@ pub enum Control {
         options: ScanOptions,
         reply: oneshot::Sender<Result<String, SimError>>,
     },
+    /// The phone typed this pairing code (`sim/pair_code.rs`).
+    EnterCode {
+        code: crate::wa::pair_code::LinkCode,
+        reply: oneshot::Sender<Result<String, SimError>>,
+    },
 }
 
 struct Live {
@@ -106,6 +111,8 @@ pub struct Registry {
     devices: BTreeMap<String, Device>,
     live: HashMap<String, Vec<Live>>,
     pending: HashMap<[u8; 32], mpsc::Sender<Control>>,
+    /// Phone digits -> the noise key of the pairing connection that asked for a code.
+    codes: HashMap<String, [u8; 32]>,
     queued: HashMap<String, Fault>,
     gates: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     pub stats: Stats,
@@ -136,6 +143,7 @@ impl Registry {
             devices: BTreeMap::new(),
             live: HashMap::new(),
             pending: HashMap::new(),
+            codes: HashMap::new(),
             queued: HashMap::new(),
             gates: HashMap::new(),
             stats: Stats::default(),
@@ -265,7 +273,24 @@ impl Registry {
 
     pub fn remove_pending(&mut self, noise_public: &[u8; 32]) {
         self.pending.remove(noise_public);
+        self.remove_code_wait(noise_public);
         self.stats.pending_pairings = self.pending.len() as u64;
+    }
+
+    /// The pairing connection with this noise key waits for a code typed on `phone`'s phone
+    /// (a later request for the same phone replaces it).
+    pub fn add_code_wait(&mut self, phone: &str, noise_public: [u8; 32]) {
+        self.codes.insert(phone.to_string(), noise_public);
+    }
+
+    /// The noise key of the connection waiting for a code for `phone`.
+    pub fn code_wait(&self, phone: &str) -> Option<[u8; 32]> {
+        self.codes.get(phone).copied()
+    }
+
+    /// The connection with this noise key waits for no code any more.
+    pub fn remove_code_wait(&mut self, noise_public: &[u8; 32]) {
+        self.codes.retain(|_, noise| noise != noise_public);
     }
 
     /// The connection showing QR codes for this noise key.

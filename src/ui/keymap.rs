@@ -32,6 +32,8 @@ pub enum Action {
     StartStop,
     /// Clustered: move the selected session to a node named in a dialog.
     Move,
+    /// Pair the selected session by phone number: type the number, get the code.
+    PairCode,
     ShowQr,
     Mark,
     MarkAll,
@@ -74,6 +76,7 @@ impl Action {
             "bottom" => Action::Bottom,
             "start_stop" => Action::StartStop,
             "move" => Action::Move,
+            "pair_code" => Action::PairCode,
             "show_qr" => Action::ShowQr,
             "mark" => Action::Mark,
             "mark_all" => Action::MarkAll,
@@ -110,6 +113,7 @@ impl Action {
             Action::Bottom => "bottom",
             Action::StartStop => "start/stop",
             Action::Move => "move",
+            Action::PairCode => "code",
             Action::ShowQr => "QR",
             Action::Mark => "mark",
             Action::MarkAll => "mark all",
@@ -140,7 +144,10 @@ impl Action {
 
     /// Whether the action changes a session (refused in read-only mode).
     pub fn is_operator(self) -> bool {
-        matches!(self, Action::Run(_) | Action::StartStop | Action::Move)
+        matches!(
+            self,
+            Action::Run(_) | Action::StartStop | Action::Move | Action::PairCode
+        )
     }
 
     /// Whether the footer lists this action (moves are implied and would crowd it out).
@@ -433,6 +440,7 @@ mod tests {
             ("q", Action::Quit),
             ("D", Action::Detach),
             ("M", Action::Move),
+            ("P", Action::PairCode),
         ] {
             assert_eq!(map.action(Section::Table, key(k)), Some(action), "key {k}");
         }

@@ -25,6 +25,8 @@ pub enum Order {
     Run(Command),
     /// Clustered: hand the session over to the named node (`POST /sessions/{id}/move`).
     Move { node: String },
+    /// Pair by phone number: a code for this number (`POST /sessions/{id}/pair`).
+    PairCode { phone: String },
 }
 
 impl Request {
@@ -40,7 +42,7 @@ impl Request {
     pub fn command(&self) -> Option<Command> {
         match self.order {
             Order::Run(command) => Some(command),
-            Order::Move { .. } => None,
+            Order::Move { .. } | Order::PairCode { .. } => None,
         }
     }
 }
@@ -60,6 +62,12 @@ pub enum PoolUpdate {
     Answered(String),
     /// Clustered: the live nodes with their heartbeats (replaces the last list).
     Nodes(Vec<NodeLine>),
+    /// The code a pair-by-phone request got, shown to this console only.
+    PairCode {
+        session: String,
+        code: crate::wa::pair_code::LinkCode,
+        expires_at: std::time::Instant,
+    },
 }
 
 impl From<Vec<Status>> for PoolUpdate {

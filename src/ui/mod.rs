@@ -13,6 +13,7 @@ pub mod link;
 pub mod logs;
 pub mod model;
 pub mod moving;
+pub mod pair_code;
 pub mod qr;
 pub mod sample;
 pub mod theme;

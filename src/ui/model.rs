@@ -97,6 +97,14 @@ pub enum Confirm {
     Bulk { action: Action, ids: Vec<String> },
     /// Clustered: move the session to the node whose name is typed.
     Move { id: String, typed: String },
+    /// Pairing by phone number: the number being typed (`ui/pair_code.rs`).
+    PairPhone { id: String, typed: String },
+    /// Pairing by phone number: the code to enter on the phone, until it expires.
+    PairCode {
+        id: String,
+        code: crate::wa::pair_code::LinkCode,
+        expires_at: Instant,
+    },
 }
 
 impl Confirm {

@@ -14,7 +14,7 @@ use super::layout::{layout, visible_rows};
 pub use super::link::{Order, PoolUpdate, Request};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane, Unreachable};
-use super::moving;
+use super::{moving, pair_code};
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
@@ -67,6 +67,14 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
         }
         Msg::Pool(PoolUpdate::Answered(text)) => {
             model.say(text, now);
+            Vec::new()
+        }
+        Msg::Pool(PoolUpdate::PairCode {
+            session,
+            code,
+            expires_at,
+        }) => {
+            pair_code::shown(model, session, code, expires_at);
             Vec::new()
         }
         Msg::Pool(PoolUpdate::Nodes(nodes)) => {
@@ -229,6 +237,9 @@ fn on_confirm_key(
             }
         }
         Confirm::Move { .. } => return moving::on_key(model, key, action, now),
+        Confirm::PairPhone { .. } | Confirm::PairCode { .. } => {
+            return pair_code::on_key(model, key, action, now);
+        }
         Confirm::Bulk { action: bulk, ids } => match action {
             Some(Action::Confirm) => {
                 let ids = std::mem::take(ids);
@@ -350,6 +361,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         }
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
         Action::Move => moving::ask(model, now),
+        Action::PairCode => pair_code::ask(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }

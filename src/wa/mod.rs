@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod node;
 pub mod noise;
 pub mod pair;
+pub mod pair_code;
 pub mod payload;
 pub mod prekey;
 pub mod proto;

@@ -8,6 +8,9 @@
 
 mod effects;
 mod node;
+mod pair_code;
+
+pub use pair_code::{CodeReply, CodeShown};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +83,11 @@ pub enum DriverMsg {
     SetVersion(ClientVersion),
     /// The session's outbox has new messages.
     Wake,
+    /// The operator asks for a pairing code for this phone number (`pair_code.rs`).
+    PairCode {
+        phone: String,
+        reply: CodeReply,
+    },
 }
 
 /// Results of work the driver started in the background.
@@ -88,6 +96,8 @@ enum Background {
         conn: ConnId,
         rtt: Result<Duration, ()>,
     },
+    /// A step of pairing by code.
+    Code(pair_code::CodeStep),
 }
 
 /// The open (or opening) socket of the session, at most one.
@@ -120,6 +130,8 @@ struct Driver {
     session: Session,
     creds: Option<Credentials>,
     link: Link,
+    /// The code pairing asked for on this connection, from `companion_hello` to its finish.
+    code: Option<(ConnId, crate::wa::pair_code::CompanionCode)>,
     /// The version dials claim, and the edge routing of the last `<ib><edge_routing>`.
     version: ClientVersion,
     routing: Option<Vec<u8>>,
@@ -300,6 +312,7 @@ impl Driver {
             session,
             creds: loaded.credentials,
             link: Link::None,
+            code: None,
             timers: TimerQueue::new(),
             was_online,
             dial_started: None,
@@ -379,6 +392,10 @@ impl Driver {
                 self.messenger.wake();
                 Vec::new()
             }
+            DriverMsg::PairCode { phone, reply } => {
+                self.request_code(&phone, reply);
+                Vec::new()
+            }
             DriverMsg::Act(command) => {
                 info!(command = command.name(), "operator command");
                 self.session.handle(now(), Event::Operator(command))
@@ -402,6 +419,10 @@ impl Driver {
             }
             Background::Ping { conn, rtt: Err(()) } => {
                 self.session.handle(now(), Event::PingMissed { conn })
+            }
+            Background::Code(step) => {
+                self.on_code_step(step);
+                Vec::new()
             }
         }
     }

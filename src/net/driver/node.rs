@@ -10,8 +10,8 @@ use crate::net::messages::{self, MessengerMsg};
 use crate::session::status::QrText;
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::node::Node;
-use crate::wa::pair;
 use crate::wa::stanza::{self, Incoming};
+use crate::wa::{pair, pair_code};
 
 impl Driver {
     pub(super) async fn send(&self, node: Node) {
@@ -57,6 +57,10 @@ impl Driver {
                 Vec::new()
             }
             Incoming::Ib(node) | Incoming::Notification(node) | Incoming::Other(node) => {
+                // The phone typed our pairing code; the notification is acked below.
+                if pair_code::is_primary_hello(&node) {
+                    self.on_primary_hello(conn, &node);
+                }
                 // A <receipt> is acked by the messenger once its status is on disk, so a
                 // crash in between gets the receipt again at the next login.
                 if node.tag == "receipt" {

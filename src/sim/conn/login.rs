@@ -223,7 +223,7 @@ impl Conn {
                     Some(Control::Push(_) | Control::Flush) => {
                         if !self.flush(&jid).await { end = Some(End::Gone) }
                     }
-                    Some(Control::Scan { reply, .. }) => {
+                    Some(Control::Scan { reply, .. } | Control::EnterCode { reply, .. }) => {
                         let _ = reply.send(Err(SimError::NoSuchPairing));
                     }
                 },

@@ -146,6 +146,8 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
             ];
             (" Bulk action ", lines)
         }
+        // Drawn by `view/pair_code.rs`.
+        Confirm::PairPhone { .. } | Confirm::PairCode { .. } => return,
     };
     let popup = centered(area, 72, lines.len() as u16 + 3);
     let block = pane(model, Line::from(title), true);

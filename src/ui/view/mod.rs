@@ -7,6 +7,7 @@ pub mod footer;
 pub mod header;
 pub mod help;
 pub mod logs;
+pub mod pair_code;
 pub mod qr;
 pub mod table;
 pub mod widgets;
@@ -17,7 +18,7 @@ use ratatui::Frame;
 use ratatui::widgets::Paragraph;
 
 use super::layout::{MIN_HEIGHT, MIN_WIDTH, layout};
-use super::model::{Mode, Model};
+use super::model::{Confirm, Mode, Model};
 
 /// Draws one whole frame.
 pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
@@ -55,6 +56,9 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
     footer::draw(frame, areas.footer, model);
     match model.mode() {
         Mode::Help { scroll } => help::draw(frame, area, model, *scroll),
+        Mode::Confirm(pairing @ (Confirm::PairPhone { .. } | Confirm::PairCode { .. })) => {
+            pair_code::draw(frame, area, model, pairing, now)
+        }
         Mode::Confirm(confirm) => confirm::draw(frame, area, model, confirm),
         Mode::Normal | Mode::Filter { .. } | Mode::Qr => {}
     }
