@@ -120,7 +120,10 @@ async fn seen_round(
                 }
             }
             PoolUpdate::Unreachable { why, .. } => return Err(why),
-            PoolUpdate::Refused(_) | PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
+            PoolUpdate::Refused(_)
+            | PoolUpdate::Answered(_)
+            | PoolUpdate::Nodes(_)
+            | PoolUpdate::Messages(_) => {}
         }
     }
     Ok(updates)

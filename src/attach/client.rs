@@ -223,10 +223,36 @@ impl Client {
     }
 
     async fn post_body(&self, path: &str, json: Option<String>) -> Result<(), AttachError> {
+        self.call(Method::POST, path, json).await.map(|_| ())
+    }
+
+    /// A POST with a JSON body whose JSON answer is wanted (a message queued).
+    pub async fn post_json_answer(
+        &self,
+        path: &str,
+        json: String,
+    ) -> Result<serde_json::Value, AttachError> {
+        let body = self.call(Method::POST, path, Some(json)).await?;
+        Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A GET whose JSON answer is wanted (a listing).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, AttachError> {
+        let body = self.call(Method::GET, path, None).await?;
+        Ok(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// One request and its whole answer, within `POST_TIMEOUT`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<String>,
+    ) -> Result<Bytes, AttachError> {
         let answer = async {
-            let body = self.send_body(Method::POST, path, json).await?.into_body();
-            body.collect().await.map_err(|e| self.broken(e))?;
-            Ok(())
+            let body = self.send_body(method, path, json).await?.into_body();
+            let body = body.collect().await.map_err(|e| self.broken(e))?;
+            Ok(body.to_bytes())
         };
         tokio::time::timeout(POST_TIMEOUT, answer)
             .await

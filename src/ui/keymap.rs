@@ -32,6 +32,9 @@ pub enum Action {
     StartStop,
     /// Clustered: move the selected session to a node named in a dialog.
     Move,
+    /// Write a message from the selected session (number and text in a dialog), or one test
+    /// message from each marked session.
+    Message,
     ShowQr,
     Mark,
     MarkAll,
@@ -74,6 +77,7 @@ impl Action {
             "bottom" => Action::Bottom,
             "start_stop" => Action::StartStop,
             "move" => Action::Move,
+            "message" => Action::Message,
             "show_qr" => Action::ShowQr,
             "mark" => Action::Mark,
             "mark_all" => Action::MarkAll,
@@ -110,6 +114,7 @@ impl Action {
             Action::Bottom => "bottom",
             Action::StartStop => "start/stop",
             Action::Move => "move",
+            Action::Message => "message",
             Action::ShowQr => "QR",
             Action::Mark => "mark",
             Action::MarkAll => "mark all",
@@ -140,7 +145,10 @@ impl Action {
 
     /// Whether the action changes a session (refused in read-only mode).
     pub fn is_operator(self) -> bool {
-        matches!(self, Action::Run(_) | Action::StartStop | Action::Move)
+        matches!(
+            self,
+            Action::Run(_) | Action::StartStop | Action::Move | Action::Message
+        )
     }
 
     /// Whether the footer lists this action (moves are implied and would crowd it out).
@@ -433,6 +441,7 @@ mod tests {
             ("q", Action::Quit),
             ("D", Action::Detach),
             ("M", Action::Move),
+            ("m", Action::Message),
         ] {
             assert_eq!(map.action(Section::Table, key(k)), Some(action), "key {k}");
         }

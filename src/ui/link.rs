@@ -2,10 +2,11 @@
 //! this process (`console`) or in another one reached over HTTP (`attach`); the console does
 //! not know which.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+pub use super::messages::{MessageLine, Stage, Way};
 pub use super::model::NodeLine;
 use crate::session::Command;
 use crate::session::status::Status;
@@ -25,6 +26,15 @@ pub enum Order {
     Run(Command),
     /// Clustered: hand the session over to the named node (`POST /sessions/{id}/move`).
     Move { node: String },
+    /// Queue a text from the session to `to` (`POST /sessions/{id}/messages`), `after` this
+    /// long (marked rows are staggered).
+    Send {
+        to: String,
+        text: String,
+        after: Duration,
+    },
+    /// Read the session's kept messages, newest first (`GET /sessions/{id}/messages`).
+    Recent,
 }
 
 impl Request {
@@ -40,7 +50,7 @@ impl Request {
     pub fn command(&self) -> Option<Command> {
         match self.order {
             Order::Run(command) => Some(command),
-            Order::Move { .. } => None,
+            _ => None,
         }
     }
 }
@@ -60,6 +70,8 @@ pub enum PoolUpdate {
     Answered(String),
     /// Clustered: the live nodes with their heartbeats (replaces the last list).
     Nodes(Vec<NodeLine>),
+    /// Messages handed over, received, or changed status (or read back from the store).
+    Messages(Vec<MessageLine>),
 }
 
 impl From<Vec<Status>> for PoolUpdate {

@@ -10,6 +10,7 @@ use ratatui::layout::Rect;
 use super::filter::Filter;
 use super::keymap::{Action, Keymap, Section};
 use super::logs::{LogLine, LogRing};
+use super::messages::Recent;
 use super::qr::QrMatrix;
 use super::theme::Theme;
 use crate::session::Command;
@@ -80,6 +81,24 @@ pub enum Mode {
     Confirm(Confirm),
     /// The full-screen QR of the selected session.
     Qr,
+    /// A message being written (`m`).
+    Compose(Compose),
+}
+
+/// Which field of the message dialog takes the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    To,
+    Text,
+}
+
+/// The message dialog: from the selected session, or one test message from each marked one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compose {
+    pub ids: Vec<String>,
+    pub to: String,
+    pub text: String,
+    pub field: Field,
 }
 
 /// A destructive or bulk action waiting for the operator's word.
@@ -292,6 +311,10 @@ pub struct Model {
     pub(crate) ring: LogRing,
     /// Clustered: the live nodes (empty when alone).
     pub(crate) nodes: Vec<NodeLine>,
+    /// The newest messages of each session.
+    pub(crate) messages: Recent,
+    /// Sessions whose kept messages are to be read (the loop sends `Order::Recent`).
+    pub(crate) to_load: Vec<String>,
 }
 
 impl Model {
@@ -324,6 +347,8 @@ impl Model {
             qr: None,
             ring,
             nodes: Vec::new(),
+            messages: Recent::default(),
+            to_load: Vec::new(),
         }
     }
 
@@ -353,6 +378,7 @@ impl Model {
         let ids: std::collections::HashSet<&str> = fleet.iter().map(|s| s.id.as_str()).collect();
         self.sessions.retain(|id, _| ids.contains(id.as_str()));
         self.marks.retain(|id| ids.contains(id.as_str()));
+        self.messages.retain(|id| ids.contains(id));
         self.unreachable = None;
         self.apply(fleet);
     }
@@ -543,6 +569,36 @@ impl Model {
     /// Clustered: the live nodes with their heartbeats; empty when alone.
     pub fn nodes(&self) -> &[NodeLine] {
         &self.nodes
+    }
+
+    /// Whether `s` has sent, received or queued messages (the console then shows them).
+    pub fn has_traffic(&self, s: &Status) -> bool {
+        let o = &s.outbox;
+        o.queued > 0
+            || o.sent_1h > 0
+            || o.received_1h > 0
+            || o.delivered_1h > 0
+            || !self.messages.of(&s.id).is_empty()
+    }
+
+    /// The newest messages of `session`, newest first.
+    pub fn messages(&self, session: &str) -> &[super::messages::MessageLine] {
+        self.messages.of(session)
+    }
+
+    /// The reads of kept messages the selection asked for since the last call (the selected
+    /// session's, once each).
+    pub fn take_loads(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.to_load)
+    }
+
+    /// Asks for the selected session's kept messages the first time it is selected.
+    pub(crate) fn want_messages(&mut self) {
+        if let Some(id) = self.selected.clone()
+            && self.messages.ask(&id)
+        {
+            self.to_load.push(id);
+        }
     }
 
     pub fn unreachable(&self) -> Option<&Unreachable> {

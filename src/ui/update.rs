@@ -14,7 +14,7 @@ use super::layout::{layout, visible_rows};
 pub use super::link::{Order, PoolUpdate, Request};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane, Unreachable};
-use super::moving;
+use super::{compose, moving};
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
@@ -73,6 +73,10 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
             model.nodes = nodes;
             Vec::new()
         }
+        Msg::Pool(PoolUpdate::Messages(lines)) => {
+            model.messages.merge(lines);
+            Vec::new()
+        }
         Msg::Tick => {
             if model.flash.as_ref().is_some_and(|f| f.until <= now) {
                 model.flash = None;
@@ -85,6 +89,7 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
     };
     keep_selection_visible(model);
     model.refresh_qr();
+    model.want_messages();
     requests
 }
 
@@ -128,6 +133,7 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
             Vec::new()
         }
         Mode::Confirm(_) => on_confirm_key(model, key, action, now),
+        Mode::Compose(_) => compose::on_key(model, key, action, now),
     }
 }
 
@@ -350,6 +356,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         }
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
         Action::Move => moving::ask(model, now),
+        Action::Message => compose::open(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }
