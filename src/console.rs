@@ -230,7 +230,12 @@ pub fn local_link(pool: &PoolHandle, cancel: CancellationToken) -> PoolLink {
         update_tx.clone(),
         cancel.clone(),
     ));
-    tokio::spawn(forward_requests(pool.clone(), request_rx, update_tx, cancel));
+    tokio::spawn(forward_requests(
+        pool.clone(),
+        request_rx,
+        update_tx,
+        cancel,
+    ));
     PoolLink { updates, requests }
 }
 

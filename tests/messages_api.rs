@@ -278,7 +278,13 @@ async fn a_queued_text_is_delivered_once_and_reported_on_events_and_metrics() {
         "paired",
         "one sent, delivered and received in the hour",
         WAIT,
-        |s| (s.outbox.sent_1h, s.outbox.delivered_1h, s.outbox.received_1h) == (1, 1, 1),
+        |s| {
+            (
+                s.outbox.sent_1h,
+                s.outbox.delivered_1h,
+                s.outbox.received_1h,
+            ) == (1, 1, 1)
+        },
     )
     .await;
 

@@ -79,7 +79,11 @@ fn a_bad_number_an_empty_text_or_an_unpaired_session_is_refused_in_one_sentence(
     update(&mut model, key('m'), now);
     // Nothing typed.
     assert!(update(&mut model, code(KeyCode::Enter), now).is_empty());
-    assert!(refusal(&model).contains("type the number"), "{}", refusal(&model));
+    assert!(
+        refusal(&model).contains("type the number"),
+        "{}",
+        refusal(&model)
+    );
     type_text(&mut model, "call me", now);
     assert!(update(&mut model, code(KeyCode::Enter), now).is_empty());
     assert!(refusal(&model).contains("\"call me\" is not a phone number"));
@@ -98,7 +102,11 @@ fn a_bad_number_an_empty_text_or_an_unpaired_session_is_refused_in_one_sentence(
 
     model.select("on-3");
     update(&mut model, key('m'), now);
-    assert_eq!(*model.mode(), Mode::Normal, "no dialog for an unpaired session");
+    assert_eq!(
+        *model.mode(),
+        Mode::Normal,
+        "no dialog for an unpaired session"
+    );
     assert!(
         refusal(&model).starts_with("on-3 is not paired: pair it before sending"),
         "{}",
@@ -118,7 +126,10 @@ fn marked_rows_send_one_test_message_each_staggered_to_the_number_typed() {
         panic!("no dialog: {:?}", model.mode());
     };
     assert_eq!(c.ids.len(), 3);
-    assert_eq!(c.text, "wasp test message", "the test text is there already");
+    assert_eq!(
+        c.text, "wasp test message",
+        "the test text is there already"
+    );
     type_text(&mut model, FRIEND, now);
     let sent = update(&mut model, code(KeyCode::Enter), now);
     let got: Vec<(&str, Duration)> = sent
@@ -201,10 +212,22 @@ fn the_detail_pane_shows_the_last_messages_with_their_status() {
     with_traffic(&mut model, now);
     let screen = draw(&model, now).backend().to_string();
     insta::assert_snapshot!(screen);
-    assert!(screen.contains("→ 15550100001 delivered order #4411 is ready"), "{screen}");
-    assert!(screen.contains("← 15550100001 received  thanks!"), "{screen}");
-    assert!(screen.contains("1h: sent 12 · dlvd 11 (91.7%) · in 5"), "{screen}");
-    assert!(screen.contains("outbox: 2 queued · next send in 4s"), "{screen}");
+    assert!(
+        screen.contains("→ 15550100001 delivered order #4411 is ready"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("← 15550100001 received  thanks!"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("1h: sent 12 · dlvd 11 (91.7%) · in 5"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("outbox: 2 queued · next send in 4s"),
+        "{screen}"
+    );
 }
 
 #[test]
@@ -218,7 +241,10 @@ fn the_table_shows_queue_and_delivery_columns_when_there_is_traffic() {
         assert!(header.contains(title), "{title} missing: {header}");
     }
     let row = screen.lines().find(|l| l.contains("▶")).unwrap();
-    assert!(row.contains("92%") && row.contains("12") && row.contains("4s"), "{row}");
+    assert!(
+        row.contains("92%") && row.contains("12") && row.contains("4s"),
+        "{row}"
+    );
 }
 
 #[test]
@@ -230,7 +256,10 @@ fn the_message_dialog_and_the_help_name_m() {
     let screen = draw(&model, now).backend().to_string();
     insta::assert_snapshot!(screen);
     assert!(screen.contains("From on-1 (Line on-1)") && screen.contains("To:   15550100001"));
-    assert!(!screen.contains("queue"), "no traffic yet: no message columns");
+    assert!(
+        !screen.contains("queue"),
+        "no traffic yet: no message columns"
+    );
     update(&mut model, code(KeyCode::Esc), now);
     update(&mut model, key('?'), now);
     let help = draw(&model, now).backend().to_string();

@@ -284,7 +284,10 @@ fn m_on_a_demo_session_sends_a_message_that_the_console_then_shows_delivered() {
             })
         },
     );
-    assert!(!screen.contains("From demo-"), "the dialog closed:\n{screen}");
+    assert!(
+        !screen.contains("From demo-"),
+        "the dialog closed:\n{screen}"
+    );
     tmux(&["send-keys", "-t", &pane, "q"]);
 }
 

@@ -119,7 +119,11 @@ async fn follow_once(
         for event in parser.by_ref() {
             match event.name.as_str() {
                 "message" | "receipt" => {
-                    lines.extend(messages::event_line(&event.name, &event.data, Instant::now()));
+                    lines.extend(messages::event_line(
+                        &event.name,
+                        &event.data,
+                        Instant::now(),
+                    ));
                 }
                 "snapshot" => {
                     let Some(fleet) = decode::<Vec<WireStatus>>(&event) else {

@@ -110,7 +110,10 @@ pub(super) fn on_key(
 fn send(model: &mut Model, compose: Compose, now: Instant) -> Vec<Request> {
     let to = compose.to.trim();
     if to.is_empty() {
-        model.refuse("type the number to send to (digits, country code first)", now);
+        model.refuse(
+            "type the number to send to (digits, country code first)",
+            now,
+        );
         return Vec::new();
     }
     if parse_recipient(to).is_none() {

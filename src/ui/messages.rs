@@ -139,7 +139,7 @@ impl Recent {
         for session in touched {
             if let Some(kept) = self.by_session.get_mut(&session) {
                 // Newest first; ties keep their order.
-                kept.sort_by(|a, b| b.at.cmp(&a.at));
+                kept.sort_by_key(|line| std::cmp::Reverse(line.at));
                 kept.truncate(KEPT_PER_SESSION);
             }
         }

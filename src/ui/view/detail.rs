@@ -14,9 +14,9 @@ use super::super::keymap::{Action, Section};
 use super::super::model::Model;
 use super::super::qr::{self as qrcode, QrStyle};
 use super::super::theme::state_glyph;
-use super::{messages, qr};
 use super::table::cause;
 use super::widgets::{clip, pane};
+use super::{messages, qr};
 use crate::session::status::{StateName, Status};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {

@@ -13,7 +13,13 @@ use super::widgets::clip;
 use crate::session::status::{StateName, Status};
 
 /// At most `max` lines: the counts, the outbox, then one line per message.
-pub fn lines(s: &Status, model: &Model, now: Instant, width: usize, max: usize) -> Vec<Line<'static>> {
+pub fn lines(
+    s: &Status,
+    model: &Model,
+    now: Instant,
+    width: usize,
+    max: usize,
+) -> Vec<Line<'static>> {
     let theme = model.theme();
     let ascii = model.settings().ascii;
     if max == 0 {
@@ -28,13 +34,19 @@ pub fn lines(s: &Status, model: &Model, now: Instant, width: usize, max: usize) 
             .map_or_else(String::new, |p| format!(" ({})", fmt::percent(p))),
         o.received_1h
     );
-    let mut out = vec![Line::from(Span::styled(clip(&head, width, ascii), theme.dim))];
+    let mut out = vec![Line::from(Span::styled(
+        clip(&head, width, ascii),
+        theme.dim,
+    ))];
     if o.queued > 0 && max > 1 {
         let mut queue = format!("outbox: {} queued", o.queued);
         if let Some(at) = o.next_send_at {
             queue.push_str(&format!(" · next send in {}", fmt::countdown(at, now)));
         }
-        out.push(Line::from(Span::styled(clip(&queue, width, ascii), theme.text)));
+        out.push(Line::from(Span::styled(
+            clip(&queue, width, ascii),
+            theme.text,
+        )));
     }
     let kept = model.messages(&s.id);
     if kept.is_empty() && max > out.len() {
@@ -55,8 +67,15 @@ pub fn lines(s: &Status, model: &Model, now: Instant, width: usize, max: usize) 
         let when = format!("{:>6} {arrow} ", fmt::age(m.at, now));
         let peer = format!("{} ", m.peer_number());
         let stage = format!("{stage:<9} ");
-        let used = [&when, &peer, &stage].iter().map(|t| t.chars().count()).sum::<usize>();
-        let text = clip(m.text.as_deref().unwrap_or(""), width.saturating_sub(used), ascii);
+        let used = [&when, &peer, &stage]
+            .iter()
+            .map(|t| t.chars().count())
+            .sum::<usize>();
+        let text = clip(
+            m.text.as_deref().unwrap_or(""),
+            width.saturating_sub(used),
+            ascii,
+        );
         out.push(Line::from(vec![
             Span::styled(when, theme.dim),
             Span::styled(peer, theme.text),

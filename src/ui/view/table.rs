@@ -330,9 +330,15 @@ mod tests {
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10, None, false).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(narrow.contains(&Col::Cause) && !narrow.contains(&Col::Phone));
-        let wide: Vec<_> = columns(140, 10, None, false).into_iter().map(|c| c.0).collect();
+        let wide: Vec<_> = columns(140, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(wide.contains(&Col::Label) && wide.contains(&Col::Phone));
         assert!(
             !wide.contains(&Col::Node),
@@ -347,17 +353,26 @@ mod tests {
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10, None, true).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, None, true)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(
             narrow.contains(&Col::Queued) && narrow.contains(&Col::DeliveryPct),
             "{} columns",
             narrow.len()
         );
-        let wide: Vec<_> = columns(140, 10, None, true).into_iter().map(|c| c.0).collect();
+        let wide: Vec<_> = columns(140, 10, None, true)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         for col in MESSAGE_COLS.map(|c| c.0) {
             assert!(wide.contains(&col), "a wide table has every message column");
         }
-        let quiet: Vec<_> = columns(78, 10, None, false).into_iter().map(|c| c.0).collect();
+        let quiet: Vec<_> = columns(78, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(!quiet.contains(&Col::Queued), "no traffic: the old layout");
     }
 
@@ -368,8 +383,15 @@ mod tests {
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10, Some(6), false).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, Some(6), false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(narrow.contains(&Col::Node), "{} columns", narrow.len());
-        assert!(!columns(60, 10, Some(6), false).iter().any(|c| c.0 == Col::Node));
+        assert!(
+            !columns(60, 10, Some(6), false)
+                .iter()
+                .any(|c| c.0 == Col::Node)
+        );
     }
 }
