@@ -9,7 +9,7 @@ use crossterm::event::KeyCode;
 
 use super::keymap::{Action, Key, Section};
 use super::link::{Order, Request};
-use super::model::{Compose, Field, Mode, Model};
+use super::model::{Mode, Model};
 use super::update::typed;
 use crate::net::messages::{MAX_TEXT_BYTES, parse_recipient};
 
@@ -18,6 +18,22 @@ pub const STAGGER: Duration = Duration::from_secs(3);
 
 /// The text a test message from marked rows starts with (editable).
 pub const TEST_TEXT: &str = "wasp test message";
+
+/// Which field of the message dialog takes the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    To,
+    Text,
+}
+
+/// The message dialog: from the selected session, or one test message from each marked one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compose {
+    pub ids: Vec<String>,
+    pub to: String,
+    pub text: String,
+    pub field: Field,
+}
 
 /// `m`: opens the dialog for the marked rows, else the selected one.
 pub(super) fn open(model: &mut Model, now: Instant) {

@@ -1,9 +1,13 @@
 //! The console's view of messages: the newest few in and out of each session with where they
 //! stand, merged from what the pool reports (a message handed to it, a receipt, one received,
-//! a listing read back when a session is first selected). Pure data; `view::messages` draws it.
+//! a listing read back when a session is first selected), and the model's accessors for them.
+//! Pure data; `view::messages` draws it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+use super::model::Model;
+use crate::session::status::Status;
 
 /// Messages kept per session (the pane shows what fits).
 pub const KEPT_PER_SESSION: usize = 20;
@@ -87,6 +91,38 @@ impl MessageLine {
     pub fn peer_number(&self) -> &str {
         let user = self.peer.split('@').next().unwrap_or_default();
         user.split(':').next().unwrap_or_default()
+    }
+}
+
+impl Model {
+    /// Whether `s` has sent, received or queued messages (the console then shows them).
+    pub fn has_traffic(&self, s: &Status) -> bool {
+        let o = &s.outbox;
+        o.queued > 0
+            || o.sent_1h > 0
+            || o.received_1h > 0
+            || o.delivered_1h > 0
+            || !self.messages.of(&s.id).is_empty()
+    }
+
+    /// The newest messages of `session`, newest first.
+    pub fn messages(&self, session: &str) -> &[MessageLine] {
+        self.messages.of(session)
+    }
+
+    /// The reads of kept messages the selection asked for since the last call (the selected
+    /// session's, once each).
+    pub fn take_loads(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.to_load)
+    }
+
+    /// Asks for the selected session's kept messages the first time it is selected.
+    pub(crate) fn want_messages(&mut self) {
+        if let Some(id) = self.selected.clone()
+            && self.messages.ask(&id)
+        {
+            self.to_load.push(id);
+        }
     }
 }
 

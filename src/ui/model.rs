@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ratatui::layout::Rect;
 
+pub use super::compose::{Compose, Field};
 use super::filter::Filter;
 use super::keymap::{Action, Keymap, Section};
 use super::logs::{LogLine, LogRing};
@@ -83,22 +84,6 @@ pub enum Mode {
     Qr,
     /// A message being written (`m`).
     Compose(Compose),
-}
-
-/// Which field of the message dialog takes the keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    To,
-    Text,
-}
-
-/// The message dialog: from the selected session, or one test message from each marked one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Compose {
-    pub ids: Vec<String>,
-    pub to: String,
-    pub text: String,
-    pub field: Field,
 }
 
 /// A destructive or bulk action waiting for the operator's word.
@@ -569,36 +554,6 @@ impl Model {
     /// Clustered: the live nodes with their heartbeats; empty when alone.
     pub fn nodes(&self) -> &[NodeLine] {
         &self.nodes
-    }
-
-    /// Whether `s` has sent, received or queued messages (the console then shows them).
-    pub fn has_traffic(&self, s: &Status) -> bool {
-        let o = &s.outbox;
-        o.queued > 0
-            || o.sent_1h > 0
-            || o.received_1h > 0
-            || o.delivered_1h > 0
-            || !self.messages.of(&s.id).is_empty()
-    }
-
-    /// The newest messages of `session`, newest first.
-    pub fn messages(&self, session: &str) -> &[super::messages::MessageLine] {
-        self.messages.of(session)
-    }
-
-    /// The reads of kept messages the selection asked for since the last call (the selected
-    /// session's, once each).
-    pub fn take_loads(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.to_load)
-    }
-
-    /// Asks for the selected session's kept messages the first time it is selected.
-    pub(crate) fn want_messages(&mut self) {
-        if let Some(id) = self.selected.clone()
-            && self.messages.ask(&id)
-        {
-            self.to_load.push(id);
-        }
     }
 
     pub fn unreachable(&self) -> Option<&Unreachable> {
