@@ -128,11 +128,13 @@ pub fn node_lines(
 }
 
 /// Sends the console's requests to the pool, in order. A move's answer (or any refusal)
-/// comes back to the console as one sentence.
+/// comes back to the console as one sentence. A message is queued through the same call the
+/// HTTP API makes, after its stagger, beside the other requests.
 async fn forward_requests(
     pool: PoolHandle,
     mut rx: mpsc::Receiver<Request>,
     tx: mpsc::Sender<PoolUpdate>,
+    cancel: CancellationToken,
 ) {
     while let Some(req) = rx.recv().await {
         if let Order::PairCode { phone } = &req.order {
@@ -153,6 +155,29 @@ async fn forward_requests(
             continue;
         }
         let answer = match &req.order {
+            Order::Send { to, text, after } => {
+                let (pool, tx, cancel) = (pool.clone(), tx.clone(), cancel.clone());
+                let (session, to, text, after) = (req.session, to.clone(), text.clone(), *after);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(after) => {}
+                    }
+                    for update in send_message(&pool, &session, &to, &text).await {
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                continue;
+            }
+            Order::Recent => {
+                let lines = crate::message_feed::kept_lines(&pool, &req.session).await;
+                if tx.send(PoolUpdate::Messages(lines)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Order::Run(command) => pool
                 .act(&req.session, *command)
                 .await
@@ -182,6 +207,25 @@ async fn forward_requests(
     }
 }
 
+/// Queues one message as `POST /sessions/{id}/messages` does: the line for the pane and the
+/// answer, or the refusal in one sentence.
+async fn send_message(pool: &PoolHandle, session: &str, to: &str, text: &str) -> Vec<PoolUpdate> {
+    match pool.send(session, to, text, None).await {
+        Ok(entry) => vec![
+            PoolUpdate::Messages(vec![crate::message_feed::queued_line(session, &entry)]),
+            PoolUpdate::Answered(format!(
+                "{session}: message {} to {to} {}",
+                entry.id,
+                entry.status.as_str()
+            )),
+        ],
+        Err(e) => {
+            tracing::warn!(session, error = %e, "message from the console refused");
+            vec![PoolUpdate::Refused(e.to_string())]
+        }
+    }
+}
+
 /// The in-process pool as the console sees it; the forwarders end with `cancel`.
 pub fn local_link(pool: &PoolHandle, cancel: CancellationToken) -> PoolLink {
     let (update_tx, updates) = mpsc::channel(64);
@@ -193,9 +237,23 @@ pub fn local_link(pool: &PoolHandle, cancel: CancellationToken) -> PoolLink {
         pool.cluster().cloned(),
     ));
     if let Some(cluster) = pool.cluster() {
-        tokio::spawn(forward_fleet(cluster.clone(), update_tx.clone(), cancel));
+        tokio::spawn(forward_fleet(
+            cluster.clone(),
+            update_tx.clone(),
+            cancel.clone(),
+        ));
     }
-    tokio::spawn(forward_requests(pool.clone(), request_rx, update_tx));
+    tokio::spawn(crate::message_feed::forward_messages(
+        pool.clone(),
+        update_tx.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(forward_requests(
+        pool.clone(),
+        request_rx,
+        update_tx,
+        cancel,
+    ));
     PoolLink { updates, requests }
 }
 

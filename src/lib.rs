@@ -11,6 +11,7 @@ pub mod console;
 pub mod descriptors;
 pub mod http;
 pub mod logging;
+pub mod message_feed;
 pub mod net;
 pub mod runner;
 pub mod session;

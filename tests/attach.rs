@@ -1,7 +1,8 @@
 //! `wasp attach`'s remote pool against a real pool on the simulator: the fleet arrives whole,
-//! a QR seen through the link pairs a session, a pairing code asked through it pairs another, an operator request reaches the pool, a wrong
-//! token is one clear sentence, no token shows no QR, the wipe needs the id again, and a pool restarted under the link shows
-//! "unreachable", then the fleet again; the same against the `wasp headless` binary over its local
+//! a QR seen through the link pairs a session, a pairing code asked through it pairs another, an
+//! operator request reaches the pool, a wrong token is one clear sentence, no token shows no QR,
+//! a message sent through the link is shown delivered, the wipe needs the id again, and a pool
+//! restarted under the link shows "unreachable", then the fleet again; the same against the `wasp headless` binary over its local
 //! socket. Plus the console's header during an outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,7 +22,10 @@ use wasp::session::Command;
 use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Server, SimConfig};
-use wasp::ui::{LogRing, Model, Msg, Order, PoolLink, PoolUpdate, Request, Settings, update};
+use wasp::ui::messages::Recent;
+use wasp::ui::{
+    LogRing, Model, Msg, Order, PoolLink, PoolUpdate, Request, Settings, Stage, update,
+};
 
 const TOKEN: &str = "attach-token-42";
 const WITHIN: Duration = Duration::from_secs(30);
@@ -62,6 +66,8 @@ struct Seen {
     refused: Vec<String>,
     /// Pairing codes answered to this console: (session, code as shown).
     codes: Vec<(String, String)>,
+    /// The messages as the console's pane would hold them.
+    recent: Recent,
 }
 
 impl Seen {
@@ -82,6 +88,7 @@ impl Seen {
             }
             PoolUpdate::Refused(text) => self.refused.push(text),
             PoolUpdate::PairCode { session, code, .. } => self.codes.push((session, code.shown())),
+            PoolUpdate::Messages(lines) => self.recent.merge(lines),
             PoolUpdate::Answered(_) | PoolUpdate::Nodes(_) => {}
         }
     }
@@ -250,6 +257,44 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
         "{:?}",
         seen.refused
     );
+
+    // A message from the attached console is posted; its line comes back queued with its
+    // text, and the stream's receipt events move it to delivered.
+    sim.create_account("15550100009").unwrap();
+    link.requests
+        .send(Request {
+            session: "alpha".into(),
+            order: Order::Send {
+                to: "15550100009".into(),
+                text: "from attach".into(),
+                after: Duration::ZERO,
+            },
+        })
+        .await
+        .unwrap();
+    seen.until(&mut link, "the message delivered", |s| {
+        s.recent.of("alpha").iter().any(|m| {
+            m.text.as_deref() == Some("from attach")
+                && matches!(m.stage, Stage::Delivered | Stage::Read)
+        })
+    })
+    .await;
+    // A console that selects alpha reads its kept messages (no token needed to read).
+    ro_link
+        .requests
+        .send(Request {
+            session: "alpha".into(),
+            order: Order::Recent,
+        })
+        .await
+        .unwrap();
+    ro.until(&mut ro_link, "alpha's kept message", |s| {
+        s.recent
+            .of("alpha")
+            .iter()
+            .any(|m| m.text.as_deref() == Some("from attach"))
+    })
+    .await;
 
     // The wipe: refused without the id typed again, sent by the console's dialog with it.
     let direct = Client::new(Target::Unix(sock.clone()), Token::new(TOKEN));

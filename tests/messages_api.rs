@@ -1,7 +1,8 @@
 //! The message API over real sockets (issue 13), against the simulator as a relay: a queued
 //! text comes back as 202 with its id, the same key returns the same message, the message is
 //! delivered and shows so in `GET …/messages/{id}`, `/events` carries its `receipt` events and
-//! the reply's `message` event, `/metrics` counts per session. Bad input gets a 4xx with one
+//! the reply's `message` event, `/metrics` counts per session and so does the status (the
+//! console's last-hour columns). Bad input gets a 4xx with one
 //! sentence and changes nothing: the outbox stays empty.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -271,6 +272,21 @@ async fn a_queued_text_is_delivered_once_and_reported_on_events_and_metrics() {
     assert_eq!(inbound[0]["id"], reply.as_str());
     assert_eq!(inbound[0]["type"], "text");
     assert_eq!(pool.listed("paired", "out").await.len(), 1);
+    // The console's figures: the last hour's counts in the session's status.
+    board::wait_for(
+        &pool.started.running.handle.board,
+        "paired",
+        "one sent, delivered and received in the hour",
+        WAIT,
+        |s| {
+            (
+                s.outbox.sent_1h,
+                s.outbox.delivered_1h,
+                s.outbox.received_1h,
+            ) == (1, 1, 1)
+        },
+    )
+    .await;
 
     let deadline = Instant::now() + WAIT;
     loop {

@@ -2,6 +2,8 @@
 //! within 30 s, `?` shows the help, `q` exits 0 and gives the terminal back. A demo whose pane
 //! is killed keeps its sessions online, and `wasp attach` in a new pane drives it. `P` in the
 //! console shows a pairing code that the simulator's phone types, and the session comes online.
+//! `m` on a demo session sends a message to a simulated friend that the console then shows as
+//! delivered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -219,22 +221,12 @@ fn new_tmux(session: &str, command: &str) {
     assert!(started.success());
 }
 
-#[test]
-fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
-    let pane = format!("wasp-hup-{}", std::process::id());
-    let viewer = format!("wasp-attach-{}", std::process::id());
-    let tmp = tempfile::tempdir().unwrap();
-    let tmpdir = tmp.path().display().to_string();
-    let demo = format!(
-        "TMPDIR={tmpdir} {} demo --sessions 4 --no-faults --sim-admin",
-        env!("CARGO_BIN_EXE_wasp")
-    );
-    new_tmux(&pane, &demo);
-
-    // The demo's data directory (named for its pid) holds the simulator's admin URL.
+/// The data directory of the demo started with `TMPDIR=tmp` and `--sim-admin` (named for its
+/// pid), the simulator's admin URL written there, and the demo's pid.
+fn demo_started(tmp: &std::path::Path) -> (std::path::PathBuf, String, u32) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let data_dir = loop {
-        let found = std::fs::read_dir(tmp.path())
+        let found = std::fs::read_dir(tmp)
             .unwrap()
             .flatten()
             .map(|e| e.path())
@@ -253,6 +245,75 @@ fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
         .trim_start_matches("wasp-demo-")
         .parse()
         .unwrap();
+    (data_dir, admin, pid)
+}
+
+#[test]
+fn m_on_a_demo_session_sends_a_message_that_the_console_then_shows_delivered() {
+    let pane = format!("wasp-msg-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = format!(
+        "TMPDIR={} {} demo --sessions 2 --no-faults --sim-admin",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_wasp")
+    );
+    new_tmux(&pane, &demo);
+    let (_, admin, pid) = demo_started(tmp.path());
+    let _cleanup = Cleanup {
+        pid,
+        panes: vec![pane.clone()],
+    };
+    wait_stats(
+        &admin,
+        "2 sessions logged in",
+        Duration::from_secs(60),
+        |s| s["logged_in"] == 2,
+    );
+    wait_screen(&pane, "the fleet online", Duration::from_secs(10), |s| {
+        s.contains("online 2")
+    });
+
+    // `m` on the selected demo session; one of the demo's simulated friends as the number.
+    tmux(&["send-keys", "-t", &pane, "m"]);
+    wait_screen(&pane, "the message dialog", Duration::from_secs(10), |s| {
+        s.contains("Message") && s.contains("From demo-")
+    });
+    tmux(&["send-keys", "-t", &pane, "-l", "15550100001"]);
+    tmux(&["send-keys", "-t", &pane, "Tab"]);
+    tmux(&["send-keys", "-t", &pane, "-l", "hello 4711"]);
+    tmux(&["send-keys", "-t", &pane, "Enter"]);
+    // The detail pane shows the message going out, then delivered by the friend's phone.
+    let screen = wait_screen(
+        &pane,
+        "the message delivered",
+        Duration::from_secs(30),
+        |s| {
+            s.lines().any(|l| {
+                l.contains("→ 15550100001")
+                    && l.contains("hello 4711")
+                    && (l.contains("delivered") || l.contains("read"))
+            })
+        },
+    );
+    assert!(
+        !screen.contains("From demo-"),
+        "the dialog closed:\n{screen}"
+    );
+    tmux(&["send-keys", "-t", &pane, "q"]);
+}
+
+#[test]
+fn a_demo_whose_pane_is_killed_keeps_its_sessions_and_wasp_attach_drives_it() {
+    let pane = format!("wasp-hup-{}", std::process::id());
+    let viewer = format!("wasp-attach-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let demo = format!(
+        "TMPDIR={tmpdir} {} demo --sessions 4 --no-faults --sim-admin",
+        env!("CARGO_BIN_EXE_wasp")
+    );
+    new_tmux(&pane, &demo);
+    let (data_dir, admin, pid) = demo_started(tmp.path());
     let _cleanup = Cleanup {
         pid,
         panes: vec![pane.clone(), viewer.clone()],

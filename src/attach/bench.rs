@@ -123,7 +123,8 @@ async fn seen_round(
             PoolUpdate::Refused(_)
             | PoolUpdate::Answered(_)
             | PoolUpdate::Nodes(_)
-            | PoolUpdate::PairCode { .. } => {}
+            | PoolUpdate::PairCode { .. }
+            | PoolUpdate::Messages(_) => {}
         }
     }
     Ok(updates)

@@ -222,27 +222,45 @@ impl Client {
         self.post_body(path, Some(json)).await.map(|_| ())
     }
 
-    /// A POST with a JSON body whose JSON answer is wanted (a pairing code).
+    async fn post_body(&self, path: &str, json: Option<String>) -> Result<(), AttachError> {
+        self.call(Method::POST, path, json).await.map(|_| ())
+    }
+
+    /// A POST with a JSON body whose JSON answer is wanted (a message queued, a pairing
+    /// code).
     pub async fn post_json_answer(
         &self,
         path: &str,
         json: String,
     ) -> Result<serde_json::Value, AttachError> {
-        let bytes = self.post_body(path, Some(json)).await?;
-        serde_json::from_slice(&bytes).map_err(|e| AttachError::Broken {
+        let body = self.call(Method::POST, path, Some(json)).await?;
+        self.json(&body)
+    }
+
+    /// A GET whose JSON answer is wanted (a listing).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, AttachError> {
+        let body = self.call(Method::GET, path, None).await?;
+        self.json(&body)
+    }
+
+    fn json(&self, body: &[u8]) -> Result<serde_json::Value, AttachError> {
+        serde_json::from_slice(body).map_err(|e| AttachError::Broken {
             target: self.target.to_string(),
             why: format!("the answer is not JSON: {e}"),
         })
     }
 
-    async fn post_body(
+    /// One request and its whole answer, within `POST_TIMEOUT`.
+    async fn call(
         &self,
+        method: Method,
         path: &str,
         json: Option<String>,
-    ) -> Result<bytes::Bytes, AttachError> {
+    ) -> Result<Bytes, AttachError> {
         let answer = async {
-            let body = self.send_body(Method::POST, path, json).await?.into_body();
-            Ok(body.collect().await.map_err(|e| self.broken(e))?.to_bytes())
+            let body = self.send_body(method, path, json).await?.into_body();
+            let body = body.collect().await.map_err(|e| self.broken(e))?;
+            Ok(body.to_bytes())
         };
         tokio::time::timeout(POST_TIMEOUT, answer)
             .await

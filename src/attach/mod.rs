@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod messages;
 pub mod remote;
 pub mod sse;
 

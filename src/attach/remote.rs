@@ -1,11 +1,11 @@
 //! The remote pool behind the console's `PoolLink`: follows `GET /events?form=full` (the whole
 //! fleet, then each change; log lines into the console's ring), reconnects by itself with a
 //! short capped backoff and says "unreachable since" meanwhile, and turns operator requests into
-//! POSTs.
+//! POSTs; message and receipt events feed the pane (`messages`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use http_body_util::BodyExt;
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, segment};
+use super::messages;
 use super::sse::{SseEvent, SseParser};
 use crate::http::Clock;
 use crate::http::wire::WireStatus;
@@ -114,8 +115,16 @@ async fn follow_once(
         }
         let clock = Clock::now();
         let mut changed: BTreeMap<String, Status> = BTreeMap::new();
+        let mut lines = Vec::new();
         for event in parser.by_ref() {
             match event.name.as_str() {
+                "message" | "receipt" => {
+                    lines.extend(messages::event_line(
+                        &event.name,
+                        &event.data,
+                        Instant::now(),
+                    ));
+                }
                 "snapshot" => {
                     let Some(fleet) = decode::<Vec<WireStatus>>(&event) else {
                         continue;
@@ -145,6 +154,9 @@ async fn follow_once(
                 .await
                 .is_err()
         {
+            return Ended::Stop;
+        }
+        if !lines.is_empty() && tx.send(PoolUpdate::Messages(lines)).await.is_err() {
             return Ended::Stop;
         }
     }
@@ -219,6 +231,32 @@ async fn send_requests(
             },
         };
         let (client, tx) = (client.clone(), tx.clone());
+        match &request.order {
+            Order::Send { to, text, after } => {
+                let (to, text, after) = (to.clone(), text.clone(), *after);
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(after) => {}
+                    }
+                    for update in messages::send(&client, &request.session, &to, &text).await {
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                continue;
+            }
+            Order::Recent => {
+                tokio::spawn(async move {
+                    let lines = messages::kept(&client, &request.session).await;
+                    let _ = tx.send(PoolUpdate::Messages(lines)).await;
+                });
+                continue;
+            }
+            Order::Run(_) | Order::Move { .. } | Order::PairCode { .. } => {}
+        }
         let pairing = request.command() == Some(Command::Pair)
             || matches!(request.order, Order::PairCode { .. });
         let post = async move {
@@ -258,6 +296,8 @@ async fn send_requests(
                         .map(|()| Some(format!("{}: move to {node} accepted", request.session)))
                         .map_err(|e| format!("move {} to {node}: {e}", request.session))
                 }
+                // Handled above.
+                Order::Send { .. } | Order::Recent => return,
             };
             let update = match answer {
                 Ok(None) => return,

@@ -4,7 +4,7 @@
 //! `lagged` event saying how many events of which kind it missed.
 //!
 //! `?form=full` is the stream a console follows (`wasp attach`): a `snapshot` event first (every
-//! session, whole `WireStatus`es), then `statuses` events (every change waiting when the stream
+//! session, whole `WireStatus`es), `message` and `receipt` events as above, then `statuses` events (every change waiting when the stream
 //! is read, newest per session, as an array of whole `WireStatus`es), and a fresh
 //! `snapshot` instead of `lagged` when it fell behind on statuses. The QR text is in it only for
 //! a request with the token; a request with a wrong token is refused (401) rather than served
@@ -92,7 +92,8 @@ fn full_stream(app: AppState, with_qr: bool) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     let statuses = futures::stream::iter([first]).chain(statuses);
-    let events = futures::stream::select(statuses, log_events(&app))
+    let events = futures::stream::select(statuses, log_events(&app));
+    let events = futures::stream::select(events, message_events(&app))
         .take_until(stopped(&app))
         .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -65,6 +65,13 @@ pub struct WireStatus {
     pub queued: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_send_ns: Option<WallNs>,
+    /// Over the last hour: sent (server acks), delivered, received.
+    #[serde(default)]
+    pub sent_1h: u32,
+    #[serde(default)]
+    pub delivered_1h: u32,
+    #[serde(default)]
+    pub received_1h: u32,
 }
 
 /// The state with its own data (`Phase`), tagged by the state name.
@@ -223,6 +230,9 @@ impl WireStatus {
             owner: s.owner.clone(),
             queued: s.outbox.queued,
             next_send_ns: s.outbox.next_send_at.map(ns),
+            sent_1h: s.outbox.sent_1h,
+            delivered_1h: s.outbox.delivered_1h,
+            received_1h: s.outbox.received_1h,
         }
     }
 
@@ -274,6 +284,9 @@ impl WireStatus {
             outbox: OutboxView {
                 queued: self.queued,
                 next_send_at: self.next_send_ns.map(at),
+                sent_1h: self.sent_1h,
+                delivered_1h: self.delivered_1h,
+                received_1h: self.received_1h,
             },
         }
     }

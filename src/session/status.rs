@@ -182,6 +182,19 @@ pub struct Backups {
 pub struct OutboxView {
     pub queued: u32,
     pub next_send_at: Option<Instant>,
+    /// Over the last hour: messages the server acked, delivered (or read) ones, received ones.
+    pub sent_1h: u32,
+    pub delivered_1h: u32,
+    pub received_1h: u32,
+}
+
+impl OutboxView {
+    /// Delivered over sent in the last hour, as a percentage capped at 100 (a receipt can
+    /// count a message acked more than an hour ago); `None` while nothing was sent.
+    pub fn delivery_pct(&self) -> Option<f64> {
+        (self.sent_1h > 0)
+            .then(|| (f64::from(self.delivered_1h) * 100.0 / f64::from(self.sent_1h)).min(100.0))
+    }
 }
 
 /// A snapshot of one session for the console and HTTP.

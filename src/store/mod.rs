@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod redis;
 pub mod signal;
 pub mod signal_keys;
+pub mod tally;
 mod utc;
 
 use std::fmt;

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
 use super::keymap::Keymap;
-use super::link::{Exit, PoolLink, PoolUpdate};
+use super::link::{Exit, Order, PoolLink, PoolUpdate};
 use super::logs::LogRing;
 use super::model::{Model, Settings};
 use super::theme::Theme;
@@ -49,7 +49,17 @@ pub struct LoopStats {
     pub frames: u64,
     pub status_batches: u64,
     pub statuses: u64,
+    /// Operator requests sent (the reads of a session's kept messages are not counted).
     pub requests_sent: u64,
+}
+
+impl LoopStats {
+    /// Counts an operator request (reads of kept messages are not one).
+    fn count(&mut self, request: &Request) {
+        if request.order != Order::Recent {
+            self.requests_sent += 1;
+        }
+    }
 }
 
 /// Raw mode, alternate screen and (optionally) mouse capture for as long as it lives.
@@ -304,8 +314,8 @@ where
             permit = request_tx.reserve(), if !outbox.is_empty() => match permit {
                 Ok(permit) => {
                     if let Some(request) = outbox.pop_front() {
+                        stats.count(&request);
                         permit.send(request);
-                        stats.requests_sent += 1;
                     }
                 }
                 Err(_) => pool_gone(model, &mut outbox),
@@ -326,6 +336,11 @@ where
                 _ = std::future::ready(()) => break,
             }
         }
+        // The selected session's kept messages, read once (after the requests already queued).
+        outbox.extend(model.take_loads().into_iter().map(|session| Request {
+            session,
+            order: Order::Recent,
+        }));
         flush(model, &request_tx, &mut outbox, &mut stats);
         if model.should_quit() || model.should_detach() {
             break;
@@ -412,8 +427,9 @@ fn flush(
     stats: &mut LoopStats,
 ) {
     while let Some(request) = outbox.pop_front() {
+        let read = request.order == Order::Recent;
         match tx.try_send(request) {
-            Ok(()) => stats.requests_sent += 1,
+            Ok(()) => stats.requests_sent += u64::from(!read),
             Err(TrySendError::Full(request)) => {
                 outbox.push_front(request);
                 return;

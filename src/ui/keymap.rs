@@ -34,6 +34,9 @@ pub enum Action {
     Move,
     /// Pair the selected session by phone number: type the number, get the code.
     PairCode,
+    /// Write a message from the selected session (number and text in a dialog), or one test
+    /// message from each marked session.
+    Message,
     ShowQr,
     Mark,
     MarkAll,
@@ -77,6 +80,7 @@ impl Action {
             "start_stop" => Action::StartStop,
             "move" => Action::Move,
             "pair_code" => Action::PairCode,
+            "message" => Action::Message,
             "show_qr" => Action::ShowQr,
             "mark" => Action::Mark,
             "mark_all" => Action::MarkAll,
@@ -114,6 +118,7 @@ impl Action {
             Action::StartStop => "start/stop",
             Action::Move => "move",
             Action::PairCode => "code",
+            Action::Message => "message",
             Action::ShowQr => "QR",
             Action::Mark => "mark",
             Action::MarkAll => "mark all",
@@ -146,7 +151,7 @@ impl Action {
     pub fn is_operator(self) -> bool {
         matches!(
             self,
-            Action::Run(_) | Action::StartStop | Action::Move | Action::PairCode
+            Action::Run(_) | Action::StartStop | Action::Move | Action::PairCode | Action::Message
         )
     }
 
@@ -441,6 +446,7 @@ mod tests {
             ("D", Action::Detach),
             ("M", Action::Move),
             ("P", Action::PairCode),
+            ("m", Action::Message),
         ] {
             assert_eq!(map.action(Section::Table, key(k)), Some(action), "key {k}");
         }

@@ -2,10 +2,11 @@
 //! this process (`console`) or in another one reached over HTTP (`attach`); the console does
 //! not know which.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+pub use super::messages::{MessageLine, Stage, Way};
 pub use super::model::NodeLine;
 use crate::session::Command;
 use crate::session::status::Status;
@@ -27,6 +28,15 @@ pub enum Order {
     Move { node: String },
     /// Pair by phone number: a code for this number (`POST /sessions/{id}/pair`).
     PairCode { phone: String },
+    /// Queue a text from the session to `to` (`POST /sessions/{id}/messages`), `after` this
+    /// long (marked rows are staggered).
+    Send {
+        to: String,
+        text: String,
+        after: Duration,
+    },
+    /// Read the session's kept messages, newest first (`GET /sessions/{id}/messages`).
+    Recent,
 }
 
 impl Request {
@@ -42,7 +52,7 @@ impl Request {
     pub fn command(&self) -> Option<Command> {
         match self.order {
             Order::Run(command) => Some(command),
-            Order::Move { .. } | Order::PairCode { .. } => None,
+            _ => None,
         }
     }
 }
@@ -68,6 +78,8 @@ pub enum PoolUpdate {
         code: crate::wa::pair_code::LinkCode,
         expires_at: std::time::Instant,
     },
+    /// Messages handed over, received, or changed status (or read back from the store).
+    Messages(Vec<MessageLine>),
 }
 
 impl From<Vec<Status>> for PoolUpdate {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod compose;
 pub mod filter;
 pub mod fmt;
 pub mod key;
@@ -11,6 +12,7 @@ pub mod keymap;
 pub mod layout;
 pub mod link;
 pub mod logs;
+pub mod messages;
 pub mod model;
 pub mod moving;
 pub mod pair_code;
@@ -28,7 +30,7 @@ pub use app::{
 };
 pub use bench::{FrameBench, bench_frame};
 pub use keymap::{Action, Keymap, KeymapError};
-pub use link::{Exit, NodeLine, PoolLink, PoolUpdate};
+pub use link::{Exit, MessageLine, NodeLine, PoolLink, PoolUpdate, Stage, Way};
 pub use logs::{LogLine, LogRing, RingLayer};
 pub use model::{FleetStats, Model, Settings};
 pub use sample::sample_fleet;

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use ratatui::layout::Rect;
 
+pub use super::compose::{Compose, Field};
 use super::filter::Filter;
 use super::keymap::{Action, Keymap, Section};
 use super::logs::{LogLine, LogRing};
+use super::messages::Recent;
 use super::qr::QrMatrix;
 use super::theme::Theme;
 use crate::session::Command;
@@ -80,6 +82,8 @@ pub enum Mode {
     Confirm(Confirm),
     /// The full-screen QR of the selected session.
     Qr,
+    /// A message being written (`m`).
+    Compose(Compose),
 }
 
 /// A destructive or bulk action waiting for the operator's word.
@@ -300,6 +304,10 @@ pub struct Model {
     pub(crate) ring: LogRing,
     /// Clustered: the live nodes (empty when alone).
     pub(crate) nodes: Vec<NodeLine>,
+    /// The newest messages of each session.
+    pub(crate) messages: Recent,
+    /// Sessions whose kept messages are to be read (the loop sends `Order::Recent`).
+    pub(crate) to_load: Vec<String>,
 }
 
 impl Model {
@@ -332,6 +340,8 @@ impl Model {
             qr: None,
             ring,
             nodes: Vec::new(),
+            messages: Recent::default(),
+            to_load: Vec::new(),
         }
     }
 
@@ -361,6 +371,7 @@ impl Model {
         let ids: std::collections::HashSet<&str> = fleet.iter().map(|s| s.id.as_str()).collect();
         self.sessions.retain(|id, _| ids.contains(id.as_str()));
         self.marks.retain(|id| ids.contains(id.as_str()));
+        self.messages.retain(|id| ids.contains(id));
         self.unreachable = None;
         self.apply(fleet);
     }

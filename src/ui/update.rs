@@ -14,7 +14,7 @@ use super::layout::{layout, visible_rows};
 pub use super::link::{Order, PoolUpdate, Request};
 use super::logs::LogLine;
 use super::model::{Confirm, Mode, Model, Pane, Unreachable};
-use super::{moving, pair_code};
+use super::{compose, moving, pair_code};
 use crate::session::Command;
 use crate::session::status::{StateName, Status};
 
@@ -81,6 +81,10 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
             model.nodes = nodes;
             Vec::new()
         }
+        Msg::Pool(PoolUpdate::Messages(lines)) => {
+            model.messages.merge(lines);
+            Vec::new()
+        }
         Msg::Tick => {
             if model.flash.as_ref().is_some_and(|f| f.until <= now) {
                 model.flash = None;
@@ -93,6 +97,7 @@ pub fn update(model: &mut Model, msg: Msg, now: Instant) -> Vec<Request> {
     };
     keep_selection_visible(model);
     model.refresh_qr();
+    model.want_messages();
     requests
 }
 
@@ -136,6 +141,7 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
             Vec::new()
         }
         Mode::Confirm(_) => on_confirm_key(model, key, action, now),
+        Mode::Compose(_) => compose::on_key(model, key, action, now),
     }
 }
 
@@ -362,6 +368,7 @@ fn on_action(model: &mut Model, action: Action, now: Instant) -> Vec<Request> {
         Action::Run(_) | Action::StartStop => return operator(model, action, now),
         Action::Move => moving::ask(model, now),
         Action::PairCode => pair_code::ask(model, now),
+        Action::Message => compose::open(model, now),
         // Dialog keys mean nothing outside a dialog.
         Action::Confirm | Action::Cancel | Action::ToggleBackup | Action::ClearInput => {}
     }

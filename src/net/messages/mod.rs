@@ -15,6 +15,7 @@ mod queue;
 mod recv;
 mod send;
 mod sent;
+mod tally;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -233,6 +234,10 @@ struct Outbox {
     /// When each message was written (for the delivery latency).
     written: HashMap<String, std::time::Instant>,
     pace: Pace,
+    /// Sent, delivered and received over the last hour (shown in the status).
+    tally: tally::Tally,
+    /// The last time stamped on a status change (unix ms).
+    last_stamp: u64,
     /// No send before this, after a failure that may pass.
     retry_at: Option<tokio::time::Instant>,
     /// The pairing's time (unix seconds), for the warm-up.
@@ -305,6 +310,8 @@ pub fn spawn(
             dirty: true,
             in_flight: HashSet::new(),
             written: HashMap::new(),
+            tally: tally::Tally::default(),
+            last_stamp: 0,
             retry_at: None,
             paired_at: None,
             view,
@@ -314,8 +321,11 @@ pub fn spawn(
     let woken = wake.clone();
     tasks.spawn(
         async move {
+            messenger.seed_tally().await;
+            messenger.publish_view();
             loop {
                 let next = messenger.next_pump(tokio::time::Instant::now());
+                let decay = messenger.tally_expiry();
                 let pump = async move {
                     match next {
                         Some(at) => tokio::time::sleep_until(at).await,
@@ -330,6 +340,8 @@ pub fn spawn(
                     },
                     _ = woken.notified() => messenger.outbox.dirty = true,
                     _ = pump => messenger.pump().await,
+                    // A minute left the hour's window: publish_view below recounts.
+                    _ = tokio::time::sleep_until(decay) => {}
                 }
                 messenger.publish_view();
             }

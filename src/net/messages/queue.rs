@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::tally::Tally;
 use super::{MessageEventKind, MessageStatus, Messenger, SendError};
 use crate::session::status::OutboxView;
 use crate::store::outbox::{OutStatus, OutboxEntry};
+use crate::store::tally::Counted;
 
 /// How long the pump waits after a send failed for a reason that may pass (a query timed
 /// out, the socket closed).
@@ -186,9 +188,13 @@ impl Messenger {
             MessageStatus::Failed(why) => (OutStatus::Failed, Some(why.clone())),
         };
         let wanted = id.to_string();
+        // Strictly increasing per session, so a column filled by this change is told apart
+        // from one filled by an earlier change in the same millisecond.
+        let at = unix_ms().max(self.outbox.last_stamp + 1);
+        self.outbox.last_stamp = at;
         let stored = self
             .keys_call(move |keys, session| {
-                keys.outbox_advance(&session, &wanted, out, error.as_deref(), unix_ms())
+                keys.outbox_advance(&session, &wanted, out, error.as_deref(), at)
             })
             .await;
         let row = match stored {
@@ -200,6 +206,14 @@ impl Messenger {
         };
         if let Some(row) = &row {
             self.settled(row);
+            // The times this change filled carry its stamp (a receipt that overtook the ack
+            // fills both).
+            if row.sent_at == Some(at) {
+                self.outbox.tally.add(Counted::Sent, at, 1);
+            }
+            if row.delivered_at == Some(at) {
+                self.outbox.tally.add(Counted::Delivered, at, 1);
+            }
         }
         let chat = row.map(|r| r.to).or(in_memory);
         if let Some(chat) = chat {
@@ -231,6 +245,31 @@ impl Messenger {
         }
     }
 
+    /// Reads the last hour's counts back from keys.db (a restart keeps showing them).
+    pub(super) async fn seed_tally(&mut self) {
+        let since = Tally::window_start_ms(unix_ms());
+        match self
+            .keys_call(move |keys, session| keys.message_minutes(&session, since))
+            .await
+        {
+            Ok(minutes) => {
+                for (what, minute, n) in minutes {
+                    self.outbox.tally.add(what, minute * 60_000, n);
+                }
+            }
+            Err(e) => warn!(error = %e, "could not read the last hour's message counts"),
+        }
+    }
+
+    /// When the oldest minute of the counts leaves the hour's window (far off when none).
+    pub(super) fn tally_expiry(&self) -> Instant {
+        let now = Instant::now();
+        match self.outbox.tally.next_expiry_ms() {
+            Some(at) => now + Duration::from_millis(at.saturating_sub(unix_ms()) + 1),
+            None => now + Duration::from_secs(3600),
+        }
+    }
+
     /// Publishes the queue's size and next send time (to the driver's status, and metrics).
     pub(super) fn publish_view(&mut self) {
         let queued = u32::try_from(self.outbox.queue.len()).unwrap_or(u32::MAX);
@@ -244,9 +283,13 @@ impl Messenger {
         } else {
             None
         };
+        let [sent_1h, delivered_1h, received_1h] = self.outbox.tally.totals(unix_ms());
         let view = OutboxView {
             queued,
             next_send_at,
+            sent_1h,
+            delivered_1h,
+            received_1h,
         };
         let changed_depth = self.outbox.view.borrow().queued != queued;
         self.outbox.view.send_if_modified(|v| {
@@ -255,7 +298,9 @@ impl Messenger {
                 (Some(a), Some(b)) => a.max(b) - a.min(b) > Duration::from_millis(100),
                 (a, b) => a.is_some() != b.is_some(),
             };
-            let changed = v.queued != view.queued || moved;
+            let counted = (v.sent_1h, v.delivered_1h, v.received_1h)
+                != (view.sent_1h, view.delivered_1h, view.received_1h);
+            let changed = v.queued != view.queued || moved || counted;
             if changed {
                 *v = view;
             }

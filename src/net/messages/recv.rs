@@ -213,6 +213,12 @@ impl Messenger {
         }
         self.metrics.messages_received.inc();
         self.metrics.message(&self.session, "received");
+        if !from_me {
+            let at = super::queue::unix_ms();
+            self.outbox
+                .tally
+                .add(crate::store::tally::Counted::Received, at, 1);
+        }
         self.emit(MessageEventKind::Received(ReceivedMessage {
             id: incoming.id.clone(),
             chat,

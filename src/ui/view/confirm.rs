@@ -13,7 +13,7 @@ use super::widgets::{centered, pane};
 /// Ids listed before "and N more".
 const LISTED: usize = 4;
 
-fn listing(ids: &[String]) -> String {
+pub(super) fn listing(ids: &[String]) -> String {
     let mut text = ids
         .iter()
         .take(LISTED)

@@ -1,5 +1,6 @@
 //! The detail pane of the selected session: state and its countdown, liveness, counters,
-//! credentials and backups, the QR while pairing (when it fits), then the timeline.
+//! credentials and backups, the QR while pairing (when it fits), the messages (counts, the
+//! newest in and out with their status), then the timeline.
 
 use std::time::Instant;
 
@@ -13,9 +14,9 @@ use super::super::keymap::{Action, Section};
 use super::super::model::Model;
 use super::super::qr::{self as qrcode, QrStyle};
 use super::super::theme::state_glyph;
-use super::qr;
 use super::table::cause;
 use super::widgets::{clip, pane};
+use super::{messages, qr};
 use crate::session::status::{StateName, Status};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
@@ -62,6 +63,20 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         lines.extend(qr_hint(model, inner));
     }
     lines.push(Line::default());
+    let left = usize::from(inner.height).saturating_sub(lines.len());
+    // The messages take up to half of what is left (all they need when the timeline is short).
+    // A session that never had a message shows no messages section.
+    let wanted = if model.has_traffic(s) {
+        1 + usize::from(s.outbox.queued > 0) + model.messages(&s.id).len().max(1)
+    } else {
+        0
+    };
+    let share = wanted.min((left / 2).max(left.saturating_sub(1 + s.timeline.len().max(1))));
+    let width = usize::from(inner.width);
+    lines.extend(messages::lines(s, model, now, width, share));
+    if share > 0 && left > share + 1 {
+        lines.push(Line::default());
+    }
     let left = usize::from(inner.height).saturating_sub(lines.len());
     lines.extend(timeline(s, model, now, left));
     frame.render_widget(Paragraph::new(lines), inner);

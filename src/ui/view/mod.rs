@@ -1,12 +1,14 @@
 //! The console's views: pure functions of the model and `now` that draw one frame. Styles come
 //! only from the theme; times are shown relative to `now`, so frames are reproducible.
 
+pub mod compose;
 pub mod confirm;
 pub mod detail;
 pub mod footer;
 pub mod header;
 pub mod help;
 pub mod logs;
+pub mod messages;
 pub mod pair_code;
 pub mod qr;
 pub mod table;
@@ -60,6 +62,7 @@ pub fn draw(frame: &mut Frame, model: &Model, now: Instant) {
             pair_code::draw(frame, area, model, pairing, now)
         }
         Mode::Confirm(confirm) => confirm::draw(frame, area, model, confirm),
+        Mode::Compose(c) => compose::draw(frame, area, model, c),
         Mode::Normal | Mode::Filter { .. } | Mode::Qr => {}
     }
     if model.settings().ascii {

@@ -32,6 +32,14 @@ enum Col {
     Age,
     /// Clustered only: the node that runs the session.
     Node,
+    /// Messages in the outbox, and when the send limits let the next go.
+    Queued,
+    NextSend,
+    /// Over the last hour: server acks, delivered, received, delivered over sent.
+    Sent,
+    Delivered,
+    Received,
+    DeliveryPct,
 }
 
 impl Col {
@@ -49,13 +57,30 @@ impl Col {
             Col::Cause => "last cause",
             Col::Age => "event",
             Col::Node => "node",
+            Col::Queued => "queue",
+            Col::NextSend => "next",
+            Col::Sent => "sent",
+            Col::Delivered => "dlvd",
+            Col::Received => "recv",
+            Col::DeliveryPct => "dlv%",
         }
     }
 }
 
+/// The message columns by priority, each placed after its neighbour.
+const MESSAGE_COLS: [(Col, u16, Col); 6] = [
+    (Col::Queued, 5, Col::Age),
+    (Col::DeliveryPct, 5, Col::Queued),
+    (Col::Sent, 5, Col::Queued),
+    (Col::Delivered, 5, Col::Sent),
+    (Col::Received, 5, Col::Delivered),
+    (Col::NextSend, 5, Col::Queued),
+];
+
 /// Columns and widths for an inner width; optional columns join as width allows. `node`:
-/// the owner column's width when clustered.
-fn columns(width: u16, id_width: u16, node: Option<u16>) -> Vec<(Col, u16)> {
+/// the owner column's width when clustered. `traffic`: some row has messages, so the message
+/// columns come, before the last cause, label and phone (a fleet without messages has none).
+fn columns(width: u16, id_width: u16, node: Option<u16>, traffic: bool) -> Vec<(Col, u16)> {
     // One column goes to the selection marker.
     let width = width.saturating_sub(1);
     let mut cols = vec![
@@ -72,11 +97,17 @@ fn columns(width: u16, id_width: u16, node: Option<u16>) -> Vec<(Col, u16)> {
     // Optional columns by priority, each placed after its neighbour.
     // Clustered, the owner comes first (after the id), when it fits.
     let node = node.map(|w| (Col::Node, w.clamp(4, 12), Col::Id));
-    for (col, w, after) in node.into_iter().chain([
+    let others = [
         (Col::Cause, 14, Col::Conflicts),
         (Col::Label, 18, Col::Id),
         (Col::Phone, 13, Col::Label),
-    ]) {
+    ];
+    let optional: Vec<(Col, u16, Col)> = if traffic {
+        MESSAGE_COLS.into_iter().chain(others).collect()
+    } else {
+        others.to_vec()
+    };
+    for (col, w, after) in node.into_iter().chain(optional) {
         if used(&cols) + w < width {
             let at = cols
                 .iter()
@@ -139,7 +170,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, now: Instant) {
         .filter_map(|s| s.owner.as_ref())
         .map(|o| o.chars().count() as u16)
         .max();
-    let cols = columns(inner.width, id_width, node_width);
+    let traffic = ids
+        .iter()
+        .filter_map(|id| model.status(id))
+        .any(|s| model.has_traffic(s));
+    let cols = columns(inner.width, id_width, node_width, traffic);
 
     let header = Row::new(cols.iter().map(|(c, _)| Cell::from(c.title()))).style(theme.dim);
     let rows = ids.iter().filter_map(|id| model.status(id)).map(|s| {
@@ -225,6 +260,35 @@ fn cell<'a>(
         }
         Col::Cause => Cell::from(clip(&cause(s), w, ascii)),
         Col::Age => Cell::from(right(&fmt::age(last_event(s), now), w)),
+        Col::Queued => count(s.outbox.queued, w, model),
+        Col::NextSend => match s.outbox.next_send_at {
+            Some(at) if s.outbox.queued > 0 => Cell::from(right(&fmt::countdown(at, now), w)),
+            _ => Cell::from(right("-", w)).style(theme.dim),
+        },
+        Col::Sent => count(s.outbox.sent_1h, w, model),
+        Col::Delivered => count(s.outbox.delivered_1h, w, model),
+        Col::Received => count(s.outbox.received_1h, w, model),
+        Col::DeliveryPct => match s.outbox.delivery_pct() {
+            Some(p) => {
+                let style = if p < 90.0 {
+                    theme.state(StateName::Backoff)
+                } else {
+                    Style::default()
+                };
+                Cell::from(right(&format!("{p:.0}%"), w)).style(style)
+            }
+            None => Cell::from(right("-", w)).style(theme.dim),
+        },
+    }
+}
+
+/// A count, dim when zero.
+fn count<'a>(n: u32, w: usize, model: &Model) -> Cell<'a> {
+    let cell = Cell::from(right(&n.to_string(), w));
+    if n == 0 {
+        cell.style(model.theme().dim)
+    } else {
+        cell
     }
 }
 
@@ -262,13 +326,19 @@ mod tests {
     #[test]
     fn columns_fit_the_width() {
         for width in [60u16, 78, 94, 140, 200] {
-            let cols = columns(width, 10, None);
+            let cols = columns(width, 10, None, false);
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10, None).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(narrow.contains(&Col::Cause) && !narrow.contains(&Col::Phone));
-        let wide: Vec<_> = columns(140, 10, None).into_iter().map(|c| c.0).collect();
+        let wide: Vec<_> = columns(140, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(wide.contains(&Col::Label) && wide.contains(&Col::Phone));
         assert!(
             !wide.contains(&Col::Node),
@@ -277,14 +347,51 @@ mod tests {
     }
 
     #[test]
-    fn clustered_the_owner_column_comes_first_when_it_fits() {
-        for width in [60u16, 78, 94, 140] {
-            let cols = columns(width, 10, Some(6));
+    fn with_message_traffic_the_queue_and_delivery_columns_come_before_the_cause() {
+        for width in [60u16, 78, 94, 140, 200] {
+            let cols = columns(width, 10, None, true);
             let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
             assert!(used <= width, "{used} > {width}");
         }
-        let narrow: Vec<_> = columns(78, 10, Some(6)).into_iter().map(|c| c.0).collect();
+        let narrow: Vec<_> = columns(78, 10, None, true)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert!(
+            narrow.contains(&Col::Queued) && narrow.contains(&Col::DeliveryPct),
+            "{} columns",
+            narrow.len()
+        );
+        let wide: Vec<_> = columns(140, 10, None, true)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        for col in MESSAGE_COLS.map(|c| c.0) {
+            assert!(wide.contains(&col), "a wide table has every message column");
+        }
+        let quiet: Vec<_> = columns(78, 10, None, false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert!(!quiet.contains(&Col::Queued), "no traffic: the old layout");
+    }
+
+    #[test]
+    fn clustered_the_owner_column_comes_first_when_it_fits() {
+        for width in [60u16, 78, 94, 140] {
+            let cols = columns(width, 10, Some(6), false);
+            let used: u16 = cols.iter().map(|c| c.1 + 1).sum::<u16>() - 1;
+            assert!(used <= width, "{used} > {width}");
+        }
+        let narrow: Vec<_> = columns(78, 10, Some(6), false)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
         assert!(narrow.contains(&Col::Node), "{} columns", narrow.len());
-        assert!(!columns(60, 10, Some(6)).iter().any(|c| c.0 == Col::Node));
+        assert!(
+            !columns(60, 10, Some(6), false)
+                .iter()
+                .any(|c| c.0 == Col::Node)
+        );
     }
 }

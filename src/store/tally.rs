@@ -1,0 +1,124 @@
+//! Per-minute message counts of one session read back from keys.db (messages the server
+//! acked, delivered ones, received ones), so a restarted messenger shows the last hour's
+//! figures at once. Bounded by what the table keeps (`[messages] keep` per direction).
+
+use rusqlite::params;
+
+use super::keys::{KeyStore, KeysError};
+
+/// What a count is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The server acked a message we sent.
+    Sent,
+    /// A message we sent reached the recipient (a read one was delivered too).
+    Delivered,
+    /// A message reached us.
+    Received,
+}
+
+impl Counted {
+    pub const ALL: [Counted; 3] = [Counted::Sent, Counted::Delivered, Counted::Received];
+
+    pub fn index(self) -> usize {
+        match self {
+            Counted::Sent => 0,
+            Counted::Delivered => 1,
+            Counted::Received => 2,
+        }
+    }
+}
+
+impl KeyStore {
+    /// `(what, unix minute, count)` for every minute since `since_ms` that has any.
+    pub fn message_minutes(
+        &self,
+        session: &str,
+        since_ms: u64,
+    ) -> Result<Vec<(Counted, u64, u32)>, KeysError> {
+        let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+        self.with(session, |conn| {
+            let mut out = Vec::new();
+            for (what, direction, column) in [
+                (Counted::Sent, "out", "sent_at"),
+                (Counted::Delivered, "out", "delivered_at"),
+                (Counted::Received, "in", "queued_at"),
+            ] {
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {column} / 60000, COUNT(*) FROM messages WHERE session = ?1 \
+                     AND direction = ?2 AND {column} >= ?3 GROUP BY 1"
+                ))?;
+                let rows = stmt.query_map(params![session, direction, since], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                for row in rows {
+                    let (minute, count) = row?;
+                    out.push((
+                        what,
+                        u64::try_from(minute).unwrap_or(0),
+                        u32::try_from(count).unwrap_or(u32::MAX),
+                    ));
+                }
+            }
+            Ok(Ok(out))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::store::outbox::{InboxEntry, NewMessage, OutStatus};
+
+    #[test]
+    fn minutes_count_acks_deliveries_and_receipts_since_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::in_data_dir(dir.path());
+        let minute = 60_000;
+        for (id, acked_at, delivered_at) in [
+            ("old", 10 * minute, None),
+            ("A", 70 * minute, Some(71 * minute)),
+            ("B", 70 * minute + 5, None),
+        ] {
+            let msg = NewMessage {
+                id: id.into(),
+                to: "15550001111@s.whatsapp.net".into(),
+                text: "t".into(),
+                key: None,
+            };
+            store.outbox_enqueue("s", &msg, 1, 1000).unwrap();
+            store
+                .outbox_advance("s", id, OutStatus::Sent, None, acked_at)
+                .unwrap();
+            if let Some(at) = delivered_at {
+                store
+                    .outbox_advance("s", id, OutStatus::Read, None, at)
+                    .unwrap();
+            }
+        }
+        let inbox = InboxEntry {
+            id: "in1".into(),
+            from: "15550002222@s.whatsapp.net".into(),
+            chat: "15550002222@s.whatsapp.net".into(),
+            kind: "text".into(),
+            text: Some("hi".into()),
+            time: 72 * 60,
+        };
+        store
+            .inbox_record("s", "15550002222@s.whatsapp.net", &inbox, 1000, &[])
+            .unwrap();
+        let mut got = store.message_minutes("s", 60 * minute).unwrap();
+        got.sort_by_key(|(what, m, _)| (what.index(), *m));
+        assert_eq!(
+            got,
+            [
+                (Counted::Sent, 70, 2),
+                (Counted::Delivered, 71, 1),
+                (Counted::Received, 72, 1)
+            ],
+            "the message acked before the cut is not counted; a read one counts as delivered"
+        );
+        assert!(store.message_minutes("other", 0).unwrap().is_empty());
+    }
+}
