@@ -18,3 +18,4 @@ pub mod sim;
 pub mod store;
 pub mod ui;
 pub mod wa;
+pub mod webhook;

@@ -11,6 +11,7 @@ mod messages;
 mod routes;
 mod state;
 mod unix;
+mod webhook;
 mod wipe;
 pub mod wire;
 

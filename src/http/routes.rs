@@ -16,7 +16,7 @@ use super::auth::Token;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error};
 use super::wipe;
-use super::{events, fleet, messages};
+use super::{events, fleet, messages, webhook};
 use crate::logging::LogFeed;
 use crate::net::handle::{HandleError, PoolHandle};
 use crate::session::Command;
@@ -39,6 +39,8 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
             "/sessions/{id}/wipe-without-backup",
             post(wipe::without_backup),
         )
+        .route("/webhook/dead", get(webhook::dead))
+        .route("/webhook/dead/redeliver", post(webhook::redeliver))
         .route("/metrics", get(metrics))
         .route("/events", get(events::events))
         .fallback(not_found)

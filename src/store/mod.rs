@@ -22,6 +22,7 @@ pub mod keys;
 mod keys_backup;
 mod lock;
 pub mod outbox;
+pub mod webhook_queue;
 pub mod redis;
 pub mod signal;
 pub mod signal_keys;

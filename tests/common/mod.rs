@@ -6,6 +6,7 @@
 pub mod board;
 pub mod cluster;
 pub mod live;
+pub mod receiver;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
