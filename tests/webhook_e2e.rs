@@ -76,6 +76,13 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
     .await;
     let own = status.account.phone.unwrap();
     sim.create_account(PEER).unwrap();
+    // A device without uploaded pre-keys gets no copy from the phone: wait for the upload.
+    let metrics = started.running.handle.metrics.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.prekeys_uploaded.get() < 812 {
+        assert!(tokio::time::Instant::now() < deadline, "pre-keys never uploaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // A text out, a text in: receipts, the message and the state changes arrive signed.
     let body = format!(r#"{{"to":"{PEER}","text":"hello hook"}}"#);

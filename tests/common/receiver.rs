@@ -119,9 +119,10 @@ impl Receiver {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the receiver got only {} events; counts {:?}",
+                "the receiver got only {} events; counts {:?}: {:?}",
                 hits.len(),
-                self.counts()
+                self.counts(),
+                hits.iter().map(|h| h.body.to_string()).collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
