@@ -4,7 +4,7 @@
 //! (capped at `retry_cap`, each wait drawn between half and all of it) and try again until
 //! `give_up_after`; any other answer moves the event to the dead letters at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ async fn blocking<T: Send + 'static>(
 pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: CancellationToken) {
     let mut flying: HashSet<String> = HashSet::new();
     let mut tries: JoinSet<(Delivery, Answer)> = JoinSet::new();
+    // Which session each try is for, so a try that ended abnormally frees its session.
+    let mut owner: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
         let mut wake = tokio::time::Instant::now() + POLL;
         if let Some(heads) = blocking(&setup, |k| k.webhook_heads()).await {
@@ -96,6 +98,7 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     continue;
                 };
                 flying.insert(head.session.clone());
+                let session = head.session.clone();
                 let mut headers = vec![
                     ("x-wasp-event", head.event.clone()),
                     ("x-wasp-delivery", head.seq.to_string()),
@@ -104,10 +107,11 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     headers.push((SIGNATURE_HEADER, secret.sign(head.body.as_bytes())));
                 }
                 let timeout = setup.config.timeout;
-                tries.spawn(async move {
+                let handle = tries.spawn(async move {
                     let answer = post(&url, &headers, head.body.clone(), timeout).await;
                     (head, answer)
                 });
+                owner.insert(handle.id(), session);
             }
         }
         if let Some(depth) = blocking(&setup, |k| k.webhook_depth()).await {
@@ -118,12 +122,19 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(done) = tries.join_next(), if !tries.is_empty() => {
-                if let Ok((head, answer)) = done {
+            Some(done) = tries.join_next_with_id(), if !tries.is_empty() => match done {
+                Ok((id, (head, answer))) => {
+                    owner.remove(&id);
                     flying.remove(&head.session);
                     settle(&setup, head, &answer).await;
                 }
-            }
+                Err(e) => {
+                    // The event stays queued; its session may try again.
+                    if let Some(session) = owner.remove(&e.id()) {
+                        flying.remove(&session);
+                    }
+                }
+            },
             _ = queued.notified() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
