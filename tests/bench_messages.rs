@@ -20,13 +20,20 @@ async fn two_sessions_with_faults_lose_nothing_and_double_nothing() {
     let report = run(&options).await.unwrap();
     assert_eq!((report.sent, report.sent_back), (20, 20), "{report:?}");
     assert_eq!((report.lost, report.duplicated), (0, 0), "{report:?}");
-    assert_eq!((report.lost_back, report.duplicated_back), (0, 0), "{report:?}");
+    assert_eq!(
+        (report.lost_back, report.duplicated_back),
+        (0, 0),
+        "{report:?}"
+    );
     assert_eq!((report.delivered, report.received), (20, 20), "{report:?}");
     assert_eq!(report.delivered_status, 20, "{report:?}");
     assert_eq!(report.delivery_rate_percent, 100.0);
     assert!(report.send_to_delivered_p99_ms >= report.send_to_delivered_p50_ms);
     assert!(report.send_to_delivered_p50_ms > 0.0, "{report:?}");
-    assert_eq!((report.per_minute, report.burst), (BENCH_PER_MINUTE, BENCH_BURST));
+    assert_eq!(
+        (report.per_minute, report.burst),
+        (BENCH_PER_MINUTE, BENCH_BURST)
+    );
     assert!(
         report.faults_applied.values().sum::<u64>() >= 1,
         "a fault reached a connection: {report:?}"

@@ -190,7 +190,9 @@ fn a_webhook_secret_variable_that_is_not_set_is_one_sentence_naming_it() {
     let stderr = text(&unset.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("secret_env in [webhook] names the variable WASP_TEST_HOOK_SECRET, which is not set"),
+        stderr.contains(
+            "secret_env in [webhook] names the variable WASP_TEST_HOOK_SECRET, which is not set"
+        ),
         "{stderr}"
     );
     let blank = run(Some("  "));

@@ -40,12 +40,16 @@ fn fake_pool(dir: &std::path::Path) -> FakePool {
     let (events, _) = broadcast::channel(4096);
     let keys = Arc::new(KeyStore::in_data_dir(dir));
     let (req_tx, _req_rx) = mpsc::channel(1);
-    let handle = PoolHandle::new(Arc::new(StatusBoard::new()), Arc::new(Metrics::new()), req_tx)
-        .with_events(events.clone())
-        .with_outbox(OutboxAccess {
-            keys: keys.clone(),
-            keep: 1000,
-        });
+    let handle = PoolHandle::new(
+        Arc::new(StatusBoard::new()),
+        Arc::new(Metrics::new()),
+        req_tx,
+    )
+    .with_events(events.clone())
+    .with_outbox(OutboxAccess {
+        keys: keys.clone(),
+        keep: 1000,
+    });
     FakePool {
         handle,
         events,
@@ -157,7 +161,10 @@ fn expected_ids(session: &str, n: usize) -> Vec<String> {
 async fn wait_depth_zero(keys: &Arc<KeyStore>) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while keys.webhook_depth().unwrap() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "queue never drained");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue never drained"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -178,12 +185,19 @@ async fn a_flaky_hanging_receiver_gets_every_event_once_in_order_and_signed() {
     wait_depth_zero(&pool.keys).await;
     let by = ids_by_session(&receiver.hits());
     for s in sessions {
-        assert_eq!(by[s], expected_ids(s, N), "session {s}: once each, in order");
+        assert_eq!(
+            by[s],
+            expected_ids(s, N),
+            "session {s}: once each, in order"
+        );
     }
     assert_eq!(hits.len(), N * sessions.len(), "nothing twice");
     let (requests, bad, failed, hung) = receiver.counts();
     assert_eq!(bad, 0, "every signature verifies");
-    assert!(failed > 20 && hung > 2, "the receiver did fail: {failed} 500s, {hung} hangs");
+    assert!(
+        failed > 20 && hung > 2,
+        "the receiver did fail: {failed} 500s, {hung} hangs"
+    );
     assert!(requests >= (N * sessions.len()) as u64 + failed + hung);
     let m = &pool.handle.metrics;
     assert_eq!(m.webhook_delivered.get(), (N * sessions.len()) as u64);
@@ -241,7 +255,10 @@ async fn events_queued_while_the_receiver_is_down_are_delivered_after_a_restart(
         publish(&pool, &sessions, N).await;
         let deadline = tokio::time::Instant::now() + WAIT;
         while pool.keys.webhook_depth().unwrap() < (N * sessions.len()) as u64 {
-            assert!(tokio::time::Instant::now() < deadline, "events never queued");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "events never queued"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         while pool.handle.metrics.webhook_retried.get() < 2 {

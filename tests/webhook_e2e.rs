@@ -70,9 +70,13 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
         Duration::from_millis(50),
         phone.clone(),
     ));
-    let status = board::wait_for(&started.running.handle.board, "paired", "online", WAIT, |s| {
-        s.state() == StateName::Online && s.account.paired && s.account.phone.is_some()
-    })
+    let status = board::wait_for(
+        &started.running.handle.board,
+        "paired",
+        "online",
+        WAIT,
+        |s| s.state() == StateName::Online && s.account.paired && s.account.phone.is_some(),
+    )
     .await;
     let own = status.account.phone.unwrap();
     sim.create_account(PEER).unwrap();
@@ -80,13 +84,23 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
     let metrics = started.running.handle.metrics.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     while metrics.prekeys_uploaded.get() < 812 {
-        assert!(tokio::time::Instant::now() < deadline, "pre-keys never uploaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pre-keys never uploaded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // A text out, a text in: receipts, the message and the state changes arrive signed.
     let body = format!(r#"{{"to":"{PEER}","text":"hello hook"}}"#);
-    let sent = request(&base, "POST", "/sessions/paired/messages", Some(TOKEN), &body).await;
+    let sent = request(
+        &base,
+        "POST",
+        "/sessions/paired/messages",
+        Some(TOKEN),
+        &body,
+    )
+    .await;
     assert_eq!(sent.status, 202, "{}", sent.body);
     let id = sent.json()["id"].as_str().unwrap().to_string();
     let back = sim.send_text(PEER, &own, "hello wasp").unwrap();
@@ -121,15 +135,24 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
     // A receiver that refuses with 400: the next text's receipts go to the dead letters.
     receiver.set_mode(Mode::Refuse(400, vec!["paired".into()]));
     let body = format!(r#"{{"to":"{PEER}","text":"refused hook"}}"#);
-    let sent = request(&base, "POST", "/sessions/paired/messages", Some(TOKEN), &body).await;
+    let sent = request(
+        &base,
+        "POST",
+        "/sessions/paired/messages",
+        Some(TOKEN),
+        &body,
+    )
+    .await;
     let second = sent.json()["id"].as_str().unwrap().to_string();
     let deadline = tokio::time::Instant::now() + WAIT;
     let listed = loop {
         let dead = request(&base, "GET", "/webhook/dead", Some(TOKEN), "").await;
         let json = dead.json();
-        let has_delivered = json["dead"].as_array().unwrap().iter().any(|d| {
-            d["body"]["id"] == second.as_str() && d["body"]["status"] == "delivered"
-        });
+        let has_delivered = json["dead"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["body"]["id"] == second.as_str() && d["body"]["status"] == "delivered");
         if has_delivered {
             break json;
         }
@@ -138,7 +161,12 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
     };
     let count = listed["count"].as_u64().unwrap();
     assert!(count >= 2, "sent and delivered receipts: {listed}");
-    assert!(listed["dead"][0]["reason"].as_str().unwrap().contains("400"));
+    assert!(
+        listed["dead"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("400")
+    );
 
     receiver.set_mode(Mode::Accept);
     let again = request(&base, "POST", "/webhook/dead/redeliver", None, "").await;
@@ -148,14 +176,19 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
     assert_eq!(again.json()["requeued"].as_u64(), Some(count));
     receiver
         .wait_for(WAIT, |hits| {
-            hits.iter().any(|h| {
-                h.body["id"] == second.as_str() && h.body["status"] == "delivered"
-            })
+            hits.iter()
+                .any(|h| h.body["id"] == second.as_str() && h.body["status"] == "delivered")
         })
         .await;
     let metrics = request(&base, "GET", "/metrics", None, "").await.body;
-    assert!(metrics.contains(&format!("wasp_webhook_dead_total {count}")), "{metrics}");
-    assert!(metrics.contains("wasp_webhook_delivered_total"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("wasp_webhook_dead_total {count}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasp_webhook_delivered_total"),
+        "{metrics}"
+    );
 
     phone.cancel();
     runner::stop(started).await;

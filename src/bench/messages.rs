@@ -139,15 +139,14 @@ pub async fn main(args: &[String]) -> u8 {
     let mut as_json = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut number = |slot: &mut usize, max: usize| {
-            match it.next().and_then(|v| v.parse::<usize>().ok()) {
+        let mut number =
+            |slot: &mut usize, max: usize| match it.next().and_then(|v| v.parse::<usize>().ok()) {
                 Some(n) if (1..=max).contains(&n) => {
                     *slot = n;
                     true
                 }
                 _ => false,
-            }
-        };
+            };
         let fine = match arg.as_str() {
             "--sessions" => number(&mut options.sessions, 200),
             "--messages" => number(&mut options.messages, 100_000),
@@ -266,7 +265,10 @@ async fn pair_all(sim: &Sim, pool: &PoolHandle, n: usize) -> Result<Vec<Lane>, S
     let mut lanes: HashMap<String, Lane> = HashMap::new();
     while lanes.len() < n {
         if Instant::now() > deadline {
-            return Err(format!("only {} of {n} sessions paired in 120 s", lanes.len()));
+            return Err(format!(
+                "only {} of {n} sessions paired in 120 s",
+                lanes.len()
+            ));
         }
         for status in pool.board.snapshot() {
             let Some(qr) = status.qr() else { continue };
@@ -321,9 +323,13 @@ async fn exchange(options: &Options, sim: &Sim, pool: &PoolHandle) -> Result<Rep
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = CancellationToken::new();
     let listener = tokio::spawn(listen(pool.clone(), seen.clone(), stop.clone()));
-    let faults = options
-        .faults
-        .then(|| tokio::spawn(inject_faults(sim.admin.clone(), lanes.clone(), stop.clone())));
+    let faults = options.faults.then(|| {
+        tokio::spawn(inject_faults(
+            sim.admin.clone(),
+            lanes.clone(),
+            stop.clone(),
+        ))
+    });
     let started = Instant::now();
     let deadline = started + SETTLE;
     let mut work = Vec::new();
@@ -423,7 +429,9 @@ async fn count(
         let shown = admin_call(&sim.admin, "GET", &path, None).await?;
         let mut times: HashMap<&str, usize> = HashMap::new();
         for m in shown["messages"].as_array().into_iter().flatten() {
-            *times.entry(m["id"].as_str().unwrap_or_default()).or_insert(0) += 1;
+            *times
+                .entry(m["id"].as_str().unwrap_or_default())
+                .or_insert(0) += 1;
         }
         r.sent += out.len();
         for id in &out {
@@ -455,7 +463,11 @@ async fn count(
                 *inbox.entry(m.id).or_insert(0) += 1;
             }
         }
-        let reported = seen.lock().unwrap_or_else(|p| p.into_inner()).received.clone();
+        let reported = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .received
+            .clone();
         r.sent_back += back.len();
         for id in &back {
             let stored = inbox.get(id).copied().unwrap_or(0);

@@ -60,7 +60,10 @@ pub(super) async fn send_out(
                     if let Ok(Some(e)) = pool.message(&lane.session, &id).await
                         && matches!(e.status, OutStatus::Delivered | OutStatus::Read)
                     {
-                        lock(&seen).delivered_at.entry(id).or_insert_with(Instant::now);
+                        lock(&seen)
+                            .delivered_at
+                            .entry(id)
+                            .or_insert_with(Instant::now);
                     }
                 }
                 looked = Instant::now();
@@ -74,7 +77,10 @@ pub(super) async fn send_out(
         let key = format!("{}-{i}", lane.session);
         let at = Instant::now();
         let entry = loop {
-            match pool.send(&lane.session, &lane.peer, &text, Some(key.clone())).await {
+            match pool
+                .send(&lane.session, &lane.peer, &text, Some(key.clone()))
+                .await
+            {
                 Ok(entry) => break entry,
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!("{}: could not queue a text: {e}", lane.session));

@@ -264,7 +264,10 @@ mod tests {
     #[test]
     fn urls_split_into_their_parts() {
         let u = WebhookUrl::parse("https://hooks.example.com/wasp?x=1").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "hooks.example.com", 443));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (true, "hooks.example.com", 443)
+        );
         assert_eq!(u.path, "/wasp?x=1");
         let u = WebhookUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!((u.tls, u.port, u.path.as_str()), (false, 8080, "/"));
@@ -299,7 +302,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("url in [webhook] is not a webhook URL"), "{err}");
+        assert!(
+            err.contains("url in [webhook] is not a webhook URL"),
+            "{err}"
+        );
         assert!(err.contains("unknown event \"mesage\""), "{err}");
         assert!(err.contains("secrets_env"), "{err}");
         assert!(err.contains("webhook in session \"a\""), "{err}");

@@ -22,11 +22,11 @@ pub mod keys;
 mod keys_backup;
 mod lock;
 pub mod outbox;
-pub mod webhook_queue;
 pub mod redis;
 pub mod signal;
 pub mod signal_keys;
 mod utc;
+pub mod webhook_queue;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -179,7 +179,8 @@ impl KeyStore {
     /// The newest `limit` dead letters (newest first) and how many there are in all.
     pub fn webhook_dead(&self, limit: u32) -> Result<(Vec<DeadDelivery>, u64), KeysError> {
         self.with(SCOPE, |conn| {
-            let count: i64 = conn.query_row("SELECT COUNT(*) FROM webhook_dead", [], |r| r.get(0))?;
+            let count: i64 =
+                conn.query_row("SELECT COUNT(*) FROM webhook_dead", [], |r| r.get(0))?;
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, session, event, body, attempts, queued_at, dead_at, reason \
                  FROM webhook_dead ORDER BY seq DESC LIMIT ?1",

@@ -81,8 +81,8 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     continue;
                 }
                 if head.next_at > now {
-                    let at = tokio::time::Instant::now()
-                        + Duration::from_millis(head.next_at - now);
+                    let at =
+                        tokio::time::Instant::now() + Duration::from_millis(head.next_at - now);
                     wake = wake.min(at);
                     continue;
                 }
@@ -208,7 +208,10 @@ mod tests {
     fn answers_are_judged_by_status() {
         assert_eq!(judge(&Answer::Status(204)), Verdict::Delivered);
         for s in [408, 429, 500, 503] {
-            assert!(matches!(judge(&Answer::Status(s)), Verdict::Retry(_)), "{s}");
+            assert!(
+                matches!(judge(&Answer::Status(s)), Verdict::Retry(_)),
+                "{s}"
+            );
         }
         for s in [400, 401, 404, 410, 301] {
             assert!(matches!(judge(&Answer::Status(s)), Verdict::Dead(_)), "{s}");
@@ -225,9 +228,7 @@ mod tests {
         let base = Duration::from_secs(1);
         let cap = Duration::from_secs(60);
         for attempt in 1..30u32 {
-            let full = base
-                .saturating_mul(1 << (attempt - 1).min(20))
-                .min(cap);
+            let full = base.saturating_mul(1 << (attempt - 1).min(20)).min(cap);
             let d = backoff(base, cap, attempt, &mut rng);
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }

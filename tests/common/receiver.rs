@@ -129,11 +129,7 @@ impl Receiver {
     }
 }
 
-async fn hook(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
+async fn hook(State(s): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
     s.requests.fetch_add(1, Ordering::SeqCst);
     let signed = headers
         .get("x-wasp-signature")
