@@ -58,19 +58,20 @@ fn fake_pool(dir: &std::path::Path) -> FakePool {
 }
 
 fn config(url: &str, sessions: &[&str]) -> Config {
-    let mut config = Config::default();
-    config.webhook = Some(WebhookConfig {
-        url: Some(WebhookUrl::parse(url).unwrap()),
-        timeout: Duration::from_secs(1),
-        retry_base: Duration::from_millis(10),
-        retry_cap: Duration::from_millis(100),
-        ..WebhookConfig::default()
-    });
-    config.sessions = sessions
-        .iter()
-        .map(|id| SessionConfig::new(*id, Policy::default()))
-        .collect();
-    config
+    Config {
+        webhook: Some(WebhookConfig {
+            url: Some(WebhookUrl::parse(url).unwrap()),
+            timeout: Duration::from_secs(1),
+            retry_base: Duration::from_millis(10),
+            retry_cap: Duration::from_millis(100),
+            ..WebhookConfig::default()
+        }),
+        sessions: sessions
+            .iter()
+            .map(|id| SessionConfig::new(*id, Policy::default()))
+            .collect(),
+        ..Config::default()
+    }
 }
 
 fn start(pool: &FakePool, config: &Config) -> (webhook::Webhooks, CancellationToken) {

@@ -27,18 +27,18 @@ struct RedeliverBody {
 }
 
 /// The key database, or the answer when the request may not or cannot see it.
-fn guarded(app: &AppState, headers: &HeaderMap) -> Result<std::sync::Arc<KeyStore>, Response> {
+fn guarded(app: &AppState, headers: &HeaderMap) -> Result<std::sync::Arc<KeyStore>, Box<Response>> {
     if !app.token.as_ref().is_some_and(|t| t.admits(headers)) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",
-        ));
+        )));
     }
     app.pool.keys().cloned().ok_or_else(|| {
-        error(
+        Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "this pool keeps no webhook queue here",
-        )
+        ))
     })
 }
 
@@ -53,7 +53,7 @@ pub(super) async fn dead(
 ) -> Response {
     let keys = match guarded(&app, &headers) {
         Ok(keys) => keys,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let limit = match query.limit.as_deref().map(str::parse::<u32>) {
         None => 100,
@@ -98,7 +98,7 @@ pub(super) async fn redeliver(
 ) -> Response {
     let keys = match guarded(&app, &headers) {
         Ok(keys) => keys,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let seqs = if body.iter().all(u8::is_ascii_whitespace) {
         None
