@@ -19,3 +19,4 @@ pub mod sim;
 pub mod store;
 pub mod ui;
 pub mod wa;
+pub mod webhook;

@@ -303,6 +303,12 @@ fn check_config(file: &Path) -> ExitCode {
                 eprintln!("{name}: {e}");
                 return usage_failure();
             }
+            if let Some(var) = config.webhook.as_ref().and_then(|w| w.missing_secret()) {
+                eprintln!(
+                    "{name}: secret_env in [webhook] names the variable {var}, which is not set: put the signing secret in it or remove secret_env"
+                );
+                return usage_failure();
+            }
             println!("{}", summary(&name, &config));
             ExitCode::SUCCESS
         }
@@ -329,6 +335,9 @@ fn summary(file: &str, config: &config::Config) -> String {
     }
     if let Some(cluster) = &config.cluster {
         line.push_str(&format!(", cluster node {}", cluster.node_id));
+    }
+    if let Some(url) = config.webhook.as_ref().and_then(|w| w.url.as_ref()) {
+        line.push_str(&format!(", webhook {}:{}", url.host, url.port));
     }
     line
 }

@@ -45,6 +45,8 @@ pub struct Started {
     /// Clustered: this node's member of the fleet and its loop (awaited at stop, so the
     /// leases are released for the other nodes at once).
     pub member: Option<(crate::cluster::Cluster, tokio::task::JoinHandle<()>)>,
+    /// The webhook tasks, when some session has a webhook.
+    pub webhooks: Option<crate::webhook::Webhooks>,
 }
 
 /// The local socket of a data directory (`<data_dir>/wasp.sock`).
@@ -71,6 +73,10 @@ pub enum StartError {
     BlankTokenVariable(String),
     #[error(transparent)]
     Descriptors(#[from] DescriptorError),
+    #[error(
+        "secret_env in [webhook] names the variable {0}, which is not set: put the signing secret in it or remove secret_env"
+    )]
+    MissingWebhookSecret(String),
 }
 
 impl StartError {
@@ -80,6 +86,7 @@ impl StartError {
             self,
             StartError::Http(http::HttpError::NoTokenOnPublicBind(_))
                 | StartError::BlankTokenVariable(_)
+                | StartError::MissingWebhookSecret(_)
                 | StartError::Descriptors(DescriptorError::DoesNotFit { .. })
         )
     }
@@ -150,6 +157,9 @@ pub fn check_before_start(
     if let Some(name) = config.http.as_ref().and_then(|h| h.blank_token_variable()) {
         return Err(StartError::BlankTokenVariable(name.to_string()));
     }
+    if let Some(name) = config.webhook.as_ref().and_then(|w| w.missing_secret()) {
+        return Err(StartError::MissingWebhookSecret(name.to_string()));
+    }
     if let Some(addr) = addr {
         let configured = config
             .http
@@ -200,6 +210,8 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
             (running, Some(member))
         }
     };
+    let webhooks = crate::webhook::WebhookSetup::of(config, &running.handle)
+        .map(|setup| crate::webhook::start(setup, &running.handle, cancel.clone()));
     let http = match (addr, token.clone()) {
         (Some(addr), Some(token)) => {
             let http_config = config.http.clone().unwrap_or_default();
@@ -227,6 +239,7 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
         socket,
         cancel,
         member,
+        webhooks,
     })
 }
 
@@ -292,6 +305,9 @@ pub async fn stop(started: Started) {
         warn!("the pool did not stop within {budget:?}");
     }
     started.cancel.cancel();
+    if let Some(webhooks) = started.webhooks {
+        webhooks.stopped(Duration::from_secs(2)).await;
+    }
     if let Some((_, task)) = started.member
         && tokio::time::timeout(Duration::from_secs(2), task)
             .await
@@ -341,6 +357,9 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
             _ = hup.recv() => match config::load(path) {
                 Ok(new) => {
                     info!(sessions = new.sessions.len(), "config reloaded");
+                    if new.webhook != config.webhook {
+                        warn!("[webhook] changed: deliveries keep the old settings until wasp restarts");
+                    }
                     if new.http != config.http {
                         warn!("[http] changed: the endpoint keeps its old settings until wasp restarts");
                     }

@@ -166,3 +166,40 @@ fn an_endless_file_is_refused_after_4_mib_in_one_sentence() {
         "cannot read config file /dev/zero: it is larger than 4 MiB, far more than a sessions file\n"
     );
 }
+
+#[test]
+fn a_webhook_secret_variable_that_is_not_set_is_one_sentence_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hook.toml");
+    std::fs::write(
+        &file,
+        "[webhook]\nurl = \"https://hooks.example.com/wasp\"\nsecret_env = \"WASP_TEST_HOOK_SECRET\"\n",
+    )
+    .expect("written");
+    let run = |value: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasp"));
+        command.arg("check-config").arg(&file);
+        match value {
+            Some(v) => command.env("WASP_TEST_HOOK_SECRET", v),
+            None => command.env_remove("WASP_TEST_HOOK_SECRET"),
+        };
+        command.output().expect("the wasp binary runs")
+    };
+    let unset = run(None);
+    assert_eq!(unset.status.code(), Some(2));
+    let stderr = text(&unset.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "secret_env in [webhook] names the variable WASP_TEST_HOOK_SECRET, which is not set"
+        ),
+        "{stderr}"
+    );
+    let blank = run(Some("  "));
+    assert_eq!(blank.status.code(), Some(2));
+    let set = run(Some("s3cret-value"));
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    let stdout = text(&set.stdout);
+    assert!(stdout.contains("webhook hooks.example.com:443"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}

@@ -118,6 +118,10 @@ pub enum ConfigError {
     BadDeviceName { field: String, reason: String },
     #[error("{field} has a bad warm-up step: {reason}")]
     BadWarmup { field: String, reason: String },
+    #[error("{field} is not a webhook URL: {reason}")]
+    BadWebhookUrl { field: String, reason: String },
+    #[error("{field} names an unknown event \"{found}\": use message, receipt or state")]
+    UnknownWebhookEvent { field: String, found: String },
 }
 
 /// Where a problem is: 1-based line and column (columns count characters, not bytes).

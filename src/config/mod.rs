@@ -11,6 +11,7 @@ mod messages;
 mod overrides;
 mod read;
 mod sections;
+mod webhook;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::wa::payload::ClientVersion;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
 pub use messages::{MessagesConfig, WarmupStep, parse_warmup_step};
+pub use webhook::{SessionWebhook, WebhookConfig, WebhookEvent, WebhookUrl};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
 pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
@@ -55,6 +57,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `[messages]`: send limits and retention of the outbox.
     pub messages: MessagesConfig,
+    /// `[webhook]`: where events are POSTed, when present.
+    pub webhook: Option<WebhookConfig>,
     /// In file order.
     pub sessions: Vec<SessionConfig>,
 }
@@ -276,6 +280,8 @@ pub struct SessionConfig {
     pub autostart: bool,
     /// The global policy overlaid with this session's keys.
     pub policy: Policy,
+    /// `webhook = "<url>" | "off"`: this session's own webhook.
+    pub webhook: SessionWebhook,
 }
 
 impl SessionConfig {
@@ -288,6 +294,7 @@ impl SessionConfig {
             phone: None,
             autostart: false,
             policy,
+            webhook: SessionWebhook::Inherit,
         }
     }
 }

@@ -16,13 +16,14 @@ use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
 use super::read::{Problems, Span, Table, describe};
+use super::webhook::{WEBHOOK_KEYS, read_session_webhook, read_webhook};
 use super::{
     ClusterConfig, Config, CredentialStore, HttpConfig, HttpToken, Limits, ServerConfig,
     SessionConfig, StorageConfig, check_session_id,
 };
 
-const TOP_LEVEL: [&str; 8] = [
-    "server", "storage", "policy", "limits", "http", "cluster", "messages", "session",
+const TOP_LEVEL: [&str; 9] = [
+    "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "session",
 ];
 const SERVER_KEYS: [&str; 5] = [
     "url",
@@ -44,11 +45,11 @@ const HTTP_KEYS: [&str; 8] = [
     "read_token_env",
 ];
 const CLUSTER_KEYS: [&str; 4] = ["redis_url", "node_id", "lease_ttl", "credentials"];
-const SESSION_KEYS: [&str; 4] = ["id", "label", "phone", "autostart"];
+const SESSION_KEYS: [&str; 5] = ["id", "label", "phone", "autostart", "webhook"];
 
 /// The table a key belongs to, for "unknown key ...; it belongs in [storage]".
 fn home_of(key: &str) -> Option<&'static str> {
-    let tables: [(&[&str], &'static str); 8] = [
+    let tables: [(&[&str], &'static str); 9] = [
         (&SERVER_KEYS, "[server]"),
         (&STORAGE_KEYS, "[storage]"),
         (&POLICY_KEYS, "[policy] or a [[session]]"),
@@ -57,6 +58,7 @@ fn home_of(key: &str) -> Option<&'static str> {
         (&CLUSTER_KEYS, "[cluster]"),
         (&SESSION_KEYS, "a [[session]]"),
         (&MESSAGES_KEYS, "[messages]"),
+        (&WEBHOOK_KEYS, "[webhook]"),
     ];
     tables
         .iter()
@@ -104,6 +106,7 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
     let messages = table(&mut problems, root, "messages")
         .map(|t| read_messages(&mut problems, &t))
         .unwrap_or_default();
+    let webhook = table(&mut problems, root, "webhook").map(|t| read_webhook(&mut problems, &t));
     let sessions = read_sessions(&mut problems, root, &policy, &limits, text);
 
     if !problems.is_empty() {
@@ -117,6 +120,7 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         http,
         cluster,
         messages,
+        webhook,
         sessions,
     })
 }
@@ -469,6 +473,7 @@ fn read_sessions(
             session.phone = Some(phone.to_string());
         }
         session.autostart = t.bool(problems, "autostart").unwrap_or(false);
+        session.webhook = read_session_webhook(problems, &t);
         sessions.push(session);
     }
     sessions

@@ -25,7 +25,7 @@ use super::state::{AppState, error};
 use super::wire::WireStatus;
 use crate::logging::FeedItem;
 use crate::net::board::BoardEvent;
-use crate::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
+use crate::net::messages::MessageEvent;
 
 /// Most sessions in one `statuses` event.
 const BATCH_MAX: usize = 1024;
@@ -158,41 +158,8 @@ fn message_events(app: &AppState) -> impl Stream<Item = Event> + use<> {
 }
 
 fn message_event(event: &MessageEvent) -> Event {
-    match &event.kind {
-        MessageEventKind::Received(m) => {
-            let data = serde_json::json!({
-                "session": event.session,
-                "id": m.id,
-                "from": m.sender,
-                "chat": m.chat,
-                "from_me": m.from_me,
-                "type": m.kind,
-                "text": m.text,
-                "time": m.timestamp,
-            });
-            Event::default().event("message").data(data.to_string())
-        }
-        MessageEventKind::Status { id, chat, status } => {
-            let (name, error) = match status {
-                MessageStatus::Pending => ("queued", None),
-                MessageStatus::Sent => ("sent", None),
-                MessageStatus::Delivered => ("delivered", None),
-                MessageStatus::Read => ("read", None),
-                MessageStatus::Played => ("played", None),
-                MessageStatus::Failed(why) => ("failed", Some(why.as_str())),
-            };
-            let mut data = serde_json::json!({
-                "session": event.session,
-                "id": id,
-                "chat": chat,
-                "status": name,
-            });
-            if let Some(error) = error {
-                data["error"] = serde_json::json!(error);
-            }
-            Event::default().event("receipt").data(data.to_string())
-        }
-    }
+    let (name, data) = crate::webhook::event::message_json(event);
+    Event::default().event(name).data(data.to_string())
 }
 
 /// Resolves when the pool has stopped.

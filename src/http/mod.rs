@@ -12,6 +12,7 @@ mod pair;
 mod routes;
 mod state;
 mod unix;
+mod webhook;
 mod wipe;
 pub mod wire;
 

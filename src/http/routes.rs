@@ -14,7 +14,7 @@ use super::auth::Token;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error, handle_error};
 use super::wipe;
-use super::{events, fleet, messages, pair};
+use super::{events, fleet, messages, pair, webhook};
 use crate::logging::LogFeed;
 use crate::net::handle::PoolHandle;
 use crate::session::Command;
@@ -37,6 +37,8 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
             "/sessions/{id}/wipe-without-backup",
             post(wipe::without_backup),
         )
+        .route("/webhook/dead", get(webhook::dead))
+        .route("/webhook/dead/redeliver", post(webhook::redeliver))
         .route("/metrics", get(metrics))
         .route("/events", get(events::events))
         .fallback(not_found)

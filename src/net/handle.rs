@@ -107,6 +107,11 @@ impl PoolHandle {
         self
     }
 
+    /// The key database holding the outboxes (and the webhook queue), when this handle has it.
+    pub fn keys(&self) -> Option<&Arc<KeyStore>> {
+        self.outbox.as_ref().map(|o| &o.keys)
+    }
+
     /// The same handle, sending commands for sessions owned elsewhere through `remote`.
     pub fn with_remote(mut self, remote: Arc<dyn Remote>) -> Self {
         self.remote = Some(remote);

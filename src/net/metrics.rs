@@ -68,6 +68,13 @@ pub struct Metrics {
     pub session_messages: Family<MessageLabels, Counter>,
     pub outbox_depth: Family<SessionLabel, Gauge>,
     pub delivery_latency: Histogram,
+    /// Webhook events delivered (2xx), tries that failed and will be retried, events
+    /// dead-lettered, events that could not be queued, and the queue's depth.
+    pub webhook_delivered: Counter,
+    pub webhook_retried: Counter,
+    pub webhook_dead: Counter,
+    pub webhook_lost: Counter,
+    pub webhook_queue_depth: Gauge,
     /// Serialises scrapes: the state gauge is rebuilt per scrape.
     scrape: Mutex<()>,
 }
@@ -104,6 +111,16 @@ impl Metrics {
         let session_messages = Family::<MessageLabels, Counter>::default();
         let outbox_depth = Family::<SessionLabel, Gauge>::default();
         let delivery_latency = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let webhook_delivered = Counter::default();
+        let webhook_retried = Counter::default();
+        let webhook_dead = Counter::default();
+        let webhook_lost = Counter::default();
+        let webhook_queue_depth = Gauge::default();
+        registry.register(
+            "webhook_queue_depth",
+            "Webhook events queued and not yet delivered",
+            webhook_queue_depth.clone(),
+        );
         registry.register(
             "session_messages",
             "Messages per session by event: sent (server ack), delivered, read, failed, received",
@@ -144,6 +161,26 @@ impl Metrics {
                 "device_list_refreshes",
                 "Device lists fetched again because a server ack's phash differed from ours",
                 &device_list_refreshes,
+            ),
+            (
+                "webhook_delivered",
+                "Webhook events the receiver accepted (2xx)",
+                &webhook_delivered,
+            ),
+            (
+                "webhook_retried",
+                "Webhook tries that failed (5xx, 408, 429, network, timeout) and are retried",
+                &webhook_retried,
+            ),
+            (
+                "webhook_dead",
+                "Webhook events moved to the dead letters",
+                &webhook_dead,
+            ),
+            (
+                "webhook_lost",
+                "Webhook events that could not be queued (missed or database failure)",
+                &webhook_lost,
             ),
         ] {
             registry.register(name, help, counter.clone());
@@ -223,6 +260,11 @@ impl Metrics {
             session_messages,
             outbox_depth,
             delivery_latency,
+            webhook_delivered,
+            webhook_retried,
+            webhook_dead,
+            webhook_lost,
+            webhook_queue_depth,
             undecodable_nodes,
             acks_sent,
             prekeys_uploaded,

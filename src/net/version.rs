@@ -200,7 +200,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, VersionError> {
     split_response(url, &response)
 }
 
-fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, rustls::Error> {
+pub(crate) fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, rustls::Error> {
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

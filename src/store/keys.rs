@@ -123,6 +123,8 @@ impl KeyStore {
         conn.execute_batch(super::app_state_keys::SCHEMA)
             .map_err(fail)?;
         conn.execute_batch(super::outbox::SCHEMA).map_err(fail)?;
+        conn.execute_batch(super::webhook_queue::SCHEMA)
+            .map_err(fail)?;
         Ok(conn)
     }
 

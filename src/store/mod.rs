@@ -27,6 +27,7 @@ pub mod signal;
 pub mod signal_keys;
 pub mod tally;
 mod utc;
+pub mod webhook_queue;
 
 use std::fmt;
 use std::path::PathBuf;

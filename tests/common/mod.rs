@@ -7,6 +7,7 @@ pub mod board;
 pub mod cluster;
 pub mod headless;
 pub mod live;
+pub mod receiver;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,6 +1,7 @@
 //! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, `frame`
-//! (building and drawing one console frame for a large fleet), and `attach` (the event path of
-//! an attached console against the in-process one, `attach::bench`).
+//! (building and drawing one console frame for a large fleet), `attach` (the event path of
+//! an attached console against the in-process one, `attach::bench`), and `messages`
+//! (`messages.rs`: texts both ways through a pool and the simulator, with faults).
 //!
 //! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
 //! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
@@ -15,6 +16,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+pub mod messages;
+mod traffic;
 
 use crate::sim::load;
 use crate::wa::creds::Credentials;
@@ -31,6 +35,9 @@ pub async fn run(args: &[String]) -> u8 {
     let mut rounds = 100usize;
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
+    if what == "messages" {
+        return messages::main(&args[1..]).await;
+    }
     while let Some(arg) = it.next() {
         let value = it.next().and_then(|v| v.parse::<u64>().ok());
         match (arg.as_str(), value) {
@@ -77,7 +84,7 @@ pub async fn run(args: &[String]) -> u8 {
         },
         _ => {
             eprintln!(
-                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], or attach [--sessions N] [--rounds R]"
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], attach [--sessions N] [--rounds R], or messages [--sessions N] [--messages M] [--concurrency C] [--faults] [--json]"
             );
             2
         }
@@ -102,14 +109,26 @@ fn proc_usage(pid: u32) -> Option<(u64, u64)> {
     Some((rss, utime + stime))
 }
 
+/// `wasp sim` running as its own process.
 struct Sim {
     child: std::process::Child,
     target: load::Target,
     admin: String,
 }
 
-fn start_sim() -> Result<Sim, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `EXE sim` (this executable when `exe` is `None`) and reads its ready line.
+fn start_sim(exe: Option<&std::path::Path>) -> Result<Sim, String> {
+    let exe = match exe {
+        Some(exe) => exe.to_path_buf(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let mut child = Command::new(exe)
         .arg("sim")
         .stdout(Stdio::piped())
@@ -152,14 +171,25 @@ async fn pair_one(sim: &Sim) -> Result<Credentials, String> {
 }
 
 async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(), String> {
+    admin_call(base, "POST", path, Some(body)).await.map(|_| ())
+}
+
+/// One request to the simulator's admin API: the answer's JSON when it is a 200, else the
+/// answer's last line as the error.
+async fn admin_call(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = base.trim_start_matches("http://");
-    let body = body.to_string();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut tcp = tokio::net::TcpStream::connect(host)
         .await
         .map_err(|e| e.to_string())?;
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     tcp.write_all(req.as_bytes())
@@ -169,19 +199,16 @@ async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<(
     tcp.read_to_string(&mut answer)
         .await
         .map_err(|e| e.to_string())?;
-    if answer.starts_with("HTTP/1.1 200") {
-        Ok(())
-    } else {
-        Err(answer.lines().last().unwrap_or_default().to_string())
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(answer.lines().last().unwrap_or_default().to_string());
     }
+    let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(json).map_err(|e| format!("{method} {path}: the answer is not JSON: {e}"))
 }
 
 async fn sim_idle(n: usize, hold: u64) -> Result<serde_json::Value, String> {
-    let mut sim = start_sim()?;
-    let result = measure(&sim, n, hold).await;
-    let _ = sim.child.kill();
-    let _ = sim.child.wait();
-    result
+    let sim = start_sim(None)?;
+    measure(&sim, n, hold).await
 }
 
 async fn measure(sim: &Sim, n: usize, hold: u64) -> Result<serde_json::Value, String> {
