@@ -17,6 +17,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::load;
+
+pub mod soak;
 use crate::wa::creds::Credentials;
 use crate::wa::noise::TrustRoot;
 
@@ -29,6 +31,9 @@ pub async fn run(args: &[String]) -> u8 {
     let mut height = 60u64;
     let mut iterations = 200usize;
     let mut rounds = 100usize;
+    if args.first().is_some_and(|a| a == "soak") {
+        return soak::run(&args[1..]).await;
+    }
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
     while let Some(arg) = it.next() {
@@ -77,7 +82,7 @@ pub async fn run(args: &[String]) -> u8 {
         },
         _ => {
             eprintln!(
-                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], or attach [--sessions N] [--rounds R]"
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], or attach [--sessions N] [--rounds R], or soak --sessions N --duration D --fault-rate F --seed S [--json]"
             );
             2
         }
