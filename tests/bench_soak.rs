@@ -37,9 +37,15 @@ async fn fifty_sessions_for_a_minute_under_random_faults() {
     eprintln!("{}", report.text());
     assert!(report.faults_applied >= 10, "{report:?}");
     for kind in ["drop", "end", "stall", "restart", "stream-error"] {
-        assert!(report.faults_by_kind.get(kind) >= Some(&1), "no {kind}: {report:?}");
+        assert!(
+            report.faults_by_kind.get(kind) >= Some(&1),
+            "no {kind}: {report:?}"
+        );
     }
-    assert!(report.disconnections >= report.faults_applied / 2, "{report:?}");
+    assert!(
+        report.disconnections >= report.faults_applied / 2,
+        "{report:?}"
+    );
     assert_eq!(report.conflicts, 0, "{report:?}");
     assert_eq!(report.peak_logins_per_device, 1, "{report:?}");
     assert_eq!(report.credentials_lost, 0, "{report:?}");

@@ -288,7 +288,10 @@ async fn an_abandoned_slow_login_kicks_nobody() {
     // The client gives up on the slow login and goes, once the server holds it.
     let before = sim.stats().handshakes;
     let (abandoned, _events) = connect(&t, &creds).await;
-    until(&sim, "the slow login's handshake", |s| s.handshakes > before).await;
+    until(&sim, "the slow login's handshake", |s| {
+        s.handshakes > before
+    })
+    .await;
     abandoned.close().await;
     // It comes back and logs in at once.
     sim.fault(&jid, Fault::SlowHandshake(Duration::ZERO))

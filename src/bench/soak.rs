@@ -124,7 +124,9 @@ pub async fn run(args: &[String]) -> u8 {
         let value = it.next().map(String::as_str).unwrap_or("");
         let ok = match arg.as_str() {
             "--sessions" => value.parse().map(|v| options.sessions = v).is_ok(),
-            "--duration" => parse_duration(value).map(|v| options.duration = v).is_some(),
+            "--duration" => parse_duration(value)
+                .map(|v| options.duration = v)
+                .is_some(),
             "--fault-rate" => value
                 .parse::<f64>()
                 .ok()
@@ -206,7 +208,12 @@ pub async fn soak(options: &SoakOptions) -> Result<SoakReport, String> {
     let config = pool_config(&sim, &dir, options);
     let store = Arc::new(FileStore::new(&config.storage.data_dir));
     let cancel = CancellationToken::new();
-    let running = pool::start(&config, crate::runner::endpoint(&config), store, cancel.clone());
+    let running = pool::start(
+        &config,
+        crate::runner::endpoint(&config),
+        store,
+        cancel.clone(),
+    );
     let result = measure(&sim, &running, options).await;
     running.handle.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(30), running.task).await;
@@ -320,8 +327,8 @@ async fn measure(
     sim.stop_plan();
     // Each login in the window ended a disconnection (some too short to be sampled), and
     // the devices down at the end had one more each.
-    let disconnections = (sim.stats().logins - logins_start + down_since.len() as u64)
-        .max(disconnections);
+    let disconnections =
+        (sim.stats().logins - logins_start + down_since.len() as u64).max(disconnections);
     let mut faults_by_kind = sim.stats().faults;
     for (kind, count) in &mut faults_by_kind {
         *count -= faults_before.get(kind).copied().unwrap_or(0);
@@ -409,7 +416,11 @@ mod tests {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("x"), None);
-        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
         let values = ms(&(1..=100).collect::<Vec<_>>());
         assert_eq!(percentile_ms(&values, 50), 50);
         assert_eq!(percentile_ms(&values, 99), 99);
