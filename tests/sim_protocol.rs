@@ -273,6 +273,46 @@ async fn slow_handshakes_for_all_and_for_one_device() {
     login(&t, &creds).await;
 }
 
+/// Issue 16: a login delayed past the client's deadline, whose client then left, must not
+/// finish later and kick the live login with 440 (the real server does not log in a client
+/// that has gone).
+#[tokio::test]
+async fn an_abandoned_slow_login_kicks_nobody() {
+    let sim = start().await;
+    let creds = pair_new(&sim, None).await;
+    let jid = sim.devices()[0].clone();
+    let t = target(&sim);
+    sim.fault(&jid, Fault::SlowHandshake(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    // The client gives up on the slow login and goes, once the server holds it.
+    let before = sim.stats().handshakes;
+    let (abandoned, _events) = connect(&t, &creds).await;
+    until(&sim, "the slow login's handshake", |s| {
+        s.handshakes > before
+    })
+    .await;
+    abandoned.close().await;
+    // It comes back and logs in at once.
+    sim.fault(&jid, Fault::SlowHandshake(Duration::ZERO))
+        .await
+        .unwrap();
+    let (live, events) = login(&t, &creds).await;
+    // Once the abandoned login's delay is over it has either been dropped or (the old
+    // bug) kicked the live one.
+    until(&sim, "the abandoned login's end", |s| {
+        s.errors.get("abandoned_login").copied().unwrap_or(0) >= 1
+            || s.devices.get(&jid).is_some_and(|d| d.conflicts_sent >= 1)
+    })
+    .await;
+    let stats = sim.stats();
+    assert_eq!(stats.devices[&jid].conflicts_sent, 0, "{stats:?}");
+    assert_eq!(stats.devices[&jid].max_concurrent, 1, "{stats:?}");
+    live.ping(WAIT).await.unwrap();
+    assert_eq!(sim.stats().logged_in, 1);
+    drop(events);
+}
+
 #[tokio::test]
 async fn a_seeded_fault_plan_hits_live_devices() {
     let sim = start().await;

@@ -1,7 +1,8 @@
 //! `wasp bench`: repeatable measurements, JSON out: `sim-idle` against the simulator, `frame`
 //! (building and drawing one console frame for a large fleet), `attach` (the event path of
-//! an attached console against the in-process one, `attach::bench`), and `messages`
-//! (`messages.rs`: texts both ways through a pool and the simulator, with faults).
+//! an attached console against the in-process one, `attach::bench`), `messages`
+//! (`messages.rs`: texts both ways through a pool and the simulator, with faults) and `soak`
+//! (`soak.rs`: a pool under a seeded random fault plan, judged from the simulator's side).
 //!
 //! `wasp bench sim-idle [--connections N] [--hold-secs S]` starts `wasp sim` as its own
 //! process, pairs N devices through its admin API's in-process equivalent (the virtual phone),
@@ -18,6 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 pub mod messages;
+pub mod soak;
 mod traffic;
 
 use crate::sim::load;
@@ -35,8 +37,10 @@ pub async fn run(args: &[String]) -> u8 {
     let mut rounds = 100usize;
     let mut it = args.iter();
     let what = it.next().map(String::as_str).unwrap_or("");
-    if what == "messages" {
-        return messages::main(&args[1..]).await;
+    match what {
+        "soak" => return soak::run(&args[1..]).await,
+        "messages" => return messages::main(&args[1..]).await,
+        _ => {}
     }
     while let Some(arg) = it.next() {
         let value = it.next().and_then(|v| v.parse::<u64>().ok());
@@ -84,7 +88,7 @@ pub async fn run(args: &[String]) -> u8 {
         },
         _ => {
             eprintln!(
-                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], attach [--sessions N] [--rounds R], or messages [--sessions N] [--messages M] [--concurrency C] [--faults] [--json]"
+                "wasp bench: name a measurement: sim-idle [--connections N] [--hold-secs S], frame [--sessions N] [--width W] [--height H] [--iterations I], attach [--sessions N] [--rounds R], messages [--sessions N] [--messages M] [--concurrency C] [--faults] [--json], or soak --sessions N --duration D --fault-rate F --seed S [--json]"
             );
             2
         }

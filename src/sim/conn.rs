@@ -380,9 +380,13 @@ impl Conn {
 
     /// Applies a fault to this connection; `Some` ends it.
     fn apply(&mut self, jid: Option<&str>, fault: Fault) -> Option<End> {
-        self.core.reg().stats.fault_applied(jid, fault.name());
+        let mut reg = self.core.reg();
+        reg.stats.fault_applied(jid, fault.name());
         match fault {
             Fault::Stall => {
+                if let Some(jid) = jid.filter(|_| !self.stalled) {
+                    reg.stats.device(jid).stalled += 1;
+                }
                 self.stalled = true;
                 None
             }

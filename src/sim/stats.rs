@@ -31,6 +31,8 @@ pub enum ErrorKind {
     BadDeviceSignature,
     /// The client did not answer pair-success in time.
     PairingTimeout,
+    /// A login whose client left before it was answered (not logged in, nobody kicked).
+    AbandonedLogin,
     /// The state file could not be written.
     StateSave,
 }
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::ClientRejectedPairing => "client_rejected_pairing",
             ErrorKind::BadDeviceSignature => "bad_device_signature",
             ErrorKind::PairingTimeout => "pairing_timeout",
+            ErrorKind::AbandonedLogin => "abandoned_login",
             ErrorKind::StateSave => "state_save",
         }
     }
@@ -61,6 +64,8 @@ pub struct DeviceStats {
     pub phone: String,
     /// Logged-in connections now.
     pub concurrent: u32,
+    /// Of those, connections a stall fault silenced (logged in, answering nothing).
+    pub stalled: u32,
     /// The most logged-in connections this device ever had at once (1 in a healthy run).
     pub max_concurrent: u32,
     pub logins: u64,

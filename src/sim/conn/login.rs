@@ -128,17 +128,21 @@ impl Conn {
     pub async fn login(mut self, device: Device) {
         let jid = device.jid.clone();
         let delay = self.core.reg().login_delay(&jid);
-        if let Some(delay) = delay {
-            // slow-handshake for this one device (see docs/decisions.md).
-            tokio::select! {
-                _ = self.cancel.cancelled() => return self.finish(End::Gone).await,
-                _ = tokio::time::sleep(delay) => {}
-            }
+        // While the login waits (slow-handshake for this one device, see
+        // docs/decisions.md, then its turn), the socket is watched: a client that has gone
+        // is not logged in and kicks nobody, as on the real server.
+        let mut early = Vec::new();
+        if let Some(delay) = delay
+            && self
+                .while_present(tokio::time::sleep(delay), &mut early)
+                .await
+                .is_none()
+        {
+            return self.abandoned().await;
         }
         let gate = self.core.reg().login_gate(&jid);
-        let turn = tokio::select! {
-            _ = self.cancel.cancelled() => return self.finish(End::Gone).await,
-            turn = gate.lock_owned() => turn,
+        let Some(turn) = self.while_present(gate.lock_owned(), &mut early).await else {
+            return self.abandoned().await;
         };
         let others = self.core.reg().live_controls(&jid);
         for other in others {
@@ -188,6 +192,11 @@ impl Conn {
         if end.is_none() && pushes_on && !self.push_burst(&device).await {
             end = Some(End::Gone);
         }
+        for node in early {
+            if end.is_none() && !self.answer(node).await {
+                end = Some(End::Gone);
+            }
+        }
         while end.is_none() {
             // A stalled server answers nothing, not even with an ack error.
             let deadline = self
@@ -209,11 +218,8 @@ impl Conn {
                     Some(Control::Kick(done)) => {
                         // Leave the logged-in set before confirming, so the new login
                         // counts alone.
-                        {
-                            let mut reg = self.core.reg();
-                            reg.logout(&jid, self.id);
-                            reg.stats.conflict_sent(&jid);
-                        }
+                        self.leave(&jid);
+                        self.core.reg().stats.conflict_sent(&jid);
                         let _ = self.socket.send_node(&stanza::conflict_replaced()).await;
                         self.socket.close().await;
                         let _ = done.send(());
@@ -229,13 +235,53 @@ impl Conn {
                 },
             }
         }
-        self.core.reg().logout(&jid, self.id);
+        self.leave(&jid);
         let core = self.core.clone();
         if let Some(end) = end {
             self.finish(end).await;
         }
         // Acks received on this connection survive a restart of the simulator.
         core.save().await;
+    }
+
+    /// Takes this connection out of its device's logged-in set (and out of its stalled
+    /// count).
+    fn leave(&self, jid: &str) {
+        let mut reg = self.core.reg();
+        if self.stalled {
+            let d = reg.stats.device(jid);
+            d.stalled = d.stalled.saturating_sub(1);
+        }
+        reg.logout(jid, self.id);
+    }
+
+    /// Waits for `until` while watching the socket; `None` when the client left (or the
+    /// simulator stops) first. Nodes the client sends meanwhile are kept in `early`.
+    async fn while_present<T>(
+        &mut self,
+        until: impl std::future::Future<Output = T>,
+        early: &mut Vec<Node>,
+    ) -> Option<T> {
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                out = &mut until => return Some(out),
+                node = self.socket.recv_node() => match node {
+                    Ok(node) => early.push(node),
+                    Err(_) => return None,
+                },
+            }
+        }
+    }
+
+    /// Ends a login whose client left before it was answered (counted unless the
+    /// simulator is stopping).
+    async fn abandoned(self) {
+        if !self.cancel.is_cancelled() {
+            self.core.error(ErrorKind::AbandonedLogin);
+        }
+        self.finish(End::Gone).await;
     }
 
     /// A fault on a logged-in connection: the registry side (conflict count, logout), then
