@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,11 +17,10 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio_util::sync::CancellationToken;
 use wasp::attach::{AttachError, Client, Target, remote};
-use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
+use wasp::config::{Config, SessionConfig};
 use wasp::http::Token;
 use wasp::runner;
 use wasp::session::Command;
-use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Server, SimConfig};
 use wasp::ui::messages::Recent;
@@ -31,21 +32,7 @@ const TOKEN: &str = "attach-token-42";
 const WITHIN: Duration = Duration::from_secs(30);
 
 fn pool_config(sim: &wasp::sim::Handle, dir: &std::path::Path, ids: &[&str]) -> Config {
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.to_path_buf();
-    config.policy = Policy {
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(300),
-        ..Policy::default()
-    };
-    config.http = Some(HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token_env: None,
-        token: Some(HttpToken::new(TOKEN)),
-        ..HttpConfig::default()
-    });
+    let mut config = common::http_config_on(sim, dir, TOKEN);
     config.sessions = ids
         .iter()
         .map(|id| {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{EventStream, request};
 use tokio_util::sync::CancellationToken;
-use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
+use wasp::config::{Config, SessionConfig};
 use wasp::runner;
-use wasp::session::policy::Policy;
 use wasp::sim::{Fault, Server, SimConfig};
 
 const TOKEN: &str = "test-token-123";
@@ -56,21 +55,7 @@ fn config_on(
     sessions: &[&str],
     autostart: bool,
 ) -> Config {
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.to_path_buf();
-    config.policy = Policy {
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(300),
-        ..Policy::default()
-    };
-    config.http = Some(HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token_env: None,
-        token: Some(HttpToken::new(TOKEN)),
-        ..HttpConfig::default()
-    });
+    let mut config = common::http_config_on(sim, dir, TOKEN);
     config.sessions = sessions
         .iter()
         .map(|id| {

@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::request;
-use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
+use wasp::config::{Config, SessionConfig};
 use wasp::runner;
-use wasp::session::policy::Policy;
 use wasp::sim::{Server, SimConfig};
 
 const TOKEN: &str = "pair-code-token";
@@ -52,21 +51,7 @@ fn capture_logs() -> Captured {
 }
 
 fn config_on(sim: &wasp::sim::Handle, dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.to_path_buf();
-    config.policy = Policy {
-        backoff_base: Duration::from_millis(100),
-        backoff_cap: Duration::from_millis(300),
-        ..Policy::default()
-    };
-    config.http = Some(HttpConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        token_env: None,
-        token: Some(HttpToken::new(TOKEN)),
-        ..HttpConfig::default()
-    });
+    let mut config = common::http_config_on(sim, dir, TOKEN);
     config.sessions = vec![SessionConfig::new("alpha", config.policy.clone())];
     config
 }

@@ -33,6 +33,34 @@ where
     (child, line)
 }
 
+/// A config on `sim` with data in `dir`, quick backoff, and the HTTP endpoint on a free
+/// loopback port with `token`; no sessions yet.
+pub fn http_config_on(
+    sim: &wasp::sim::Handle,
+    dir: &std::path::Path,
+    token: &str,
+) -> wasp::config::Config {
+    use std::time::Duration;
+    use wasp::config::{Config, HttpConfig, HttpToken};
+    use wasp::session::policy::Policy;
+    let mut config = Config::default();
+    config.server.url = sim.ws_url.clone();
+    config.server.trust_root = Some(sim.trust_root.0);
+    config.storage.data_dir = dir.to_path_buf();
+    config.policy = Policy {
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(300),
+        ..Policy::default()
+    };
+    config.http = Some(HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token_env: None,
+        token: Some(HttpToken::new(token)),
+        ..HttpConfig::default()
+    });
+    config
+}
+
 /// An HTTP answer: status code and body.
 pub struct Answer {
     pub status: u16,
