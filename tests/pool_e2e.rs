@@ -277,6 +277,17 @@ async fn mass_drop_recovers_within_the_rate_limit_with_one_socket_per_session() 
     const RATE: u32 = 50;
     let f = fleet(N, RATE).await;
     f.all_online(N).await;
+    // The simulator's view as well: every device logged in on one live connection (a login
+    // can still be settling there when the board already shows it online).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.sim.live_devices().len() != N {
+        assert!(
+            Instant::now() < deadline,
+            "the simulator never saw {N} live devices: {}",
+            f.sim.live_devices().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let granted_before = f.started.running.handle.metrics.connects.get();
     let start = Instant::now();
     assert_eq!(f.sim.fault("*", Fault::Drop).await.unwrap(), N);
