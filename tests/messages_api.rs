@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig};
+use wasp::config::SessionConfig;
 use wasp::runner::{self, Started};
 use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
@@ -49,16 +49,7 @@ async fn pool() -> Pool {
         query_timeout: Duration::from_secs(10),
         ..Policy::default()
     };
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.path().to_path_buf();
-    config.messages.per_minute = 60_000;
-    config.messages.burst = 100;
-    config.http = Some(HttpConfig {
-        token: Some(HttpToken::new(TOKEN)),
-        ..HttpConfig::default()
-    });
+    let mut config = common::messages_config_on(&sim, dir.path(), TOKEN);
     let mut paired = SessionConfig::new("paired", policy.clone());
     paired.autostart = true;
     config.sessions = vec![paired, SessionConfig::new("lonely", policy)];

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wasp::config::{Config, HttpConfig, HttpToken, SessionConfig, WebhookConfig, WebhookUrl};
+use wasp::config::{SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::runner;
 use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
@@ -38,16 +38,7 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
         query_timeout: Duration::from_secs(10),
         ..Policy::default()
     };
-    let mut config = Config::default();
-    config.server.url = sim.ws_url.clone();
-    config.server.trust_root = Some(sim.trust_root.0);
-    config.storage.data_dir = dir.path().to_path_buf();
-    config.messages.per_minute = 60_000;
-    config.messages.burst = 100;
-    config.http = Some(HttpConfig {
-        token: Some(HttpToken::new(TOKEN)),
-        ..HttpConfig::default()
-    });
+    let mut config = common::messages_config_on(&sim, dir.path(), TOKEN);
     config.webhook = Some(WebhookConfig {
         url: Some(WebhookUrl::parse(&receiver.url).unwrap()),
         secret_env: Some(SECRET_ENV.to_string()),

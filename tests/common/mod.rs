@@ -61,6 +61,27 @@ pub fn http_config_on(
     config
 }
 
+/// A config on `sim` with data in `dir`, send limits lifted far above any test's traffic, and
+/// the HTTP endpoint (default address) with `token`; no sessions yet.
+pub fn messages_config_on(
+    sim: &wasp::sim::Handle,
+    dir: &std::path::Path,
+    token: &str,
+) -> wasp::config::Config {
+    use wasp::config::{Config, HttpConfig, HttpToken};
+    let mut config = Config::default();
+    config.server.url = sim.ws_url.clone();
+    config.server.trust_root = Some(sim.trust_root.0);
+    config.storage.data_dir = dir.to_path_buf();
+    config.messages.per_minute = 60_000;
+    config.messages.burst = 100;
+    config.http = Some(HttpConfig {
+        token: Some(HttpToken::new(token)),
+        ..HttpConfig::default()
+    });
+    config
+}
+
 /// An HTTP answer: status code and body.
 pub struct Answer {
     pub status: u16,
