@@ -305,6 +305,20 @@ pub async fn stop(started: Started) {
         warn!("the pool did not stop within {budget:?}");
     }
     started.cancel.cancel();
+    // The endpoints end before `stop` returns: a pool started next on the same data directory
+    // must not find its socket file removed by this one's late cleanup.
+    let endpoints = [
+        started.http.map(|server| server.task),
+        started.socket.map(|socket| socket.task),
+    ];
+    for task in endpoints.into_iter().flatten() {
+        if tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+        {
+            warn!("an HTTP endpoint did not close within 2 s");
+        }
+    }
     if let Some(webhooks) = started.webhooks {
         webhooks.stopped(Duration::from_secs(2)).await;
     }

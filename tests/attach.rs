@@ -319,6 +319,47 @@ async fn attach_pairs_acts_refuses_a_wrong_token_and_survives_a_restart() {
     sim.shutdown();
 }
 
+/// A pool stopping while the next one starts on the same data directory: the old endpoint's
+/// cleanup leaves the new socket file alone (it used to delete it, and the console's link then
+/// never found the restarted pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_socket_endpoint_ending_late_keeps_the_new_socket_file() {
+    let sim = Server::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let started = runner::start(&pool_config(&sim, dir.path(), &[]), None)
+        .await
+        .unwrap();
+    let path = dir.path().join("late.sock");
+    let handle = started.running.handle.clone();
+    let (old_cancel, new_cancel) = (CancellationToken::new(), CancellationToken::new());
+    let old = wasp::http::serve_unix(&path, Token::new(TOKEN), handle.clone(), old_cancel.clone())
+        .await
+        .unwrap();
+    // The next pool finds the path taken by a file and binds its own there (as a restart does
+    // once the old listener no longer answers).
+    std::fs::remove_file(&path).unwrap();
+    let new = wasp::http::serve_unix(&path, Token::new(TOKEN), handle, new_cancel.clone())
+        .await
+        .unwrap();
+    old_cancel.cancel();
+    old.task.await.unwrap();
+    assert!(
+        path.exists(),
+        "the old endpoint removed the new socket file"
+    );
+    tokio::net::UnixStream::connect(&path)
+        .await
+        .expect("the new endpoint answers on its socket");
+    new_cancel.cancel();
+    new.task.await.unwrap();
+    assert!(
+        !path.exists(),
+        "the new endpoint removes its own file when it ends"
+    );
+    runner::stop(started).await;
+    sim.shutdown();
+}
+
 #[test]
 fn the_header_says_since_when_the_daemon_is_unreachable() {
     let now = Instant::now();

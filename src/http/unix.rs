@@ -2,7 +2,7 @@
 //! console or headless pool offers `wasp attach` on the same machine when no TCP endpoint is
 //! configured. Whoever can open the socket file can read; actions still need the token.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::net::{UnixListener, UnixStream};
@@ -15,7 +15,8 @@ use crate::net::handle::PoolHandle;
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "wasp.sock";
 
-/// A started socket endpoint; the file is removed when the serving task ends.
+/// A started socket endpoint; its file is removed when the serving task ends (unless another
+/// pool has bound a new socket at that path meanwhile).
 pub struct UnixServer {
     pub path: PathBuf,
     pub task: tokio::task::JoinHandle<()>,
@@ -44,6 +45,8 @@ pub async fn serve_unix(
     }
     let listener = UnixListener::bind(path).map_err(bind_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    let ours = std::fs::metadata(path).map_err(bind_error)?;
+    let ours = (ours.dev(), ours.ino());
     let app = routes::router(pool, token);
     let owned = path.to_path_buf();
     let task = tokio::spawn(async move {
@@ -54,7 +57,10 @@ pub async fn serve_unix(
         {
             tracing::error!(error = %e, "local socket endpoint stopped");
         }
-        let _ = std::fs::remove_file(&owned);
+        // Only our own socket file: a pool started since may have bound a new one here.
+        if std::fs::metadata(&owned).is_ok_and(|m| (m.dev(), m.ino()) == ours) {
+            let _ = std::fs::remove_file(&owned);
+        }
     });
     tracing::info!(path = %path.display(), "local socket endpoint listening");
     Ok(UnixServer {
