@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use crossterm::event::KeyCode;
-
 use super::keymap::{Action, Key, Section};
 use super::link::{Order, Request};
 use super::model::{Mode, Model};
-use super::update::typed;
+use super::update::{LineKey, edit_line};
 use crate::net::messages::{MAX_TEXT_BYTES, parse_recipient};
 
 /// Between two marked sessions' test messages.
@@ -94,26 +92,21 @@ pub(super) fn on_key(
         Field::To => &mut compose.to,
         Field::Text => &mut compose.text,
     };
-    if let Some(c) = typed(key) {
-        field.push(c);
+    let LineKey::Action(action) = edit_line(field, key, action) else {
         return Vec::new();
-    }
+    };
     match action {
-        _ if key.code == KeyCode::Backspace => {
-            field.pop();
-        }
-        Some(Action::ToggleBackup | Action::Up | Action::Down) => {
+        Action::ToggleBackup | Action::Up | Action::Down => {
             compose.field = match compose.field {
                 Field::To => Field::Text,
                 Field::Text => Field::To,
             };
         }
-        Some(Action::ClearInput) => field.clear(),
-        Some(Action::Cancel) => {
+        Action::Cancel => {
             model.mode = Mode::Normal;
             model.say("message not sent", now);
         }
-        Some(Action::Confirm) => {
+        Action::Confirm => {
             let compose = compose.clone();
             return send(model, compose, now);
         }

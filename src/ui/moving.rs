@@ -3,12 +3,10 @@
 
 use std::time::Instant;
 
-use crossterm::event::KeyCode;
-
 use super::keymap::{Action, Key, Section};
 use super::link::{Order, Request};
 use super::model::{Confirm, Mode, Model};
-use super::update::typed;
+use super::update::{LineKey, edit_line};
 
 /// A key in the move dialog.
 pub(super) fn on_key(
@@ -20,20 +18,15 @@ pub(super) fn on_key(
     let Mode::Confirm(Confirm::Move { id, typed: node }) = &mut model.mode else {
         return Vec::new();
     };
-    if let Some(c) = typed(key) {
-        node.push(c);
+    let LineKey::Action(action) = edit_line(node, key, action) else {
         return Vec::new();
-    }
+    };
     match action {
-        _ if key.code == KeyCode::Backspace => {
-            node.pop();
-        }
-        Some(Action::Cancel) => {
+        Action::Cancel => {
             model.mode = Mode::Normal;
             model.say("move cancelled", now);
         }
-        Some(Action::ClearInput) => node.clear(),
-        Some(Action::Confirm) => {
+        Action::Confirm => {
             let (id, node) = (id.clone(), node.trim().to_string());
             return move_to(model, id, node, now);
         }

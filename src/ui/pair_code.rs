@@ -5,12 +5,10 @@
 
 use std::time::Instant;
 
-use crossterm::event::KeyCode;
-
 use super::keymap::{Action, Key};
 use super::link::{Order, Request};
 use super::model::{Confirm, Mode, Model};
-use super::update::typed;
+use super::update::{LineKey, edit_line};
 use crate::wa::pair_code::{LinkCode, phone_digits};
 
 /// Opens the phone-number dialog for the selected session.
@@ -50,20 +48,15 @@ pub(super) fn on_key(
         }
         _ => return Vec::new(),
     };
-    if let Some(c) = typed(key) {
-        phone.push(c);
+    let LineKey::Action(action) = edit_line(phone, key, action) else {
         return Vec::new();
-    }
+    };
     match action {
-        _ if key.code == KeyCode::Backspace => {
-            phone.pop();
-        }
-        Some(Action::Cancel) => {
+        Action::Cancel => {
             model.mode = Mode::Normal;
             model.say("pairing by code cancelled", now);
         }
-        Some(Action::ClearInput) => phone.clear(),
-        Some(Action::Confirm) => match phone_digits(phone) {
+        Action::Confirm => match phone_digits(phone) {
             Ok(_) => {
                 let (session, phone) = (id.clone(), phone.clone());
                 model.say(format!("asking {session} for a pairing code…"), now);

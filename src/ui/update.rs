@@ -146,10 +146,41 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
 }
 
 /// In a dialog that takes text: the character a key types, if it types one.
-pub(super) fn typed(key: Key) -> Option<char> {
+fn typed(key: Key) -> Option<char> {
     match key.code {
         KeyCode::Char(c) if key.types_text() => Some(c),
         _ => None,
+    }
+}
+
+/// What a key did to a dialog's one-line text field.
+pub(super) enum LineKey {
+    /// The text changed: a character typed or erased, or the whole line cleared.
+    Edited,
+    /// Not an edit: the action the key stands for in the dialog.
+    Action(Action),
+    /// Neither.
+    Nothing,
+}
+
+/// One key into a dialog's text field: typing, Backspace and clear-input edit `line`; any other
+/// key is handed back as its action.
+pub(super) fn edit_line(line: &mut String, key: Key, action: Option<Action>) -> LineKey {
+    if let Some(c) = typed(key) {
+        line.push(c);
+        return LineKey::Edited;
+    }
+    match action {
+        _ if key.code == KeyCode::Backspace => {
+            line.pop();
+            LineKey::Edited
+        }
+        Some(Action::ClearInput) => {
+            line.clear();
+            LineKey::Edited
+        }
+        Some(action) => LineKey::Action(action),
+        None => LineKey::Nothing,
     }
 }
 
@@ -162,28 +193,25 @@ fn on_filter_key(model: &mut Model, key: Key, action: Option<Action>) {
     else {
         return;
     };
-    if let Some(c) = typed(key) {
-        input.push(c);
-    } else if key.code == KeyCode::Backspace {
-        input.pop();
-    } else {
-        match action {
-            Some(Action::Cancel) => {
+    match edit_line(input, key, action) {
+        LineKey::Edited => {}
+        LineKey::Action(action) => match action {
+            Action::Cancel => {
                 let before = std::mem::take(before);
                 model.mode = Mode::Normal;
                 model.filter = Filter::parse(&before).unwrap_or_default();
                 model.refresh_rows();
                 return;
             }
-            Some(Action::Confirm) => {
+            Action::Confirm => {
                 if error.is_none() {
                     model.mode = Mode::Normal;
                 }
                 return;
             }
-            Some(Action::ClearInput) => input.clear(),
             _ => return,
-        }
+        },
+        LineKey::Nothing => return,
     }
     match Filter::parse(input) {
         Ok(filter) => {
@@ -210,21 +238,16 @@ fn on_confirm_key(
             typed: word,
             backup,
         } => {
-            if let Some(c) = typed(key) {
-                word.push(c);
+            let LineKey::Action(action) = edit_line(word, key, action) else {
                 return Vec::new();
-            }
+            };
             match action {
-                _ if key.code == KeyCode::Backspace => {
-                    word.pop();
-                }
-                Some(Action::Cancel) => {
+                Action::Cancel => {
                     model.mode = Mode::Normal;
                     model.say("wipe cancelled", now);
                 }
-                Some(Action::ToggleBackup) => *backup = !*backup,
-                Some(Action::ClearInput) => word.clear(),
-                Some(Action::Confirm) => {
+                Action::ToggleBackup => *backup = !*backup,
+                Action::Confirm => {
                     let expected = Confirm::wipe_word(ids);
                     if *word == expected {
                         let ids = std::mem::take(ids);
