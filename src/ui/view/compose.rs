@@ -4,28 +4,18 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::super::compose::STAGGER;
 use super::super::keymap::{Action, Section};
 use super::super::model::{Compose, Field, Model};
 use super::confirm::listing;
-use super::widgets::{centered, pane};
+use super::widgets::{cursor, dialog, named};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, compose: &Compose) {
     let theme = model.theme();
-    let ascii = model.settings().ascii;
     let keymap = &model.settings().keymap;
-    let cursor = if ascii { "_" } else { "▏" };
     let (title, from) = match compose.ids.as_slice() {
-        [one] => {
-            let label = model
-                .status(one)
-                .map(|s| s.label.clone())
-                .filter(|l| !l.is_empty() && l != one)
-                .map_or_else(String::new, |l| format!(" ({l})"));
-            (" Message ", format!("From {one}{label}"))
-        }
+        [one] => (" Message ", format!("From {}", named(model, one))),
         many => (
             " Test message ",
             format!(
@@ -38,7 +28,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, compose: &Compose) {
     };
     let field = |name: &str, value: &str, this: Field| {
         let shown = if compose.field == this {
-            format!("{value}{cursor}")
+            format!("{value}{}", cursor(model))
         } else {
             value.to_string()
         };
@@ -68,13 +58,5 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, compose: &Compose) {
             theme.dim,
         )),
     ];
-    let popup = centered(area, 72, lines.len() as u16 + 3);
-    let block = pane(model, Line::from(title), true);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
+    dialog(frame, area, model, title, lines);
 }

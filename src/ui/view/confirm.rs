@@ -4,11 +4,10 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::super::keymap::{Action, Section};
 use super::super::model::{Confirm, Model};
-use super::widgets::{centered, pane};
+use super::widgets::{dialog, named, text_field};
 
 /// Ids listed before "and N more".
 const LISTED: usize = 4;
@@ -28,8 +27,6 @@ pub(super) fn listing(ids: &[String]) -> String {
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
     let theme = model.theme();
-    let ascii = model.settings().ascii;
-    let cursor = if ascii { "_" } else { "▏" };
     let keymap = &model.settings().keymap;
     let (title, lines) = match confirm {
         Confirm::Wipe { ids, typed, backup } => {
@@ -38,14 +35,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
             let confirm = keymap.control_hint(Section::Dialog, Action::Confirm);
             let cancel = keymap.control_hint(Section::Dialog, Action::Cancel);
             let what = match ids.as_slice() {
-                [one] => {
-                    let label = model
-                        .status(one)
-                        .map(|s| s.label.clone())
-                        .filter(|l| !l.is_empty() && l != one)
-                        .map_or_else(String::new, |l| format!(" ({l})"));
-                    format!("Wipe the credentials of {one}{label}?")
-                }
+                [one] => format!("Wipe the credentials of {}?", named(model, one)),
                 many => format!(
                     "Wipe the credentials of {} marked sessions: {}?",
                     many.len(),
@@ -64,10 +54,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                     Span::styled(format!("  ({toggle} toggles)"), theme.dim),
                 ]),
                 Line::default(),
-                Line::from(vec![
-                    Span::styled(format!("Type {word} to confirm: "), theme.text),
-                    Span::styled(format!("{typed}{cursor}"), theme.key),
-                ]),
+                text_field(model, format!("Type {word} to confirm: "), typed),
                 Line::from(Span::styled(
                     format!("{confirm} wipes · {cancel} cancels"),
                     theme.dim,
@@ -99,10 +86,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
                     Span::styled(live.join(", "), theme.dim),
                 ]),
                 Line::default(),
-                Line::from(vec![
-                    Span::styled("Node: ", theme.text),
-                    Span::styled(format!("{typed}{cursor}"), theme.key),
-                ]),
+                text_field(model, "Node: ", typed),
                 Line::from(Span::styled(
                     format!(
                         "{} moves · {} cancels",
@@ -149,13 +133,5 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm) {
         // Drawn by `view/pair_code.rs`.
         Confirm::PairPhone { .. } | Confirm::PairCode { .. } => return,
     };
-    let popup = centered(area, 72, lines.len() as u16 + 3);
-    let block = pane(model, Line::from(title), true);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
+    dialog(frame, area, model, title, lines);
 }

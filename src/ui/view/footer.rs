@@ -6,14 +6,13 @@ use ratatui::text::{Line, Span};
 
 use super::super::keymap::{Action, Section};
 use super::super::model::{Mode, Model};
-use super::widgets::clip;
+use super::widgets::{clip, cursor};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     let theme = model.theme();
     let ascii = model.settings().ascii;
     let width = usize::from(area.width);
     if let Mode::Filter { input, error, .. } = model.mode() {
-        let cursor = if ascii { "_" } else { "▏" };
         let mut spans = vec![
             Span::styled(
                 format!(
@@ -22,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
                 ),
                 theme.key,
             ),
-            Span::styled(format!("{input}{cursor}"), theme.text),
+            Span::styled(format!("{input}{}", cursor(model)), theme.text),
         ];
         match error {
             Some(e) => spans.push(Span::styled(format!("  {e}"), theme.error)),

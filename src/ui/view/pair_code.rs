@@ -6,12 +6,11 @@ use std::time::Instant;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::super::fmt;
 use super::super::keymap::{Action, Section};
 use super::super::model::{Confirm, Model};
-use super::widgets::{centered, pane};
+use super::widgets::{dialog, text_field};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm, now: Instant) {
     let theme = model.theme();
@@ -20,7 +19,6 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm, now
     let cancel_key = keymap.control_hint(Section::Dialog, Action::Cancel);
     let (title, lines) = match confirm {
         Confirm::PairPhone { id, typed } => {
-            let cursor = if model.settings().ascii { "_" } else { "▏" };
             let lines = vec![
                 Line::from(Span::styled(
                     format!("Pair {id} with a phone number?"),
@@ -31,10 +29,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm, now
                     theme.text,
                 )),
                 Line::default(),
-                Line::from(vec![
-                    Span::styled("Phone (with country code): ", theme.text),
-                    Span::styled(format!("{typed}{cursor}"), theme.key),
-                ]),
+                text_field(model, "Phone (with country code): ", typed),
                 Line::from(Span::styled(
                     format!("{confirm_key} asks for the code · {cancel_key} cancels"),
                     theme.dim,
@@ -78,13 +73,5 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, confirm: &Confirm, now
         }
         _ => return,
     };
-    let popup = centered(area, 72, lines.len() as u16 + 3);
-    let block = pane(model, Line::from(title), true);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
+    dialog(frame, area, model, title, lines);
 }
