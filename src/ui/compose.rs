@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::dialog::{LineKey, edit_line};
 use super::keymap::{Action, Key, Section};
 use super::link::{Order, Request};
 use super::model::{Mode, Model};
-use super::update::{LineKey, edit_line};
 use crate::net::messages::{MAX_TEXT_BYTES, parse_recipient};
 
 /// Between two marked sessions' test messages.

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod bench;
 pub mod compose;
+pub mod dialog;
 pub mod filter;
 pub mod fmt;
 pub mod key;

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
+use super::dialog::{self, LineKey, edit_line};
 use super::keymap::{Action, Key, Section};
 use super::link::{Order, Request};
 use super::model::{Confirm, Mode, Model};
-use super::update::{LineKey, edit_line};
 
 /// A key in the move dialog.
 pub(super) fn on_key(
@@ -37,23 +37,16 @@ pub(super) fn on_key(
 
 /// Opens the move dialog for the selected session (clustered only: the node list is known).
 pub(super) fn ask(model: &mut Model, now: Instant) {
-    if model.settings.read_only {
-        model.refuse("read-only mode: move is disabled", now);
-        return;
-    }
-    if model.nodes.is_empty() {
+    if model.nodes.is_empty() && !model.settings.read_only {
         model.refuse("moving needs [cluster]: this wasp runs alone", now);
         return;
     }
-    match model.selected.clone() {
-        Some(id) => {
-            model.mode = Mode::Confirm(Confirm::Move {
-                id,
-                typed: String::new(),
-            });
-        }
-        None => model.refuse("no session selected", now),
-    }
+    dialog::for_selected(model, "move", now, |id| {
+        Mode::Confirm(Confirm::Move {
+            id,
+            typed: String::new(),
+        })
+    });
 }
 
 /// The move dialog confirmed: a request when `node` is a live node other than the owner.

@@ -5,27 +5,20 @@
 
 use std::time::Instant;
 
+use super::dialog::{self, LineKey, edit_line};
 use super::keymap::{Action, Key};
 use super::link::{Order, Request};
 use super::model::{Confirm, Mode, Model};
-use super::update::{LineKey, edit_line};
 use crate::wa::pair_code::{LinkCode, phone_digits};
 
 /// Opens the phone-number dialog for the selected session.
 pub(super) fn ask(model: &mut Model, now: Instant) {
-    if model.settings.read_only {
-        model.refuse("read-only mode: pairing is disabled", now);
-        return;
-    }
-    match model.selected.clone() {
-        Some(id) => {
-            model.mode = Mode::Confirm(Confirm::PairPhone {
-                id,
-                typed: String::new(),
-            });
-        }
-        None => model.refuse("no session selected", now),
-    }
+    dialog::for_selected(model, "pairing", now, |id| {
+        Mode::Confirm(Confirm::PairPhone {
+            id,
+            typed: String::new(),
+        })
+    });
 }
 
 /// A key in either pairing dialog.

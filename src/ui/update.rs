@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
+use super::dialog::{LineKey, edit_line};
 use super::filter::Filter;
 use super::keymap::{Action, Key, Section};
 use super::layout::{layout, visible_rows};
@@ -142,45 +143,6 @@ fn on_key(model: &mut Model, key: KeyEvent, now: Instant) -> Vec<Request> {
         }
         Mode::Confirm(_) => on_confirm_key(model, key, action, now),
         Mode::Compose(_) => compose::on_key(model, key, action, now),
-    }
-}
-
-/// In a dialog that takes text: the character a key types, if it types one.
-fn typed(key: Key) -> Option<char> {
-    match key.code {
-        KeyCode::Char(c) if key.types_text() => Some(c),
-        _ => None,
-    }
-}
-
-/// What a key did to a dialog's one-line text field.
-pub(super) enum LineKey {
-    /// The text changed: a character typed or erased, or the whole line cleared.
-    Edited,
-    /// Not an edit: the action the key stands for in the dialog.
-    Action(Action),
-    /// Neither.
-    Nothing,
-}
-
-/// One key into a dialog's text field: typing, Backspace and clear-input edit `line`; any other
-/// key is handed back as its action.
-pub(super) fn edit_line(line: &mut String, key: Key, action: Option<Action>) -> LineKey {
-    if let Some(c) = typed(key) {
-        line.push(c);
-        return LineKey::Edited;
-    }
-    match action {
-        _ if key.code == KeyCode::Backspace => {
-            line.pop();
-            LineKey::Edited
-        }
-        Some(Action::ClearInput) => {
-            line.clear();
-            LineKey::Edited
-        }
-        Some(action) => LineKey::Action(action),
-        None => LineKey::Nothing,
     }
 }
 
