@@ -7,14 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rand::Rng;
 use rusqlite::Connection;
 use wasp::store::keys::KeyStore;
+
+#[path = "common/child.rs"]
+mod child;
+use child::TestChild;
 
 const DIR_VAR: &str = "WASP_KEYS_CRASH_DIR";
 const SESSION: &str = "sales-1";
@@ -109,45 +110,20 @@ fn read_back(dir: &std::path::Path) -> (HashMap<u32, (String, bool)>, u32) {
 #[test]
 fn keys_survive_sigkills_at_random_moments() {
     let tmp = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
     let mut written: HashMap<u32, String> = HashMap::new();
     let mut uploaded: Vec<u32> = Vec::new();
     let mut seen: HashMap<u32, String> = HashMap::new();
 
     for kill in 1..=KILLS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "child_hands_out_keys",
-                "--nocapture",
-            ])
-            .env(DIR_VAR, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
+        let child = TestChild::spawn("child_hands_out_keys", &[(DIR_VAR, tmp.path().as_os_str())]);
         // A random moment: after 0-60 reported lines (up to three batches), then 0-3 ms.
         for _ in 0..rng.gen_range(0..=60) {
-            let line = rx
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("kill {kill}: the child made no progress"));
+            let line = child.next_line(&format!("kill {kill}"));
             record(&line, &mut written, &mut uploaded);
         }
         std::thread::sleep(Duration::from_micros(rng.gen_range(0..3_000)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        for line in rx.try_iter() {
+        for line in child.kill() {
             record(&line, &mut written, &mut uploaded);
         }
 

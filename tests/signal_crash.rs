@@ -7,10 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -20,6 +18,10 @@ use wasp::wa::creds::Credentials;
 use wasp::wa::jid::Jid;
 use wasp::wa::prekey::{OneTimeKey, UploadedSignedKey};
 use wasp::wa::signal::{self, Bundle, SignalAddress};
+
+#[path = "common/child.rs"]
+mod child;
+use child::TestChild;
 
 const DIR_VAR: &str = "WASP_SIGNAL_CRASH_DIR";
 const KILLS: usize = 8;
@@ -94,30 +96,13 @@ fn ratchets_survive_sigkills() {
         let json = serde_json::to_vec(&Credentials::generate()).unwrap();
         std::fs::write(tmp.path().join(format!("{name}.json")), json).unwrap();
     }
-    let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
     let (mut started, mut oks) = (0, 0);
     for run in 0..=KILLS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "child_exchanges_texts",
-                "--nocapture",
-            ])
-            .env(DIR_VAR, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
+        let child = TestChild::spawn(
+            "child_exchanges_texts",
+            &[(DIR_VAR, tmp.path().as_os_str())],
+        );
         // At least one step per run, so every restart proves the stored ratchets work.
         let wanted = if run == KILLS {
             40
@@ -131,17 +116,12 @@ fn ratchets_survive_sigkills() {
             .count()
             < wanted
         {
-            let line = rx
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("run {run}: the child made no progress: {lines:?}"));
+            let line = child.next_line(&format!("run {run} after {lines:?}"));
             assert!(!line.starts_with("FAIL"), "run {run}: {line}");
             lines.push(line);
         }
         std::thread::sleep(Duration::from_micros(rng.gen_range(0..3_000)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        lines.extend(rx.try_iter());
+        lines.extend(child.kill());
         for line in &lines {
             assert!(!line.starts_with("FAIL"), "run {run}: {line}");
         }

@@ -6,14 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rand::Rng;
 use wasp::store::{CredentialStore, FileStore, LoadSource};
+
+#[path = "common/child.rs"]
+mod child;
+use child::TestChild;
 
 const DIR_VAR: &str = "WASP_STORE_CRASH_DIR";
 const START_VAR: &str = "WASP_STORE_CRASH_START";
@@ -92,7 +94,6 @@ fn credentials_survive_fifty_sigkills_at_random_moments() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let scratch = tmp.path().join("scratch");
-    let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
     let mut durable: Option<u64> = None; // highest version a child reported saved
     let mut saves_seen = 0u64;
@@ -100,45 +101,25 @@ fn credentials_survive_fifty_sigkills_at_random_moments() {
 
     for kill in 1..=KILLS {
         let start = durable.map_or(1, |n| n + 1);
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "child_writes_until_killed",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, &data)
-            .env(START_VAR, start.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<u64>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("SAVED ").and_then(|n| n.parse().ok()) {
-                    let _ = tx.send(n);
-                }
-            }
-        });
+        let start = start.to_string();
+        let child = TestChild::spawn(
+            "child_writes_until_killed",
+            &[(DIR_VAR, data.as_os_str()), (START_VAR, start.as_ref())],
+        );
+        let saved = |line: &str| -> Option<u64> { line.strip_prefix("SAVED ")?.parse().ok() };
 
         // A random moment: after 0-6 reported saves, then 0-4 ms more.
         let wait_for = rng.gen_range(0..=6);
-        for _ in 0..wait_for {
-            let n = rx
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("kill {kill}: the writer child made no progress"));
-            durable = Some(durable.map_or(n, |d| d.max(n)));
-            saves_seen += 1;
+        let mut reported = 0;
+        while reported < wait_for {
+            if let Some(n) = saved(&child.next_line(&format!("kill {kill}"))) {
+                durable = Some(durable.map_or(n, |d| d.max(n)));
+                saves_seen += 1;
+                reported += 1;
+            }
         }
         std::thread::sleep(Duration::from_micros(rng.gen_range(0..4_000)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        for n in rx.try_iter() {
+        for n in child.kill().iter().filter_map(|line| saved(line)) {
             durable = Some(durable.map_or(n, |d| d.max(n)));
             saves_seen += 1;
         }
