@@ -377,13 +377,7 @@ fn the_header_says_since_when_the_daemon_is_unreachable() {
     terminal
         .draw(|f| wasp::ui::view::draw(f, &model, now))
         .unwrap();
-    let screen: String = terminal
-        .backend()
-        .buffer()
-        .content()
-        .iter()
-        .map(|c| c.symbol())
-        .collect();
+    let screen = terminal.backend().to_string();
     assert!(
         screen.contains("daemon unreachable since 01:02:03 UTC"),
         "{screen}"

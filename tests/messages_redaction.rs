@@ -146,13 +146,7 @@ async fn after_a_real_exchange_no_stored_key_shows_in_logs_debug_http_or_console
     terminal
         .draw(|f| wasp::ui::view::draw(f, &model, now))
         .unwrap();
-    let screen: String = terminal
-        .backend()
-        .buffer()
-        .content()
-        .iter()
-        .map(|c| c.symbol())
-        .collect();
+    let screen = terminal.backend().to_string();
     assert!(screen.contains("s0"), "the console drew the session");
     shown.push(screen);
     shown.extend(ring.snapshot().iter().map(|l| format!("{l:?}")));
