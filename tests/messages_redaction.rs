@@ -51,16 +51,7 @@ async fn after_a_real_exchange_no_stored_key_shows_in_logs_debug_http_or_console
         .with_target("wasp::sim", LevelFilter::OFF);
     let subscriber = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(logs.clone()),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(logs.clone()),
-        )
+        .with(logs.layers())
         .with(ring.layer());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 

@@ -28,16 +28,7 @@ fn no_log_line_or_debug_string_holds_key_bytes() {
     let logs = Capture::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(logs.clone()),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(logs.clone()),
-        );
+        .with(logs.layers());
     let tmp = tempfile::tempdir().unwrap();
     let store = FileStore::new(tmp.path());
     let mut shown: Vec<String> = Vec::new();
@@ -143,16 +134,7 @@ fn the_key_store_never_shows_its_keys() {
     let logs = Capture::default();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::TRACE)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(logs.clone()),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(logs.clone()),
-        );
+        .with(logs.layers());
     let tmp = tempfile::tempdir().unwrap();
     let keys = std::sync::Arc::new(KeyStore::in_data_dir(tmp.path()));
     let mut shown: Vec<String> = Vec::new();

@@ -31,6 +31,24 @@ impl io::Write for Capture {
     }
 }
 
+impl Capture {
+    /// Both forms wasp writes its logs in, plain text and JSON, into this sink.
+    pub fn layers<S>(&self) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer;
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(self.clone())
+            .and_then(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(self.clone()),
+            )
+    }
+}
+
 impl<'a> MakeWriter<'a> for Capture {
     type Writer = Capture;
     fn make_writer(&'a self) -> Capture {
