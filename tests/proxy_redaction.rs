@@ -165,10 +165,10 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
         .await;
     assert!(found.is_some(), "a status event named the proxy: {seen:?}");
     shown.extend(seen.into_iter().map(|(n, d)| (format!("/events {n}"), d)));
-    let mut full = common::EventStream::open(&format!("{base}/events?form=full")).await;
-    if let Some((name, data)) = full.next().await {
-        shown.push((format!("/events?form=full {name}"), data));
-    }
+    let mut full = common::EventStream::open_path(&base, "/events?form=full", Some(TOKEN)).await;
+    let (name, data) = full.next().await.unwrap();
+    assert!(data.contains("sam:***@"), "the snapshot carries the path: {data}");
+    shown.push((format!("/events?form=full {name}"), data));
     shown.push(("config Debug".into(), format!("{config:?}")));
     let statuses = board.snapshot();
     shown.push(("statuses Debug".into(), format!("{statuses:?}")));
