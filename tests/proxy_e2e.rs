@@ -137,7 +137,10 @@ async fn sessions_dial_through_socks5_and_http_connect_and_the_simulator_sees_th
             "{id}: the simulator saw {peer}, the proxy opened {:?}",
             proxy.outbound()
         );
-        assert_ne!(peer, proxy.addr, "{id}: the outbound side, not the listener");
+        assert_ne!(
+            peer, proxy.addr,
+            "{id}: the outbound side, not the listener"
+        );
         let shown = status.proxy.clone().unwrap();
         assert!(!shown.contains("-pw"), "{id}: {shown}");
         proxied.push(peer);
@@ -153,9 +156,15 @@ async fn sessions_dial_through_socks5_and_http_connect_and_the_simulator_sees_th
     let direct = run.online("direct").await;
     assert_eq!(direct.proxy, None);
     let peer = run.peer_of(direct.account.phone.as_deref().unwrap());
-    assert!(!proxied.contains(&peer), "the direct session has its own peer");
+    assert!(
+        !proxied.contains(&peer),
+        "the direct session has its own peer"
+    );
     for proxy in [&plain, &socks_auth, &http] {
-        assert!(!proxy.outbound().contains(&peer), "direct went through a proxy");
+        assert!(
+            !proxy.outbound().contains(&peer),
+            "direct went through a proxy"
+        );
     }
 
     // The HTTP answers name the path, password hidden.
@@ -216,7 +225,10 @@ async fn a_failing_proxy_backs_off_with_the_proxy_cause_while_direct_sessions_st
         let detail = &status.timeline.last().unwrap().detail;
         assert!(detail.starts_with("proxy refused: "), "{id}: {detail}");
         assert!(detail.contains(words), "{id}: {detail}");
-        assert!(!detail.contains("wrong") && !detail.contains(":pw@"), "{id}: {detail}");
+        assert!(
+            !detail.contains("wrong") && !detail.contains(":pw@"),
+            "{id}: {detail}"
+        );
     }
     assert_eq!(socks.relayed(), 0);
     assert_eq!(http.relayed(), 0);
@@ -225,10 +237,7 @@ async fn a_failing_proxy_backs_off_with_the_proxy_cause_while_direct_sessions_st
     let direct = run.online("direct").await;
     assert_eq!(direct.disconnects_1h, 0);
     assert!(
-        !direct
-            .timeline
-            .iter()
-            .any(|e| e.cause == "proxy_refused"),
+        !direct.timeline.iter().any(|e| e.cause == "proxy_refused"),
         "{:?}",
         direct.timeline
     );

@@ -154,10 +154,7 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
     let mut reloaded = config.clone();
     reloaded.sessions[4].proxy = Some(ProxyUrl::parse(&socks.url()).unwrap());
     started.running.reload.send(reloaded).await.unwrap();
-    common::board::wait_for(&board, "moved", "its new path", WAIT, |s| {
-        s.proxy.is_some()
-    })
-    .await;
+    common::board::wait_for(&board, "moved", "its new path", WAIT, |s| s.proxy.is_some()).await;
 
     let mut shown: Vec<(String, String)> = Vec::new();
     let (found, seen) = events
@@ -167,7 +164,10 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
     shown.extend(seen.into_iter().map(|(n, d)| (format!("/events {n}"), d)));
     let mut full = common::EventStream::open_path(&base, "/events?form=full", Some(TOKEN)).await;
     let (name, data) = full.next().await.unwrap();
-    assert!(data.contains("sam:***@"), "the snapshot carries the path: {data}");
+    assert!(
+        data.contains("sam:***@"),
+        "the snapshot carries the path: {data}"
+    );
     shown.push((format!("/events?form=full {name}"), data));
     shown.push(("config Debug".into(), format!("{config:?}")));
     let statuses = board.snapshot();
@@ -207,8 +207,14 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
         let down = Msg::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
         update(&mut model, down, now);
     }
-    assert!(screens.contains("via socks5://sam:***@"), "the pane shows the path");
-    assert!(screens.contains("via http://hal:***@"), "the pane shows the path");
+    assert!(
+        screens.contains("via socks5://sam:***@"),
+        "the pane shows the path"
+    );
+    assert!(
+        screens.contains("via http://hal:***@"),
+        "the pane shows the path"
+    );
     assert!(screens.contains("proxy_refused"), "the cause is on screen");
     shown.push(("console".into(), screens));
     let ring_lines: Vec<String> = ring.snapshot().iter().map(|l| format!("{l:?}")).collect();
@@ -227,7 +233,10 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
          [[session]]\nid = \"a\"\nproxy = \"ftp://ray:{SECRET}@h:1\"\n[[session]]\nid = \"b\"\nproxy = \"http://hal:{SECRET}@h:1/x\"\n"
     );
     let said = check_config(&bad);
-    assert!(said.contains("proxy in [server] is not a proxy URL"), "{said}");
+    assert!(
+        said.contains("proxy in [server] is not a proxy URL"),
+        "{said}"
+    );
     assert!(said.contains("proxy in session \"a\""), "{said}");
     assert!(said.contains("sam:***@"), "{said}");
     shown.push(("check-config bad".into(), said));
@@ -237,8 +246,14 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
     sim.shutdown();
 
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("proxy refused"), "the capture saw the proxy failures");
-    assert!(logs.contains("proxy changed by reload"), "the capture saw the reload");
+    assert!(
+        logs.contains("proxy refused"),
+        "the capture saw the proxy failures"
+    );
+    assert!(
+        logs.contains("proxy changed by reload"),
+        "the capture saw the reload"
+    );
     assert_clean("the logs", &logs);
     for (place, text) in &shown {
         assert_clean(place, text);

@@ -300,7 +300,11 @@ fn parse_at(
 /// Each session's path: its own proxy, none for `direct`, else `[server]`'s proxies dealt
 /// out round-robin over the inheriting sessions sorted by id (so a session keeps its proxy
 /// across restarts of the same file, whatever the order of the `[[session]]` tables).
-pub(super) fn assign(server: &[ProxyUrl], wanted: &[SessionProxy], ids: &[&str]) -> Vec<Option<ProxyUrl>> {
+pub(super) fn assign(
+    server: &[ProxyUrl],
+    wanted: &[SessionProxy],
+    ids: &[&str],
+) -> Vec<Option<ProxyUrl>> {
     let mut inheriting: Vec<usize> = (0..wanted.len())
         .filter(|i| wanted[*i] == SessionProxy::Inherit)
         .collect();

@@ -11,7 +11,10 @@ fn urls_split_into_their_parts() {
     assert_eq!(auth.user, "alice");
     assert_eq!(auth.password.expose(), "s3cr@t");
     let u = ProxyUrl::parse("socks5h://proxy.example:9050/").unwrap();
-    assert_eq!((u.kind, u.port, u.auth.is_none()), (ProxyKind::Socks5h, 9050, true));
+    assert_eq!(
+        (u.kind, u.port, u.auth.is_none()),
+        (ProxyKind::Socks5h, 9050, true)
+    );
     let u = ProxyUrl::parse("http://[::1]:3128").unwrap();
     assert_eq!((u.kind, u.host.as_str()), (ProxyKind::Http, "::1"));
     assert_eq!(u.address(), "[::1]:3128");
@@ -32,7 +35,10 @@ fn bad_urls_are_refused_without_the_password() {
     ] {
         let reason = ProxyUrl::parse(bad).unwrap_err();
         assert!(!reason.contains("hunter2"), "{bad}: {reason}");
-        assert!(reason.contains("***") || !bad.contains('@'), "{bad}: {reason}");
+        assert!(
+            reason.contains("***") || !bad.contains('@'),
+            "{bad}: {reason}"
+        );
     }
     assert!(
         ProxyUrl::parse("socks5://h")
@@ -45,7 +51,10 @@ fn bad_urls_are_refused_without_the_password() {
 fn display_and_debug_redact_the_password() {
     let u = ProxyUrl::parse("socks5://alice:hunter2@127.0.0.1:1080").unwrap();
     assert_eq!(u.to_string(), "socks5://alice:***@127.0.0.1:1080");
-    assert_eq!(format!("{u:?}"), "ProxyUrl(socks5://alice:***@127.0.0.1:1080)");
+    assert_eq!(
+        format!("{u:?}"),
+        "ProxyUrl(socks5://alice:***@127.0.0.1:1080)"
+    );
     assert!(!format!("{:?}", u.auth).contains("hunter2"));
     assert_eq!(
         ProxyUrl::parse("http://h:3128").unwrap().to_string(),
@@ -88,7 +97,12 @@ fn one_server_proxy_serves_every_session() {
         "s.toml",
     )
     .unwrap();
-    assert!(config.sessions.iter().all(|s| s.proxy.as_ref().is_some_and(|p| p.port == 8080)));
+    assert!(
+        config
+            .sessions
+            .iter()
+            .all(|s| s.proxy.as_ref().is_some_and(|p| p.port == 8080))
+    );
 }
 
 #[test]
@@ -103,7 +117,10 @@ fn config_problems_name_file_session_and_field_but_not_the_password() {
     .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("s.toml:3:"), "{err}");
-    assert!(err.contains("set proxy or proxies in [server], not both"), "{err}");
+    assert!(
+        err.contains("set proxy or proxies in [server], not both"),
+        "{err}"
+    );
     assert!(
         err.contains("s.toml:6:9: proxy in session \"a\" is not a proxy URL: \"socks5://bob:***@h\" has no port"),
         "{err}"
@@ -112,5 +129,8 @@ fn config_problems_name_file_session_and_field_but_not_the_password() {
     let err = super::super::parse("[server]\nproxies = []\n", "s.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("proxies in [server] must not be empty"), "{err}");
+    assert!(
+        err.contains("proxies in [server] must not be empty"),
+        "{err}"
+    );
 }

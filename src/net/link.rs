@@ -111,7 +111,8 @@ pub async fn open<T: Copy + Send + 'static>(
     };
     let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
     let attempt = async {
-        let ws = transport::dial_via(&endpoint.url, endpoint.proxy.as_ref(), connect_timeout).await?;
+        let ws =
+            transport::dial_via(&endpoint.url, endpoint.proxy.as_ref(), connect_timeout).await?;
         let _ = progress.send((tag, LinkEvent::Dialled)).await;
         let hs = ClientHandshake {
             noise_private: keys.noise_private.expose(),

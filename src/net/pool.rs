@@ -301,7 +301,9 @@ impl Pool {
                     }
                     if entry.config.proxy != session.proxy {
                         let proxy = session.proxy.clone();
-                        let path = proxy.as_ref().map_or("direct".to_string(), ToString::to_string);
+                        let path = proxy
+                            .as_ref()
+                            .map_or("direct".to_string(), ToString::to_string);
                         let _ = entry.inbox.send(DriverMsg::SetProxy(proxy)).await;
                         info!(session = %id, %path, "proxy changed by reload; used from the next dial");
                     }

@@ -57,8 +57,7 @@ impl Proxy {
                     _ = cancel.cancelled() => return,
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                 };
-                let (kind, outbound, refusals) =
-                    (kind.clone(), outbound.clone(), refusals.clone());
+                let (kind, outbound, refusals) = (kind.clone(), outbound.clone(), refusals.clone());
                 let cancel = cancel.child_token();
                 tokio::spawn(async move {
                     let opened = match &kind {
@@ -137,7 +136,10 @@ async fn socks5(mut client: TcpStream, auth: Option<&(String, String)>) -> Opene
         let _ = client.write_all(&[5, 0xff]).await;
         return Err(format!("no acceptable method in {methods:?}"));
     }
-    client.write_all(&[5, wanted]).await.map_err(|e| e.to_string())?;
+    client
+        .write_all(&[5, wanted])
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some((user, pass)) = auth {
         let ver = read_n(&mut client, 2).await?;
         if ver[0] != 1 {
