@@ -32,6 +32,7 @@ pub fn endpoint(config: &Config) -> Endpoint {
             .unwrap_or_else(TrustRoot::whatsapp),
         version: config.server.client_version.unwrap_or_default(),
         device: config.server.device_name.clone(),
+        proxy: None,
         send_acks: true,
     }
 }

@@ -41,8 +41,8 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Frame),
         Just(Step::PingOk),
         Just(Step::PingMiss),
-        (0u8..16).prop_map(Step::CloseLive),
-        (0u8..16).prop_map(Step::CloseStale),
+        (0u8..17).prop_map(Step::CloseLive),
+        (0u8..17).prop_map(Step::CloseStale),
         (0u16..5000).prop_map(Step::Advance),
     ]
 }
@@ -67,6 +67,7 @@ fn cause(i: u8) -> Cause {
         12 => Cause::UserAgentRejected,
         13 => Cause::Network("n".into()),
         14 => Cause::Payload("p".into()),
+        15 => Cause::Proxy("p".into()),
         _ => Cause::Protocol("p".into()),
     }
 }

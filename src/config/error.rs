@@ -122,6 +122,10 @@ pub enum ConfigError {
     BadWebhookUrl { field: String, reason: String },
     #[error("{field} names an unknown event \"{found}\": use message, receipt or state")]
     UnknownWebhookEvent { field: String, found: String },
+    #[error("{field} is not a proxy URL: {reason}")]
+    BadProxyUrl { field: String, reason: String },
+    #[error("set proxy or proxies in [server], not both")]
+    ProxyTwice,
 }
 
 /// Where a problem is: 1-based line and column (columns count characters, not bytes).

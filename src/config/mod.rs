@@ -9,6 +9,7 @@ mod duration;
 mod error;
 mod messages;
 mod overrides;
+mod proxy;
 mod read;
 mod sections;
 mod webhook;
@@ -26,6 +27,7 @@ use crate::wa::payload::ClientVersion;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
 pub use messages::{MessagesConfig, WarmupStep, parse_warmup_step};
+pub use proxy::{ProxyAuth, ProxyKind, ProxyPassword, ProxyUrl};
 pub use webhook::{SessionWebhook, WebhookConfig, WebhookEvent, WebhookUrl};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
@@ -89,6 +91,8 @@ pub struct ServerConfig {
     pub discover_version: bool,
     /// `device_name = "Browser (OS)"`: the name the phone shows under "Linked devices".
     pub device_name: DeviceName,
+    /// `proxy = "<url>"` or `proxies = [..]`: dealt out to sessions without their own.
+    pub proxies: Vec<ProxyUrl>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             client_version: None,
             discover_version: true,
             device_name: DeviceName::default(),
+            proxies: Vec::new(),
         }
     }
 }
@@ -282,6 +287,8 @@ pub struct SessionConfig {
     pub policy: Policy,
     /// `webhook = "<url>" | "off"`: this session's own webhook.
     pub webhook: SessionWebhook,
+    /// The proxy this session dials through (its own, or one of `[server]`'s), or none.
+    pub proxy: Option<ProxyUrl>,
 }
 
 impl SessionConfig {
@@ -295,6 +302,7 @@ impl SessionConfig {
             autostart: false,
             policy,
             webhook: SessionWebhook::Inherit,
+            proxy: None,
         }
     }
 }

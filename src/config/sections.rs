@@ -15,6 +15,7 @@ use crate::wa::payload::ClientVersion;
 use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
+use super::proxy::{SessionProxy, assign, read_server_proxies, read_session_proxy};
 use super::read::{Problems, Span, Table, describe};
 use super::webhook::{WEBHOOK_KEYS, read_session_webhook, read_webhook};
 use super::{
@@ -25,12 +26,14 @@ use super::{
 const TOP_LEVEL: [&str; 9] = [
     "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "session",
 ];
-const SERVER_KEYS: [&str; 5] = [
+const SERVER_KEYS: [&str; 7] = [
     "url",
     "trust_root",
     "client_version",
     "discover_version",
     "device_name",
+    "proxy",
+    "proxies",
 ];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
@@ -45,7 +48,7 @@ const HTTP_KEYS: [&str; 8] = [
     "read_token_env",
 ];
 const CLUSTER_KEYS: [&str; 4] = ["redis_url", "node_id", "lease_ttl", "credentials"];
-const SESSION_KEYS: [&str; 5] = ["id", "label", "phone", "autostart", "webhook"];
+const SESSION_KEYS: [&str; 6] = ["id", "label", "phone", "autostart", "webhook", "proxy"];
 
 /// The table a key belongs to, for "unknown key ...; it belongs in [storage]".
 fn home_of(key: &str) -> Option<&'static str> {
@@ -107,7 +110,14 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         .map(|t| read_messages(&mut problems, &t))
         .unwrap_or_default();
     let webhook = table(&mut problems, root, "webhook").map(|t| read_webhook(&mut problems, &t));
-    let sessions = read_sessions(&mut problems, root, &policy, &limits, text);
+    let mut sessions = read_sessions(&mut problems, root, &policy, &limits, text);
+    let ids: Vec<&str> = sessions.iter().map(|(s, _)| s.id.as_str()).collect();
+    let wanted: Vec<SessionProxy> = sessions.iter().map(|(_, p)| p.clone()).collect();
+    let paths = assign(&server.proxies, &wanted, &ids);
+    for ((session, _), path) in sessions.iter_mut().zip(paths) {
+        session.proxy = path;
+    }
+    let sessions = sessions.into_iter().map(|(s, _)| s).collect();
 
     if !problems.is_empty() {
         return Err(problems.into_errors(text, file_name));
@@ -227,6 +237,7 @@ fn read_server(problems: &mut Problems, t: &Table<'_, '_>) -> ServerConfig {
             ),
         }
     }
+    server.proxies = read_server_proxies(problems, t);
     server
 }
 
@@ -402,7 +413,7 @@ fn read_sessions(
     global: &Policy,
     limits: &Limits,
     text: &str,
-) -> Vec<SessionConfig> {
+) -> Vec<(SessionConfig, SessionProxy)> {
     let Some(value) = root.get("session") else {
         return Vec::new();
     };
@@ -474,7 +485,8 @@ fn read_sessions(
         }
         session.autostart = t.bool(problems, "autostart").unwrap_or(false);
         session.webhook = read_session_webhook(problems, &t);
-        sessions.push(session);
+        let proxy = read_session_proxy(problems, &t);
+        sessions.push((session, proxy));
     }
     sessions
 }

@@ -102,6 +102,8 @@ pub struct SessionRow {
     /// Messages in the outbox, and when the send limits let the next go.
     pub queued: u32,
     pub next_send: Option<String>,
+    /// The proxy the session dials through, password hidden; `null` when direct.
+    pub proxy: Option<String>,
 }
 
 impl SessionRow {
@@ -123,6 +125,7 @@ impl SessionRow {
             last_rtt_ms: s.liveness.last_rtt.map(ms),
             queued: s.outbox.queued,
             next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
+            proxy: s.proxy.clone(),
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct WireStatus {
     pub delivered_1h: u32,
     #[serde(default)]
     pub received_1h: u32,
+    /// The proxy the session dials through, password hidden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 /// The state with its own data (`Phase`), tagged by the state name.
@@ -233,6 +236,7 @@ impl WireStatus {
             sent_1h: s.outbox.sent_1h,
             delivered_1h: s.outbox.delivered_1h,
             received_1h: s.outbox.received_1h,
+            proxy: s.proxy.clone(),
         }
     }
 
@@ -288,6 +292,7 @@ impl WireStatus {
                 delivered_1h: self.delivered_1h,
                 received_1h: self.received_1h,
             },
+            proxy: self.proxy.clone(),
         }
     }
 }

@@ -55,6 +55,9 @@ impl ConnError {
     pub fn cause(&self) -> Cause {
         match self {
             ConnError::Dial(e @ DialError::Timeout { .. }) => Cause::TimedOut(e.to_string()),
+            ConnError::Dial(DialError::Proxy { proxy, reason }) => {
+                Cause::Proxy(format!("{proxy}: {reason}"))
+            }
             ConnError::Dial(e) => Cause::Network(e.to_string()),
             ConnError::Ws(e) => Cause::Network(e.clone()),
             ConnError::Payload(e) => Cause::Payload(e.clone()),

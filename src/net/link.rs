@@ -25,6 +25,9 @@ pub struct Endpoint {
     pub version: ClientVersion,
     /// The name registrations carry (`DeviceProps`, QR platform letter).
     pub device: DeviceName,
+    /// The proxy this session dials through (set per session by its driver; `None` is a
+    /// direct connection).
+    pub proxy: Option<crate::config::ProxyUrl>,
     /// Test-only: false makes sessions ack nothing (to provoke `<stream:error><ack/>`).
     #[doc(hidden)]
     pub send_acks: bool,
@@ -108,7 +111,8 @@ pub async fn open<T: Copy + Send + 'static>(
     };
     let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
     let attempt = async {
-        let ws = transport::dial(&endpoint.url, connect_timeout).await?;
+        let ws =
+            transport::dial_via(&endpoint.url, endpoint.proxy.as_ref(), connect_timeout).await?;
         let _ = progress.send((tag, LinkEvent::Dialled)).await;
         let hs = ClientHandshake {
             noise_private: keys.noise_private.expose(),

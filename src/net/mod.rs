@@ -12,6 +12,7 @@ pub mod messages;
 pub mod metrics;
 pub mod pool;
 pub mod prekeys;
+pub mod proxy;
 pub mod ratelimit;
 pub mod tasks;
 pub mod transport;

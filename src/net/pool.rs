@@ -183,6 +183,7 @@ impl Pool {
             policy: config.policy.clone(),
             autostart: config.autostart,
             seed: self.seed,
+            proxy: config.proxy.clone(),
         };
         let (inbox, rx) = mpsc::channel(16);
         let cancel = self.cancel.child_token();
@@ -297,6 +298,14 @@ impl Pool {
                             .send(DriverMsg::SetPolicy(Box::new(session.policy.clone())))
                             .await;
                         info!(session = %id, "policy changed by reload");
+                    }
+                    if entry.config.proxy != session.proxy {
+                        let proxy = session.proxy.clone();
+                        let path = proxy
+                            .as_ref()
+                            .map_or("direct".to_string(), ToString::to_string);
+                        let _ = entry.inbox.send(DriverMsg::SetProxy(proxy)).await;
+                        info!(session = %id, %path, "proxy changed by reload; used from the next dial");
                     }
                     entry.config = session;
                 }

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+
+use crate::config::ProxyUrl;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,6 +26,9 @@ pub enum DialError {
     Timeout { url: String, after: Duration },
     #[error("connecting to {url} failed: {reason}")]
     Failed { url: String, reason: String },
+    /// The proxy (shown with its password hidden) could not be reached or refused.
+    #[error("proxy refused: {proxy}: {reason}")]
+    Proxy { proxy: String, reason: String },
 }
 
 /// WebSocket settings: messages up to the 16 MiB frame cap plus framing overhead, and small
@@ -39,6 +44,15 @@ pub fn ws_config() -> WebSocketConfig {
 
 /// Opens a WebSocket to `url` within `timeout`.
 pub async fn dial(url: &str, timeout: Duration) -> Result<WsStream, DialError> {
+    dial_via(url, None, timeout).await
+}
+
+/// Opens a WebSocket to `url` within `timeout`, through `proxy` when given.
+pub async fn dial_via(
+    url: &str,
+    proxy: Option<&ProxyUrl>,
+    timeout: Duration,
+) -> Result<WsStream, DialError> {
     let mut request = url.into_client_request().map_err(|e| DialError::BadUrl {
         url: url.to_string(),
         reason: e.to_string(),
@@ -46,6 +60,9 @@ pub async fn dial(url: &str, timeout: Duration) -> Result<WsStream, DialError> {
     request
         .headers_mut()
         .insert("Origin", HeaderValue::from_static(ORIGIN));
+    if let Some(proxy) = proxy {
+        return super::proxy::dial(request, url, proxy, timeout).await;
+    }
     let connect =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config()), true, None);
     match tokio::time::timeout(timeout, connect).await {

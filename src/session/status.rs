@@ -232,6 +232,9 @@ pub struct Status {
     pub owner: Option<String>,
     /// Set by the driver from the session's messenger.
     pub outbox: OutboxView,
+    /// The proxy the session dials through, password hidden (`socks5://user:***@host:port`);
+    /// `None` when it connects directly. Set by the driver.
+    pub proxy: Option<String>,
 }
 
 impl Status {
@@ -267,6 +270,7 @@ impl Status {
             client_version: String::new(),
             owner: None,
             outbox: OutboxView::default(),
+            proxy: None,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Conn {
     delivery: Delivery,
     /// Mailbox stanzas this connection has sent, by (tag, id, from).
     shown: HashSet<(String, String, String)>,
+    /// The TCP peer (a proxy's outbound address when the client dialled through one).
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl Conn {
@@ -79,7 +81,14 @@ impl Conn {
             device: None,
             delivery: Delivery::default(),
             shown: HashSet::new(),
+            peer: None,
         }
+    }
+
+    /// Records the TCP peer, reported per device at login (`DeviceStats::last_peer`).
+    pub fn with_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     /// Sends one stanza (a login refusal) and closes.

@@ -3,6 +3,7 @@
 //! routing prefix), read the client's payload, refuse an old version (405) or an unknown
 //! device name (409), and hand the connection to pairing (registration) or login.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -108,10 +109,10 @@ pub async fn accept_loop(listener: TcpListener, core: Arc<Core>, cancel: Cancell
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((tcp, _)) => {
+            Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 core.tasks
-                    .spawn(serve(tcp, core.clone(), cancel.child_token()));
+                    .spawn(serve(tcp, peer, core.clone(), cancel.child_token()));
             }
             Err(e) => {
                 // Out of file descriptors, most likely: wait a little rather than spin.
@@ -152,7 +153,7 @@ fn check_path(request: &Request, response: Response) -> Result<Response, ErrorRe
     }
 }
 
-async fn serve(tcp: TcpStream, core: Arc<Core>, cancel: CancellationToken) {
+async fn serve(tcp: TcpStream, peer: SocketAddr, core: Arc<Core>, cancel: CancellationToken) {
     let _counted = Counted::new(core.clone());
     let hello_delay = core.reg().hello_delay;
     let deadline = HANDSHAKE_DEADLINE + hello_delay.unwrap_or_default();
@@ -202,7 +203,7 @@ async fn serve(tcp: TcpStream, core: Arc<Core>, cancel: CancellationToken) {
         }
     }
     let decoded = payload::decode_client_payload(&finish.payload);
-    let conn = Conn::new(socket, core.clone(), cancel);
+    let conn = Conn::new(socket, core.clone(), cancel).with_peer(peer);
     if let Some(refusal) = decoded.as_ref().ok().and_then(|p| strict_refusal(&core, p)) {
         return conn.refuse(refusal).await;
     }

@@ -82,6 +82,9 @@ pub struct DeviceStats {
     pub prekey_uploads: u64,
     /// `<stream:error><ack/>` sent because too many acks were overdue.
     pub stream_errors_ack: u64,
+    /// The TCP peer address of the latest login (`ip:port`): a proxy's outbound address when
+    /// the device dialled through one.
+    pub last_peer: Option<String>,
 }
 
 /// Everything `GET /admin/stats` answers.

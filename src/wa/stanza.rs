@@ -36,6 +36,10 @@ pub enum Cause {
     TimedOut(String),
     /// 408: the network failed (DNS, refused, reset, TLS), with the OS's words.
     Network(String),
+    /// 408: the session's proxy could not be reached or refused the tunnel (unreachable,
+    /// bad credentials, a SOCKS reply code, a `CONNECT` answered other than 200). Retried
+    /// like a network failure; the words name the proxy with its password hidden.
+    Proxy(String),
     /// A code-less `<stream:error>` whose child is not a conflict: the child's tag
     /// (`ack` when a stanza went unacked, `xml-not-well-formed`, ...) and its `id`, if any.
     /// Reported as 500 like the reference clients do, but named after the child.
@@ -65,7 +69,7 @@ impl Cause {
             Cause::ClientOutdated => 405,
             Cause::Mismatch => 411,
             Cause::Closed => 428,
-            Cause::TimedOut(_) | Cause::Network(_) => 408,
+            Cause::TimedOut(_) | Cause::Network(_) | Cause::Proxy(_) => 408,
             Cause::StreamError { .. } | Cause::Payload(_) => 500,
             Cause::UserAgentRejected => 409,
             Cause::Protocol(_) => 500,
@@ -88,6 +92,7 @@ impl Cause {
             Cause::Closed => "closed",
             Cause::TimedOut(_) => "timed_out",
             Cause::Network(_) => "network_error",
+            Cause::Proxy(_) => "proxy_refused",
             Cause::StreamError { child, .. } => match child.as_str() {
                 "ack" => "stream_error_ack",
                 "xml-not-well-formed" => "stream_error_xml_not_well_formed",
@@ -117,6 +122,7 @@ impl fmt::Display for Cause {
                 }
                 f.write_str("/>")
             }
+            Cause::Proxy(why) => write!(f, "proxy refused: {why}"),
             Cause::TempBanned { expires_s: Some(s) } => write!(f, "temp_banned (402) for {s}s"),
             _ => write!(f, "{} ({})", self.name(), self.code()),
         }

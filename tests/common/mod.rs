@@ -153,11 +153,20 @@ pub struct EventStream {
 impl EventStream {
     /// Connects and waits for the answer's status line (the server has subscribed us then).
     pub async fn open(addr: &str) -> EventStream {
+        Self::open_path(addr, "/events", None).await
+    }
+
+    /// `open` for another path (`/events?form=full`), with the bearer token when given.
+    pub async fn open_path(addr: &str, path: &str, token: Option<&str>) -> EventStream {
         use tokio::io::AsyncBufReadExt;
         let host = addr.trim_start_matches("http://");
         let mut tcp = TcpStream::connect(host).await.unwrap();
-        let req =
-            format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Accept: text/event-stream\r\n\r\n"
+        );
         tcp.write_all(req.as_bytes()).await.unwrap();
         let mut lines = tokio::io::BufReader::new(tcp).lines();
         let status = lines.next_line().await.unwrap().unwrap_or_default();

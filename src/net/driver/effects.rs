@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, warn};
 
 use super::{Background, Driver, Link, now};
-use crate::net::link::{self, DialKeys, LinkScope};
+use crate::net::link::{self, DialKeys, Endpoint, LinkScope};
 use crate::session::{ConnId, Effect, Event};
 use crate::wa::stanza::Cause;
 
@@ -91,7 +91,10 @@ impl Driver {
         self.tasks.spawn(
             link::open(
                 conn,
-                self.shared.endpoint.clone(),
+                Endpoint {
+                    proxy: self.spec.proxy.clone(),
+                    ..self.shared.endpoint.clone()
+                },
                 keys,
                 self.spec.policy.connect_timeout,
                 self.shared.limiter.clone(),

@@ -72,6 +72,8 @@ pub struct SessionSpec {
     /// Connect at start even if the session was not online before.
     pub autostart: bool,
     pub seed: u64,
+    /// The proxy dials go through (`None`: direct).
+    pub proxy: Option<crate::config::ProxyUrl>,
 }
 
 /// Messages from the pool to a driver.
@@ -81,6 +83,8 @@ pub enum DriverMsg {
     SetPolicy(Box<Policy>),
     /// A config reload changed the client version.
     SetVersion(ClientVersion),
+    /// A config reload changed the session's proxy (used from the next dial on).
+    SetProxy(Option<crate::config::ProxyUrl>),
     /// The session's outbox has new messages.
     Wake,
     /// The operator asks for a pairing code for this phone number (`pair_code.rs`).
@@ -257,6 +261,7 @@ fn not_started(shared: &Shared, spec: &SessionSpec, phase: Phase, reason: String
     let mut status = Status::new(&spec.id, &spec.label, now());
     status.phase = phase;
     status.reason = reason;
+    status.proxy = spec.proxy.as_ref().map(ToString::to_string);
     shared.board.publish(status);
 }
 
@@ -358,6 +363,7 @@ impl Driver {
     async fn publish(&mut self) {
         let mut status = self.session.status(now());
         status.outbox = *self.outbox.borrow();
+        status.proxy = self.spec.proxy.as_ref().map(ToString::to_string);
         let logged_out = status.state() == crate::session::status::StateName::LoggedOut;
         if logged_out && !self.told_logged_out {
             self.messenger.pass(MessengerMsg::LoggedOut);
@@ -381,6 +387,10 @@ impl Driver {
             DriverMsg::SetPolicy(policy) => {
                 self.prekeys.timeout = policy.query_timeout;
                 self.session.set_policy(*policy);
+                Vec::new()
+            }
+            DriverMsg::SetProxy(proxy) => {
+                self.spec.proxy = proxy;
                 Vec::new()
             }
             DriverMsg::SetVersion(version) => {

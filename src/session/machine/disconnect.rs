@@ -147,7 +147,7 @@ impl Session {
                 };
                 self.enter_coded(now, State::Cooldown { until, why }, label, code, detail, fx);
             }
-            Cause::Closed | Cause::TimedOut(_) | Cause::Network(_) => {
+            Cause::Closed | Cause::TimedOut(_) | Cause::Network(_) | Cause::Proxy(_) => {
                 let max = self.policy.max_attempts_network;
                 self.backoff_or_fail(now, cause, max, fx);
             }

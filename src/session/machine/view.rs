@@ -79,6 +79,7 @@ impl Session {
             client_version: self.client_version.clone().unwrap_or_default(),
             owner: None,
             outbox: Default::default(),
+            proxy: None,
         }
     }
 }

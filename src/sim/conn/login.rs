@@ -167,6 +167,7 @@ impl Conn {
                     }
                     other => {
                         reg.login(&device, self.id, control_tx);
+                        reg.stats.device(&jid).last_peer = self.peer.map(|p| p.to_string());
                         Some(Ok(other))
                     }
                 }

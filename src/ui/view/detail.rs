@@ -1,5 +1,5 @@
 //! The detail pane of the selected session: state and its countdown, liveness, counters,
-//! credentials and backups, the QR while pairing (when it fits), the messages (counts, the
+//! credentials and backups, the network path (proxy or direct), the QR while pairing (when it fits), the messages (counts, the
 //! newest in and out with their status), then the timeline.
 
 use std::time::Instant;
@@ -213,6 +213,12 @@ fn summary(s: &Status, model: &Model, now: Instant) -> Vec<Line<'static>> {
         format!("not paired · backups {}", s.backups.count)
     };
     lines.push(Line::from(Span::styled(creds, theme.text)));
+    // The network path: the proxy (password hidden) or a direct connection.
+    let path = s
+        .proxy
+        .as_ref()
+        .map_or_else(|| "direct".to_string(), |p| format!("via {p}"));
+    lines.push(Line::from(Span::styled(path, theme.text)));
     lines
 }
 
