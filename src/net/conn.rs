@@ -55,6 +55,8 @@ impl ConnError {
     pub fn cause(&self) -> Cause {
         match self {
             ConnError::Dial(e @ DialError::Timeout { .. }) => Cause::TimedOut(e.to_string()),
+            // The server is there and said no: its status is the code, not a network 408.
+            ConnError::Dial(DialError::Refused { status, .. }) => Cause::Server(*status),
             ConnError::Dial(e) => Cause::Network(e.to_string()),
             ConnError::Ws(e) => Cause::Network(e.clone()),
             ConnError::Payload(e) => Cause::Payload(e.clone()),
