@@ -4,7 +4,8 @@
 //!
 //! Everything is measured from the simulator's side, sampled every 100 ms: a device is up
 //! while it is logged in on a connection that still answers (a stalled one does not).
-//! Reported: uptime, disconnections per hour, reconnect p50/p99 (down to up again), stall
+//! Reported: uptime, disconnections per hour, reconnect p50/p99 (down to up again) and
+//! relogin p50/p99 (the link gone to up again, without the stall before it), stall
 //! detection p99 (stall until the simulator sees the connection gone, and from the first ping
 //! the stalled connection left unanswered until then: at most `keepalive_deadline` plus the
 //! time to close), per-device peak of
@@ -53,6 +54,10 @@ pub struct SoakReport {
     pub disconnections_per_hour: f64,
     pub reconnect_p50_ms: u64,
     pub reconnect_p99_ms: u64,
+    /// From the link gone (dropped, ended, or closed by wasp after a stall) to logged in
+    /// again: the reconnect itself, without the stall before it was detected.
+    pub relogin_p50_ms: u64,
+    pub relogin_p99_ms: u64,
     pub stalls_seen: usize,
     pub stall_detect_p99_ms: u64,
     /// From the first unanswered ping of a stalled connection until it is gone.
@@ -75,7 +80,8 @@ impl SoakReport {
              faults applied       {} {:?}\n\
              uptime               {:.2} %\n\
              disconnections       {} ({:.0}/hour)\n\
-             reconnect p50 / p99  {} ms / {} ms\n\
+             reconnect p50 / p99  {} ms / {} ms (down to up, stalls included)\n\
+             relogin p50 / p99    {} ms / {} ms (link gone to up)\n\
              stall detection p99  {} ms ({} stalls), {} ms after the missed ping\n\
              peak logins/device   {}\n\
              conflicts (by wasp)  {}\n\
@@ -93,6 +99,8 @@ impl SoakReport {
             self.disconnections_per_hour,
             self.reconnect_p50_ms,
             self.reconnect_p99_ms,
+            self.relogin_p50_ms,
+            self.relogin_p99_ms,
             self.stall_detect_p99_ms,
             self.stalls_seen,
             self.stall_detect_after_ping_p99_ms,
@@ -298,6 +306,9 @@ async fn measure(
     let mut down_since: HashMap<String, Instant> = HashMap::new();
     let mut stalled_since: HashMap<String, Instant> = HashMap::new();
     let mut reconnects = Vec::new();
+    // From the link gone (not merely stalled) to logged in again.
+    let mut gone_since: HashMap<String, Instant> = HashMap::new();
+    let mut relogins = Vec::new();
     let mut stall_detect = Vec::new();
     // Each device's unanswered pings at the last sample, and when a stalled one first missed.
     let mut pinged: HashMap<String, (u64, Option<Instant>)> = HashMap::new();
@@ -324,6 +335,13 @@ async fn measure(
                 disconnections += 1;
             }
             let stalled = d.is_some_and(|d| d.stalled > 0);
+            if up {
+                if let Some(since) = gone_since.remove(jid) {
+                    relogins.push(now - since);
+                }
+            } else if !stalled {
+                gone_since.entry(jid.clone()).or_insert(now);
+            }
             let unanswered = d.map_or(0, |d| d.pings_unanswered);
             let seen = pinged.entry(jid.clone()).or_insert((unanswered, None));
             let missed_now = unanswered > seen.0;
@@ -373,6 +391,7 @@ async fn measure(
     let tasks_end = alive_tasks();
     let hours = elapsed.as_secs_f64() / 3600.0;
     reconnects.sort();
+    relogins.sort();
     stall_detect.sort();
     after_ping.sort();
     Ok(SoakReport {
@@ -387,6 +406,8 @@ async fn measure(
         disconnections_per_hour: disconnections as f64 / hours.max(1e-9),
         reconnect_p50_ms: percentile_ms(&reconnects, 50),
         reconnect_p99_ms: percentile_ms(&reconnects, 99),
+        relogin_p50_ms: percentile_ms(&relogins, 50),
+        relogin_p99_ms: percentile_ms(&relogins, 99),
         stalls_seen: stall_detect.len(),
         stall_detect_p99_ms: percentile_ms(&stall_detect, 99),
         stall_detect_after_ping_p99_ms: percentile_ms(&after_ping, 99),
