@@ -21,6 +21,10 @@ use crate::net::version::{self, DISCOVERY_TIMEOUT};
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
 
+mod http_access;
+
+use http_access::{http_token, read_token, reload_http};
+
 /// Where sessions connect, from the `[server]` table.
 pub fn endpoint(config: &Config) -> Endpoint {
     Endpoint {
@@ -42,6 +46,8 @@ pub struct Started {
     pub running: Running,
     pub http: Option<http::Server>,
     pub socket: Option<http::UnixServer>,
+    /// The tokens the endpoint and the local socket check (SIGHUP replaces them).
+    pub access: http::LiveAccess,
     pub cancel: CancellationToken,
     /// Clustered: this node's member of the fleet and its loop (awaited at stop, so the
     /// leases are released for the other nodes at once).
@@ -91,61 +97,6 @@ impl StartError {
                 | StartError::Descriptors(DescriptorError::DoesNotFit { .. })
         )
     }
-}
-
-/// The bearer token for the POST endpoints: from the config, else the one of an earlier run in
-/// `<data_dir>/http-token` (kept while only its owner can read it, so a restart does not lock
-/// out an attached console or the operator's scripts), else a fresh one written there (0600).
-fn http_token(config: &Config) -> Result<Token, StartError> {
-    if let Some(token) = config.http.as_ref().and_then(|h| h.bearer_token())
-        && let Some(token) = Token::new(token.expose())
-    {
-        return Ok(token);
-    }
-    let path = config.storage.data_dir.join("http-token");
-    if let Some(token) = private_token(&path) {
-        return Ok(token);
-    }
-    let token = Token::random();
-    write_private(&path, token.expose().as_bytes()).map_err(|source| StartError::TokenFile {
-        path: path.clone(),
-        source,
-    })?;
-    info!(path = %path.display(), "no HTTP token configured: wrote a new one");
-    Ok(token)
-}
-
-/// The token in `path` when the file is its owner's alone (mode without group/other bits).
-fn private_token(path: &Path) -> Option<Token> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return None;
-    }
-    Token::new(std::fs::read_to_string(path).ok()?)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        // The data dir holds credentials: 0700 like the store makes it.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .mode(0o600)
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)?;
-    // `mode` applies only to a new file: an existing one is made private before writing.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    file.write_all(b"\n")?;
-    file.sync_all()
 }
 
 /// Refuses, before anything starts, what the config cannot run with: a blank token
@@ -213,17 +164,23 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
     };
     let webhooks = crate::webhook::WebhookSetup::of(config, &running.handle)
         .map(|setup| crate::webhook::start(setup, &running.handle, cancel.clone()));
-    let http = match (addr, token.clone()) {
-        (Some(addr), Some(token)) => {
-            let http_config = config.http.clone().unwrap_or_default();
-            let access = http::Access {
-                token: Some(token),
-                read_token: http_config
-                    .read_token()
-                    .and_then(|t| Token::new(t.expose())),
-            };
-            let limits = http::Limits::of(&http_config);
-            match http::serve(addr, access, limits, running.handle.clone(), cancel.clone()).await {
+    // One set of rules for the TCP endpoint and the local socket, replaced on SIGHUP.
+    let access = http::LiveAccess::new(http::Access {
+        token: token.clone(),
+        read_token: config.http.as_ref().and_then(read_token),
+    });
+    let http = match addr {
+        Some(addr) => {
+            let limits = http::Limits::of(&config.http.clone().unwrap_or_default());
+            let served = http::serve(
+                addr,
+                access.clone(),
+                limits,
+                running.handle.clone(),
+                cancel.clone(),
+            )
+            .await;
+            match served {
                 Ok(server) => Some(server),
                 Err(e) => {
                     cancel.cancel();
@@ -231,13 +188,14 @@ pub async fn start(config: &Config, http_addr: Option<SocketAddr>) -> Result<Sta
                 }
             }
         }
-        _ => None,
+        None => None,
     };
-    let socket = serve_socket(config, token, &running, &cancel).await;
+    let socket = serve_socket(config, token, &access, &running, &cancel).await;
     Ok(Started {
         running,
         http,
         socket,
+        access,
         cancel,
         member,
         webhooks,
@@ -272,6 +230,7 @@ async fn start_clustered(
 async fn serve_socket(
     config: &Config,
     token: Option<Token>,
+    access: &http::LiveAccess,
     running: &Running,
     cancel: &CancellationToken,
 ) -> Option<http::UnixServer> {
@@ -281,9 +240,22 @@ async fn serve_socket(
         None => http_token(config),
     };
     let served = match token {
-        Ok(token) => http::serve_unix(&path, Some(token), running.handle.clone(), cancel.clone())
+        Ok(token) => {
+            if access.current().token.is_none() {
+                access.replace(http::Access {
+                    token: Some(token),
+                    read_token: None,
+                });
+            }
+            http::serve_unix(
+                &path,
+                access.clone(),
+                running.handle.clone(),
+                cancel.clone(),
+            )
             .await
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     match served {
@@ -365,6 +337,7 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
         info!(addr = %server.addr, "http endpoint ready");
     }
     info!(sessions = config.sessions.len(), "wasp headless running");
+    let mut http_now = config.http.clone();
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -375,9 +348,7 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
                     if new.webhook != config.webhook {
                         warn!("[webhook] changed: deliveries keep the old settings until wasp restarts");
                     }
-                    if new.http != config.http {
-                        warn!("[http] changed: the endpoint keeps its old settings until wasp restarts");
-                    }
+                    reload_http(&mut http_now, &new, &started);
                     if let Some((member, _)) = &started.member {
                         member.set_sessions(&new);
                     }
@@ -553,29 +524,5 @@ pub async fn demo_chatter(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn the_token_of_an_earlier_run_is_kept_while_it_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.storage.data_dir = dir.path().to_path_buf();
-        let first = http_token(&config).unwrap();
-        let path = dir.path().join("http-token");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(http_token(&config).unwrap().expose(), first.expose());
-        // Readable by others: not trusted, replaced.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_ne!(http_token(&config).unwrap().expose(), first.expose());
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the new token is private again");
     }
 }

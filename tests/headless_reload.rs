@@ -1,7 +1,10 @@
 //! SIGHUP reloads the config of `wasp headless`: an added session starts, a bad file keeps the
-//! old config and says why, the running session keeps its socket.
+//! old config and says why, the running session keeps its socket; a new `[http]` token applies
+//! at once and what needs a restart says so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -90,7 +93,8 @@ async fn sighup_adds_sessions_and_refuses_a_bad_file() {
     hup(child.id());
     wait_line("session added by reload");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.stats().connections < 2 {
+    // Counted at accept; the handshake (which the check below counts) follows.
+    while sim.stats().connections < 2 || sim.stats().handshakes < 2 {
         assert!(
             Instant::now() < deadline,
             "the added session never connected"
@@ -111,4 +115,58 @@ async fn sighup_adds_sessions_and_refuses_a_bad_file() {
             .success()
     );
     assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_http_token_and_says_what_needs_a_restart() {
+    let sim = Server::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = base64::engine::general_purpose::STANDARD.encode(sim.trust_root.0);
+    let config = dir.path().join("sessions.toml");
+    let data = dir.path().join("data");
+    let http = |token: &str, extra: &str| format!("[http]\ntoken = \"{token}\"\n{extra}");
+    write_config(
+        &config,
+        &sim.ws_url,
+        &root,
+        &data,
+        &["one"],
+        &http("first-token", ""),
+    );
+    let wasp = common::headless::Headless::spawn(&config, Duration::from_secs(20));
+    let base = wasp.http_base();
+    wasp.line_with("wasp headless running");
+    // An action on an unknown session: 404 for the token holder, 401 for anyone else.
+    let admitted = |token: &'static str| {
+        let base = base.clone();
+        async move {
+            let answer =
+                common::request(&base, "POST", "/sessions/nobody/reconnect", Some(token), "").await;
+            assert!(matches!(answer.status, 401 | 404), "{}", answer.body);
+            answer.status == 404
+        }
+    };
+    assert!(admitted("first-token").await);
+    assert!(!admitted("second-token").await);
+
+    // A new token and a new connection cap: the token applies, the cap is named as waiting
+    // for a restart.
+    let extra = "max_connections = 77\n";
+    write_config(
+        &config,
+        &sim.ws_url,
+        &root,
+        &data,
+        &["one"],
+        &http("second-token", extra),
+    );
+    wasp.signal("-HUP");
+    let restart = wasp.line_with("apply only when wasp restarts");
+    assert!(restart.contains("connection limits"), "{restart}");
+    assert!(!restart.contains("second-token"), "{restart}");
+    wasp.line_with("[http] tokens changed");
+    assert!(admitted("second-token").await);
+    assert!(!admitted("first-token").await);
+
+    wasp.signal("-TERM");
 }

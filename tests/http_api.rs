@@ -7,29 +7,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{EventStream, request};
+use common::{EventStream, request, wait_state};
 use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, SessionConfig};
 use wasp::runner;
 use wasp::sim::{Fault, Server, SimConfig};
 
 const TOKEN: &str = "test-token-123";
-
-async fn wait_state(base: &str, id: &str, state: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = request(base, "GET", &format!("/sessions/{id}"), None, "").await;
-        let json = answer.json();
-        if json["state"] == state {
-            return json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never reached {state}: {json}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn metric(text: &str, name: &str) -> f64 {
     let lines = text.lines().map(|l| Ok(l.to_string()));

@@ -29,6 +29,43 @@ fn config(dir: &std::path::Path, http: HttpConfig) -> Config {
     config
 }
 
+/// POSTs a 3 MiB body to `path` with the token and reads the answer while still writing (the
+/// server answers before it has read everything, then stops reading).
+async fn oversized(base: &str, path: &str) -> common::Answer {
+    let host = base.trim_start_matches("http://");
+    let tcp = TcpStream::connect(host).await.unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let body = vec![b'x'; 3 << 20];
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        // The server may stop reading once it has answered: a broken pipe here is expected.
+        let _ = write.write_all(head.as_bytes()).await;
+        let _ = write.write_all(&body).await;
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(deadline.into(), read.read(&mut buf)).await
+    {
+        raw.extend_from_slice(&buf[..n]);
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    common::Answer {
+        status,
+        body: body.to_string(),
+    }
+}
+
 /// Reads until the server closes the connection; false if it is still open at the deadline.
 async fn closed_by_server(tcp: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
@@ -98,6 +135,24 @@ async fn every_error_answer_is_one_json_shape() {
     ] {
         let token = (status == 404 && method == "POST").then_some(TOKEN);
         let answer = request(&base, method, path, token, "").await;
+        assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
+        let json = answer.json();
+        let message = json["error"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{method} {path}: {json}");
+        assert_eq!(json.as_object().unwrap().len(), 1, "{json}");
+    }
+    // The framework's own refusals: a body over the limit, a path that is not UTF-8, a query
+    // its extractor cannot read, a body that is not JSON.
+    let huge = oversized(&base, "/sessions/alpha/messages").await;
+    assert_eq!(huge.status, 413, "{}", huge.body);
+    assert!(huge.json()["error"].is_string(), "{}", huge.body);
+    assert_eq!(huge.json().as_object().unwrap().len(), 1, "{}", huge.body);
+    for (method, path, body, status) in [
+        ("GET", "/sessions/%ff%fe", "", 400),
+        ("GET", "/events?form=full&form=full", "", 400),
+        ("POST", "/sessions/alpha/messages", "{not json", 400),
+    ] {
+        let answer = request(&base, method, path, Some(TOKEN), body).await;
         assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
         let json = answer.json();
         let message = json["error"].as_str().unwrap_or_default();

@@ -24,7 +24,9 @@ fn fast_policy() -> Policy {
     Policy {
         keepalive_interval_min: ms(300),
         keepalive_interval_max: ms(400),
-        keepalive_deadline: ms(300),
+        // A missed deadline replaces the link: as tolerant as dead_after, so a 200-session
+        // reconnect storm on a loaded machine is not taken for stalls.
+        keepalive_deadline: ms(1500),
         dead_after: ms(1500),
         connect_timeout: Duration::from_secs(10),
         query_timeout: Duration::from_secs(5),

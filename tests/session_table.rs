@@ -393,7 +393,8 @@ fn liveness_pings_and_forces_408_after_dead_after_without_life() {
 }
 
 #[test]
-fn a_missed_ping_with_no_frame_is_a_stall_counted_down_from_the_last_sign_of_life() {
+fn a_missed_ping_with_no_frame_is_a_stall_replaced_at_once_and_counted_down_from_the_last_sign_of_life()
+ {
     let mut r = Rig::online(Policy::default());
     let conn = r.conn();
     // 100 s online and answering.
@@ -402,15 +403,19 @@ fn a_missed_ping_with_no_frame_is_a_stall_counted_down_from_the_last_sign_of_lif
     let before = r.s.status(r.now).uptime_now(r.now);
     // A ping goes out at once and misses its 10 s deadline with nothing else arriving.
     r.now += secs(10);
-    r.feed(Event::PingMissed { conn });
+    let fx = r.feed(Event::PingMissed { conn });
     let stalled = r.s.status(r.now);
     assert!(stalled.liveness.stalled, "the stall shows at the miss");
-    assert_eq!(
-        stalled.state(),
-        StateName::Online,
-        "no reconnect before dead_after"
-    );
     assert_eq!(stalled.timeline.last().unwrap().cause, "stalled");
+    // The link is replaced at the miss, not after dead_after.
+    let reason = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Close { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the stalled link is closed at the miss");
+    assert!(reason.contains("keepalive unanswered"), "{reason}");
     // The 10 s since the last frame already count as down, and keep counting.
     let pct = stalled.uptime_now(r.now);
     assert!(pct < before, "{pct} < {before}");
@@ -421,14 +426,14 @@ fn a_missed_ping_with_no_frame_is_a_stall_counted_down_from_the_last_sign_of_lif
         (later - 100.0 / 120.0 * 100.0).abs() < 0.01,
         "read later: {later}"
     );
-    // A frame ends the stall; online time counts again from then.
-    r.now += secs(5);
-    r.feed(Event::FrameReceived { conn });
-    let back = r.s.status(r.now);
-    assert!(!back.liveness.stalled);
-    assert_eq!(back.timeline.last().unwrap().cause, "answering again");
-    let after = back.uptime_now(r.now + secs(15));
-    assert!((after - 115.0 / 130.0 * 100.0).abs() < 0.01, "{after}");
+    // The close arrives: a reconnect with the cause the session gave (408), not the socket's.
+    r.closed(Cause::Closed);
+    let s = r.s.status(r.now);
+    assert_eq!(s.state(), StateName::Backoff);
+    assert_eq!(s.last_code, Some(408));
+    assert!(!s.liveness.stalled);
+    let after = s.uptime_now(r.now + secs(5));
+    assert!((after - 100.0 / 115.0 * 100.0).abs() < 0.01, "{after}");
 }
 
 #[test]

@@ -471,3 +471,67 @@ fn p_in_the_console_shows_a_code_the_phone_types_and_the_session_comes_online() 
     });
     tmux(&["send-keys", "-t", &pane, "q"]);
 }
+
+/// `dir` and everything under it: (path, is a directory, permission bits).
+fn modes(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, bool, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    out.push((dir.to_path_buf(), true, meta.permissions().mode() & 0o777));
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        // A temporary file renamed away while we look is no longer there to check.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            modes(&path, out);
+        } else {
+            out.push((path, false, meta.permissions().mode() & 0o777));
+        }
+    }
+}
+
+#[test]
+fn under_a_permissive_umask_the_data_dir_and_the_console_log_are_private() {
+    let pane = format!("wasp-umask-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = format!(
+        "umask 000; TMPDIR={} {} demo --sessions 1 --no-faults --sim-admin",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_wasp")
+    );
+    new_tmux(&pane, &demo);
+    let (data_dir, admin, pid) = demo_started(tmp.path());
+    let _cleanup = Cleanup {
+        pid,
+        panes: vec![pane.clone()],
+    };
+    // Logged in: credentials, keys and the console's log file all exist by then.
+    wait_stats(
+        &admin,
+        "the session logged in",
+        Duration::from_secs(60),
+        |s| s["logged_in"] == 1,
+    );
+    let logs = data_dir.join("logs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&logs)
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))))
+        .unwrap_or(false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no console log in {}",
+            logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut found = Vec::new();
+    modes(&data_dir, &mut found);
+    assert!(found.len() > 3, "{found:?}");
+    for (path, is_dir, mode) in &found {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}", path.display());
+    }
+    tmux(&["send-keys", "-t", &pane, "q"]);
+}

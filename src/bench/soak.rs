@@ -4,8 +4,11 @@
 //!
 //! Everything is measured from the simulator's side, sampled every 100 ms: a device is up
 //! while it is logged in on a connection that still answers (a stalled one does not).
-//! Reported: uptime, disconnections per hour, reconnect p50/p99 (down to up again), stall
-//! detection p99 (stall until the simulator sees the connection gone), per-device peak of
+//! Reported: uptime, disconnections per hour, reconnect p50/p99 (down to up again) and
+//! relogin p50/p99 (the link gone to up again, without the stall before it), stall
+//! detection p99 (stall until the simulator sees the connection gone, and from the first ping
+//! the stalled connection left unanswered until then: at most `keepalive_deadline` plus the
+//! time to close), per-device peak of
 //! simultaneous logins, conflicts (the plan sends none, so every one is caused by wasp),
 //! credentials lost (devices not logged in again once the plan stops), RSS drift and the
 //! tokio task count before and after. Sim and pool share this process, so RSS is both.
@@ -51,8 +54,14 @@ pub struct SoakReport {
     pub disconnections_per_hour: f64,
     pub reconnect_p50_ms: u64,
     pub reconnect_p99_ms: u64,
+    /// From the link gone (dropped, ended, or closed by wasp after a stall) to logged in
+    /// again: the reconnect itself, without the stall before it was detected.
+    pub relogin_p50_ms: u64,
+    pub relogin_p99_ms: u64,
     pub stalls_seen: usize,
     pub stall_detect_p99_ms: u64,
+    /// From the first unanswered ping of a stalled connection until it is gone.
+    pub stall_detect_after_ping_p99_ms: u64,
     pub peak_logins_per_device: u32,
     pub conflicts: u64,
     pub credentials_lost: usize,
@@ -71,8 +80,9 @@ impl SoakReport {
              faults applied       {} {:?}\n\
              uptime               {:.2} %\n\
              disconnections       {} ({:.0}/hour)\n\
-             reconnect p50 / p99  {} ms / {} ms\n\
-             stall detection p99  {} ms ({} stalls)\n\
+             reconnect p50 / p99  {} ms / {} ms (down to up, stalls included)\n\
+             relogin p50 / p99    {} ms / {} ms (link gone to up)\n\
+             stall detection p99  {} ms ({} stalls), {} ms after the missed ping\n\
              peak logins/device   {}\n\
              conflicts (by wasp)  {}\n\
              credentials lost     {}\n\
@@ -89,8 +99,11 @@ impl SoakReport {
             self.disconnections_per_hour,
             self.reconnect_p50_ms,
             self.reconnect_p99_ms,
+            self.relogin_p50_ms,
+            self.relogin_p99_ms,
             self.stall_detect_p99_ms,
             self.stalls_seen,
+            self.stall_detect_after_ping_p99_ms,
             self.peak_logins_per_device,
             self.conflicts,
             self.credentials_lost,
@@ -293,7 +306,13 @@ async fn measure(
     let mut down_since: HashMap<String, Instant> = HashMap::new();
     let mut stalled_since: HashMap<String, Instant> = HashMap::new();
     let mut reconnects = Vec::new();
+    // From the link gone (not merely stalled) to logged in again.
+    let mut gone_since: HashMap<String, Instant> = HashMap::new();
+    let mut relogins = Vec::new();
     let mut stall_detect = Vec::new();
+    // Each device's unanswered pings at the last sample, and when a stalled one first missed.
+    let mut pinged: HashMap<String, (u64, Option<Instant>)> = HashMap::new();
+    let mut after_ping = Vec::new();
     let (mut up_samples, mut samples) = (0u64, 0u64);
     let mut disconnections = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -316,10 +335,29 @@ async fn measure(
                 disconnections += 1;
             }
             let stalled = d.is_some_and(|d| d.stalled > 0);
+            if up {
+                if let Some(since) = gone_since.remove(jid) {
+                    relogins.push(now - since);
+                }
+            } else if !stalled {
+                gone_since.entry(jid.clone()).or_insert(now);
+            }
+            let unanswered = d.map_or(0, |d| d.pings_unanswered);
+            let seen = pinged.entry(jid.clone()).or_insert((unanswered, None));
+            let missed_now = unanswered > seen.0;
+            seen.0 = unanswered;
             if stalled {
                 stalled_since.entry(jid.clone()).or_insert(now);
-            } else if let Some(since) = stalled_since.remove(jid) {
-                stall_detect.push(now - since);
+                if missed_now && seen.1.is_none() {
+                    seen.1 = Some(now);
+                }
+            } else {
+                if let Some(since) = stalled_since.remove(jid) {
+                    stall_detect.push(now - since);
+                }
+                if let Some(first) = seen.1.take() {
+                    after_ping.push(now - first);
+                }
             }
         }
     }
@@ -353,7 +391,9 @@ async fn measure(
     let tasks_end = alive_tasks();
     let hours = elapsed.as_secs_f64() / 3600.0;
     reconnects.sort();
+    relogins.sort();
     stall_detect.sort();
+    after_ping.sort();
     Ok(SoakReport {
         sessions: n,
         duration_s: elapsed.as_secs_f64(),
@@ -366,8 +406,11 @@ async fn measure(
         disconnections_per_hour: disconnections as f64 / hours.max(1e-9),
         reconnect_p50_ms: percentile_ms(&reconnects, 50),
         reconnect_p99_ms: percentile_ms(&reconnects, 99),
+        relogin_p50_ms: percentile_ms(&relogins, 50),
+        relogin_p99_ms: percentile_ms(&relogins, 99),
         stalls_seen: stall_detect.len(),
         stall_detect_p99_ms: percentile_ms(&stall_detect, 99),
+        stall_detect_after_ping_p99_ms: percentile_ms(&after_ping, 99),
         peak_logins_per_device: stats.max_concurrent_per_device,
         conflicts: stats.devices.values().map(|d| d.conflicts_sent).sum(),
         credentials_lost,

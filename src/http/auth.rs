@@ -3,6 +3,7 @@
 //! never logged or echoed.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -61,6 +62,48 @@ impl Access {
     /// The request carries either token.
     pub fn reader(&self, headers: &HeaderMap) -> bool {
         self.operator(headers) || self.read_token.as_ref().is_some_and(|t| t.admits(headers))
+    }
+}
+
+/// The `Access` an endpoint checks, shared by its handlers and replaceable while it serves
+/// (a SIGHUP with a new `[http]` token takes effect on the next request).
+#[derive(Clone, Default)]
+pub struct LiveAccess(Arc<RwLock<Access>>);
+
+impl LiveAccess {
+    pub fn new(access: Access) -> Self {
+        LiveAccess(Arc::new(RwLock::new(access)))
+    }
+
+    /// The rules as they are now.
+    pub fn current(&self) -> Access {
+        // Every write replaces the whole value, so a poisoned lock still holds a whole one.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the rules for every request from now on.
+    pub fn replace(&self, access: Access) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = access;
+    }
+
+    /// The request carries the operator's token (as it is now).
+    pub fn operator(&self, headers: &HeaderMap) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .operator(headers)
+    }
+}
+
+impl From<Access> for LiveAccess {
+    fn from(access: Access) -> Self {
+        LiveAccess::new(access)
+    }
+}
+
+impl fmt::Debug for LiveAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.current().fmt(f)
     }
 }
 

@@ -1,4 +1,5 @@
-//! `GET /events`: a server-sent event stream of status changes (`status`, a session's new row),
+//! `GET /events`: a server-sent event stream of status changes (`status`, a session's new row,
+//! sent only when the row shows something new: not for a change the row does not carry),
 //! log lines (`log`, the JSON object headless runs print), received messages (`message`) and
 //! status changes of sent ones (`receipt`), so another process can follow the pool live. Both come through bounded buffers; a follower that falls behind gets a
 //! `lagged` event saying how many events of which kind it missed.
@@ -10,6 +11,7 @@
 //! a request with the token; a request with a wrong token is refused (401) rather than served
 //! read-only, so a mistyped token file is noticed at once.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ pub(super) async fn events(
     }
     // Both streams end when the pool stops, so a follower notices a restart.
     let offered = headers.contains_key(header::AUTHORIZATION);
-    let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
+    let admitted = app.access.operator(&headers);
     if offered && !admitted {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -125,23 +127,48 @@ fn log_events(app: &AppState) -> impl Stream<Item = Event> + use<> {
 }
 
 async fn stream(app: AppState) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let statuses = futures::stream::unfold(app.pool.board.subscribe(), |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(BoardEvent::Status(status)) => {
-                let row = SessionRow::new(&status, &Clock::now());
-                let data = serde_json::to_string(&row).unwrap_or_default();
-                Event::default().event("status").data(data)
+    let follow = (app.pool.board.subscribe(), SentRows::default());
+    let statuses = futures::stream::unfold(follow, |(mut rx, mut sent)| async move {
+        let event = loop {
+            match rx.recv().await {
+                Ok(BoardEvent::Status(status)) => {
+                    let row = SessionRow::new(&status, &Clock::now());
+                    if let Some(data) = sent.news(row) {
+                        break Event::default().event("status").data(data);
+                    }
+                }
+                Err(RecvError::Lagged(n)) => break lagged("status", n),
+                Err(RecvError::Closed) => return None,
             }
-            Err(RecvError::Lagged(n)) => lagged("status", n),
-            Err(RecvError::Closed) => return None,
         };
-        Some((event, rx))
+        Some((event, (rx, sent)))
     });
     let events = futures::stream::select(statuses, log_events(&app));
     let events = futures::stream::select(events, message_events(&app))
         .take_until(stopped(&app))
         .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The last `status` row one follower got, per session. A status can change where the row does
+/// not show it (a frame arrived, the same round trip again, a new QR): that sends nothing.
+#[derive(Default)]
+struct SentRows(HashMap<String, SessionRow>);
+
+impl SentRows {
+    /// The JSON of `row` when it shows something its session's last row did not, else `None`.
+    fn news(&mut self, row: SessionRow) -> Option<String> {
+        if self
+            .0
+            .get(&row.id)
+            .is_some_and(|last| row.shows_same_as(last))
+        {
+            return None;
+        }
+        let data = serde_json::to_string(&row).unwrap_or_default();
+        self.0.insert(row.id.clone(), row);
+        Some(data)
+    }
 }
 
 /// `message` (a received message) and `receipt` (a sent message's new status) events, each
@@ -172,4 +199,43 @@ fn stopped(app: &AppState) -> impl std::future::Future<Output = ()> + use<> {
 fn lagged(of: &str, missed: u64) -> Event {
     let data = serde_json::json!({ "missed": missed, "of": of });
     Event::default().event("lagged").data(data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::session::status::Status;
+
+    #[test]
+    fn a_row_goes_out_only_when_it_shows_something_new() {
+        let t0 = Instant::now();
+        let clock = Clock::now();
+        let mut sent = SentRows::default();
+        let mut s = Status::new("a", "a", t0);
+        assert!(
+            sent.news(SessionRow::new(&s, &clock)).is_some(),
+            "the first row"
+        );
+        // A frame arrived and the round trip is the same to the millisecond: nothing to show.
+        s.liveness.last_frame_at = Some(t0 + Duration::from_secs(1));
+        s.liveness.last_rtt = Some(Duration::from_micros(3_100));
+        let first_rtt = sent.news(SessionRow::new(&s, &clock));
+        assert!(first_rtt.is_some(), "a round trip shows first");
+        s.liveness.last_frame_at = Some(t0 + Duration::from_secs(2));
+        s.liveness.last_rtt = Some(Duration::from_micros(3_400));
+        assert_eq!(sent.news(SessionRow::new(&s, &clock)), None);
+        // The uptime moved with the clock only: nothing either.
+        s.uptime_pct = 42.0;
+        assert_eq!(sent.news(SessionRow::new(&s, &clock)), None);
+        // A stall and a new attempt are news; another session's first row too.
+        s.liveness.stalled = true;
+        let stalled = sent.news(SessionRow::new(&s, &clock)).unwrap();
+        assert!(stalled.contains("\"stalled\":true"), "{stalled}");
+        s.attempt = 1;
+        assert!(sent.news(SessionRow::new(&s, &clock)).is_some());
+        let other = Status::new("b", "b", t0);
+        assert!(sent.news(SessionRow::new(&other, &clock)).is_some());
+    }
 }

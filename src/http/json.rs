@@ -83,7 +83,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// One row of `GET /sessions`.
-#[derive(Serialize)]
+#[derive(Serialize, Clone, PartialEq)]
 pub struct SessionRow {
     pub id: String,
     pub label: String,
@@ -99,6 +99,8 @@ pub struct SessionRow {
     pub last_code: Option<u16>,
     pub uptime_pct: f64,
     pub last_rtt_ms: Option<u64>,
+    /// Online, but the last ping's deadline passed without any frame.
+    pub stalled: bool,
     /// Messages in the outbox, and when the send limits let the next go.
     pub queued: u32,
     pub next_send: Option<String>,
@@ -123,10 +125,19 @@ impl SessionRow {
             last_code: s.last_code,
             uptime_pct: (s.uptime_now(clock.now) * 10.0).round() / 10.0,
             last_rtt_ms: s.liveness.last_rtt.map(ms),
+            stalled: s.liveness.stalled,
             queued: s.outbox.queued,
             next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
             proxy: s.proxy.clone(),
         }
+    }
+
+    /// True when `self` shows the operator nothing `earlier` did not: every field alike but
+    /// `uptime_pct`, which moves with the clock and is read afresh on every row anyway.
+    pub fn shows_same_as(&self, earlier: &SessionRow) -> bool {
+        let mut this = self.clone();
+        this.uptime_pct = earlier.uptime_pct;
+        this == *earlier
     }
 }
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::auth::Access;
+use super::auth::{Access, LiveAccess};
 use super::state::error;
 use crate::config::HttpConfig;
 
@@ -94,7 +94,7 @@ impl Refusals {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     router: Router,
-    access: Access,
+    access: LiveAccess,
     limits: Limits,
     cancel: CancellationToken,
 ) {
@@ -168,7 +168,7 @@ fn admits<B>(share: Share, access: &Access, request: &Request<B>) -> bool {
 
 struct Connection {
     router: Router,
-    access: Access,
+    access: LiveAccess,
     limits: Limits,
     share: Share,
     /// Held while the connection is open.
@@ -188,7 +188,7 @@ impl Connection {
                 u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
-            let admitted = admits(share, &access, &request);
+            let admitted = admits(share, &access.current(), &request);
             let router = router.clone();
             async move {
                 if !admitted {

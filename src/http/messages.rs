@@ -58,7 +58,7 @@ pub(super) async fn send(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !app.token.as_ref().is_some_and(|t| t.admits(&headers)) {
+    if !app.access.operator(&headers) {
         return error(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",

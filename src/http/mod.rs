@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::handle::PoolHandle;
 
-pub use auth::{Access, Token};
+pub use auth::{Access, LiveAccess, Token};
 pub use json::Clock;
 pub use listen::Limits;
 pub use unix::{SOCKET_NAME, UnixServer, serve_unix};
@@ -56,6 +56,8 @@ pub enum HttpError {
 pub struct Server {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The tokens it checks; `replace` applies new ones to the next request.
+    pub access: LiveAccess,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,12 +65,13 @@ pub struct Server {
 /// needs a token.
 pub async fn serve(
     addr: SocketAddr,
-    access: Access,
+    access: impl Into<LiveAccess>,
     limits: Limits,
     pool: PoolHandle,
     cancel: CancellationToken,
 ) -> Result<Server, HttpError> {
-    if !addr.ip().is_loopback() && access.token.is_none() {
+    let access = access.into();
+    if !addr.ip().is_loopback() && access.current().token.is_none() {
         return Err(HttpError::NoTokenOnPublicBind(addr));
     }
     let listener = TcpListener::bind(addr)
@@ -77,8 +80,13 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let app = routes::router(pool, access.token.clone());
+    let app = routes::router(pool, access.clone());
+    let live = access.clone();
     let task = tokio::spawn(listen::accept_loop(listener, app, access, limits, cancel));
     tracing::info!(%addr, "http endpoint listening");
-    Ok(Server { addr, task })
+    Ok(Server {
+        addr,
+        access: live,
+        task,
+    })
 }

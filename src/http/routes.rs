@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::auth::Token;
+use super::auth::LiveAccess;
 use super::json::{Clock, SessionDetail, SessionRow};
 use super::state::{AppState, error, handle_error};
 use super::wipe;
@@ -19,7 +19,7 @@ use crate::logging::LogFeed;
 use crate::net::handle::PoolHandle;
 use crate::session::Command;
 
-pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
+pub(super) fn router(pool: PoolHandle, access: LiveAccess) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -45,7 +45,7 @@ pub(super) fn router(pool: PoolHandle, token: Option<Token>) -> Router {
         .layer(axum::middleware::map_response(json_errors))
         .with_state(AppState {
             pool,
-            token,
+            access,
             logs: LogFeed::global().clone(),
         })
 }
@@ -118,7 +118,7 @@ async fn session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let with_qr = app.token.as_ref().is_some_and(|t| t.admits(&headers));
+    let with_qr = app.access.operator(&headers);
     match app.pool.board.get(&id) {
         Some(s) => Json(SessionDetail::new(&s, &Clock::now(), with_qr)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no session named {id}")),
@@ -143,7 +143,7 @@ async fn act(
     Path((id, name)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let admitted = app.token.as_ref().is_some_and(|t| t.admits(&headers));
+    let admitted = app.access.operator(&headers);
     if !admitted {
         return error(
             StatusCode::UNAUTHORIZED,

@@ -6,14 +6,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::auth::Token;
+use super::auth::LiveAccess;
 use crate::logging::LogFeed;
 use crate::net::handle::PoolHandle;
 
 #[derive(Clone)]
 pub(super) struct AppState {
     pub pool: PoolHandle,
-    pub token: Option<Token>,
+    /// Who may act and see the QR (replaceable while serving).
+    pub access: LiveAccess,
     /// Log lines for `GET /events`.
     pub logs: LogFeed,
 }

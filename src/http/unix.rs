@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::Token;
+use super::auth::LiveAccess;
 use super::{HttpError, routes};
 use crate::net::handle::PoolHandle;
 
@@ -26,7 +26,7 @@ pub struct UnixServer {
 /// by a killed process) is replaced; one that answers belongs to another pool: an error.
 pub async fn serve_unix(
     path: &Path,
-    token: Option<Token>,
+    access: LiveAccess,
     pool: PoolHandle,
     cancel: CancellationToken,
 ) -> Result<UnixServer, HttpError> {
@@ -47,7 +47,7 @@ pub async fn serve_unix(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     let ours = std::fs::metadata(path).map_err(bind_error)?;
     let ours = (ours.dev(), ours.ino());
-    let app = routes::router(pool, token);
+    let app = routes::router(pool, access);
     let owned = path.to_path_buf();
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };

@@ -28,7 +28,7 @@ struct RedeliverBody {
 
 /// The key database, or the answer when the request may not or cannot see it.
 fn guarded(app: &AppState, headers: &HeaderMap) -> Result<std::sync::Arc<KeyStore>, Box<Response>> {
-    if !app.token.as_ref().is_some_and(|t| t.admits(headers)) {
+    if !app.access.operator(headers) {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",

@@ -41,7 +41,7 @@ async fn wipe(
     Query(confirm): Query<Confirm>,
     backup: bool,
 ) -> Response {
-    if !app.token.as_ref().is_some_and(|t| t.admits(&headers)) {
+    if !app.access.operator(&headers) {
         return error(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token>",

@@ -58,6 +58,8 @@ impl ConnError {
             ConnError::Dial(DialError::Proxy { proxy, reason }) => {
                 Cause::Proxy(format!("{proxy}: {reason}"))
             }
+            // The server is there and said no: its status is the code, not a network 408.
+            ConnError::Dial(DialError::Refused { status, .. }) => Cause::Server(*status),
             ConnError::Dial(e) => Cause::Network(e.to_string()),
             ConnError::Ws(e) => Cause::Network(e.clone()),
             ConnError::Payload(e) => Cause::Payload(e.clone()),

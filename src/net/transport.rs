@@ -29,6 +29,9 @@ pub enum DialError {
     /// The proxy (shown with its password hidden) could not be reached or refused.
     #[error("proxy refused: {proxy}: {reason}")]
     Proxy { proxy: String, reason: String },
+    /// The server answered the WebSocket upgrade with an HTTP status instead of 101.
+    #[error("{url} refused the WebSocket upgrade with HTTP {status}")]
+    Refused { url: String, status: u16 },
 }
 
 /// WebSocket settings: messages up to the 16 MiB frame cap plus framing overhead, and small
@@ -70,10 +73,62 @@ pub async fn dial_via(
             url: url.to_string(),
             after: timeout,
         }),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(answer))) => Err(DialError::Refused {
+            url: url.to_string(),
+            status: answer.status().as_u16(),
+        }),
         Ok(Err(e)) => Err(DialError::Failed {
             url: url.to_string(),
             reason: e.to_string(),
         }),
         Ok(Ok((ws, _response))) => Ok(ws),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::net::conn::ConnError;
+
+    /// A server that answers every upgrade with `status` and closes.
+    async fn refusing(status: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tcp.read(&mut request).await;
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("ws://{addr}/ws/chat")
+    }
+
+    #[tokio::test]
+    async fn a_refused_upgrade_carries_the_servers_status_not_408() {
+        for (status, code) in [
+            ("503 Service Unavailable", 503),
+            ("429 Too Many Requests", 429),
+        ] {
+            let url = refusing(status).await;
+            let error = dial(&url, Duration::from_secs(10)).await.err().unwrap();
+            assert!(
+                matches!(error, DialError::Refused { status, .. } if status == code),
+                "{error}"
+            );
+            assert!(
+                error.to_string().ends_with(&format!("with HTTP {code}")),
+                "{error}"
+            );
+            let cause = ConnError::Dial(error).cause();
+            assert_eq!(cause.code(), code, "{cause}");
+        }
     }
 }

@@ -116,10 +116,16 @@ impl Conn {
     /// pings, pre-key count, digest and upload, passive; any other iq gets a 501 error so no
     /// client query hangs. Returns false once the client is gone.
     async fn answer(&mut self, node: Node) -> bool {
+        let me = self.device.as_ref().map(|d| d.jid.clone());
         if self.stalled {
+            let ping = node.tag == "iq"
+                && node.get_attr("type") == Some("get")
+                && node.get_attr("xmlns") == Some("w:p");
+            if let Some(jid) = me.filter(|_| ping) {
+                self.core.reg().stats.device(&jid).pings_unanswered += 1;
+            }
             return true;
         }
-        let me = self.device.as_ref().map(|d| d.jid.clone());
         if let Some((tag, mut ids, to)) = pushes::closes(&node) {
             if let Some(jid) = &me {
                 // A client can only close what it was sent: the plain ack that follows a

@@ -66,6 +66,8 @@ pub struct DeviceStats {
     pub concurrent: u32,
     /// Of those, connections a stall fault silenced (logged in, answering nothing).
     pub stalled: u32,
+    /// Keepalive pings that arrived on a stalled connection (and went unanswered).
+    pub pings_unanswered: u64,
     /// The most logged-in connections this device ever had at once (1 in a healthy run).
     pub max_concurrent: u32,
     pub logins: u64,

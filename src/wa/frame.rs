@@ -7,6 +7,9 @@ pub const HEADER: [u8; 4] = [0x57, 0x41, 6, 3];
 pub const DICT_VERSION: u8 = 3;
 /// Frames are capped at 16 MiB; a larger declared length is a protocol error.
 pub const MAX_FRAME: usize = 1 << 24;
+/// The buffer a decoder keeps between frames: one large frame's room is given back once it
+/// has been read, so a single 16 MiB message does not cost 16 MiB for the connection's life.
+pub const KEPT_CAPACITY: usize = 64 * 1024;
 
 /// Why bytes could not be framed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,8 +112,16 @@ impl FrameDecoder {
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
+            self.give_back();
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Shrinks the buffer to `KEPT_CAPACITY` (or what it still holds) after a large frame.
+    fn give_back(&mut self) {
+        if self.buf.capacity() > KEPT_CAPACITY {
+            self.buf.shrink_to(self.buf.len().max(KEPT_CAPACITY));
+        }
     }
 
     fn pending(&self) -> &[u8] {
@@ -191,6 +202,7 @@ impl FrameDecoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.give_back();
         }
         Ok(Some(frame))
     }
@@ -207,6 +219,35 @@ mod tests {
             encode_frame(f, &mut out).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn a_large_frame_s_room_is_given_back_once_read() {
+        let big = vec![7u8; MAX_FRAME - 1];
+        let small = vec![1u8; 10];
+        // Read alone: nothing is kept past the frame.
+        let mut dec = FrameDecoder::new();
+        dec.push(&stream(std::slice::from_ref(&big)));
+        assert_eq!(dec.next_frame().unwrap().unwrap().len(), big.len());
+        assert!(
+            dec.buf.capacity() <= KEPT_CAPACITY,
+            "{}",
+            dec.buf.capacity()
+        );
+        // Followed by the start of another frame in the same read: given back at the next push.
+        let mut dec = FrameDecoder::new();
+        let mut bytes = stream(&[big.clone(), small.clone()]);
+        bytes.truncate(bytes.len() - 4);
+        dec.push(&bytes);
+        assert_eq!(dec.next_frame().unwrap().unwrap().len(), big.len());
+        assert_eq!(dec.next_frame().unwrap(), None);
+        dec.push(&[1, 1, 1, 1]);
+        assert!(
+            dec.buf.capacity() <= KEPT_CAPACITY,
+            "{}",
+            dec.buf.capacity()
+        );
+        assert_eq!(dec.next_frame().unwrap().unwrap(), small);
     }
 
     fn drain(dec: &mut FrameDecoder) -> Vec<Vec<u8>> {

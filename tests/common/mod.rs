@@ -145,6 +145,24 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// The session view of `id` once its state is `state` (30 s at most).
+pub async fn wait_state(base: &str, id: &str, state: &str) -> serde_json::Value {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = request(base, "GET", &format!("/sessions/{id}"), None, "").await;
+        let json = answer.json();
+        if json["state"] == state {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {state}: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A follower of `GET /events` over a real socket.
 pub struct EventStream {
     lines: tokio::io::Lines<tokio::io::BufReader<TcpStream>>,

@@ -93,8 +93,9 @@ impl Session {
     }
 
     /// A missed ping with no frame at all during its deadline: the link is stalled. It shows
-    /// at once, and the silence since the last sign of life counts as down; the reconnect
-    /// still waits for `dead_after` (a slow phone network often comes back).
+    /// at once, the silence since the last sign of life counts as down, and the link is
+    /// replaced at once (408): a server that says nothing for a whole ping deadline is not
+    /// serving this session, and waiting for `dead_after` only lengthens the outage.
     pub(super) fn check_stall(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         let deadline = self.policy.keepalive_deadline;
         let State::Online { keepalive, .. } = &mut self.state else {
@@ -109,6 +110,10 @@ impl Session {
         self.uptime.stalled(last_alive);
         let detail = format!("no frame for {}s", silent.as_secs());
         self.timeline_note(now, "stalled", None, &detail, fx);
+        self.close_with(
+            Cause::TimedOut(format!("keepalive unanswered, {detail}")),
+            fx,
+        );
     }
 
     /// A frame after a stall: online (and counted so) again.
