@@ -52,6 +52,21 @@ struct Change {
     value: Option<Vec<u8>>,
 }
 
+/// Why Redis did not take a write; `known` when it surely took none of it.
+struct Refused {
+    detail: String,
+    known: bool,
+}
+
+impl Refused {
+    fn known(detail: String) -> Self {
+        Refused {
+            detail,
+            known: true,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Capture {
     changes: Vec<Change>,
@@ -189,9 +204,11 @@ impl Mirror {
         }
         for (session, rows) in by_session {
             let rows: Vec<_> = rows.into_iter().map(|((t, f), v)| (t, f, v)).collect();
-            if let Err(detail) = self.push(&session, &rows, false) {
-                // Whether Redis took it is unknown: reload this session's rows next time.
-                self.loaded_map().remove(&session);
+            if let Err(Refused { detail, known }) = self.push(&session, &rows, false) {
+                if !known {
+                    // Whether Redis took it is unknown: reload this session's rows next time.
+                    self.loaded_map().remove(&session);
+                }
                 self.capture().failure = Some((session, detail));
                 return true;
             }
@@ -218,9 +235,9 @@ impl Mirror {
         session: &str,
         rows: &[(usize, Vec<u8>, Option<Vec<u8>>)],
         reset: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refused> {
         let Some(token) = self.fences.get(session) else {
-            return Err("this node holds no lease for it".to_string());
+            return Err(Refused::known("this node holds no lease for it".to_string()));
         };
         let script = redis::Script::new(&format!(
             "{FENCE_CHECK}
@@ -249,11 +266,14 @@ impl Mirror {
                 }
                 call.invoke(c)
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Refused {
+                detail: e.to_string(),
+                known: false,
+            })?;
         if done == 0 {
-            return Err(format!(
+            return Err(Refused::known(format!(
                 "a newer lease token than {token} exists (fenced off)"
-            ));
+            )));
         }
         Ok(())
     }
@@ -275,7 +295,8 @@ impl Mirror {
         match self.fetch(session).map_err(fail)? {
             None => {
                 let rows = local_rows(conn, &tables, session).map_err(|e| fail(e.to_string()))?;
-                self.push(session, &rows, true).map_err(fail)?;
+                self.push(session, &rows, true)
+                    .map_err(|r| fail(r.detail))?;
             }
             Some(remote) => {
                 self.capture().quiet = true;
