@@ -26,7 +26,10 @@ fn node(redis: &Redis, dir: &Path, fences: &Fences) -> KeyStore {
 
 /// Gives the lease of `S` to `node` under `token` (as the cluster's acquire script leaves it).
 fn lease(redis: &Redis, token: u64, node: &str) {
-    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let _: () = redis::cmd("SET")
         .arg(format!("wasp:lease:{S}"))
         .arg(format!("{token}:{node}"))
@@ -36,7 +39,10 @@ fn lease(redis: &Redis, token: u64, node: &str) {
 
 /// Every mirrored row of `S` in Redis, by key and field.
 fn snapshot(redis: &Redis) -> BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut con = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let names: Vec<String> = redis::cmd("KEYS")
         .arg(format!("wasp:rows:{S}:*"))
         .query(&mut con)
@@ -44,7 +50,8 @@ fn snapshot(redis: &Redis) -> BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> {
     names
         .into_iter()
         .map(|k| {
-            let h: BTreeMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL").arg(&k).query(&mut con).unwrap();
+            let h: BTreeMap<Vec<u8>, Vec<u8>> =
+                redis::cmd("HGETALL").arg(&k).query(&mut con).unwrap();
             (k, h)
         })
         .collect()
@@ -94,7 +101,10 @@ fn the_next_holder_resumes_from_redis_and_a_stale_holder_writes_nothing() {
     lease(&redis, 2, "node-b");
     fences_b.set(S, Some(2));
     let counts = b.counts(S).unwrap();
-    assert_eq!((counts.stored, counts.uploaded, counts.next_id), (30, 20, 31));
+    assert_eq!(
+        (counts.stored, counts.uploaded, counts.next_id),
+        (30, 20, 31)
+    );
     assert_eq!(ratchet_of(&b), b"ratchet-1");
     let queued = b.outbox_queued(S, 0).unwrap();
     assert_eq!(queued.len(), 1);
@@ -108,7 +118,8 @@ fn the_next_holder_resumes_from_redis_and_a_stale_holder_writes_nothing() {
     let refused: Vec<Result<(), KeysError>> = vec![
         a.mark_uploaded(S, &ids).map(drop),
         a.signal_apply(S, &ratchet(b"stale")),
-        a.outbox_enqueue(S, &message("m-stale"), 2_000, 100).map(drop),
+        a.outbox_enqueue(S, &message("m-stale"), 2_000, 100)
+            .map(drop),
         a.keys_to_upload(S, 5).map(drop),
         a.remove_session(S),
     ];
@@ -132,7 +143,11 @@ fn the_next_holder_resumes_from_redis_and_a_stale_holder_writes_nothing() {
     lease(&redis, 3, "node-a");
     fences_a.set(S, Some(3));
     assert_eq!(ratchet_of(&a), b"ratchet-2");
-    assert_eq!(a.counts(S).unwrap().stored, 29, "the pre-key B used is gone");
+    assert_eq!(
+        a.counts(S).unwrap().stored,
+        29,
+        "the pre-key B used is gone"
+    );
     // And B, now stale, is refused.
     assert!(b.signal_apply(S, &ratchet(b"late")).is_err());
     assert_eq!(ratchet_of(&a), b"ratchet-2");

@@ -66,7 +66,8 @@ mod tests {
         assert_eq!(fleet.node, "node-a");
         assert_eq!(fleet.nodes.len(), 2);
         assert_eq!(fleet.nodes[1].sessions, 2);
-        let alone = serde_json::json!({"error": "this wasp is not clustered ([cluster] is not set)"});
+        let alone =
+            serde_json::json!({"error": "this wasp is not clustered ([cluster] is not set)"});
         assert!(fleet_of(&alone).is_none());
     }
 }

@@ -46,7 +46,9 @@ pub enum KeysError {
     },
     #[error("the key database {} is unusable after an earlier failure", path.display())]
     Poisoned { path: PathBuf },
-    #[error("session {session}: the key store change was not written to Redis, so nothing was committed: {detail}")]
+    #[error(
+        "session {session}: the key store change was not written to Redis, so nothing was committed: {detail}"
+    )]
     Mirror { session: String, detail: String },
 }
 

@@ -237,7 +237,9 @@ impl Mirror {
         reset: bool,
     ) -> Result<(), Refused> {
         let Some(token) = self.fences.get(session) else {
-            return Err(Refused::known("this node holds no lease for it".to_string()));
+            return Err(Refused::known(
+                "this node holds no lease for it".to_string(),
+            ));
         };
         let script = redis::Script::new(&format!(
             "{FENCE_CHECK}
@@ -369,10 +371,8 @@ fn local_rows(
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {cols} FROM {} WHERE session = ?1",
-            t.name
-        ))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {cols} FROM {} WHERE session = ?1", t.name))?;
         let rows = stmt.query_map([session], |r| {
             (0..t.columns.len())
                 .map(|c| r.get::<_, Value>(c))

@@ -7,7 +7,12 @@ use tokio::time::Instant;
 use wasp::sim::Handle;
 
 /// Waits (up to `within`) until `phone`'s phone decrypted `n` texts; answers them as (id, text).
-pub async fn phone_got(sim: &Handle, phone: &str, n: usize, within: Duration) -> Vec<(String, String)> {
+pub async fn phone_got(
+    sim: &Handle,
+    phone: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<(String, String)> {
     let deadline = Instant::now() + within;
     loop {
         let got: Vec<(String, String)> = sim
