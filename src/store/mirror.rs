@@ -36,6 +36,13 @@ pub(super) const TABLES: [&str; 6] = [
     "messages",
 ];
 
+/// A row to write to Redis: table number, encoded primary key, encoded row (`None`: delete).
+type RowWrite = (usize, Vec<u8>, Option<Vec<u8>>);
+/// One table's rows as Redis holds them: (encoded key, encoded row).
+type TableRows = Vec<(Vec<u8>, Vec<u8>)>;
+/// The last change of each row of one session: (table, key) -> row or `None`.
+type Latest = HashMap<(usize, Vec<u8>), Option<Vec<u8>>>;
+
 /// One mirrored table as the open database declares it.
 struct Table {
     name: &'static str,
@@ -193,8 +200,7 @@ impl Mirror {
         if changes.is_empty() {
             return false;
         }
-        let mut by_session: HashMap<String, HashMap<(usize, Vec<u8>), Option<Vec<u8>>>> =
-            HashMap::new();
+        let mut by_session: HashMap<String, Latest> = HashMap::new();
         for c in changes {
             // The last change of a row wins.
             by_session
@@ -230,12 +236,7 @@ impl Mirror {
 
     /// Writes `rows` of `session` (table, key, row or `None` to delete) in one fenced script;
     /// `reset` first empties the session's tables in Redis.
-    fn push(
-        &self,
-        session: &str,
-        rows: &[(usize, Vec<u8>, Option<Vec<u8>>)],
-        reset: bool,
-    ) -> Result<(), Refused> {
+    fn push(&self, session: &str, rows: &[RowWrite], reset: bool) -> Result<(), Refused> {
         let Some(token) = self.fences.get(session) else {
             return Err(Refused::known(
                 "this node holds no lease for it".to_string(),
@@ -312,9 +313,8 @@ impl Mirror {
     }
 
     /// Every table's rows of `session` in Redis; `None` when it was never mirrored.
-    #[allow(clippy::type_complexity)]
-    fn fetch(&self, session: &str) -> Result<Option<Vec<Vec<(Vec<u8>, Vec<u8>)>>>, String> {
-        let (marker, tables): (Option<String>, Vec<Vec<(Vec<u8>, Vec<u8>)>>) = self
+    fn fetch(&self, session: &str) -> Result<Option<Vec<TableRows>>, String> {
+        let (marker, tables): (Option<String>, Vec<TableRows>) = self
             .conns
             .with(session, "key store read", |c| {
                 let mut pipe = redis::pipe();
@@ -324,7 +324,7 @@ impl Mirror {
                     tables.cmd("HGETALL").arg(keys::rows_table(session, name));
                 }
                 let marker: (Option<String>,) = pipe.query(c)?;
-                let rows: Vec<Vec<(Vec<u8>, Vec<u8>)>> = tables.query(c)?;
+                let rows: Vec<TableRows> = tables.query(c)?;
                 Ok((marker.0, rows))
             })
             .map_err(|e| e.to_string())?;
@@ -362,7 +362,7 @@ fn local_rows(
     conn: &Connection,
     tables: &[Table],
     session: &str,
-) -> rusqlite::Result<Vec<(usize, Vec<u8>, Option<Vec<u8>>)>> {
+) -> rusqlite::Result<Vec<RowWrite>> {
     let mut out = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         let cols = t
@@ -395,7 +395,7 @@ fn apply(
     conn: &mut Connection,
     tables: &[Table],
     session: &str,
-    remote: &[Vec<(Vec<u8>, Vec<u8>)>],
+    remote: &[TableRows],
 ) -> Result<(), String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for (t, rows) in tables.iter().zip(remote) {
