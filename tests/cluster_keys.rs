@@ -139,14 +139,37 @@ fn the_next_holder_resumes_from_redis_and_a_stale_holder_writes_nothing() {
     assert!(a.signal_apply(S, &ratchet(b"none")).is_err());
     assert_eq!(snapshot(&redis), before);
 
+    // The price of the write-through: one fenced script per committed transaction.
+    let started = std::time::Instant::now();
+    for i in 0..200u32 {
+        b.signal_apply(S, &ratchet(&i.to_le_bytes())).unwrap();
+    }
+    let per_step = started.elapsed() / 200;
+    let plain = KeyStore::in_data_dir(&dir.path().join("plain"));
+    let started = std::time::Instant::now();
+    for i in 0..200u32 {
+        plain.signal_apply(S, &ratchet(&i.to_le_bytes())).unwrap();
+    }
+    let plain_step = started.elapsed() / 200;
+    let started = std::time::Instant::now();
+    b.keys_to_upload(S, 812).unwrap();
+    eprintln!(
+        "a ratchet step commits in {per_step:?} mirrored, {plain_step:?} without; \
+         812 new pre-keys mirrored in {:?}",
+        started.elapsed()
+    );
+    b.signal_apply(S, &ratchet(b"ratchet-2")).unwrap();
+
     // A takes the lease again (token 3): its stale rows are replaced by B's.
     lease(&redis, 3, "node-a");
     fences_a.set(S, Some(3));
     assert_eq!(ratchet_of(&a), b"ratchet-2");
+    let counts = a.counts(S).unwrap();
+    assert_eq!(counts, b.counts(S).unwrap(), "B's pre-keys came over");
     assert_eq!(
-        a.counts(S).unwrap().stored,
-        29,
-        "the pre-key B used is gone"
+        counts.stored,
+        29 + 802,
+        "the one B used is gone, its 802 new ones came"
     );
     // And B, now stale, is refused.
     assert!(b.signal_apply(S, &ratchet(b"late")).is_err());
