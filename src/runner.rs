@@ -210,17 +210,21 @@ async fn start_clustered(
     endpoint: Endpoint,
     cancel: &CancellationToken,
 ) -> Result<(Running, (Cluster, tokio::task::JoinHandle<()>)), StartError> {
+    use crate::store::mirror::Mirror;
     use crate::store::{CredentialStore, Fences, RedisStore};
     let fences = Fences::default();
     let member = Cluster::connect(cluster, config, fences.clone()).await?;
     let local = FileStore::new(&config.storage.data_dir);
+    let mut seam = member.seam();
     let store: Arc<dyn CredentialStore> = match cluster.credentials {
         config::CredentialStore::File => Arc::new(local),
         config::CredentialStore::Redis => {
+            // The key store (Signal sessions, pre-keys, outbox) follows the credentials.
+            seam.mirror = Some(Mirror::new(member.redis_client(), fences.clone()));
             Arc::new(RedisStore::new(member.redis_client(), fences, local))
         }
     };
-    let running = pool::start_with(config, endpoint, store, cancel.clone(), Some(member.seam()));
+    let running = pool::start_with(config, endpoint, store, cancel.clone(), Some(seam));
     let task = member.spawn(running.handle.clone(), cancel.clone());
     info!(node = %cluster.node_id, "joined the cluster");
     Ok((running, (member, task)))

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use base64::Engine;
 use tokio::time::Instant;
 use wasp::sim::{Fault, FaultArgs, Handle, Server, SimConfig};
 
+use common::delivery::exactly_once;
 use common::headless::Headless;
 
 const TOKEN: &str = "crash-test-token";
@@ -164,38 +164,8 @@ async fn queue(child: &Child, texts: &[String]) -> Vec<String> {
     ids
 }
 
-/// Waits until `phone`'s phone decrypted `n` texts; answers them as (id, text).
 async fn phone_got(sim: &Handle, phone: &str, n: usize) -> Vec<(String, String)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: Vec<(String, String)> = sim
-            .messages(phone)
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.id, m.text.unwrap_or_default()))
-            .collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{phone} got {} of {n}: {:?}",
-            got.len(),
-            sim.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every id once, each with its own text, and nothing else.
-fn exactly_once(got: &[(String, String)], ids: &[String], texts: &[String]) {
-    let mut seen = HashSet::new();
-    for (id, _) in got {
-        assert!(seen.insert(id.clone()), "{id} shown twice");
-    }
-    let want: HashMap<&String, &String> = ids.iter().zip(texts).collect();
-    let have: HashMap<&String, &String> = got.iter().map(|(i, t)| (i, t)).collect();
-    assert_eq!(have, want, "every message once, under its queued id");
+    common::delivery::phone_got(sim, phone, n, WAIT).await
 }
 
 async fn burst_then_kill(n: usize) {

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod client;
 pub mod messages;
+mod nodes;
 pub mod remote;
 pub mod sse;
 

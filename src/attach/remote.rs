@@ -34,6 +34,11 @@ pub fn link(client: Arc<Client>, ring: LogRing, cancel: CancellationToken) -> Po
     let (tx, updates) = mpsc::channel(64);
     let (requests, rx) = mpsc::channel(256);
     tokio::spawn(follow(client.clone(), tx.clone(), ring, cancel.clone()));
+    tokio::spawn(super::nodes::follow_nodes(
+        client.clone(),
+        tx.clone(),
+        cancel.clone(),
+    ));
     tokio::spawn(send_requests(client, rx, tx, cancel));
     PoolLink { updates, requests }
 }

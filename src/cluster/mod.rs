@@ -117,6 +117,7 @@ impl Cluster {
         ClusterSeam {
             gate: self.core.clone(),
             remote: Arc::new(remote::Forwarder::new(self.core.clone())),
+            mirror: None,
         }
     }
 

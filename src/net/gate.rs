@@ -75,4 +75,6 @@ pub trait Remote: Send + Sync {
 pub struct ClusterSeam {
     pub gate: Arc<dyn DialGate>,
     pub remote: Arc<dyn Remote>,
+    /// `credentials = "redis"`: the key store's write-through to Redis.
+    pub mirror: Option<Arc<crate::store::mirror::Mirror>>,
 }

@@ -88,7 +88,10 @@ pub fn start_with(
         board: board.clone(),
         metrics: metrics.clone(),
         store,
-        keys: Arc::new(KeyStore::in_data_dir(&config.storage.data_dir)),
+        keys: Arc::new(
+            KeyStore::in_data_dir(&config.storage.data_dir)
+                .mirrored(seam.as_ref().and_then(|s| s.mirror.clone())),
+        ),
         gate: seam.as_ref().map(|s| s.gate.clone()),
         events: events.clone(),
         messages: config.messages.clone(),

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -46,6 +46,10 @@ pub enum KeysError {
     },
     #[error("the key database {} is unusable after an earlier failure", path.display())]
     Poisoned { path: PathBuf },
+    #[error(
+        "session {session}: the key store change was not written to Redis, so nothing was committed: {detail}"
+    )]
+    Mirror { session: String, detail: String },
 }
 
 /// Pre-key counts of one session.
@@ -63,6 +67,8 @@ pub struct KeyCounts {
 pub struct KeyStore {
     path: PathBuf,
     conn: Mutex<Option<Connection>>,
+    /// `credentials = "redis"`: every session's changes written through to Redis.
+    mirror: Option<Arc<super::mirror::Mirror>>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -98,7 +104,15 @@ impl KeyStore {
         KeyStore {
             path,
             conn: Mutex::new(None),
+            mirror: None,
         }
+    }
+
+    /// The same store with every per-session change written through to Redis first (see
+    /// [`super::mirror`]).
+    pub fn mirrored(mut self, mirror: Option<Arc<super::mirror::Mirror>>) -> Self {
+        self.mirror = mirror;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -111,7 +125,7 @@ impl KeyStore {
             source,
         };
         create_private(&self.path);
-        let conn = Connection::open(&self.path).map_err(fail)?;
+        let mut conn = Connection::open(&self.path).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -125,6 +139,9 @@ impl KeyStore {
         conn.execute_batch(super::outbox::SCHEMA).map_err(fail)?;
         conn.execute_batch(super::webhook_queue::SCHEMA)
             .map_err(fail)?;
+        if let Some(mirror) = &self.mirror {
+            mirror.install(&mut conn).map_err(fail)?;
+        }
         Ok(conn)
     }
 
@@ -145,11 +162,24 @@ impl KeyStore {
                 path: self.path.clone(),
             });
         };
-        f(conn).map_err(|source| KeysError::Query {
+        let Some(mirror) = &self.mirror else {
+            return f(conn).map_err(|source| KeysError::Query {
+                path: self.path.clone(),
+                session: session.to_string(),
+                source,
+            })?;
+        };
+        mirror.sync(conn, session)?;
+        let result = f(conn).map_err(|source| KeysError::Query {
             path: self.path.clone(),
             session: session.to_string(),
             source,
-        })?
+        });
+        // A commit Redis refused surfaces as that refusal, not as SQLite's rollback.
+        if let Some(refused) = mirror.take_failure() {
+            return Err(refused);
+        }
+        result?
     }
 
     /// `n` keys to upload for `session`: first those stored but never confirmed (the same ids

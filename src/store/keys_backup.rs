@@ -8,15 +8,7 @@ use rusqlite::params;
 
 use super::keys::{KeyStore, KeysError, create_private};
 
-/// The tables that hold per-session rows (each has a `session` column).
-const TABLES: [&str; 6] = [
-    "prekeys",
-    "prekey_counter",
-    "signal",
-    "device_cache",
-    "app_state_keys",
-    "messages",
-];
+use super::mirror::TABLES;
 
 impl KeyStore {
     /// Writes `session`'s rows of every table to a new database at `dest` (replaced if it

@@ -49,6 +49,14 @@ pub mod keys {
     pub fn moving(session: &str) -> String {
         format!("wasp:move:{session}")
     }
+    /// A session's rows of keys.db are mirrored (`credentials = "redis"`): set once written.
+    pub fn rows(session: &str) -> String {
+        format!("wasp:rows:{session}")
+    }
+    /// One table's rows of a session: a hash from the encoded primary key to the encoded row.
+    pub fn rows_table(session: &str, table: &str) -> String {
+        format!("wasp:rows:{session}:{table}")
+    }
     /// `credentials = "file"`: the node whose data dir holds the session's credentials.
     pub fn home(session: &str) -> String {
         format!("wasp:home:{session}")
@@ -64,7 +72,7 @@ pub mod keys {
 }
 
 /// Leading part of every fenced write: refuse unless the lease carries this token.
-const FENCE_CHECK: &str = r"
+pub(super) const FENCE_CHECK: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if tonumber(string.match(cur, '^(%d+):')) ~= tonumber(ARGV[1]) then return 0 end
@@ -91,28 +99,31 @@ impl Fences {
 
 /// Credentials and status in Redis; locks and the data dir on the local host.
 pub struct RedisStore {
-    client: redis::Client,
-    idle: Mutex<Vec<redis::Connection>>,
+    conns: Conns,
     fences: Fences,
     local: FileStore,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-impl RedisStore {
-    pub fn new(client: redis::Client, fences: Fences, local: FileStore) -> Self {
-        RedisStore {
+/// Blocking connections to one Redis, reused between calls.
+pub(super) struct Conns {
+    client: redis::Client,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+impl Conns {
+    pub(super) fn new(client: redis::Client) -> Self {
+        Conns {
             client,
             idle: Mutex::new(Vec::new()),
-            fences,
-            local,
         }
     }
 
     /// Runs `call` on a pooled connection. A pooled connection may have died with a Redis
     /// restart, so a failure on one is retried once on a fresh connection; a connection that
     /// failed is never put back.
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         session: &str,
         what: &'static str,
@@ -148,6 +159,25 @@ impl RedisStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(con);
+    }
+}
+
+impl RedisStore {
+    pub fn new(client: redis::Client, fences: Fences, local: FileStore) -> Self {
+        RedisStore {
+            conns: Conns::new(client),
+            fences,
+            local,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        session: &str,
+        what: &'static str,
+        call: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.conns.with(session, what, call)
     }
 
     fn token(&self, session: &str, what: &'static str) -> Result<u64, StoreError> {

@@ -132,6 +132,19 @@ pub fn write_config_with(
     n: usize,
     credentials: &str,
 ) -> PathBuf {
+    write_config_extra(root, sim, redis_url, node, n, credentials, "")
+}
+
+/// [`write_config_with`] plus `extra` sections (TOML) before the sessions.
+pub fn write_config_extra(
+    root: &Path,
+    sim: &Handle,
+    redis_url: &str,
+    node: &str,
+    n: usize,
+    credentials: &str,
+    extra: &str,
+) -> PathBuf {
     let data = root.join(node);
     std::fs::create_dir_all(&data).unwrap();
     let mut text = format!(
@@ -144,6 +157,7 @@ pub fn write_config_with(
         sim.trust_root_base64(),
         data.display()
     );
+    text.push_str(extra);
     for i in 0..n {
         text.push_str(&format!(
             "\n[[session]]\nid = \"s{i:02}\"\nautostart = true\n"
@@ -169,9 +183,14 @@ impl Node {
         credentials: &str,
     ) -> Node {
         let config = write_config_with(root, sim, redis_url, name, n, credentials);
+        Node::spawn_config(&config, root, name).await
+    }
+
+    /// A node on a config written before (see [`write_config_extra`]).
+    pub async fn spawn_config(config: &Path, root: &Path, name: &str) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasp"))
             .args(["headless", "--config"])
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -5,6 +5,7 @@
 
 pub mod board;
 pub mod cluster;
+pub mod delivery;
 pub mod headless;
 pub mod live;
 pub mod receiver;

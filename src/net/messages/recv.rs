@@ -49,7 +49,11 @@ impl Messenger {
         };
         match self.decrypt(&incoming).await {
             Outcome::Decrypted(padded, held) => {
-                self.delivered(&incoming, &padded, held).await;
+                if !self.delivered(&incoming, &padded, held).await {
+                    // Not stored (the key store refused: lease lost, Redis down): no receipt,
+                    // so the server delivers it again, to whichever node then holds the lease.
+                    return;
+                }
                 self.retry_counts.remove(&incoming.id);
                 self.send_node(receipt_for(&incoming, &ReceiptKind::Delivered))
                     .await;
@@ -162,8 +166,14 @@ impl Messenger {
     }
 
     /// Decodes a decrypted message, keeps it and reports it, unless the same id from the same
-    /// sender was kept before (a resend carries a new ciphertext: the id tells).
-    async fn delivered(&mut self, incoming: &Incoming, padded: &[u8], held: Vec<SignalWrite>) {
+    /// sender was kept before (a resend carries a new ciphertext: the id tells). False when
+    /// its ratchet step could not be stored, so it must not be acknowledged.
+    async fn delivered(
+        &mut self,
+        incoming: &Incoming,
+        padded: &[u8],
+        held: Vec<SignalWrite>,
+    ) -> bool {
         let (message, body) = match decode_padded(padded) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -173,8 +183,9 @@ impl Messenger {
                     .await
                 {
                     warn!(error = %e, "could not store a ratchet step");
+                    return false;
                 }
-                return;
+                return true;
             }
         };
         let from_me = incoming.recipient.is_some() || message.device_sent_message.is_some();
@@ -206,10 +217,13 @@ impl Messenger {
         {
             Ok(false) => {
                 debug!(id = %incoming.id, "message received before: not reported again");
-                return;
+                return true;
             }
             Ok(true) => {}
-            Err(e) => warn!(id = %incoming.id, error = %e, "could not keep a received message"),
+            Err(e) => {
+                warn!(id = %incoming.id, error = %e, "could not keep a received message");
+                return false;
+            }
         }
         self.metrics.messages_received.inc();
         self.metrics.message(&self.session, "received");
@@ -229,6 +243,7 @@ impl Messenger {
             bytes,
             timestamp: incoming.t,
         }));
+        true
     }
 
     /// Stores the keys of an app-state key share, when our own account sent it (§4.7: a share
