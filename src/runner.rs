@@ -18,6 +18,7 @@ use crate::net::handle::PoolHandle;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
 use crate::net::version::{self, DISCOVERY_TIMEOUT};
+use crate::net::tls::ClientTls;
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
 
@@ -32,6 +33,8 @@ pub fn endpoint(config: &Config) -> Endpoint {
             .unwrap_or_else(TrustRoot::whatsapp),
         version: config.server.client_version.unwrap_or_default(),
         device: config.server.device_name.clone(),
+        // `ca_certs` were checked when the config was read.
+        tls: ClientTls::with_extra(&config.server.ca_certs).unwrap_or_else(|_| ClientTls::webpki()),
         send_acks: true,
     }
 }

@@ -89,6 +89,11 @@ pub struct ServerConfig {
     pub discover_version: bool,
     /// `device_name = "Browser (OS)"`: the name the phone shows under "Linked devices".
     pub device_name: DeviceName,
+    /// `ca_file = "ca.pem"`: certificates to trust besides the webpki roots (a `wasp sim
+    /// --tls` CA), as written.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (DER), read and checked when the config was read.
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +104,8 @@ impl Default for ServerConfig {
             client_version: None,
             discover_version: true,
             device_name: DeviceName::default(),
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }

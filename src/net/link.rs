@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_handshake};
 use crate::net::ratelimit::RateLimiter;
+use crate::net::tls::ClientTls;
 use crate::net::transport;
 use crate::wa::creds::{Credentials, SecretKey};
 use crate::wa::device::DeviceName;
@@ -25,6 +26,8 @@ pub struct Endpoint {
     pub version: ClientVersion,
     /// The name registrations carry (`DeviceProps`, QR platform letter).
     pub device: DeviceName,
+    /// The TLS every `wss://` dial uses (webpki roots plus `[server] ca_file`).
+    pub tls: ClientTls,
     /// Test-only: false makes sessions ack nothing (to provoke `<stream:error><ack/>`).
     #[doc(hidden)]
     pub send_acks: bool,
@@ -108,7 +111,7 @@ pub async fn open<T: Copy + Send + 'static>(
     };
     let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
     let attempt = async {
-        let ws = transport::dial(&endpoint.url, connect_timeout).await?;
+        let ws = transport::dial_with(&endpoint.url, connect_timeout, &endpoint.tls).await?;
         let _ = progress.send((tag, LinkEvent::Dialled)).await;
         let hs = ClientHandshake {
             noise_private: keys.noise_private.expose(),

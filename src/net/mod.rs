@@ -14,6 +14,7 @@ pub mod pool;
 pub mod prekeys;
 pub mod ratelimit;
 pub mod tasks;
+pub mod tls;
 pub mod transport;
 pub mod vault;
 pub mod version;

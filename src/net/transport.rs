@@ -9,6 +9,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::net::tls::ClientTls;
+
 /// The WebSocket stream type a dial returns.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -37,8 +39,17 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some((1 << 24) + 1024))
 }
 
-/// Opens a WebSocket to `url` within `timeout`.
+/// Opens a WebSocket to `url` within `timeout`, trusting the webpki roots for `wss://`.
 pub async fn dial(url: &str, timeout: Duration) -> Result<WsStream, DialError> {
+    dial_with(url, timeout, &ClientTls::webpki()).await
+}
+
+/// Opens a WebSocket to `url` within `timeout`; `wss://` with this TLS configuration.
+pub async fn dial_with(
+    url: &str,
+    timeout: Duration,
+    tls: &ClientTls,
+) -> Result<WsStream, DialError> {
     let mut request = url.into_client_request().map_err(|e| DialError::BadUrl {
         url: url.to_string(),
         reason: e.to_string(),
@@ -47,7 +58,12 @@ pub async fn dial(url: &str, timeout: Duration) -> Result<WsStream, DialError> {
         .headers_mut()
         .insert("Origin", HeaderValue::from_static(ORIGIN));
     let connect =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config()), true, None);
+        tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config()),
+        true,
+        Some(tls.connector()),
+    );
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(DialError::Timeout {
             url: url.to_string(),

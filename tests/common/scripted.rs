@@ -258,6 +258,7 @@ pub fn start_in(
         trust: TrustRoot(srv.root),
         version: version.unwrap_or_default(),
         device: Default::default(),
+        tls: wasp::net::tls::ClientTls::webpki(),
         send_acks,
     };
     let cancel = CancellationToken::new();
