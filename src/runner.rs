@@ -17,8 +17,8 @@ use crate::net::board::StatusBoard;
 use crate::net::handle::PoolHandle;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
-use crate::net::version::{self, DISCOVERY_TIMEOUT};
 use crate::net::tls::ClientTls;
+use crate::net::version::{self, DISCOVERY_TIMEOUT};
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
 

@@ -143,4 +143,3 @@ pub(super) async fn admin_call(
     let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(json).map_err(|e| format!("{method} {path}: the answer is not JSON: {e}"))
 }
-

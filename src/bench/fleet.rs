@@ -114,7 +114,10 @@ impl Fleet {
         );
         config.server.ca_certs = self.ca_certs.clone();
         config.server.ca_file = self.sim.ca_file.clone();
-        (config.limits.connects_per_second, config.limits.connect_burst) = limits;
+        (
+            config.limits.connects_per_second,
+            config.limits.connect_burst,
+        ) = limits;
         config
     }
 
@@ -181,10 +184,13 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
     let mut config = pool_config(&args.ws_url, trust, &args.dir, &ids);
     if let Some(file) = &args.ca_file {
         let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        config.server.ca_certs =
-            crate::net::tls::ca_certificates(&pem).map_err(|e| format!("{}: {e}", file.display()))?;
+        config.server.ca_certs = crate::net::tls::ca_certificates(&pem)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
     }
-    (config.limits.connects_per_second, config.limits.connect_burst) = (1000, 1000);
+    (
+        config.limits.connects_per_second,
+        config.limits.connect_burst,
+    ) = (1000, 1000);
     let started = Instant::now();
     let running = runner::start(&config, None)
         .await
@@ -196,8 +202,7 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
         scan_all(&board, &args.admin, args.sessions, budget).await?;
         let keys = u64::from(crate::wa::prekey::INITIAL_BATCH) * args.sessions as u64;
         let deadline = Instant::now() + budget;
-        while online(&board.snapshot()) < args.sessions || metrics.prekeys_uploaded.get() < keys
-        {
+        while online(&board.snapshot()) < args.sessions || metrics.prekeys_uploaded.get() < keys {
             if Instant::now() > deadline {
                 return Err(format!(
                     "only {} of {} sessions came online with their pre-keys",
@@ -237,7 +242,10 @@ async fn scan_all(
             .snapshot()
             .into_iter()
             .filter(|s| !scanned.contains(&s.id))
-            .filter_map(|s| s.qr().map(|qr| (s.id.clone(), qr.text.as_str().to_string())))
+            .filter_map(|s| {
+                s.qr()
+                    .map(|qr| (s.id.clone(), qr.text.as_str().to_string()))
+            })
             .collect();
         let done: Vec<Option<String>> = futures::stream::iter(todo)
             .map(|(id, qr)| async move {

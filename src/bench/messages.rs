@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::traffic::{inject_faults, send_back, send_out};
 use super::child::{Sim, admin_call, start_sim};
+use super::traffic::{inject_faults, send_back, send_out};
 use crate::config::{Config, SessionConfig};
 use crate::net::handle::PoolHandle;
 use crate::net::messages::{MessageEventKind, MessageStatus};

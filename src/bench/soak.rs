@@ -160,7 +160,9 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("{text:?} is not a rate of zero or more faults per session per hour"))
+        .ok_or_else(|| {
+            format!("{text:?} is not a rate of zero or more faults per session per hour")
+        })
 }
 
 fn duration(text: &str) -> Option<Duration> {

@@ -57,8 +57,7 @@ pub async fn dial_with(
     request
         .headers_mut()
         .insert("Origin", HeaderValue::from_static(ORIGIN));
-    let connect =
-        tokio_tungstenite::connect_async_tls_with_config(
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(ws_config()),
         true,

@@ -164,13 +164,12 @@ impl Server {
             source,
         })?;
         let cancel = CancellationToken::new();
-        core.tasks
-            .spawn(server::accept_loop(
-                listener,
-                core.clone(),
-                config.tls.as_ref().map(|t| t.acceptor.clone()),
-                cancel.clone(),
-            ));
+        core.tasks.spawn(server::accept_loop(
+            listener,
+            core.clone(),
+            config.tls.as_ref().map(|t| t.acceptor.clone()),
+            cancel.clone(),
+        ));
         let scheme = if config.tls.is_some() { "wss" } else { "ws" };
         let mut handle = Handle {
             ws_url: format!("{scheme}://{ws_addr}/ws/chat"),

@@ -47,12 +47,12 @@ impl SimTls {
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         ca.distinguished_name
             .push(DnType::CommonName, "wasp sim test CA");
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(err)?).map_err(err)?;
+        let ca =
+            CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(err)?).map_err(err)?;
         let mut leaf =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                 .map_err(err)?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, "wasp sim");
+        leaf.distinguished_name.push(DnType::CommonName, "wasp sim");
         let leaf_key = KeyPair::generate().map_err(err)?;
         let leaf_cert = leaf.signed_by(&leaf_key, &ca).map_err(err)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
