@@ -37,11 +37,10 @@ enum Command {
         /// The config file to check.
         file: PathBuf,
     },
-    /// Repeatable measurements against the embedded simulator, JSON out.
+    /// Repeatable measurements (the pool, the simulator, the console), JSON out.
     Bench {
-        /// Arguments for the benchmark.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        what: wasp::bench::BenchCommand,
     },
 }
 
@@ -169,6 +168,13 @@ struct SimArgs {
     /// Accept any device name in a registration.
     #[arg(long)]
     no_device_check: bool,
+    /// Serve `wss://` with a certificate made at start; its CA's PEM goes to --ca-file (a
+    /// client trusts it with `[server] ca_file`) and into the ready line.
+    #[arg(long)]
+    tls: bool,
+    /// Where --tls writes the CA's PEM (default: the temporary directory).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca_file: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -261,14 +267,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })),
         Command::Sim(args) => {
             let strict = args.strictness();
+            let tls_ca = args
+                .tls
+                .then(|| args.ca_file.unwrap_or_else(wasp::sim::cli::default_ca_file));
             ExitCode::from(runtime()?.block_on(wasp::sim::cli::run(
                 args.listen,
                 args.admin,
                 args.state,
                 strict,
+                tls_ca,
             )))
         }
-        Command::Bench { args } => ExitCode::from(runtime()?.block_on(wasp::bench::run(&args))),
+        Command::Bench { what } => ExitCode::from(runtime()?.block_on(wasp::bench::run(what))),
     })
 }
 

@@ -17,6 +17,7 @@ use crate::net::board::StatusBoard;
 use crate::net::handle::PoolHandle;
 use crate::net::link::Endpoint;
 use crate::net::pool::{self, Running};
+use crate::net::tls::ClientTls;
 use crate::net::version::{self, DISCOVERY_TIMEOUT};
 use crate::store::FileStore;
 use crate::wa::noise::TrustRoot;
@@ -37,6 +38,8 @@ pub fn endpoint(config: &Config) -> Endpoint {
         version: config.server.client_version.unwrap_or_default(),
         device: config.server.device_name.clone(),
         proxy: None,
+        // `ca_certs` were checked when the config was read.
+        tls: ClientTls::with_extra(&config.server.ca_certs).unwrap_or_else(|_| ClientTls::webpki()),
         send_acks: true,
     }
 }

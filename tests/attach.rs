@@ -332,13 +332,19 @@ async fn an_old_socket_endpoint_ending_late_keeps_the_new_socket_file() {
     let path = dir.path().join("late.sock");
     let handle = started.running.handle.clone();
     let (old_cancel, new_cancel) = (CancellationToken::new(), CancellationToken::new());
-    let old = wasp::http::serve_unix(&path, Token::new(TOKEN), handle.clone(), old_cancel.clone())
+    let access = || {
+        wasp::http::LiveAccess::new(wasp::http::Access {
+            token: Token::new(TOKEN),
+            read_token: None,
+        })
+    };
+    let old = wasp::http::serve_unix(&path, access(), handle.clone(), old_cancel.clone())
         .await
         .unwrap();
     // The next pool finds the path taken by a file and binds its own there (as a restart does
     // once the old listener no longer answers).
     std::fs::remove_file(&path).unwrap();
-    let new = wasp::http::serve_unix(&path, Token::new(TOKEN), handle, new_cancel.clone())
+    let new = wasp::http::serve_unix(&path, access(), handle, new_cancel.clone())
         .await
         .unwrap();
     old_cancel.cancel();

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::child::{Sim, admin_call, start_sim};
 use super::traffic::{inject_faults, send_back, send_out};
-use super::{Sim, admin_call, start_sim};
 use crate::config::{Config, SessionConfig};
 use crate::net::handle::PoolHandle;
 use crate::net::messages::{MessageEventKind, MessageStatus};
@@ -127,47 +127,39 @@ impl Report {
     }
 }
 
-/// `wasp bench messages ARGS`: prints the report; exit 0 when nothing was lost or doubled.
-pub async fn main(args: &[String]) -> u8 {
-    let mut options = Options {
-        sessions: 5,
-        messages: 100,
-        concurrency: 5,
-        faults: false,
+/// The options of `wasp bench messages`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MessagesArgs {
+    /// How many sessions (each with its own simulated peer).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=200))]
+    pub sessions: u64,
+    /// Texts each way per session.
+    #[arg(long, value_name = "M", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub messages: u64,
+    /// Texts not yet delivered (or received) at a time, per session and direction.
+    #[arg(long, value_name = "C", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub concurrency: u64,
+    /// Drop, restart (515) and stall random sessions meanwhile.
+    #[arg(long)]
+    pub faults: bool,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wasp bench messages`: prints the report; exit 0 when nothing was lost or doubled.
+pub(super) async fn main(args: &MessagesArgs) -> u8 {
+    let options = Options {
+        sessions: args.sessions as usize,
+        messages: args.messages as usize,
+        concurrency: args.concurrency as usize,
+        faults: args.faults,
         sim_exe: None,
     };
-    let mut as_json = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut number =
-            |slot: &mut usize, max: usize| match it.next().and_then(|v| v.parse::<usize>().ok()) {
-                Some(n) if (1..=max).contains(&n) => {
-                    *slot = n;
-                    true
-                }
-                _ => false,
-            };
-        let fine = match arg.as_str() {
-            "--sessions" => number(&mut options.sessions, 200),
-            "--messages" => number(&mut options.messages, 100_000),
-            "--concurrency" => number(&mut options.concurrency, 1000),
-            "--faults" => {
-                options.faults = true;
-                true
-            }
-            "--json" => {
-                as_json = true;
-                true
-            }
-            _ => false,
-        };
-        if !fine {
-            eprintln!(
-                "wasp bench messages: bad option {arg}: use --sessions N (1-200), --messages M, --concurrency C, --faults, --json"
-            );
-            return 2;
-        }
-    }
+    let as_json = args.json;
     match run(&options).await {
         Ok(report) => {
             if as_json {

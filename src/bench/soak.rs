@@ -116,48 +116,37 @@ impl SoakReport {
     }
 }
 
-const USAGE: &str = "usage: wasp bench soak --sessions N --duration D (like 60s, 10m, 1h) --fault-rate F (faults per session per hour) --seed S [--json]";
+/// The options of `wasp bench soak`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// How many sessions.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub sessions: u64,
+    /// How long the fault plan runs: 90, 90s, 10m or 1h.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Faults per session per hour, on average.
+    #[arg(long, value_name = "F", default_value_t = 6.0, value_parser = parse_rate)]
+    pub fault_rate: f64,
+    /// The fault plan's seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
 
-/// Runs `wasp bench soak ARGS` (the arguments after `soak`); returns the exit code.
-pub async fn run(args: &[String]) -> u8 {
-    let mut options = SoakOptions {
-        sessions: 50,
-        duration: Duration::from_secs(60),
-        fault_rate: 6.0,
-        seed: 1,
+/// Runs `wasp bench soak`; returns the exit code.
+pub(super) async fn run(args: &SoakArgs) -> u8 {
+    let options = SoakOptions {
+        sessions: args.sessions as usize,
+        duration: args.duration,
+        fault_rate: args.fault_rate,
+        seed: args.seed,
         policy: Policy::default(),
     };
-    let mut json = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--json" {
-            json = true;
-            continue;
-        }
-        let value = it.next().map(String::as_str).unwrap_or("");
-        let ok = match arg.as_str() {
-            "--sessions" => value.parse().map(|v| options.sessions = v).is_ok(),
-            "--duration" => parse_duration(value)
-                .map(|v| options.duration = v)
-                .is_some(),
-            "--fault-rate" => value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .map(|v| options.fault_rate = v)
-                .is_some(),
-            "--seed" => value.parse().map(|v| options.seed = v).is_ok(),
-            _ => false,
-        };
-        if !ok {
-            eprintln!("wasp bench soak: bad or unknown option {arg} {value:?}; {USAGE}");
-            return 2;
-        }
-    }
-    if options.sessions == 0 {
-        eprintln!("wasp bench soak: --sessions must be at least 1; {USAGE}");
-        return 2;
-    }
+    let json = args.json;
     match soak(&options).await {
         Ok(report) if json => {
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -175,7 +164,21 @@ pub async fn run(args: &[String]) -> u8 {
 }
 
 /// `90`, `90s`, `10m` or `1h`.
-fn parse_duration(text: &str) -> Option<Duration> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration(text).ok_or_else(|| format!("{text:?} is not a duration like 90, 90s, 10m or 1h"))
+}
+
+/// A fault rate: a finite number, zero or more.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| {
+            format!("{text:?} is not a rate of zero or more faults per session per hour")
+        })
+}
+
+fn duration(text: &str) -> Option<Duration> {
     let (number, unit) = match text.char_indices().last()? {
         (i, 's') => (&text[..i], 1),
         (i, 'm') => (&text[..i], 60),
@@ -455,10 +458,10 @@ mod tests {
 
     #[test]
     fn durations_and_percentiles() {
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("x"), None);
+        assert_eq!(duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(duration("x"), None);
         let ms = |v: &[u64]| {
             v.iter()
                 .map(|&m| Duration::from_millis(m))

@@ -10,7 +10,7 @@ use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::admin_call;
+use super::child::admin_call;
 use super::messages::{Lane, Options, Seen};
 use crate::net::handle::PoolHandle;
 use crate::store::outbox::{Direction, Kept, OutStatus};

@@ -88,6 +88,12 @@ pub enum ConfigError {
     TrustRootNotBase64 { field: String, reason: String },
     #[error("{field} must be a 32-byte public key, but it decodes to {len} bytes")]
     TrustRootWrongLength { field: String, len: usize },
+    #[error("{field} names {file}, which cannot be trusted: {reason}")]
+    BadCaFile {
+        field: String,
+        file: String,
+        reason: String,
+    },
     #[error("{field} must start with {schemes}, found \"{found}\"")]
     BadUrlScheme {
         field: String,

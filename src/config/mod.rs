@@ -93,6 +93,11 @@ pub struct ServerConfig {
     pub device_name: DeviceName,
     /// `proxy = "<url>"` or `proxies = [..]`: dealt out to sessions without their own.
     pub proxies: Vec<ProxyUrl>,
+    /// `ca_file = "ca.pem"`: certificates to trust besides the webpki roots (a `wasp sim
+    /// --tls` CA), as written.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (DER), read and checked when the config was read.
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +109,8 @@ impl Default for ServerConfig {
             discover_version: true,
             device_name: DeviceName::default(),
             proxies: Vec::new(),
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }

@@ -26,7 +26,7 @@ use super::{
 const TOP_LEVEL: [&str; 9] = [
     "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "session",
 ];
-const SERVER_KEYS: [&str; 7] = [
+const SERVER_KEYS: [&str; 8] = [
     "url",
     "trust_root",
     "client_version",
@@ -34,6 +34,7 @@ const SERVER_KEYS: [&str; 7] = [
     "device_name",
     "proxy",
     "proxies",
+    "ca_file",
 ];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
 const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
@@ -206,6 +207,23 @@ fn read_server(problems: &mut Problems, t: &Table<'_, '_>) -> ServerConfig {
     }
     if let Some((text, span)) = t.non_empty_string(problems, "trust_root") {
         server.trust_root = decode_key(problems, t, text, &span);
+    }
+    if let Some((file, span)) = t.non_empty_string(problems, "ca_file") {
+        let read = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| crate::net::tls::ca_certificates(&pem).map_err(|e| e.to_string()));
+        match read {
+            Ok(certs) => server.ca_certs = certs,
+            Err(reason) => problems.report(
+                &span,
+                ConfigError::BadCaFile {
+                    field: t.field("ca_file"),
+                    file: file.to_string(),
+                    reason,
+                },
+            ),
+        }
+        server.ca_file = Some(PathBuf::from(file));
     }
     if let Some((text, span)) = t.non_empty_string(problems, "client_version") {
         match text.parse::<ClientVersion>() {

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_handshake};
 use crate::net::ratelimit::RateLimiter;
+use crate::net::tls::ClientTls;
 use crate::net::transport;
 use crate::wa::creds::{Credentials, SecretKey};
 use crate::wa::device::DeviceName;
@@ -28,6 +29,8 @@ pub struct Endpoint {
     /// The proxy this session dials through (set per session by its driver; `None` is a
     /// direct connection).
     pub proxy: Option<crate::config::ProxyUrl>,
+    /// The TLS every `wss://` dial uses (webpki roots plus `[server] ca_file`).
+    pub tls: ClientTls,
     /// Test-only: false makes sessions ack nothing (to provoke `<stream:error><ack/>`).
     #[doc(hidden)]
     pub send_acks: bool,
@@ -111,8 +114,13 @@ pub async fn open<T: Copy + Send + 'static>(
     };
     let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
     let attempt = async {
-        let ws =
-            transport::dial_via(&endpoint.url, endpoint.proxy.as_ref(), connect_timeout).await?;
+        let ws = transport::dial_via(
+            &endpoint.url,
+            endpoint.proxy.as_ref(),
+            connect_timeout,
+            &endpoint.tls,
+        )
+        .await?;
         let _ = progress.send((tag, LinkEvent::Dialled)).await;
         let hs = ClientHandshake {
             noise_private: keys.noise_private.expose(),

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub backups_failed: Counter,
     pub connects_rate_limited: Counter,
     pub connects: Counter,
+    /// The most dials the rate limiter let start within any one second so far.
+    pub connects_peak_per_second: Gauge,
     /// Received frames that did not decode as a node (skipped, the link goes on).
     pub undecodable_nodes: Counter,
     /// Acks sent for pushed stanzas (message, receipt, notification, call).
@@ -100,6 +102,7 @@ impl Metrics {
         let backups_failed = Counter::default();
         let connects_rate_limited = Counter::default();
         let connects = Counter::default();
+        let connects_peak_per_second = Gauge::default();
         let undecodable_nodes = Counter::default();
         let acks_sent = Counter::default();
         let prekeys_uploaded = Counter::default();
@@ -239,6 +242,11 @@ impl Metrics {
             connects_rate_limited.clone(),
         );
         registry.register("connects", "Dials started", connects.clone());
+        registry.register(
+            "connects_peak_per_second",
+            "The most dials started within any one second",
+            connects_peak_per_second.clone(),
+        );
         Metrics {
             registry,
             session_state,
@@ -252,6 +260,7 @@ impl Metrics {
             backups_failed,
             connects_rate_limited,
             connects,
+            connects_peak_per_second,
             messages_sent,
             messages_received,
             decrypt_failures,

@@ -15,6 +15,7 @@ pub mod prekeys;
 pub mod proxy;
 pub mod ratelimit;
 pub mod tasks;
+pub mod tls;
 pub mod transport;
 pub mod vault;
 pub mod version;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_socks::tcp::Socks5Stream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 
+use super::tls::ClientTls;
 use super::transport::{DialError, WsStream, ws_config};
 use crate::config::{ProxyKind, ProxyUrl};
 
@@ -26,6 +27,7 @@ pub(super) async fn dial(
     url: &str,
     proxy: &ProxyUrl,
     timeout: Duration,
+    tls: &ClientTls,
 ) -> Result<WsStream, DialError> {
     let deadline = Instant::now() + timeout;
     let uri = request.uri();
@@ -45,8 +47,12 @@ pub(super) async fn dial(
         }
         Ok(Ok(tcp)) => tcp,
     };
-    let upgrade =
-        tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(ws_config()), None);
+    let upgrade = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        tcp,
+        Some(ws_config()),
+        Some(tls.connector()),
+    );
     match tokio::time::timeout_at(deadline, upgrade).await {
         Err(_) => Err(DialError::Timeout {
             url: url.to_string(),

@@ -2,6 +2,7 @@
 //! (default 5 connects/s, burst 10), so an outage is followed by a spread of reconnects
 //! rather than a storm.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,6 +14,8 @@ use tokio::time::Instant;
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// When the grants of the last second were made (oldest first).
+    recent: VecDeque<Instant>,
 }
 
 /// A cloneable handle on one token bucket.
@@ -28,6 +31,8 @@ struct Inner {
     bucket: Mutex<Bucket>,
     granted: AtomicU64,
     waited: AtomicU64,
+    /// The most grants within any one second (a window closed at its end, open at its start).
+    peak: AtomicU64,
 }
 
 impl RateLimiter {
@@ -43,9 +48,11 @@ impl RateLimiter {
                 bucket: Mutex::new(Bucket {
                     tokens: burst,
                     last: Instant::now(),
+                    recent: VecDeque::new(),
                 }),
                 granted: AtomicU64::new(0),
                 waited: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
             }),
         }
     }
@@ -65,6 +72,16 @@ impl RateLimiter {
                 if bucket.tokens >= 1.0 {
                     bucket.tokens -= 1.0;
                     self.inner.granted.fetch_add(1, Ordering::Relaxed);
+                    while bucket
+                        .recent
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+                    {
+                        bucket.recent.pop_front();
+                    }
+                    bucket.recent.push_back(now);
+                    let in_second = bucket.recent.len() as u64;
+                    self.inner.peak.fetch_max(in_second, Ordering::Relaxed);
                     return waited;
                 }
                 Duration::from_secs_f64((1.0 - bucket.tokens) / self.inner.per_second)
@@ -80,6 +97,11 @@ impl RateLimiter {
     /// Connects granted so far.
     pub fn granted(&self) -> u64 {
         self.inner.granted.load(Ordering::Relaxed)
+    }
+
+    /// The most connects granted within any one second so far.
+    pub fn peak_per_second(&self) -> u64 {
+        self.inner.peak.load(Ordering::Relaxed)
     }
 
     /// Times a connect had to wait for a token (the `connects rate-limited` metric).
@@ -110,5 +132,16 @@ mod tests {
         assert!(elapsed <= Duration::from_millis(1001), "{elapsed:?}");
         assert_eq!(limiter.granted(), 15);
         assert_eq!(limiter.waited(), 5);
+        // The burst of 10 and the first of the steady five fell within one second.
+        assert_eq!(limiter.peak_per_second(), 14);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_burst_of_one_no_second_holds_more_than_the_rate() {
+        let limiter = RateLimiter::new(5, 1);
+        for _ in 0..23 {
+            limiter.acquire().await;
+        }
+        assert_eq!(limiter.peak_per_second(), 5);
     }
 }

@@ -11,6 +11,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::net::tls::ClientTls;
+
 /// The WebSocket stream type a dial returns.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -45,16 +47,18 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some((1 << 24) + 1024))
 }
 
-/// Opens a WebSocket to `url` within `timeout`.
+/// Opens a WebSocket to `url` within `timeout`, trusting the webpki roots for `wss://`.
 pub async fn dial(url: &str, timeout: Duration) -> Result<WsStream, DialError> {
-    dial_via(url, None, timeout).await
+    dial_via(url, None, timeout, &ClientTls::webpki()).await
 }
 
-/// Opens a WebSocket to `url` within `timeout`, through `proxy` when given.
+/// Opens a WebSocket to `url` within `timeout`, through `proxy` when given; `wss://` with
+/// this TLS configuration.
 pub async fn dial_via(
     url: &str,
     proxy: Option<&ProxyUrl>,
     timeout: Duration,
+    tls: &ClientTls,
 ) -> Result<WsStream, DialError> {
     let mut request = url.into_client_request().map_err(|e| DialError::BadUrl {
         url: url.to_string(),
@@ -64,10 +68,14 @@ pub async fn dial_via(
         .headers_mut()
         .insert("Origin", HeaderValue::from_static(ORIGIN));
     if let Some(proxy) = proxy {
-        return super::proxy::dial(request, url, proxy, timeout).await;
+        return super::proxy::dial(request, url, proxy, timeout, tls).await;
     }
-    let connect =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config()), true, None);
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config()),
+        true,
+        Some(tls.connector()),
+    );
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(DialError::Timeout {
             url: url.to_string(),

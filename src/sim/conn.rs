@@ -9,7 +9,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +21,7 @@ use super::registry::{Control, Device};
 use super::relay;
 use super::server::{Core, now_unix};
 use super::stats::ErrorKind;
+use super::tls::SimStream;
 use crate::net::conn::NoiseSocket;
 use crate::wa::messaging::{keys, usync};
 use crate::wa::node::Node;
@@ -51,7 +51,7 @@ enum End {
 }
 
 pub struct Conn {
-    socket: NoiseSocket<TcpStream>,
+    socket: NoiseSocket<SimStream>,
     core: Arc<Core>,
     id: u64,
     cancel: CancellationToken,
@@ -69,7 +69,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: NoiseSocket<TcpStream>, core: Arc<Core>, cancel: CancellationToken) -> Self {
+    pub fn new(socket: NoiseSocket<SimStream>, core: Arc<Core>, cancel: CancellationToken) -> Self {
         let id = core.next_conn_id();
         Conn {
             socket,

@@ -24,6 +24,7 @@ pub mod relay;
 mod server;
 pub mod stats;
 pub mod strict;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub struct SimConfig {
     pub fault_plan: Option<FaultPlan>,
     /// How strict to be (all on by default, as WhatsApp is).
     pub strict: Strictness,
+    /// Serve `wss://` with this TLS (`wasp sim --tls`); plain `ws://` when `None`.
+    pub tls: Option<tls::SimTls>,
 }
 
 impl Default for SimConfig {
@@ -77,6 +80,7 @@ impl Default for SimConfig {
             state_file: None,
             fault_plan: None,
             strict: Strictness::default(),
+            tls: None,
         }
     }
 }
@@ -160,10 +164,15 @@ impl Server {
             source,
         })?;
         let cancel = CancellationToken::new();
-        core.tasks
-            .spawn(server::accept_loop(listener, core.clone(), cancel.clone()));
+        core.tasks.spawn(server::accept_loop(
+            listener,
+            core.clone(),
+            config.tls.as_ref().map(|t| t.acceptor.clone()),
+            cancel.clone(),
+        ));
+        let scheme = if config.tls.is_some() { "wss" } else { "ws" };
         let mut handle = Handle {
-            ws_url: format!("ws://{ws_addr}/ws/chat"),
+            ws_url: format!("{scheme}://{ws_addr}/ws/chat"),
             admin_url: None,
             trust_root: ca.trust_root(),
             core,

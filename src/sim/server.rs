@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use tracing::{debug, warn};
 use super::conn::Conn;
 use super::registry::{Registry, write_atomic};
 use super::stats::ErrorKind;
+use super::tls::SimStream;
 use crate::net::conn::{ConnError, server_handshake};
 use crate::net::transport::ws_config;
 use crate::wa::creds::SecretKey;
@@ -102,7 +104,12 @@ pub fn now_unix() -> u64 {
 }
 
 /// Accepts connections until cancelled; each runs in its own tracked task.
-pub async fn accept_loop(listener: TcpListener, core: Arc<Core>, cancel: CancellationToken) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    core: Arc<Core>,
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -111,8 +118,13 @@ pub async fn accept_loop(listener: TcpListener, core: Arc<Core>, cancel: Cancell
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                core.tasks
-                    .spawn(serve(tcp, peer, core.clone(), cancel.child_token()));
+                core.tasks.spawn(serve(
+                    tcp,
+                    peer,
+                    tls.clone(),
+                    core.clone(),
+                    cancel.child_token(),
+                ));
             }
             Err(e) => {
                 // Out of file descriptors, most likely: wait a little rather than spin.
@@ -153,13 +165,28 @@ fn check_path(request: &Request, response: Response) -> Result<Response, ErrorRe
     }
 }
 
-async fn serve(tcp: TcpStream, peer: SocketAddr, core: Arc<Core>, cancel: CancellationToken) {
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    core: Arc<Core>,
+    cancel: CancellationToken,
+) {
     let _counted = Counted::new(core.clone());
     let hello_delay = core.reg().hello_delay;
     let deadline = HANDSHAKE_DEADLINE + hello_delay.unwrap_or_default();
     let handshake = async {
+        let stream = match tls {
+            None => SimStream::Plain(tcp),
+            Some(acceptor) => SimStream::Tls(Box::new(
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| ConnError::Ws(format!("TLS: {e}")))?,
+            )),
+        };
         let ws =
-            tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(ws_config()))
+            tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config()))
                 .await
                 .map_err(|e| ConnError::Ws(e.to_string()))?;
         server_handshake(

@@ -259,6 +259,7 @@ pub fn start_in(
         version: version.unwrap_or_default(),
         device: Default::default(),
         proxy: None,
+        tls: wasp::net::tls::ClientTls::webpki(),
         send_acks,
     };
     let cancel = CancellationToken::new();

@@ -446,6 +446,8 @@ impl Driver {
         match event {
             LinkEvent::Dialling { waited } => {
                 self.shared.metrics.connects.inc();
+                let peak = i64::try_from(self.shared.limiter.peak_per_second()).unwrap_or(i64::MAX);
+                self.shared.metrics.connects_peak_per_second.set(peak);
                 if waited {
                     self.shared.metrics.connects_rate_limited.inc();
                 }

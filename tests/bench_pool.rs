@@ -1,0 +1,84 @@
+//! The pool's own benchmarks in small (issue 15): `idle`, `connect`, `storm` and `restore`
+//! at 20 sessions, each with `wasp sim` and the pairing `wasp bench prepare` as child
+//! processes. Asserted is what must hold at any size, never a time: every session online,
+//! no device ever logged in twice at once, the storm never above R dials in a second.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use wasp::bench::{connect, idle, restore, storm};
+
+const N: u64 = 20;
+
+fn exe() -> Option<PathBuf> {
+    Some(PathBuf::from(env!("CARGO_BIN_EXE_wasp")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_holds_every_session_online_and_measures_this_process() {
+    for tls in [false, true] {
+        let args = idle::IdleArgs {
+            sessions: N,
+            tls,
+            hold: 1,
+            json: true,
+        };
+        let r = idle::run(&args, exe()).await.unwrap();
+        assert_eq!(r["online_after_hold"], N, "{r}");
+        assert_eq!(r["tls"], tls, "{r}");
+        let before = r["client_rss_kib_before"].as_u64().unwrap();
+        assert!(before > 0, "{r}");
+        assert!(r["client_rss_kib_online"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["client_cpu_percent_of_one_core"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_brings_every_session_online_once() {
+    let args = connect::ConnectArgs {
+        sessions: N,
+        tls: false,
+        json: true,
+    };
+    let r = connect::run(&args, exe()).await.unwrap();
+    assert!(r["handshakes"].as_u64().unwrap() >= N, "{r}");
+    assert_eq!(r["peak_logins_per_device"], 1, "{r}");
+    let (p50, p99) = (
+        r["connect_p50_ms"].as_f64().unwrap(),
+        r["connect_p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_reconnects_everyone_never_above_the_rate() {
+    let rate = 8;
+    let args = storm::StormArgs {
+        sessions: N,
+        rate,
+        tls: false,
+        json: true,
+    };
+    let r = storm::run(&args, exe()).await.unwrap();
+    assert_eq!(r["dropped"], N, "{r}");
+    assert!(r["redials"].as_u64().unwrap() >= N, "{r}");
+    // N > R: the limit had to hold the dials back, and did, to the grant.
+    assert_eq!(r["most_dials_in_any_second"], u64::from(rate), "{r}");
+    assert_eq!(r["peak_logins_per_device"], 1, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_loads_and_queues_every_session() {
+    let args = restore::RestoreArgs {
+        sessions: N,
+        json: true,
+    };
+    let r = restore::run(&args, exe()).await.unwrap();
+    assert_eq!(r["sessions"], N, "{r}");
+    let (loaded, returned) = (
+        r["loaded_and_queued_s"].as_f64().unwrap(),
+        r["start_returned_s"].as_f64().unwrap(),
+    );
+    assert!(loaded >= returned, "{r}");
+}
