@@ -7,6 +7,10 @@ pub const HEADER: [u8; 4] = [0x57, 0x41, 6, 3];
 pub const DICT_VERSION: u8 = 3;
 /// Frames are capped at 16 MiB; a larger declared length is a protocol error.
 pub const MAX_FRAME: usize = 1 << 24;
+/// Buffer capacity a decoder keeps between frames. A hostile 16 MiB frame grows the buffer
+/// to 16 MiB; once it is consumed the excess goes back to the allocator instead of staying
+/// reserved for the connection's lifetime.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Why bytes could not be framed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,8 +113,22 @@ impl FrameDecoder {
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
+            self.release_excess();
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Gives back capacity far beyond what is buffered (after a large frame went through).
+    fn release_excess(&mut self) {
+        let len = self.buf.len();
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.capacity() / 4 > len {
+            self.buf.shrink_to(len.max(KEEP_CAPACITY));
+        }
+    }
+
+    /// The buffer's reserved capacity (tests: a large frame's memory is given back).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn pending(&self) -> &[u8] {
@@ -191,6 +209,7 @@ impl FrameDecoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.release_excess();
         }
         Ok(Some(frame))
     }
@@ -321,6 +340,22 @@ mod tests {
         assert_eq!(dec.next_frame(), Err(FrameError::TooLarge(0xff_ffff)));
         assert_eq!(dec.buffered(), 6);
         assert!(encode_frame(&vec![0; MAX_FRAME], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_16_mib_frame_does_not_stay_reserved_after_it_is_read() {
+        let mut stream = Vec::new();
+        encode_frame(&vec![0x41; MAX_FRAME - 1], &mut stream).unwrap();
+        encode_frame(b"next", &mut stream).unwrap();
+        let mut dec = FrameDecoder::new();
+        for piece in stream.chunks(64 * 1024) {
+            dec.push(piece);
+            while let Some(frame) = dec.next_frame().unwrap() {
+                assert!(frame.len() == MAX_FRAME - 1 || frame == b"next");
+            }
+        }
+        assert_eq!(dec.buffered(), 0);
+        assert!(dec.capacity() <= KEEP_CAPACITY, "kept {} bytes", dec.capacity());
     }
 
     #[test]
