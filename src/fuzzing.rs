@@ -135,7 +135,10 @@ pub fn node_decode(data: &[u8]) {
     };
     if let Ok(encoded) = node::encode(&decoded) {
         let again = node::decode(&encoded);
-        assert!(again.is_ok(), "a re-encoded node does not decode: {again:?}");
+        assert!(
+            again.is_ok(),
+            "a re-encoded node does not decode: {again:?}"
+        );
     }
 }
 
@@ -219,14 +222,19 @@ impl SignalStore for OneRecord {
 /// keys.db records: a Signal session and a group sender key (each used to encrypt, which
 /// loads and re-serializes it), a one-time pre-key row and a cached device list.
 pub fn key_records(data: &[u8]) {
-    let identity = KeyPair::from_private(SecretKey::from_bytes([0x44; 32]));
-    let signed = SignedPreKey::generate(&identity, 1);
-    let mut store = OneRecord {
-        local: LocalIdentity {
+    static KEYS: OnceLock<(LocalIdentity, SignedPreKey)> = OnceLock::new();
+    let (local, signed) = KEYS.get_or_init(|| {
+        let identity = KeyPair::from_private(SecretKey::from_bytes([0x44; 32]));
+        let signed = SignedPreKey::generate(&identity, 1);
+        let local = LocalIdentity {
             identity,
             registration_id: 1,
-        },
-        signed,
+        };
+        (local, signed)
+    });
+    let mut store = OneRecord {
+        local: local.clone(),
+        signed: signed.clone(),
         record: data.to_vec(),
     };
     let peer = SignalAddress {

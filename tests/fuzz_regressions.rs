@@ -51,9 +51,16 @@ fn every_fuzz_target_has_a_target_file_calling_its_function() {
     for (target, _) in TARGETS {
         let path = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         let text = fs::read_to_string(&path).expect("read a fuzz target");
-        assert!(text.contains("wasp::fuzzing::"), "{} calls no entry", path.display());
+        assert!(
+            text.contains("wasp::fuzzing::"),
+            "{} calls no entry",
+            path.display()
+        );
         let manifest = fs::read_to_string(fuzz_dir().join("Cargo.toml")).expect("fuzz manifest");
-        assert!(manifest.contains(&format!("name = \"{target}\"")), "{target} not in fuzz/Cargo.toml");
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "{target} not in fuzz/Cargo.toml"
+        );
     }
 }
 
@@ -88,7 +95,12 @@ fn nodes() -> Vec<Node> {
             .attr("from", "15550002222:3@s.whatsapp.net")
             .attr("t", "1700000000")
             .attr("type", "text")
-            .child(Node::new("enc").attr("v", "2").attr("type", "pkmsg").bytes(vec![0x33; 40])),
+            .child(
+                Node::new("enc")
+                    .attr("v", "2")
+                    .attr("type", "pkmsg")
+                    .bytes(vec![0x33; 40]),
+            ),
         Node::new("receipt")
             .attr("id", "3EB0AABBCCDDEEFF001122")
             .attr("from", peer)
@@ -116,13 +128,21 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add("frame", "client-frames", [&[0x04][..], &stream].concat());
     let mut server = client_intro(Some(b"route"));
     server.extend_from_slice(&stream);
-    add("frame", "server-intro-routing", [&[0x80 | 0x09][..], &server].concat());
+    add(
+        "frame",
+        "server-intro-routing",
+        [&[0x80 | 0x09][..], &server].concat(),
+    );
 
     // noise: 2 with nothing to flip is a whole good handshake; 1 carries a chain.
     add("noise_server_hello", "good-handshake", vec![2]);
     let ca = CertAuthority::from_private([0x55; 32]);
     let chain = ca.issue_chain(&[0x66; 32], 1_700_000_000, 3600);
-    add("noise_server_hello", "chain-payload", [&[1][..], &chain].concat());
+    add(
+        "noise_server_hello",
+        "chain-payload",
+        [&[1][..], &chain].concat(),
+    );
 
     for (i, n) in nodes().iter().enumerate() {
         let plain = node::encode(n).expect("encode a seed node");
@@ -133,10 +153,18 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add("node", "compressed-pair-device", compressed);
 
     let creds = serde_json::to_vec(&Credentials::generate()).expect("credentials json");
-    add("credentials", "sealed-credentials", seal_like_the_store("credentials", &creds));
+    add(
+        "credentials",
+        "sealed-credentials",
+        seal_like_the_store("credentials", &creds),
+    );
     add("credentials", "credentials-json", creds);
     let status = br#"{"was_online":true,"phone":"+15550001111"}"#.to_vec();
-    add("credentials", "sealed-status", seal_like_the_store("status", &status));
+    add(
+        "credentials",
+        "sealed-status",
+        seal_like_the_store("status", &status),
+    );
 
     let (session, sender_key) = signal_records();
     add("key_records", "session-record", session);
@@ -155,13 +183,25 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     for (i, body) in admin.iter().enumerate() {
         let endpoint = wasp::sim::ADMIN_BODY_ENDPOINTS[i];
-        add("sim_admin", endpoint, [&[i as u8][..], body.as_bytes()].concat());
+        add(
+            "sim_admin",
+            endpoint,
+            [&[i as u8][..], body.as_bytes()].concat(),
+        );
     }
 
     let text = Message::text("hello");
-    add("message", "text", message::pad_with(text.encode_to_vec(), 3));
+    add(
+        "message",
+        "text",
+        message::pad_with(text.encode_to_vec(), 3),
+    );
     let copy = Message::device_sent("15550002222@s.whatsapp.net", &text);
-    add("message", "device-sent", message::pad_with(copy.encode_to_vec(), 1));
+    add(
+        "message",
+        "device-sent",
+        message::pad_with(copy.encode_to_vec(), 1),
+    );
     out
 }
 
@@ -197,8 +237,12 @@ fn signal_records() -> (Vec<u8>, Vec<u8>) {
     };
     signal::process_bundle(&mut alice, &bob_address, &bob.bundle(prekeys.first()))
         .expect("process bundle");
-    signal::encrypt(&mut alice, &bob_address, &message::pad_with(b"hi".to_vec(), 2))
-        .expect("encrypt");
+    signal::encrypt(
+        &mut alice,
+        &bob_address,
+        &message::pad_with(b"hi".to_vec(), 2),
+    )
+    .expect("encrypt");
     let session = alice
         .session(&bob_address)
         .expect("session")

@@ -287,13 +287,11 @@ impl KeyStore {
                 .optional()?;
             Ok(match private {
                 None => Ok(None),
-                Some(p) => prekey_from_row(id, &p)
-                    .map(Some)
-                    .ok_or(KeysError::Damaged {
-                        path,
-                        session: session.to_string(),
-                        id,
-                    }),
+                Some(p) => prekey_from_row(id, &p).map(Some).ok_or(KeysError::Damaged {
+                    path,
+                    session: session.to_string(),
+                    id,
+                }),
             })
         })
     }

@@ -355,7 +355,11 @@ mod tests {
             }
         }
         assert_eq!(dec.buffered(), 0);
-        assert!(dec.capacity() <= KEEP_CAPACITY, "kept {} bytes", dec.capacity());
+        assert!(
+            dec.capacity() <= KEEP_CAPACITY,
+            "kept {} bytes",
+            dec.capacity()
+        );
     }
 
     #[test]
