@@ -16,8 +16,11 @@ use crate::wa::signal::{
 };
 use crate::wa::{ack, message, node, pair, pair_code, prekey, stanza};
 
+/// One fuzz entry: hostile bytes in, nothing out.
+pub type Entry = fn(&[u8]);
+
 /// The targets, by name: what `cargo fuzz run <name>` and `fuzz/regressions/<name>/` use.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, Entry); 9] = [
     ("frame", frame),
     ("noise_server_hello", noise_server_hello),
     ("node", node_decode),
@@ -255,10 +258,10 @@ pub fn key_records(data: &[u8]) {
 
 /// The sessions file: TOML text to a validated config, per-session overrides included.
 pub fn config(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Err(errors) = crate::config::parse(text, "fuzz.toml") {
-            let _ = errors.lines();
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Err(errors) = crate::config::parse(text, "fuzz.toml")
+    {
+        let _ = errors.lines();
     }
 }
 

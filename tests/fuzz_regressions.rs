@@ -4,6 +4,7 @@
 //! since) goes to the same `wasp::fuzzing::<target>` function the fuzz target calls.
 //!
 //! `cargo test --test fuzz_regressions -- --ignored write_seeds` rewrites the generated seeds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
