@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod descriptors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod message_feed;

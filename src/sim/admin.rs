@@ -104,8 +104,100 @@ struct ConsumeRequest {
     n: usize,
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
-    serde_json::from_slice(body).map_err(|e| Box::new(bad(format!("bad JSON: {e}"))))
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))
+}
+
+/// `POST /admin/scan`: the QR text and how the phone scans it.
+fn parse_scan(body: &[u8]) -> Result<(String, ScanOptions), String> {
+    let req: ScanRequest = parse(body)?;
+    let tamper = match req.tamper.as_deref().map(|t| (t, Tamper::parse(t))) {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((t, None)) => {
+            return Err(format!(
+                "unknown tamper {t:?}: use hmac or account-signature"
+            ));
+        }
+    };
+    let options = ScanOptions {
+        phone: req.phone,
+        tamper,
+    };
+    Ok((req.qr, options))
+}
+
+/// `POST /admin/fault`: the device and the fault to inject.
+fn parse_fault(body: &[u8]) -> Result<(String, Fault), String> {
+    let req: FaultRequest = parse(body)?;
+    let args = FaultArgs {
+        code: req.code,
+        expires_s: req.expires_s,
+        delay_s: req.delay_s,
+    };
+    let parsed = Fault::parse(&req.kind, args).map_err(|e| e.to_string())?;
+    Ok((req.device, parsed))
+}
+
+/// `POST /admin/plan`: the fault plan and its interval as asked (ms).
+fn parse_plan(body: &[u8]) -> Result<(FaultPlan, u64), String> {
+    let req: PlanRequest = parse(body)?;
+    if req.every_ms < MIN_PLAN_EVERY_MS {
+        return Err(format!("every_ms must be at least {MIN_PLAN_EVERY_MS}"));
+    }
+    let every = Duration::from_millis(req.every_ms);
+    let mut plan = FaultPlan::demo(req.seed, every);
+    if let Some(kinds) = req.kinds {
+        if kinds.is_empty() {
+            return Err("kinds is empty: leave it out for the demo's mix".to_string());
+        }
+        plan.kinds = kinds
+            .iter()
+            .map(|k| {
+                let args = FaultArgs {
+                    code: k.code,
+                    expires_s: k.expires_s,
+                    delay_s: k.delay_s,
+                };
+                Fault::parse(&k.kind, args)
+            })
+            .collect::<Result<Vec<Fault>, _>>()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((plan, req.every_ms))
+}
+
+/// The admin endpoints that take a JSON body, for [`check_body`].
+#[doc(hidden)]
+pub const BODY_ENDPOINTS: [&str; 8] = [
+    "scan",
+    "enter-code",
+    "fault",
+    "plan",
+    "strict",
+    "consume-prekeys",
+    "send",
+    "account",
+];
+
+/// Parses and checks a body for `POST /admin/<endpoint>` as its handler does, without a
+/// simulator (fuzzing: hostile bodies get an error, never a panic).
+#[doc(hidden)]
+pub fn check_body(endpoint: &str, body: &[u8]) -> Result<(), String> {
+    match endpoint {
+        "scan" => parse_scan(body).map(drop),
+        "enter-code" => parse::<EnterCodeRequest>(body).map(drop),
+        "fault" => parse_fault(body).map(|(_, f)| drop(f.stanza())),
+        "plan" => parse_plan(body).map(drop),
+        "strict" => {
+            let patch: StrictPatch = parse(body)?;
+            super::Strictness::default().apply(&patch)
+        }
+        "consume-prekeys" => parse::<ConsumeRequest>(body).map(drop),
+        "send" => parse::<SendRequest>(body).map(drop),
+        "account" => parse::<AccountRequest>(body).map(drop),
+        other => Err(format!("no admin endpoint takes a body at {other:?}")),
+    }
 }
 
 fn status_of(e: &SimError) -> StatusCode {
@@ -121,24 +213,11 @@ fn status_of(e: &SimError) -> StatusCode {
 }
 
 async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
-    let req: ScanRequest = match parse(&body) {
+    let (qr, options) = match parse_scan(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
-    let tamper = match req.tamper.as_deref().map(|t| (t, Tamper::parse(t))) {
-        None => None,
-        Some((_, Some(t))) => Some(t),
-        Some((t, None)) => {
-            return bad(format!(
-                "unknown tamper {t:?}: use hmac or account-signature"
-            ));
-        }
-    };
-    let options = ScanOptions {
-        phone: req.phone,
-        tamper,
-    };
-    match sim.scan_with(&req.qr, options).await {
+    match sim.scan_with(&qr, options).await {
         Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
         Err(e) => refuse(status_of(&e), e.to_string()),
     }
@@ -147,7 +226,7 @@ async fn scan(State(sim): State<Handle>, body: Bytes) -> Response {
 async fn enter_code(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: EnterCodeRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
     match sim.enter_code(&req.phone, &req.code).await {
         Ok(jid) => axum::Json(json!({ "device": jid })).into_response(),
@@ -156,57 +235,23 @@ async fn enter_code(State(sim): State<Handle>, body: Bytes) -> Response {
 }
 
 async fn fault(State(sim): State<Handle>, body: Bytes) -> Response {
-    let req: FaultRequest = match parse(&body) {
+    let (device, parsed) = match parse_fault(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
-    let args = FaultArgs {
-        code: req.code,
-        expires_s: req.expires_s,
-        delay_s: req.delay_s,
-    };
-    let parsed = match Fault::parse(&req.kind, args) {
-        Ok(f) => f,
-        Err(e) => return bad(e.to_string()),
-    };
-    match sim.fault(&req.device, parsed.clone()).await {
+    match sim.fault(&device, parsed.clone()).await {
         Ok(hit) => axum::Json(json!({ "kind": parsed.name(), "connections": hit })).into_response(),
         Err(e) => refuse(status_of(&e), e.to_string()),
     }
 }
 
 async fn start_plan(State(sim): State<Handle>, body: Bytes) -> Response {
-    let req: PlanRequest = match parse(&body) {
+    let (plan, every_ms) = match parse_plan(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
-    if req.every_ms < MIN_PLAN_EVERY_MS {
-        return bad(format!("every_ms must be at least {MIN_PLAN_EVERY_MS}"));
-    }
-    let every = Duration::from_millis(req.every_ms);
-    let mut plan = FaultPlan::demo(req.seed, every);
-    if let Some(kinds) = req.kinds {
-        if kinds.is_empty() {
-            return bad("kinds is empty: leave it out for the demo's mix");
-        }
-        let parsed: Result<Vec<Fault>, _> = kinds
-            .iter()
-            .map(|k| {
-                let args = FaultArgs {
-                    code: k.code,
-                    expires_s: k.expires_s,
-                    delay_s: k.delay_s,
-                };
-                Fault::parse(&k.kind, args)
-            })
-            .collect();
-        match parsed {
-            Ok(kinds) => plan.kinds = kinds,
-            Err(e) => return bad(e.to_string()),
-        }
-    }
     let kinds: Vec<&str> = plan.kinds.iter().map(Fault::name).collect();
-    let answer = json!({ "seed": plan.seed, "every_ms": req.every_ms, "kinds": kinds });
+    let answer = json!({ "seed": plan.seed, "every_ms": every_ms, "kinds": kinds });
     sim.start_plan(plan);
     axum::Json(answer).into_response()
 }
@@ -219,7 +264,7 @@ async fn stop_plan(State(sim): State<Handle>) -> Response {
 async fn strict(State(sim): State<Handle>, body: Bytes) -> Response {
     let patch: StrictPatch = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
     match sim.set_strict(&patch) {
         Ok(now) => axum::Json(now.to_patch()).into_response(),
@@ -230,7 +275,7 @@ async fn strict(State(sim): State<Handle>, body: Bytes) -> Response {
 async fn consume_prekeys(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: ConsumeRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
     match sim.consume_prekeys(&req.device, req.n).await {
         Ok(left) => {
@@ -245,7 +290,7 @@ async fn consume_prekeys(State(sim): State<Handle>, body: Bytes) -> Response {
 async fn send(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: SendRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
     match sim.send_text(&req.from, &req.to, &req.text) {
         Ok(id) => axum::Json(json!({ "id": id })).into_response(),
@@ -256,7 +301,7 @@ async fn send(State(sim): State<Handle>, body: Bytes) -> Response {
 async fn account(State(sim): State<Handle>, body: Bytes) -> Response {
     let req: AccountRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return *resp,
+        Err(why) => return bad(why),
     };
     match sim.create_account(&req.phone) {
         Ok((jid, lid)) => axum::Json(json!({ "jid": jid, "lid": lid })).into_response(),

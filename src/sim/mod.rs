@@ -37,6 +37,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+#[doc(hidden)]
+pub use admin::{BODY_ENDPOINTS as ADMIN_BODY_ENDPOINTS, check_body as check_admin_body};
 pub use faults::{Fault, FaultArgs, FaultError, FaultPlan};
 pub use phone::{ScanOptions, Tamper};
 pub use stats::{DeviceStats, ErrorKind, Stats};

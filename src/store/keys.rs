@@ -203,7 +203,7 @@ impl KeyStore {
                 })?;
                 for row in rows {
                     let (id, private) = row?;
-                    match key_from_private(id, &private) {
+                    match prekey_from_row(id, &private) {
                         Some(key) => keys.push(key),
                         None => {
                             return Ok(Err(KeysError::Damaged {
@@ -293,7 +293,7 @@ impl KeyStore {
                 params![session, id],
             )?;
             tx.commit()?;
-            Ok(key_from_private(id, &private)
+            Ok(prekey_from_row(id, &private)
                 .map(Some)
                 .ok_or(KeysError::Damaged {
                     path,
@@ -317,13 +317,11 @@ impl KeyStore {
                 .optional()?;
             Ok(match private {
                 None => Ok(None),
-                Some(p) => key_from_private(id, &p)
-                    .map(Some)
-                    .ok_or(KeysError::Damaged {
-                        path,
-                        session: session.to_string(),
-                        id,
-                    }),
+                Some(p) => prekey_from_row(id, &p).map(Some).ok_or(KeysError::Damaged {
+                    path,
+                    session: session.to_string(),
+                    id,
+                }),
             })
         })
     }
@@ -376,7 +374,8 @@ fn next_id(conn: &Connection, session: &str) -> rusqlite::Result<u32> {
         .unwrap_or(1))
 }
 
-fn key_from_private(id: u32, private: &[u8]) -> Option<PreKey> {
+/// A one-time pre-key from its row (`None` when the stored private key is not 32 bytes).
+pub(crate) fn prekey_from_row(id: u32, private: &[u8]) -> Option<PreKey> {
     let bytes: [u8; 32] = private.try_into().ok()?;
     Some(PreKey {
         id,

@@ -40,6 +40,8 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 pub use atomic::{DirectWrites, EnvelopeError, FORMAT_VERSION, WriteSeam};
+/// The sealed envelope of store files, for the fuzz targets (`crate::fuzzing`).
+pub(crate) use atomic::{Kind as EnvelopeKind, open as open_envelope, seal as seal_envelope};
 pub use error::StoreError;
 pub use file::FileStore;
 pub use lock::{LockHolder, SessionLock};

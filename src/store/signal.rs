@@ -160,7 +160,7 @@ impl KeyStore {
                 )
                 .optional()?;
             Ok(Ok(row.map(|(devices, lid, fetched_at)| CachedDevices {
-                devices: devices.split(',').filter_map(|d| d.parse().ok()).collect(),
+                devices: device_list_from_row(&devices),
                 lid,
                 fetched_at: u64::try_from(fetched_at).unwrap_or(0),
             })))
@@ -218,6 +218,11 @@ impl KeyStore {
 }
 
 /// Deletes every Signal row and cached device list of `session` (part of `remove_session`).
+/// The device ids of a cached device list (`0,3,17`); ids that do not parse are skipped.
+pub(crate) fn device_list_from_row(devices: &str) -> Vec<u16> {
+    devices.split(',').filter_map(|d| d.parse().ok()).collect()
+}
+
 pub(super) fn remove_session_rows(tx: &Transaction<'_>, session: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM signal WHERE session = ?1", params![session])?;
     tx.execute(
