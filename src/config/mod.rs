@@ -8,6 +8,7 @@
 mod duration;
 mod error;
 mod messages;
+mod probe;
 mod overrides;
 mod read;
 mod sections;
@@ -26,6 +27,7 @@ use crate::wa::payload::ClientVersion;
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
 pub use messages::{MessagesConfig, WarmupStep, parse_warmup_step};
+pub use probe::{ProbeConfig, ProbePeer};
 pub use webhook::{SessionWebhook, WebhookConfig, WebhookEvent, WebhookUrl};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
@@ -59,6 +61,8 @@ pub struct Config {
     pub messages: MessagesConfig,
     /// `[webhook]`: where events are POSTed, when present.
     pub webhook: Option<WebhookConfig>,
+    /// `[probe]`: the end-to-end probe, when present.
+    pub probe: Option<ProbeConfig>,
     /// In file order.
     pub sessions: Vec<SessionConfig>,
 }

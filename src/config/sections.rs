@@ -16,14 +16,16 @@ use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
 use super::read::{Problems, Span, Table, describe};
+use super::probe::{PROBE_KEYS, read_probe};
 use super::webhook::{WEBHOOK_KEYS, read_session_webhook, read_webhook};
 use super::{
     ClusterConfig, Config, CredentialStore, HttpConfig, HttpToken, Limits, ServerConfig,
     SessionConfig, StorageConfig, check_session_id,
 };
 
-const TOP_LEVEL: [&str; 9] = [
-    "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "session",
+const TOP_LEVEL: [&str; 10] = [
+    "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "probe",
+    "session",
 ];
 const SERVER_KEYS: [&str; 5] = [
     "url",
@@ -49,7 +51,7 @@ const SESSION_KEYS: [&str; 5] = ["id", "label", "phone", "autostart", "webhook"]
 
 /// The table a key belongs to, for "unknown key ...; it belongs in [storage]".
 fn home_of(key: &str) -> Option<&'static str> {
-    let tables: [(&[&str], &'static str); 9] = [
+    let tables: [(&[&str], &'static str); 10] = [
         (&SERVER_KEYS, "[server]"),
         (&STORAGE_KEYS, "[storage]"),
         (&POLICY_KEYS, "[policy] or a [[session]]"),
@@ -59,6 +61,7 @@ fn home_of(key: &str) -> Option<&'static str> {
         (&SESSION_KEYS, "a [[session]]"),
         (&MESSAGES_KEYS, "[messages]"),
         (&WEBHOOK_KEYS, "[webhook]"),
+        (&PROBE_KEYS, "[probe]"),
     ];
     tables
         .iter()
@@ -108,6 +111,9 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         .unwrap_or_default();
     let webhook = table(&mut problems, root, "webhook").map(|t| read_webhook(&mut problems, &t));
     let sessions = read_sessions(&mut problems, root, &policy, &limits, text);
+    let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+    let probe = table(&mut problems, root, "probe")
+        .and_then(|t| read_probe(&mut problems, &t, &ids));
 
     if !problems.is_empty() {
         return Err(problems.into_errors(text, file_name));
@@ -121,6 +127,7 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         cluster,
         messages,
         webhook,
+        probe,
         sessions,
     })
 }

@@ -102,6 +102,9 @@ pub struct SessionRow {
     /// Messages in the outbox, and when the send limits let the next go.
     pub queued: u32,
     pub next_send: Option<String>,
+    /// The end-to-end probe (`[probe]`) did not arrive in time though the socket looked
+    /// healthy.
+    pub degraded: bool,
 }
 
 impl SessionRow {
@@ -123,6 +126,7 @@ impl SessionRow {
             last_rtt_ms: s.liveness.last_rtt.map(ms),
             queued: s.outbox.queued,
             next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
+            degraded: s.outbox.degraded,
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct WireStatus {
     pub delivered_1h: u32,
     #[serde(default)]
     pub received_1h: u32,
+    /// The end-to-end probe did not arrive in time.
+    #[serde(default)]
+    pub degraded: bool,
 }
 
 /// The state with its own data (`Phase`), tagged by the state name.
@@ -233,6 +236,7 @@ impl WireStatus {
             sent_1h: s.outbox.sent_1h,
             delivered_1h: s.outbox.delivered_1h,
             received_1h: s.outbox.received_1h,
+            degraded: s.outbox.degraded,
         }
     }
 
@@ -287,6 +291,8 @@ impl WireStatus {
                 sent_1h: self.sent_1h,
                 delivered_1h: self.delivered_1h,
                 received_1h: self.received_1h,
+                degraded: self.degraded,
+                silent_reconnects: 0,
             },
         }
     }
