@@ -321,7 +321,11 @@ pub async fn stop(started: Started) {
 /// removed, policies, `[messages]` send limits and `[webhook]` targets, timing and secret, all
 /// in place; nothing queued (messages, webhook events) is dropped. A secret variable that is
 /// not set refuses the whole reload.
-pub async fn reload(started: &mut Started, current: &Config, new: Config) -> Result<(), StartError> {
+pub async fn reload(
+    started: &mut Started,
+    current: &Config,
+    new: Config,
+) -> Result<(), StartError> {
     if let Some(name) = new.webhook.as_ref().and_then(|w| w.missing_secret()) {
         return Err(StartError::MissingWebhookSecret(name.to_string()));
     }

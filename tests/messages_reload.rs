@@ -70,7 +70,10 @@ async fn a_reload_changes_the_send_rate_and_the_webhook_url_of_a_running_session
     let metrics = started.running.handle.metrics.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     while metrics.prekeys_uploaded.get() < 812 {
-        assert!(tokio::time::Instant::now() < deadline, "pre-keys never uploaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pre-keys never uploaded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

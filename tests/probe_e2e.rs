@@ -98,7 +98,10 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
         .unwrap();
     let relayed = sim.stats().messages_relayed;
     while sim.stats().messages_relayed < relayed + 6 {
-        assert!(tokio::time::Instant::now() < deadline, "no probe was relayed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no probe was relayed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let json = sessions_json(&base).await;
@@ -117,7 +120,10 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
             assert_eq!(row(&json, "peer")["degraded"], false, "{json}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never degraded: {json}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never degraded: {json}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(sim.stats().messages_blackholed > 0);
@@ -145,7 +151,10 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
         if row(&json, "loud")["degraded"] == false {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still degraded: {json}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still degraded: {json}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -153,21 +162,18 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
     for id in ["peer", "quiet", "loud"] {
         let status = handle.board.get(id).unwrap();
         let o = status.outbox;
-        assert_eq!((o.sent_1h, o.delivered_1h, o.received_1h), (0, 0, 0), "{id}");
+        assert_eq!(
+            (o.sent_1h, o.delivered_1h, o.received_1h),
+            (0, 0, 0),
+            "{id}"
+        );
         let path = format!("/sessions/{id}/messages");
         let listed = request(&base, "GET", &path, Some(TOKEN), "").await;
         assert_eq!(listed.status, 200, "{}", listed.body);
-        assert!(
-            !listed.body.contains("wasp-probe"),
-            "{id}: {}",
-            listed.body
-        );
+        assert!(!listed.body.contains("wasp-probe"), "{id}: {}", listed.body);
     }
     assert!(
-        receiver
-            .hits()
-            .iter()
-            .all(|h| h.event == "state"),
+        receiver.hits().iter().all(|h| h.event == "state"),
         "only state events reach the webhook"
     );
 

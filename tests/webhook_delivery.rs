@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, MessagesConfig, SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::net::board::StatusBoard;
 use wasp::net::handle::{OutboxAccess, PoolHandle};
+use wasp::net::hooks::Hooks;
 use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus, ReceivedMessage};
 use wasp::net::metrics::Metrics;
 use wasp::session::policy::Policy;
 use wasp::store::keys::KeyStore;
-use wasp::net::hooks::Hooks;
 use wasp::webhook::{self, Settings, Targets, WebhookSecret, WebhookSetup};
 
 use common::receiver::{Hit, Mode, Receiver};

@@ -8,8 +8,8 @@
 mod duration;
 mod error;
 mod messages;
-mod probe;
 mod overrides;
+mod probe;
 mod read;
 mod sections;
 mod webhook;

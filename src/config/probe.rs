@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::read::{Problems, Table};
 
-pub(super) const PROBE_KEYS: [&str; 4] = ["peer", "every", "probe_deadline", "reconnect_on_silence"];
+pub(super) const PROBE_KEYS: [&str; 4] =
+    ["peer", "every", "probe_deadline", "reconnect_on_silence"];
 
 /// Who the probes go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +138,10 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("probe_deadline in [probe] (2m)"), "{err}");
-        assert!(err.contains("reconnect_on_silence in [probe] must be true or false"), "{err}");
+        assert!(
+            err.contains("reconnect_on_silence in [probe] must be true or false"),
+            "{err}"
+        );
         let err = parse(&format!("{SESSIONS}[probe]\nevery = \"1m\"\n"), "s.toml")
             .unwrap_err()
             .to_string();

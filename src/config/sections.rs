@@ -15,8 +15,8 @@ use crate::wa::payload::ClientVersion;
 use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
-use super::read::{Problems, Span, Table, describe};
 use super::probe::{PROBE_KEYS, read_probe};
+use super::read::{Problems, Span, Table, describe};
 use super::webhook::{WEBHOOK_KEYS, read_session_webhook, read_webhook};
 use super::{
     ClusterConfig, Config, CredentialStore, HttpConfig, HttpToken, Limits, ServerConfig,
@@ -112,8 +112,8 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
     let webhook = table(&mut problems, root, "webhook").map(|t| read_webhook(&mut problems, &t));
     let sessions = read_sessions(&mut problems, root, &policy, &limits, text);
     let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
-    let probe = table(&mut problems, root, "probe")
-        .and_then(|t| read_probe(&mut problems, &t, &ids));
+    let probe =
+        table(&mut problems, root, "probe").and_then(|t| read_probe(&mut problems, &t, &ids));
 
     if !problems.is_empty() {
         return Err(problems.into_errors(text, file_name));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::info;
 
-use crate::net::board::StatusBoard;
 use crate::config::MessagesConfig;
+use crate::net::board::StatusBoard;
 use crate::net::gate::Remote;
 use crate::net::hooks::Hooks;
 use crate::net::messages::{MAX_TEXT_BYTES, MessageEvent, MessageId, SendError, parse_recipient};

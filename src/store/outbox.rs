@@ -555,9 +555,15 @@ mod tests {
             time: 1_700_000_000,
         };
         let peer = "15550002222@s.whatsapp.net";
-        assert!(store.inbox_record("s", (peer, &entry("X")), 3, &[], None).unwrap());
         assert!(
-            !store.inbox_record("s", (peer, &entry("X")), 3, &[], None).unwrap(),
+            store
+                .inbox_record("s", (peer, &entry("X")), 3, &[], None)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .inbox_record("s", (peer, &entry("X")), 3, &[], None)
+                .unwrap(),
             "once"
         );
         assert!(
@@ -566,7 +572,9 @@ mod tests {
                 .unwrap()
         );
         for id in ["Y", "Z", "W"] {
-            store.inbox_record("s", (peer, &entry(id)), 3, &[], None).unwrap();
+            store
+                .inbox_record("s", (peer, &entry(id)), 3, &[], None)
+                .unwrap();
         }
         let recent = store.messages_recent("s", Direction::In, 10).unwrap();
         let ids: Vec<String> = recent

@@ -312,7 +312,8 @@ mod tests {
             key: None,
         };
         keys.outbox_enqueue("s", &msg, 1, 1000).unwrap();
-        let side = rusqlite::Connection::open(dir.path().join(crate::store::keys::KEYS_DB)).unwrap();
+        let side =
+            rusqlite::Connection::open(dir.path().join(crate::store::keys::KEYS_DB)).unwrap();
         side.execute_batch(
             "CREATE TRIGGER fail_hook BEFORE INSERT ON webhook_queue \
              BEGIN SELECT RAISE(ABORT, 'simulated failure'); END;",
@@ -329,23 +330,61 @@ mod tests {
         let peer = "15550002222@s.whatsapp.net";
         let (hook_in, hook_out) = (event("s", 1), event("s", 2));
         let sent = (OutStatus::Sent, None);
-        assert!(keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5))).is_err());
-        assert!(keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 5).is_err());
-        assert!(keys.messages_recent("s", Direction::In, 10).unwrap().is_empty());
-        assert_eq!(keys.outbox_get("s", "OUT1").unwrap().unwrap().status, OutStatus::Queued);
+        assert!(
+            keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5)))
+                .is_err()
+        );
+        assert!(
+            keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 5)
+                .is_err()
+        );
+        assert!(
+            keys.messages_recent("s", Direction::In, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            keys.outbox_get("s", "OUT1").unwrap().unwrap().status,
+            OutStatus::Queued
+        );
         assert_eq!(keys.webhook_depth().unwrap(), 0);
 
         side.execute_batch("DROP TRIGGER fail_hook;").unwrap();
-        assert!(keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5))).unwrap());
-        let row = keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 6).unwrap();
+        assert!(
+            keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5)))
+                .unwrap()
+        );
+        let row = keys
+            .outbox_advance("s", "OUT1", sent, Some(&hook_out), 6)
+            .unwrap();
         assert_eq!(row.unwrap().status, OutStatus::Sent);
-        assert_eq!(keys.messages_recent("s", Direction::In, 10).unwrap().len(), 1);
-        let bodies: Vec<String> = keys.webhook_heads().unwrap().into_iter().map(|d| d.body).collect();
-        assert_eq!(bodies, ["{\"n\":1}"], "the session's head is the message's event");
+        assert_eq!(
+            keys.messages_recent("s", Direction::In, 10).unwrap().len(),
+            1
+        );
+        let bodies: Vec<String> = keys
+            .webhook_heads()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.body)
+            .collect();
+        assert_eq!(
+            bodies,
+            ["{\"n\":1}"],
+            "the session's head is the message's event"
+        );
         assert_eq!(keys.webhook_depth().unwrap(), 2);
         // A redelivered message or an unchanged status queues nothing more.
-        assert!(!keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 7))).unwrap());
-        assert!(keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 7).unwrap().is_none());
+        assert!(
+            !keys
+                .inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 7)))
+                .unwrap()
+        );
+        assert!(
+            keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 7)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(keys.webhook_depth().unwrap(), 2);
     }
 }

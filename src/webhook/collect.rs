@@ -29,7 +29,12 @@ impl Collector {
         if self.states.insert(status.id.clone(), state) == Some(state) {
             return;
         }
-        if self.setup.hooks.targets().wants(&status.id, WebhookEvent::State) {
+        if self
+            .setup
+            .hooks
+            .targets()
+            .wants(&status.id, WebhookEvent::State)
+        {
             let mut body = state_json(status);
             body["event"] = serde_json::json!("state");
             self.batch.push(NewDelivery {

@@ -149,9 +149,7 @@ async fn settle(setup: &WebhookSetup, head: Delivery, answer: &Answer) {
     let seq = head.seq;
     let now = now_ms();
     let verdict = match judge(answer) {
-        Verdict::Retry(why)
-            if now.saturating_sub(head.queued_at) >= ms(config.give_up_after) =>
-        {
+        Verdict::Retry(why) if now.saturating_sub(head.queued_at) >= ms(config.give_up_after) => {
             Verdict::Dead(format!(
                 "still failing after {}: {why}",
                 crate::config::format_duration(config.give_up_after)

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::tally::Tally;
 use super::probe::is_probe_text;
+use super::tally::Tally;
 use super::{MessageEvent, MessageEventKind, MessageStatus, Messenger, SendError};
 use crate::session::status::OutboxView;
 use crate::store::outbox::{OutStatus, OutboxEntry};
@@ -219,8 +219,13 @@ impl Messenger {
                     .as_ref()
                     .zip(hooks)
                     .and_then(|(e, hooks)| hooks.delivery(e));
-                let row =
-                    keys.outbox_advance(&session, &wanted, (out, error.as_deref()), hook.as_ref(), at)?;
+                let row = keys.outbox_advance(
+                    &session,
+                    &wanted,
+                    (out, error.as_deref()),
+                    hook.as_ref(),
+                    at,
+                )?;
                 if row.is_none()
                     && let Some(hook) = &hook
                 {
@@ -367,7 +372,8 @@ impl Messenger {
             };
             let counted = (v.sent_1h, v.delivered_1h, v.received_1h)
                 != (view.sent_1h, view.delivered_1h, view.received_1h);
-            let probed = (v.degraded, v.silent_reconnects) != (view.degraded, view.silent_reconnects);
+            let probed =
+                (v.degraded, v.silent_reconnects) != (view.degraded, view.silent_reconnects);
             let changed = v.queued != view.queued || moved || counted || probed;
             if changed {
                 *v = view;
