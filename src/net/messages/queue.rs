@@ -192,6 +192,8 @@ impl Messenger {
         };
         let queued = self.outbox.queue.iter().find(|e| e.id == id);
         let probe = self.probe.is_pending(id) || queued.is_some_and(|e| is_probe_text(&e.text));
+        // Unchanged rows are reported only for messages this run sent (as before a restart).
+        let remembered = in_memory.is_some();
         let known = in_memory.or_else(|| queued.map(|e| e.to.clone()));
         let wanted = id.to_string();
         // Strictly increasing per session, so a column filled by this change is told apart
@@ -226,6 +228,9 @@ impl Messenger {
                     hook.as_ref(),
                     at,
                 )?;
+                if row.is_none() && !remembered {
+                    return Ok((None, None, false));
+                }
                 if row.is_none()
                     && let Some(hook) = &hook
                 {
