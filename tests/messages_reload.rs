@@ -31,8 +31,8 @@ fn delivered(hits: &[common::receiver::Hit], id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_send_rate_and_the_webhook_url_of_a_running_session() {
-    let old_receiver = Receiver::start("unused", Mode::Accept).await;
-    let new_receiver = Receiver::start("unused", Mode::Accept).await;
+    let old_receiver = Receiver::start(&std::env::var("PATH").unwrap(), Mode::Accept).await;
+    let new_receiver = Receiver::start(&std::env::var("PATH").unwrap(), Mode::Accept).await;
     let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let policy = Policy {
@@ -45,6 +45,8 @@ async fn a_reload_changes_the_send_rate_and_the_webhook_url_of_a_running_session
     config.messages.burst = 1;
     config.webhook = Some(WebhookConfig {
         url: Some(WebhookUrl::parse(&old_receiver.url).unwrap()),
+        // The receiver checks signatures: sign with a variable every test process has.
+        secret_env: Some("PATH".to_string()),
         ..WebhookConfig::default()
     });
     let mut session = SessionConfig::new("s", policy);

@@ -41,7 +41,7 @@ fn row<'a>(json: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_healthy() {
-    let receiver = Receiver::start("unused", Mode::Accept).await;
+    let receiver = Receiver::start(&std::env::var("PATH").unwrap(), Mode::Accept).await;
     let sim = Server::start(SimConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let policy = Policy {
@@ -52,6 +52,8 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
     let mut config = common::messages_config_on(&sim, dir.path(), TOKEN);
     config.webhook = Some(WebhookConfig {
         url: Some(WebhookUrl::parse(&receiver.url).unwrap()),
+        // The receiver checks signatures: sign with a variable every test process has.
+        secret_env: Some("PATH".to_string()),
         ..WebhookConfig::default()
     });
     config.probe = Some(ProbeConfig {
