@@ -311,6 +311,46 @@ pub async fn stop(started: Started) {
     }
 }
 
+/// Applies a reloaded config to a started pool (what SIGHUP does): sessions added and
+/// removed, policies, `[messages]` send limits and `[webhook]` targets, timing and secret, all
+/// in place; nothing queued (messages, webhook events) is dropped. A secret variable that is
+/// not set refuses the whole reload.
+pub async fn reload(
+    started: &mut Started,
+    current: &Config,
+    new: Config,
+) -> Result<(), StartError> {
+    if let Some(name) = new.webhook.as_ref().and_then(|w| w.missing_secret()) {
+        return Err(StartError::MissingWebhookSecret(name.to_string()));
+    }
+    info!(sessions = new.sessions.len(), "config reloaded");
+    reload_http(&mut current.http.clone(), &new, started);
+    if new.probe != current.probe {
+        warn!("[probe] changed: sessions keep the old probe settings until wasp restarts");
+    }
+    if let Some((member, _)) = &started.member {
+        member.set_sessions(&new);
+    }
+    reload_webhooks(started, &new);
+    let _ = started.running.reload.send(new).await;
+    Ok(())
+}
+
+/// Applies a reloaded `[webhook]`: the running tasks take the new timing and secret (the
+/// pool swaps the targets); a first webhook starts them.
+fn reload_webhooks(started: &mut Started, new: &Config) {
+    if let Some(webhooks) = &started.webhooks {
+        webhooks.reload(new);
+        return;
+    }
+    let handle = &started.running.handle;
+    if let Some(setup) = crate::webhook::WebhookSetup::of(new, handle) {
+        info!("webhooks started by reload");
+        let webhooks = crate::webhook::start(setup, handle, started.cancel.clone());
+        started.webhooks = Some(webhooks);
+    }
+}
+
 /// `wasp headless`: the pool with JSON logs on stdout; SIGTERM/SIGINT stop it, SIGHUP reloads
 /// the config (a bad file keeps the old config and logs why). Returns the exit code.
 pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
@@ -333,7 +373,7 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
             return 2;
         }
     };
-    let started = match start(&config, http_addr).await {
+    let mut started = match start(&config, http_addr).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wasp headless: {e}");
@@ -344,23 +384,16 @@ pub async fn headless(path: &Path, http_addr: Option<SocketAddr>) -> u8 {
         info!(addr = %server.addr, "http endpoint ready");
     }
     info!(sessions = config.sessions.len(), "wasp headless running");
-    let mut http_now = config.http.clone();
+    let mut config = config;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => match config::load(path) {
-                Ok(new) => {
-                    info!(sessions = new.sessions.len(), "config reloaded");
-                    if new.webhook != config.webhook {
-                        warn!("[webhook] changed: deliveries keep the old settings until wasp restarts");
-                    }
-                    reload_http(&mut http_now, &new, &started);
-                    if let Some((member, _)) = &started.member {
-                        member.set_sessions(&new);
-                    }
-                    let _ = started.running.reload.send(new).await;
-                }
+                Ok(new) => match reload(&mut started, &config, new.clone()).await {
+                    Ok(()) => config = new,
+                    Err(e) => warn!(problem = %e, "config reload refused; keeping the old config"),
+                },
                 Err(errors) => {
                     for line in errors.lines() {
                         warn!(problem = %line, "config reload refused; keeping the old config");

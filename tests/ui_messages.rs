@@ -188,6 +188,7 @@ fn with_traffic(model: &mut Model, now: Instant) {
         sent_1h: 12,
         delivered_1h: 11,
         received_1h: 5,
+        ..OutboxView::default()
     };
     update(model, Msg::Statuses(vec![s]), now);
     let ago = |s| now - Duration::from_secs(s);

@@ -13,31 +13,34 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use std::sync::RwLock;
+
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use wasp::config::{Config, SessionConfig, WebhookConfig, WebhookUrl};
+use wasp::config::{Config, MessagesConfig, SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::net::board::StatusBoard;
 use wasp::net::handle::{OutboxAccess, PoolHandle};
+use wasp::net::hooks::Hooks;
 use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus, ReceivedMessage};
 use wasp::net::metrics::Metrics;
 use wasp::session::policy::Policy;
 use wasp::store::keys::KeyStore;
-use wasp::webhook::{self, Targets, WebhookSecret, WebhookSetup};
+use wasp::webhook::{self, Settings, Targets, WebhookSecret, WebhookSetup};
 
 use common::receiver::{Hit, Mode, Receiver};
 
 const SECRET: &str = "webhook-test-secret";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The pool side the webhook follows: its event broadcast and key database.
+/// The pool side the webhook follows: its targets and key database.
 struct FakePool {
     handle: PoolHandle,
-    events: broadcast::Sender<MessageEvent>,
+    hooks: Arc<Hooks>,
     keys: Arc<KeyStore>,
 }
 
 fn fake_pool(dir: &std::path::Path) -> FakePool {
-    let (events, _) = broadcast::channel(4096);
+    let hooks = Arc::new(Hooks::default());
     let keys = Arc::new(KeyStore::in_data_dir(dir));
     let (req_tx, _req_rx) = mpsc::channel(1);
     let handle = PoolHandle::new(
@@ -45,14 +48,14 @@ fn fake_pool(dir: &std::path::Path) -> FakePool {
         Arc::new(Metrics::new()),
         req_tx,
     )
-    .with_events(events.clone())
+    .with_hooks(hooks.clone())
     .with_outbox(OutboxAccess {
         keys: keys.clone(),
-        keep: 1000,
+        config: watch::channel(MessagesConfig::default()).1,
     });
     FakePool {
         handle,
-        events,
+        hooks,
         keys,
     }
 }
@@ -75,10 +78,14 @@ fn config(url: &str, sessions: &[&str]) -> Config {
 }
 
 fn start(pool: &FakePool, config: &Config) -> (webhook::Webhooks, CancellationToken) {
-    let setup = WebhookSetup {
-        targets: Targets::of(config),
+    pool.hooks.set(Targets::of(config));
+    let settings = Settings {
         config: config.webhook.clone().unwrap(),
         secret: Some(WebhookSecret::new(SECRET)),
+    };
+    let setup = WebhookSetup {
+        hooks: pool.hooks.clone(),
+        settings: Arc::new(RwLock::new(settings)),
         keys: pool.keys.clone(),
         metrics: pool.handle.metrics.clone(),
         board: pool.handle.board.clone(),
@@ -116,14 +123,10 @@ fn receipt(session: &str, n: usize) -> MessageEvent {
     }
 }
 
-/// Sends `n` events for each session, alternating messages and receipts; waits until the
-/// collector has subscribed (a receiver exists) first.
+/// Queues `n` events for each session, alternating messages and receipts, as the
+/// messengers do (each with the row it reports, here alone), and wakes the deliverer.
 async fn publish(pool: &FakePool, sessions: &[&str], n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while pool.events.receiver_count() == 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut rows = Vec::new();
     for i in 0..n {
         for s in sessions {
             let event = if i % 2 == 0 {
@@ -131,9 +134,19 @@ async fn publish(pool: &FakePool, sessions: &[&str], n: usize) {
             } else {
                 receipt(s, i)
             };
-            pool.events.send(event).unwrap();
+            rows.push(pool.hooks.delivery(&event).expect("every event is wanted"));
         }
     }
+    let keys = pool.keys.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    tokio::task::spawn_blocking(move || keys.webhook_enqueue(&rows, now))
+        .await
+        .unwrap()
+        .unwrap();
+    pool.hooks.queued();
 }
 
 /// The id of each accepted event, per session, in arrival order.

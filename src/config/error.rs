@@ -122,6 +122,8 @@ pub enum ConfigError {
     BadClientVersion { field: String, found: String },
     #[error("{field} is not a device name: {reason}")]
     BadDeviceName { field: String, reason: String },
+    #[error("{field} must be a configured session id or a phone number, found \"{found}\"")]
+    BadProbePeer { field: String, found: String },
     #[error("{field} has a bad warm-up step: {reason}")]
     BadWarmup { field: String, reason: String },
     #[error("{field} is not a webhook URL: {reason}")]

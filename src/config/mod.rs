@@ -10,6 +10,8 @@ mod error;
 mod messages;
 mod overrides;
 mod proxy;
+
+mod probe;
 mod read;
 mod sections;
 mod webhook;
@@ -28,6 +30,8 @@ pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Hint, Position, Problem, escape_controls};
 pub use messages::{MessagesConfig, WarmupStep, parse_warmup_step};
 pub use proxy::{ProxyAuth, ProxyKind, ProxyPassword, ProxyUrl};
+
+pub use probe::{ProbeConfig, ProbePeer};
 pub use webhook::{SessionWebhook, WebhookConfig, WebhookEvent, WebhookUrl};
 
 /// The real WhatsApp Web endpoint, used when `[server] url` is not given.
@@ -61,6 +65,8 @@ pub struct Config {
     pub messages: MessagesConfig,
     /// `[webhook]`: where events are POSTed, when present.
     pub webhook: Option<WebhookConfig>,
+    /// `[probe]`: the end-to-end probe, when present.
+    pub probe: Option<ProbeConfig>,
     /// In file order.
     pub sessions: Vec<SessionConfig>,
 }

@@ -15,6 +15,7 @@ use crate::wa::payload::ClientVersion;
 use super::error::{ConfigError, ConfigErrors, Hint, Position, Problem, closest};
 use super::messages::{MESSAGES_KEYS, read_messages};
 use super::overrides::{POLICY_KEYS, overlay};
+use super::probe::{PROBE_KEYS, read_probe};
 use super::proxy::{SessionProxy, assign, read_server_proxies, read_session_proxy};
 use super::read::{Problems, Span, Table, describe};
 use super::webhook::{WEBHOOK_KEYS, read_session_webhook, read_webhook};
@@ -23,8 +24,9 @@ use super::{
     SessionConfig, StorageConfig, check_session_id,
 };
 
-const TOP_LEVEL: [&str; 9] = [
-    "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "session",
+const TOP_LEVEL: [&str; 10] = [
+    "server", "storage", "policy", "limits", "http", "cluster", "messages", "webhook", "probe",
+    "session",
 ];
 const SERVER_KEYS: [&str; 8] = [
     "url",
@@ -53,7 +55,7 @@ const SESSION_KEYS: [&str; 6] = ["id", "label", "phone", "autostart", "webhook",
 
 /// The table a key belongs to, for "unknown key ...; it belongs in [storage]".
 fn home_of(key: &str) -> Option<&'static str> {
-    let tables: [(&[&str], &'static str); 9] = [
+    let tables: [(&[&str], &'static str); 10] = [
         (&SERVER_KEYS, "[server]"),
         (&STORAGE_KEYS, "[storage]"),
         (&POLICY_KEYS, "[policy] or a [[session]]"),
@@ -63,6 +65,7 @@ fn home_of(key: &str) -> Option<&'static str> {
         (&SESSION_KEYS, "a [[session]]"),
         (&MESSAGES_KEYS, "[messages]"),
         (&WEBHOOK_KEYS, "[webhook]"),
+        (&PROBE_KEYS, "[probe]"),
     ];
     tables
         .iter()
@@ -118,7 +121,10 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
     for ((session, _), path) in sessions.iter_mut().zip(paths) {
         session.proxy = path;
     }
-    let sessions = sessions.into_iter().map(|(s, _)| s).collect();
+    let sessions: Vec<SessionConfig> = sessions.into_iter().map(|(s, _)| s).collect();
+    let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+    let probe =
+        table(&mut problems, root, "probe").and_then(|t| read_probe(&mut problems, &t, &ids));
 
     if !problems.is_empty() {
         return Err(problems.into_errors(text, file_name));
@@ -132,6 +138,7 @@ pub(super) fn parse(text: &str, file_name: &str) -> Result<Config, ConfigErrors>
         cluster,
         messages,
         webhook,
+        probe,
         sessions,
     })
 }

@@ -106,6 +106,9 @@ pub struct SessionRow {
     pub next_send: Option<String>,
     /// The proxy the session dials through, password hidden; `null` when direct.
     pub proxy: Option<String>,
+    /// The end-to-end probe (`[probe]`) did not arrive in time though the socket looked
+    /// healthy.
+    pub degraded: bool,
 }
 
 impl SessionRow {
@@ -129,6 +132,7 @@ impl SessionRow {
             queued: s.outbox.queued,
             next_send: s.outbox.next_send_at.map(|t| clock.wall(t)),
             proxy: s.proxy.clone(),
+            degraded: s.outbox.degraded,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct WireStatus {
     /// The proxy the session dials through, password hidden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// The end-to-end probe did not arrive in time.
+    #[serde(default)]
+    pub degraded: bool,
 }
 
 /// The state with its own data (`Phase`), tagged by the state name.
@@ -237,6 +240,7 @@ impl WireStatus {
             delivered_1h: s.outbox.delivered_1h,
             received_1h: s.outbox.received_1h,
             proxy: s.proxy.clone(),
+            degraded: s.outbox.degraded,
         }
     }
 
@@ -291,6 +295,8 @@ impl WireStatus {
                 sent_1h: self.sent_1h,
                 delivered_1h: self.delivered_1h,
                 received_1h: self.received_1h,
+                degraded: self.degraded,
+                silent_reconnects: 0,
             },
             proxy: self.proxy.clone(),
         }

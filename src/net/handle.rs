@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::info;
 
+use crate::config::MessagesConfig;
 use crate::net::board::StatusBoard;
 use crate::net::gate::Remote;
+use crate::net::hooks::Hooks;
 use crate::net::messages::{MAX_TEXT_BYTES, MessageEvent, MessageId, SendError, parse_recipient};
 use crate::net::metrics::Metrics;
 use crate::session::Command;
@@ -75,13 +77,15 @@ pub struct PoolHandle {
     remote: Option<Arc<dyn Remote>>,
     events: broadcast::Sender<MessageEvent>,
     outbox: Option<OutboxAccess>,
+    hooks: Arc<Hooks>,
 }
 
 /// Where the sessions' outboxes live (keys.db) and how many messages each keeps.
 #[derive(Clone, Debug)]
 pub struct OutboxAccess {
     pub keys: Arc<KeyStore>,
-    pub keep: u32,
+    /// `[messages]` in force (a reload replaces it): `keep` applies to each enqueue.
+    pub config: watch::Receiver<MessagesConfig>,
 }
 
 impl PoolHandle {
@@ -98,6 +102,7 @@ impl PoolHandle {
             remote: None,
             events: broadcast::channel(1).0,
             outbox: None,
+            hooks: Arc::new(Hooks::default()),
         }
     }
 
@@ -105,6 +110,17 @@ impl PoolHandle {
     pub fn with_outbox(mut self, outbox: OutboxAccess) -> Self {
         self.outbox = Some(outbox);
         self
+    }
+
+    /// The same handle with the pool's webhook targets.
+    pub fn with_hooks(mut self, hooks: Arc<Hooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The pool's webhook targets (shared with its messengers).
+    pub fn hooks(&self) -> &Arc<Hooks> {
+        &self.hooks
     }
 
     /// The key database holding the outboxes (and the webhook queue), when this handle has it.
@@ -257,7 +273,8 @@ impl PoolHandle {
         };
         let outbox = self.outbox.clone().ok_or_else(stopped)?;
         let name = session.to_string();
-        tokio::task::spawn_blocking(move || f(&outbox.keys, name, outbox.keep))
+        let keep = outbox.config.borrow().keep;
+        tokio::task::spawn_blocking(move || f(&outbox.keys, name, keep))
             .await
             .map_err(|_| stopped())?
             .map_err(|source| SendError::Outbox {

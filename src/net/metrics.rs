@@ -69,6 +69,8 @@ pub struct Metrics {
     /// Per session: messages by event, outbox depth, and the send-to-delivered latency.
     pub session_messages: Family<MessageLabels, Counter>,
     pub outbox_depth: Family<SessionLabel, Gauge>,
+    /// 1 while a session's end-to-end probe is overdue (`[probe]`), from the statuses.
+    pub session_degraded: Family<SessionLabel, Gauge>,
     pub delivery_latency: Histogram,
     /// Webhook events delivered (2xx), tries that failed and will be retried, events
     /// dead-lettered, events that could not be queued, and the queue's depth.
@@ -113,6 +115,12 @@ impl Metrics {
         let device_list_refreshes = Counter::default();
         let session_messages = Family::<MessageLabels, Counter>::default();
         let outbox_depth = Family::<SessionLabel, Gauge>::default();
+        let session_degraded = Family::<SessionLabel, Gauge>::default();
+        registry.register(
+            "session_degraded",
+            "1 while the session's end-to-end probe did not arrive in time ([probe])",
+            session_degraded.clone(),
+        );
         let delivery_latency = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let webhook_delivered = Counter::default();
         let webhook_retried = Counter::default();
@@ -268,6 +276,7 @@ impl Metrics {
             device_list_refreshes,
             session_messages,
             outbox_depth,
+            session_degraded,
             delivery_latency,
             webhook_delivered,
             webhook_retried,
@@ -313,7 +322,13 @@ impl Metrics {
     pub fn render(&self, statuses: &[Status]) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.session_state.clear();
+        self.session_degraded.clear();
         for status in statuses {
+            self.session_degraded
+                .get_or_create(&SessionLabel {
+                    session: status.id.clone(),
+                })
+                .set(i64::from(status.outbox.degraded));
             for state in StateName::ALL {
                 self.session_state
                     .get_or_create(&StateLabels {

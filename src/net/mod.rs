@@ -4,8 +4,10 @@
 pub mod board;
 pub mod conn;
 pub mod driver;
+pub mod event_json;
 pub mod gate;
 pub mod handle;
+pub mod hooks;
 pub mod inbound;
 pub mod link;
 pub mod messages;

@@ -6,16 +6,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::{Config, ServerConfig, SessionConfig};
+use crate::config::{Config, MessagesConfig, ServerConfig, SessionConfig};
 use crate::net::board::StatusBoard;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::gate::ClusterSeam;
 use crate::net::handle::{PoolHandle, PoolRequest};
+use crate::net::hooks::{Hooks, Targets};
 use crate::net::link::Endpoint;
 use crate::net::messages::EVENTS_CAPACITY;
 use crate::net::metrics::Metrics;
@@ -50,6 +51,8 @@ struct Pool {
     seed: u64,
     /// The `[server]` table in force, to notice a changed `client_version` on reload.
     server: ServerConfig,
+    /// `[messages]` in force; every messenger follows it.
+    messages: watch::Sender<MessagesConfig>,
     /// Clustered: every configured session, started only when claimed.
     configured: Option<HashMap<String, SessionConfig>>,
 }
@@ -82,6 +85,8 @@ pub fn start_with(
         config.limits.connect_burst,
     );
     let (events, _) = broadcast::channel(EVENTS_CAPACITY);
+    let (messages, messages_rx) = watch::channel(config.messages.clone());
+    let hooks = Arc::new(Hooks::new(Targets::of(config)));
     let shared = Shared {
         endpoint,
         limiter,
@@ -94,17 +99,20 @@ pub fn start_with(
         ),
         gate: seam.as_ref().map(|s| s.gate.clone()),
         events: events.clone(),
-        messages: config.messages.clone(),
+        messages: messages_rx.clone(),
+        probe: config.probe.clone(),
+        hooks: hooks.clone(),
     };
     let (req_tx, mut req_rx) = mpsc::channel::<PoolRequest>(256);
     let (reload_tx, mut reload_rx) = mpsc::channel::<Config>(4);
     let outbox = crate::net::handle::OutboxAccess {
         keys: shared.keys.clone(),
-        keep: config.messages.keep,
+        config: messages_rx,
     };
     let mut handle = PoolHandle::new(board, metrics, req_tx)
         .with_events(events)
-        .with_outbox(outbox);
+        .with_outbox(outbox)
+        .with_hooks(hooks);
     if let Some(seam) = &seam {
         handle = handle.with_remote(seam.remote.clone());
     }
@@ -115,6 +123,7 @@ pub fn start_with(
         cancel: cancel.clone(),
         seed: rand::random(),
         server: config.server.clone(),
+        messages,
         configured: seam.as_ref().map(|_| {
             config
                 .sessions
@@ -264,6 +273,19 @@ impl Pool {
             }
         }
         self.server = config.server.clone();
+        // Queued messages and webhook events stay queued: only the next sends and tries see
+        // the new settings.
+        self.messages.send_if_modified(|old| {
+            let changed = *old != config.messages;
+            if changed {
+                info!("[messages] changed by reload");
+                old.clone_from(&config.messages);
+            }
+            changed
+        });
+        if self.shared.hooks.set(Targets::of(&config)) {
+            info!("webhook targets changed by reload");
+        }
         let wanted: HashMap<String, SessionConfig> = config
             .sessions
             .iter()

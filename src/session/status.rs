@@ -186,6 +186,11 @@ pub struct OutboxView {
     pub sent_1h: u32,
     pub delivered_1h: u32,
     pub received_1h: u32,
+    /// The last end-to-end probe was not delivered in time (`[probe]`), though the socket
+    /// looked healthy; cleared by the next probe that arrives.
+    pub degraded: bool,
+    /// Reconnects the probe asked for (`reconnect_on_silence`), counted up.
+    pub silent_reconnects: u32,
 }
 
 impl OutboxView {

@@ -32,13 +32,18 @@ pub enum Fault {
     Stall,
     /// Delay the server hello of later handshakes by this long.
     SlowHandshake(Duration),
+    /// Swallow the device's outgoing messages (`true`) or stop (`false`): the server still
+    /// checks and acks each one, as WhatsApp does once it took a message, but no copy is
+    /// relayed, so no recipient gets it and no delivery receipt comes back. The socket stays
+    /// healthy: this is the silent loss the end-to-end probe is for.
+    Blackhole(bool),
 }
 
 /// Why a fault request was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FaultError {
     #[error(
-        "unknown fault kind {0:?}: use conflict, logout, restart, stream-error, failure, end, drop, stall or slow-handshake"
+        "unknown fault kind {0:?}: use conflict, logout, restart, stream-error, failure, end, drop, stall, slow-handshake, blackhole or blackhole-off"
     )]
     UnknownKind(String),
     #[error("fault {kind} needs a code among {allowed}")]
@@ -85,6 +90,8 @@ impl Fault {
             "end" => only("end", Some(428)).map(|_| Fault::End)?,
             "drop" => only("drop", None).map(|_| Fault::Drop)?,
             "stall" => only("stall", None).map(|_| Fault::Stall)?,
+            "blackhole" => only("blackhole", None).map(|_| Fault::Blackhole(true))?,
+            "blackhole-off" => only("blackhole-off", None).map(|_| Fault::Blackhole(false))?,
             "stream-error" => match args.code {
                 Some(c @ (500 | 503)) => Fault::StreamError(c),
                 _ => {
@@ -132,6 +139,8 @@ impl Fault {
             Fault::Drop => "drop",
             Fault::Stall => "stall",
             Fault::SlowHandshake(_) => "slow-handshake",
+            Fault::Blackhole(true) => "blackhole",
+            Fault::Blackhole(false) => "blackhole-off",
         }
     }
 
@@ -151,7 +160,7 @@ impl Fault {
                 Some(stanza::failure(*code, &extra))
             }
             Fault::End => Some(stanza::xmlstreamend()),
-            Fault::Drop | Fault::Stall | Fault::SlowHandshake(_) => None,
+            Fault::Drop | Fault::Stall | Fault::SlowHandshake(_) | Fault::Blackhole(_) => None,
         }
     }
 }
@@ -265,6 +274,15 @@ mod tests {
             ),
             Ok(Fault::SlowHandshake(Duration::from_secs(3)))
         );
+        assert_eq!(Fault::parse("blackhole", none), Ok(Fault::Blackhole(true)));
+        assert_eq!(
+            Fault::parse("blackhole-off", none),
+            Ok(Fault::Blackhole(false))
+        );
+        assert!(matches!(
+            Fault::parse("blackhole", code(500)),
+            Err(FaultError::UnexpectedCode { .. })
+        ));
         assert!(matches!(
             Fault::parse("stream-error", code(404)),
             Err(FaultError::BadCode { .. })

@@ -294,6 +294,20 @@ impl Handle {
         if device != "*" && !reg.knows(device) {
             return Err(SimError::UnknownDevice(device.to_string()));
         }
+        if let Fault::Blackhole(on) = *fault {
+            // A server-side switch on the device (or every device), not a connection event.
+            let devices = if device == "*" {
+                reg.all_live().into_iter().map(|(jid, _)| jid).collect()
+            } else {
+                vec![device.to_string()]
+            };
+            for jid in devices {
+                reg.set_blackhole(&jid, on);
+            }
+            reg.stats
+                .fault_applied((device != "*").then_some(device), fault.name());
+            return Ok(Targets::Done { save: false });
+        }
         if let Fault::SlowHandshake(delay) = *fault {
             if device == "*" {
                 reg.hello_delay = (!delay.is_zero()).then_some(delay);

@@ -120,6 +120,8 @@ pub struct Registry {
     pub hello_delay: Option<Duration>,
     /// Delay before answering a device's login (slow-handshake for one device).
     login_delays: HashMap<String, Duration>,
+    /// Devices whose outgoing messages are acked and dropped (fault `blackhole`).
+    blackholed: HashSet<String>,
     /// Each device's unacknowledged stanzas and pre-keys.
     mail: HashMap<String, Mailbox>,
     /// The switches of `POST /admin/strict`.
@@ -149,6 +151,7 @@ impl Registry {
             stats: Stats::default(),
             hello_delay: None,
             login_delays: HashMap::new(),
+            blackholed: HashSet::new(),
             mail: HashMap::new(),
             strict: Strictness::default(),
             phones: HashMap::new(),
@@ -256,6 +259,7 @@ impl Registry {
         self.devices.remove(jid);
         self.queued.remove(jid);
         self.login_delays.remove(jid);
+        self.blackholed.remove(jid);
         self.gates.remove(jid);
         self.mail.remove(jid);
         self.relayed.retain(|(device, _)| device != jid);
@@ -368,6 +372,19 @@ impl Registry {
 
     pub fn take_queued_fault(&mut self, jid: &str) -> Option<Fault> {
         self.queued.remove(jid)
+    }
+
+    /// Starts (or stops) swallowing this device's outgoing messages.
+    pub fn set_blackhole(&mut self, jid: &str, on: bool) {
+        if on {
+            self.blackholed.insert(jid.to_string());
+        } else {
+            self.blackholed.remove(jid);
+        }
+    }
+
+    pub fn is_blackholed(&self, jid: &str) -> bool {
+        self.blackholed.contains(jid)
     }
 
     /// Delays (or, with zero, stops delaying) the answer to this device's logins.

@@ -214,6 +214,15 @@ pub fn route_message(
     let phash = (!out.retry)
         .then(|| addressing::fanout_hash(reg, &from_phone, &out.to))
         .flatten();
+    if reg.is_blackholed(sender) {
+        // Checked and acked like any message; then lost (fault `blackhole`).
+        reg.stats.messages_blackholed += 1;
+        let mut ack = server_ack(&out.id, &out.to, now, None);
+        if let Some(phash) = phash {
+            ack.set_attr("phash", phash);
+        }
+        return (ack, wake);
+    }
     let sender_lid = account(reg, &from_phone).lid_jid().with_device(from.device);
     for (target, enc) in &out.copies {
         let Some(phone) = phone_of(reg, target) else {

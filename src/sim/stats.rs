@@ -137,6 +137,8 @@ pub struct Stats {
     /// `<message>` stanzas refused whole (error 479): a device addressed twice, a device the
     /// sender was never told about, a pkmsg without `<device-identity>`.
     pub messages_refused: u64,
+    /// Messages acked and then dropped by a `blackhole` fault.
+    pub messages_blackholed: u64,
     /// Receipts forwarded to the device they name (or taken by a phone).
     pub receipts_forwarded: u64,
     /// Retry receipts seen and copies a simulated phone could not decrypt.

@@ -9,6 +9,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::keys::{KeyStore, KeysError};
+use super::webhook_queue::NewDelivery;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
@@ -223,6 +224,29 @@ impl KeyStore {
         now_ms: u64,
         keep: u32,
     ) -> Result<(OutboxEntry, bool), KeysError> {
+        self.enqueue_kind(session, msg, "text", (now_ms, keep))
+    }
+
+    /// Queues the probe `msg` for `session` (kind `probe`: sent like a text, left out of
+    /// the listings).
+    pub fn outbox_enqueue_probe(
+        &self,
+        session: &str,
+        msg: &NewMessage,
+        now_ms: u64,
+        keep: u32,
+    ) -> Result<(), KeysError> {
+        self.enqueue_kind(session, msg, "probe", (now_ms, keep))
+            .map(|_| ())
+    }
+
+    fn enqueue_kind(
+        &self,
+        session: &str,
+        msg: &NewMessage,
+        kind: &str,
+        (now_ms, keep): (u64, u32),
+    ) -> Result<(OutboxEntry, bool), KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
             if let Some(key) = &msg.key {
@@ -242,9 +266,9 @@ impl KeyStore {
             let seq = next_seq(&tx, session)?;
             tx.execute(
                 "INSERT INTO messages (session, direction, id, peer, seq, chat, kind, text, \
-                 status, client_key, queued_at) VALUES (?1, 'out', ?2, ?3, ?4, ?3, 'text', ?5, \
+                 status, client_key, queued_at) VALUES (?1, 'out', ?2, ?3, ?4, ?3, ?8, ?5, \
                  'queued', ?6, ?7)",
-                params![session, msg.id, msg.to, seq, msg.text, msg.key, sql_ms(now_ms)],
+                params![session, msg.id, msg.to, seq, msg.text, msg.key, sql_ms(now_ms), kind],
             )?;
             prune(&tx, session, Direction::Out, keep)?;
             tx.commit()?;
@@ -298,12 +322,14 @@ impl KeyStore {
     /// Moves message `id` of `session` to `status` (with its time, and `error` for a
     /// failure) when that is further along; a failure only ends a message not yet sent.
     /// Answers the row after the change, `None` when nothing changed or the id is unknown.
+    /// `hook`, the change's webhook event, is queued in the same transaction, only when the
+    /// row changes.
     pub fn outbox_advance(
         &self,
         session: &str,
         id: &str,
-        status: OutStatus,
-        error: Option<&str>,
+        (status, error): (OutStatus, Option<&str>),
+        hook: Option<&NewDelivery>,
         now_ms: u64,
     ) -> Result<Option<OutboxEntry>, KeysError> {
         let Some(before) = self.outbox_get(session, id)? else {
@@ -344,6 +370,9 @@ impl KeyStore {
                     }
                 }
             }
+            if let Some(hook) = hook {
+                super::webhook_queue::insert(&tx, hook, now_ms)?;
+            }
             tx.commit()?;
             Ok(Ok(()))
         })?;
@@ -353,14 +382,15 @@ impl KeyStore {
     /// Keeps a received message, in one transaction with `signal`, the ratchet writes of its
     /// decryption (so a crash cannot keep the advanced ratchet and lose the message); false
     /// when `session` already holds the id from that sender's account (`peer`, a bare JID): a
-    /// resend or a redelivery, not a new message.
+    /// resend or a redelivery, not a new message. `hook`, the message's webhook event and the
+    /// time to queue it at, is queued in the same transaction, only for a new message.
     pub fn inbox_record(
         &self,
         session: &str,
-        peer: &str,
-        entry: &InboxEntry,
+        (peer, entry): (&str, &InboxEntry),
         keep: u32,
         signal: &[super::signal::SignalWrite],
+        hook: Option<(&NewDelivery, u64)>,
     ) -> Result<bool, KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
@@ -383,6 +413,9 @@ impl KeyStore {
                 ],
             )?;
             prune(&tx, session, Direction::In, keep)?;
+            if let Some((hook, now_ms)) = hook.filter(|_| added == 1) {
+                super::webhook_queue::insert(&tx, hook, now_ms)?;
+            }
             tx.commit()?;
             Ok(Ok(added == 1))
         })
@@ -400,7 +433,7 @@ impl KeyStore {
                 Direction::Out => {
                     let mut stmt = conn.prepare(&format!(
                         "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 \
-                         AND direction = 'out' ORDER BY seq DESC LIMIT ?2"
+                         AND direction = 'out' AND kind != 'probe' ORDER BY seq DESC LIMIT ?2"
                     ))?;
                     let rows = stmt.query_map(params![session, limit], out_row)?;
                     rows.map(|r| r.map(Kept::Out))
@@ -409,7 +442,8 @@ impl KeyStore {
                 Direction::In => {
                     let mut stmt = conn.prepare(
                         "SELECT id, sender, chat, kind, text, queued_at FROM messages \
-                         WHERE session = ?1 AND direction = 'in' ORDER BY seq DESC LIMIT ?2",
+                         WHERE session = ?1 AND direction = 'in' AND kind != 'probe' \
+                         ORDER BY seq DESC LIMIT ?2",
                     )?;
                     let rows = stmt.query_map(params![session, limit], in_row)?;
                     rows.map(|r| r.map(Kept::In))
@@ -476,7 +510,7 @@ mod tests {
         let store = KeyStore::in_data_dir(dir.path());
         store.outbox_enqueue("s", &msg("A", None), 1, 1000).unwrap();
         let read = store
-            .outbox_advance("s", "A", OutStatus::Read, None, 5)
+            .outbox_advance("s", "A", (OutStatus::Read, None), None, 5)
             .unwrap()
             .unwrap();
         assert_eq!(read.status, OutStatus::Read);
@@ -487,21 +521,21 @@ mod tests {
         );
         assert_eq!(
             store
-                .outbox_advance("s", "A", OutStatus::Sent, None, 6)
+                .outbox_advance("s", "A", (OutStatus::Sent, None), None, 6)
                 .unwrap(),
             None,
             "never backwards"
         );
         assert_eq!(
             store
-                .outbox_advance("s", "A", OutStatus::Failed, Some("x"), 6)
+                .outbox_advance("s", "A", (OutStatus::Failed, Some("x")), None, 6)
                 .unwrap(),
             None,
             "a sent message does not fail afterwards"
         );
         store.outbox_enqueue("s", &msg("B", None), 1, 1000).unwrap();
         let failed = store
-            .outbox_advance("s", "B", OutStatus::Failed, Some("expired"), 7)
+            .outbox_advance("s", "B", (OutStatus::Failed, Some("expired")), None, 7)
             .unwrap()
             .unwrap();
         assert_eq!(failed.error.as_deref(), Some("expired"));
@@ -521,18 +555,26 @@ mod tests {
             time: 1_700_000_000,
         };
         let peer = "15550002222@s.whatsapp.net";
-        assert!(store.inbox_record("s", peer, &entry("X"), 3, &[]).unwrap());
         assert!(
-            !store.inbox_record("s", peer, &entry("X"), 3, &[]).unwrap(),
+            store
+                .inbox_record("s", (peer, &entry("X")), 3, &[], None)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .inbox_record("s", (peer, &entry("X")), 3, &[], None)
+                .unwrap(),
             "once"
         );
         assert!(
             store
-                .inbox_record("s", "other@s.whatsapp.net", &entry("X"), 3, &[])
+                .inbox_record("s", ("other@s.whatsapp.net", &entry("X")), 3, &[], None)
                 .unwrap()
         );
         for id in ["Y", "Z", "W"] {
-            store.inbox_record("s", peer, &entry(id), 3, &[]).unwrap();
+            store
+                .inbox_record("s", (peer, &entry(id)), 3, &[], None)
+                .unwrap();
         }
         let recent = store.messages_recent("s", Direction::In, 10).unwrap();
         let ids: Vec<String> = recent

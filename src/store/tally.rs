@@ -46,7 +46,7 @@ impl KeyStore {
             ] {
                 let mut stmt = conn.prepare(&format!(
                     "SELECT {column} / 60000, COUNT(*) FROM messages WHERE session = ?1 \
-                     AND direction = ?2 AND {column} >= ?3 GROUP BY 1"
+                     AND direction = ?2 AND kind != 'probe' AND {column} >= ?3 GROUP BY 1"
                 ))?;
                 let rows = stmt.query_map(params![session, direction, since], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -89,11 +89,11 @@ mod tests {
             };
             store.outbox_enqueue("s", &msg, 1, 1000).unwrap();
             store
-                .outbox_advance("s", id, OutStatus::Sent, None, acked_at)
+                .outbox_advance("s", id, (OutStatus::Sent, None), None, acked_at)
                 .unwrap();
             if let Some(at) = delivered_at {
                 store
-                    .outbox_advance("s", id, OutStatus::Read, None, at)
+                    .outbox_advance("s", id, (OutStatus::Read, None), None, at)
                     .unwrap();
             }
         }
@@ -106,7 +106,7 @@ mod tests {
             time: 72 * 60,
         };
         store
-            .inbox_record("s", "15550002222@s.whatsapp.net", &inbox, 1000, &[])
+            .inbox_record("s", ("15550002222@s.whatsapp.net", &inbox), 1000, &[], None)
             .unwrap();
         let mut got = store.message_minutes("s", 60 * minute).unwrap();
         got.sort_by_key(|(what, m, _)| (what.index(), *m));

@@ -94,19 +94,32 @@ fn queue_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
+/// Queues `event` inside the caller's transaction (a message row and its webhook event
+/// commit together).
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewDelivery,
+    now_ms: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO webhook_queue (session, event, body, queued_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event.session,
+        event.event,
+        event.body,
+        sql_ms(now_ms)
+    ])?;
+    Ok(())
+}
+
 impl KeyStore {
     /// Queues `events` in order, in one transaction: durable when this returns.
     pub fn webhook_enqueue(&self, events: &[NewDelivery], now_ms: u64) -> Result<(), KeysError> {
         self.with(SCOPE, |conn| {
             let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO webhook_queue (session, event, body, queued_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for e in events {
-                    insert.execute(params![e.session, e.event, e.body, sql_ms(now_ms)])?;
-                }
+            for e in events {
+                insert(&tx, e, now_ms)?;
             }
             tx.commit()?;
             Ok(Ok(()))
@@ -281,6 +294,97 @@ mod tests {
         assert_eq!(keys.webhook_redeliver(None, 300).unwrap(), 1);
         assert_eq!(keys.webhook_redeliver(None, 300).unwrap(), 0);
         assert_eq!(keys.webhook_dead(10).unwrap().1, 0);
+        assert_eq!(keys.webhook_depth().unwrap(), 2);
+    }
+
+    /// A message row and its webhook event commit together: with the webhook insert made to
+    /// fail after the message row was written (a trigger aborting it, as a full disk or a
+    /// crash between the two statements would), neither is kept; without it, both are.
+    #[test]
+    fn a_message_row_and_its_webhook_event_appear_or_vanish_together() {
+        use crate::store::outbox::{Direction, InboxEntry, NewMessage, OutStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyStore::in_data_dir(dir.path());
+        let msg = NewMessage {
+            id: "OUT1".into(),
+            to: "15550001111@s.whatsapp.net".into(),
+            text: "hi".into(),
+            key: None,
+        };
+        keys.outbox_enqueue("s", &msg, 1, 1000).unwrap();
+        let side =
+            rusqlite::Connection::open(dir.path().join(crate::store::keys::KEYS_DB)).unwrap();
+        side.execute_batch(
+            "CREATE TRIGGER fail_hook BEFORE INSERT ON webhook_queue \
+             BEGIN SELECT RAISE(ABORT, 'simulated failure'); END;",
+        )
+        .unwrap();
+        let entry = InboxEntry {
+            id: "IN1".into(),
+            from: "15550002222:1@s.whatsapp.net".into(),
+            chat: "15550002222@s.whatsapp.net".into(),
+            kind: "text".into(),
+            text: Some("hello".into()),
+            time: 1_700_000_000,
+        };
+        let peer = "15550002222@s.whatsapp.net";
+        let (hook_in, hook_out) = (event("s", 1), event("s", 2));
+        let sent = (OutStatus::Sent, None);
+        assert!(
+            keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5)))
+                .is_err()
+        );
+        assert!(
+            keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 5)
+                .is_err()
+        );
+        assert!(
+            keys.messages_recent("s", Direction::In, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            keys.outbox_get("s", "OUT1").unwrap().unwrap().status,
+            OutStatus::Queued
+        );
+        assert_eq!(keys.webhook_depth().unwrap(), 0);
+
+        side.execute_batch("DROP TRIGGER fail_hook;").unwrap();
+        assert!(
+            keys.inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 5)))
+                .unwrap()
+        );
+        let row = keys
+            .outbox_advance("s", "OUT1", sent, Some(&hook_out), 6)
+            .unwrap();
+        assert_eq!(row.unwrap().status, OutStatus::Sent);
+        assert_eq!(
+            keys.messages_recent("s", Direction::In, 10).unwrap().len(),
+            1
+        );
+        let bodies: Vec<String> = keys
+            .webhook_heads()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.body)
+            .collect();
+        assert_eq!(
+            bodies,
+            ["{\"n\":1}"],
+            "the session's head is the message's event"
+        );
+        assert_eq!(keys.webhook_depth().unwrap(), 2);
+        // A redelivered message or an unchanged status queues nothing more.
+        assert!(
+            !keys
+                .inbox_record("s", (peer, &entry), 10, &[], Some((&hook_in, 7)))
+                .unwrap()
+        );
+        assert!(
+            keys.outbox_advance("s", "OUT1", sent, Some(&hook_out), 7)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(keys.webhook_depth().unwrap(), 2);
     }
 }

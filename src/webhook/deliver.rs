@@ -5,11 +5,9 @@
 //! `give_up_after`; any other answer moves the event to the dead letters at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -67,13 +65,15 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: CancellationToken) {
+pub(super) async fn run(setup: WebhookSetup, cancel: CancellationToken) {
     let mut flying: HashSet<String> = HashSet::new();
     let mut tries: JoinSet<(Delivery, Answer)> = JoinSet::new();
     // Which session each try is for, so a try that ended abnormally frees its session.
     let mut owner: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
         let mut wake = tokio::time::Instant::now() + POLL;
+        // Read once a round: a reload applies from the next try.
+        let (targets, settings) = (setup.hooks.targets(), setup.settings());
         if let Some(heads) = blocking(&setup, |k| k.webhook_heads()).await {
             let now = now_ms();
             for head in heads {
@@ -86,7 +86,7 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     wake = wake.min(at);
                     continue;
                 }
-                let Some(url) = setup.targets.url(&head.session).cloned() else {
+                let Some(url) = targets.url(&head.session).cloned() else {
                     let why = "no webhook is configured for this session any more";
                     let seq = head.seq;
                     if blocking(&setup, move |k| k.webhook_bury(seq, why, now_ms()))
@@ -103,10 +103,10 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     ("x-wasp-event", head.event.clone()),
                     ("x-wasp-delivery", head.seq.to_string()),
                 ];
-                if let Some(secret) = &setup.secret {
+                if let Some(secret) = &settings.secret {
                     headers.push((SIGNATURE_HEADER, secret.sign(head.body.as_bytes())));
                 }
-                let timeout = setup.config.timeout;
+                let timeout = settings.config.timeout;
                 let handle = tries.spawn(async move {
                     let answer = post(&url, &headers, head.body.clone(), timeout).await;
                     (head, answer)
@@ -135,7 +135,7 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
                     }
                 }
             },
-            _ = queued.notified() => {}
+            _ = setup.hooks.wait_queued() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -145,15 +145,14 @@ pub(super) async fn run(setup: WebhookSetup, queued: Arc<Notify>, cancel: Cancel
 
 /// Records the outcome of one try.
 async fn settle(setup: &WebhookSetup, head: Delivery, answer: &Answer) {
+    let config = setup.settings().config;
     let seq = head.seq;
     let now = now_ms();
     let verdict = match judge(answer) {
-        Verdict::Retry(why)
-            if now.saturating_sub(head.queued_at) >= ms(setup.config.give_up_after) =>
-        {
+        Verdict::Retry(why) if now.saturating_sub(head.queued_at) >= ms(config.give_up_after) => {
             Verdict::Dead(format!(
                 "still failing after {}: {why}",
-                crate::config::format_duration(setup.config.give_up_after)
+                crate::config::format_duration(config.give_up_after)
             ))
         }
         other => other,
@@ -169,8 +168,8 @@ async fn settle(setup: &WebhookSetup, head: Delivery, answer: &Answer) {
         }
         Verdict::Retry(why) => {
             let wait = backoff(
-                setup.config.retry_base,
-                setup.config.retry_cap,
+                config.retry_base,
+                config.retry_cap,
                 head.attempts + 1,
                 &mut rand::thread_rng(),
             );

@@ -2,87 +2,64 @@
 //! operator's URL, signed, at least once and in order per session, through a durable queue in
 //! keys.db (`store::webhook_queue`).
 //!
-//! `collect.rs` follows the pool's event broadcasts and commits each wanted event to the queue
-//! (a batch per transaction); `deliver.rs` sends each session's oldest queued event, removes it
-//! after a 2xx, retries 5xx, 408, 429, network errors and timeouts with exponential backoff and
-//! jitter, and moves other refusals (4xx) to the dead letters. A restart delivers what was
-//! queued before it.
+//! A message or receipt event is queued by its session's messenger in the same transaction
+//! as the message row it reports (`net::hooks`), so a crash cannot keep one without the other;
+//! `collect.rs` follows the pool's status broadcasts and queues each state change;
+//! `deliver.rs` sends each session's oldest queued event, removes it after a 2xx, retries
+//! 5xx, 408, 429, network errors and timeouts with exponential backoff and jitter, and moves
+//! other refusals (4xx) to the dead letters. A restart delivers what was queued before it.
+//! A config reload changes the targets, timing and secret of the next tries.
 
 pub mod client;
 mod collect;
 mod deliver;
-pub mod event;
 pub mod sign;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::info;
 
-use crate::config::{Config, SessionWebhook, WebhookConfig, WebhookEvent, WebhookUrl};
+use crate::config::{Config, WebhookConfig};
 use crate::net::board::StatusBoard;
 use crate::net::handle::PoolHandle;
+use crate::net::hooks::Hooks;
 use crate::net::metrics::Metrics;
 use crate::store::keys::KeyStore;
 
+pub use crate::net::event_json as event;
+pub use crate::net::hooks::Targets;
 pub use sign::WebhookSecret;
 
-/// Where each session's events go, and what goes.
-#[derive(Debug, Clone)]
-pub struct Targets {
-    global: Option<WebhookUrl>,
-    sessions: HashMap<String, SessionWebhook>,
-    events: Vec<WebhookEvent>,
+/// The delivery settings in force: `[webhook]`'s timing and the signing secret.
+#[derive(Clone)]
+pub struct Settings {
+    pub config: WebhookConfig,
+    pub secret: Option<WebhookSecret>,
 }
 
-impl Targets {
-    /// From a config: `[webhook] url` and the sessions' `webhook` keys.
-    pub fn of(config: &Config) -> Targets {
+impl Settings {
+    /// From a config; the secret from the variable `secret_env` names, when set.
+    pub fn of(config: &Config) -> Settings {
         let webhook = config.webhook.clone().unwrap_or_default();
-        Targets {
-            global: webhook.url,
-            sessions: config
-                .sessions
-                .iter()
-                .map(|s| (s.id.clone(), s.webhook.clone()))
-                .collect(),
-            events: webhook.events,
+        Settings {
+            secret: webhook
+                .secret_env
+                .as_deref()
+                .and_then(WebhookSecret::from_env),
+            config: webhook,
         }
-    }
-
-    /// True when some session's events go somewhere.
-    pub fn any(&self) -> bool {
-        self.global.is_some()
-            || self
-                .sessions
-                .values()
-                .any(|w| matches!(w, SessionWebhook::Url(_)))
-    }
-
-    /// The URL `session`'s events go to now, if any.
-    pub fn url(&self, session: &str) -> Option<&WebhookUrl> {
-        match self.sessions.get(session) {
-            Some(SessionWebhook::Off) => None,
-            Some(SessionWebhook::Url(url)) => Some(url),
-            Some(SessionWebhook::Inherit) | None => self.global.as_ref(),
-        }
-    }
-
-    /// True when `event` of `session` is to be sent.
-    pub fn wants(&self, session: &str, event: WebhookEvent) -> bool {
-        self.events.contains(&event) && self.url(session).is_some()
     }
 }
 
 /// Everything the webhook tasks need.
 #[derive(Clone)]
 pub struct WebhookSetup {
-    pub targets: Targets,
-    pub config: WebhookConfig,
-    pub secret: Option<WebhookSecret>,
+    /// The targets, shared with the messengers that queue message events.
+    pub hooks: Arc<Hooks>,
+    pub settings: Arc<RwLock<Settings>>,
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
     pub board: Arc<StatusBoard>,
@@ -92,31 +69,48 @@ impl WebhookSetup {
     /// For a started pool: `None` when no session has a webhook or the pool has no key
     /// database (a remote handle).
     pub fn of(config: &Config, pool: &PoolHandle) -> Option<WebhookSetup> {
-        let targets = Targets::of(config);
-        if !targets.any() {
+        if !Targets::of(config).any() {
             return None;
         }
-        let webhook = config.webhook.clone().unwrap_or_default();
         Some(WebhookSetup {
-            secret: webhook
-                .secret_env
-                .as_deref()
-                .and_then(WebhookSecret::from_env),
-            config: webhook,
-            targets,
+            hooks: pool.hooks().clone(),
+            settings: Arc::new(RwLock::new(Settings::of(config))),
             keys: pool.keys()?.clone(),
             metrics: pool.metrics.clone(),
             board: pool.board.clone(),
         })
+    }
+
+    /// The settings in force now.
+    fn settings(&self) -> Settings {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
 /// The running webhook tasks.
 pub struct Webhooks {
     tracker: TaskTracker,
+    settings: Arc<RwLock<Settings>>,
 }
 
 impl Webhooks {
+    /// Applies a reloaded config's `[webhook]` timing and secret to the next tries (the
+    /// targets are the pool's, reloaded with it); queued events stay queued.
+    pub fn reload(&self, config: &Config) {
+        let new = Settings::of(config);
+        let mut slot = match self.settings.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if slot.config != new.config {
+            info!("[webhook] settings changed by reload");
+        }
+        *slot = new;
+    }
+
     /// Waits (up to `budget`) for both tasks to end after the cancel.
     pub async fn stopped(self, budget: Duration) {
         self.tracker.close();
@@ -124,21 +118,15 @@ impl Webhooks {
     }
 }
 
-/// Starts collecting `pool`'s events and delivering them; both end when `cancel` fires.
+/// Starts collecting `pool`'s state changes and delivering every queued event; both end when
+/// `cancel` fires.
 pub fn start(setup: WebhookSetup, pool: &PoolHandle, cancel: CancellationToken) -> Webhooks {
     let tracker = TaskTracker::new();
-    let queued = Arc::new(Notify::new());
-    let messages = pool.message_events();
     let board = pool.board.subscribe();
-    tracker.spawn(collect::run(
-        setup.clone(),
-        messages,
-        board,
-        queued.clone(),
-        cancel.clone(),
-    ));
-    tracker.spawn(deliver::run(setup, queued, cancel));
-    Webhooks { tracker }
+    let settings = setup.settings.clone();
+    tracker.spawn(collect::run(setup.clone(), board, cancel.clone()));
+    tracker.spawn(deliver::run(setup, cancel));
+    Webhooks { tracker, settings }
 }
 
 /// Unix milliseconds now.

@@ -59,8 +59,12 @@ pub struct Shared {
     pub gate: Option<Arc<dyn crate::net::gate::DialGate>>,
     /// Every session's message events (received, status changes).
     pub events: broadcast::Sender<MessageEvent>,
-    /// `[messages]`: the outbox's send limits and retention.
-    pub messages: crate::config::MessagesConfig,
+    /// `[messages]`: the outbox's send limits and retention (a reload replaces it).
+    pub messages: watch::Receiver<crate::config::MessagesConfig>,
+    /// `[probe]`, when configured.
+    pub probe: Option<crate::config::ProbeConfig>,
+    /// Where webhook events go (queued by the messenger with their rows).
+    pub hooks: Arc<crate::net::hooks::Hooks>,
 }
 
 /// How one session is set up.
@@ -143,6 +147,8 @@ struct Driver {
     messenger: MessengerHandle,
     /// The messenger's outbox figures, shown in the status.
     outbox: watch::Receiver<crate::session::status::OutboxView>,
+    /// The probe's reconnect requests acted on so far.
+    silent_seen: u32,
     /// The messenger was told of a logout (told once per logout).
     told_logged_out: bool,
     timers: TimerQueue,
@@ -243,7 +249,7 @@ pub async fn run(
                 Some((conn, event)) = progress_rx.recv() => driver.on_link(conn, event),
                 event = conn_event => driver.on_conn_event(event).await,
                 Some(done) = background_rx.recv() => driver.on_background(done),
-                Ok(()) = outbox_changes.changed() => Vec::new(),
+                Ok(()) = outbox_changes.changed() => driver.on_outbox_change(),
                 _ = sleep => driver.on_timer(),
             };
             driver.execute(effects).await;
@@ -300,12 +306,18 @@ impl Driver {
             keys: shared.keys.clone(),
             metrics: shared.metrics.clone(),
             events: shared.events.clone(),
+            hooks: shared.hooks.clone(),
             timeout: spec.policy.query_timeout,
             config: shared.messages.clone(),
+            probe: shared.probe.clone().map(|config| messages::ProbeSetup {
+                config,
+                board: shared.board.clone(),
+            }),
         };
         let (messenger, outbox) = messages::spawn(&spec.id, setup, (&tasks, tasks_cancel.clone()));
         let mut driver = Driver {
             outbox,
+            silent_seen: 0,
             told_logged_out: false,
             version: shared.endpoint.version,
             routing: None,
@@ -380,6 +392,19 @@ impl Driver {
             self.was_online = wanted;
             self.vault.run(move |v| v.set_online(wanted)).await;
         }
+    }
+
+    /// The messenger's figures changed: a new reconnect request of the probe (a silent
+    /// probe on a socket that looked healthy) closes the socket and dials again at once.
+    fn on_outbox_change(&mut self) -> Vec<Effect> {
+        let asked = self.outbox.borrow().silent_reconnects;
+        if asked == self.silent_seen {
+            return Vec::new();
+        }
+        self.silent_seen = asked;
+        warn!("the probe did not arrive: reconnecting");
+        self.session
+            .handle(now(), Event::Operator(Command::ReconnectNow))
     }
 
     fn on_message(&mut self, msg: DriverMsg) -> Vec<Effect> {

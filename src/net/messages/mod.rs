@@ -11,6 +11,7 @@
 
 mod fanout;
 mod pace;
+mod probe;
 mod queue;
 mod recv;
 mod send;
@@ -28,6 +29,7 @@ use tracing::{Instrument, debug};
 
 use crate::config::MessagesConfig;
 use crate::net::conn::{ConnError, Querier};
+use crate::net::hooks::Hooks;
 use crate::net::metrics::Metrics;
 use crate::session::status::OutboxView;
 use crate::store::keys::{KeyStore, KeysError};
@@ -38,6 +40,7 @@ use crate::wa::node::Node;
 use crate::wa::signal::SignalError;
 
 pub use pace::Pace;
+pub use probe::{PROBE_PREFIX, ProbeSetup, is_probe_text};
 pub use send::parse_recipient;
 pub use sent::KEPT as SENT_KEPT;
 
@@ -248,7 +251,7 @@ struct Outbox {
 /// True for the stanzas the messenger handles instead of the plain ack path.
 pub fn wants(node: &Node) -> bool {
     match node.tag.as_str() {
-        "message" | "receipt" => true,
+        "message" => true,
         "ack" => node.get_attr("class") == Some("message"),
         "notification" => match node.get_attr("type") {
             Some("devices") => true,
@@ -265,12 +268,15 @@ struct Messenger {
     keys: Arc<KeyStore>,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<MessageEvent>,
+    /// Where webhook events go: queued with the row they report.
+    hooks: Arc<Hooks>,
     timeout: Duration,
     link: Option<(Querier, KeySignalStore, Box<Credentials>)>,
     sent: sent::SentLog,
     /// Retry receipts we sent per incoming message id.
     retry_counts: HashMap<String, u32>,
     outbox: Outbox,
+    probe: probe::Probe,
 }
 
 /// What a messenger needs besides its session's name.
@@ -278,8 +284,12 @@ pub struct MessengerSetup {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
     pub events: broadcast::Sender<MessageEvent>,
+    pub hooks: Arc<Hooks>,
     pub timeout: Duration,
-    pub config: MessagesConfig,
+    /// `[messages]`, replaced in place by a config reload.
+    pub config: watch::Receiver<MessagesConfig>,
+    /// `[probe]`, when configured.
+    pub probe: Option<ProbeSetup>,
 }
 
 /// Starts the messenger of `session` in `tasks`; it ends when `cancel` fires. The receiver
@@ -293,18 +303,22 @@ pub fn spawn(
     let (view, view_rx) = watch::channel(OutboxView::default());
     let wake = Arc::new(Notify::new());
     let metrics = setup.metrics.clone();
+    let mut reloads = setup.config;
+    let config = reloads.borrow_and_update().clone();
     let mut messenger = Messenger {
         session: session.to_owned(),
         keys: setup.keys,
         metrics: setup.metrics,
         events: setup.events,
+        hooks: setup.hooks,
         timeout: setup.timeout,
         link: None,
         sent: sent::SentLog::default(),
         retry_counts: HashMap::new(),
+        probe: probe::Probe::new(setup.probe, tokio::time::Instant::now()),
         outbox: Outbox {
-            pace: Pace::new(setup.config.clone(), tokio::time::Instant::now()),
-            config: setup.config,
+            pace: Pace::new(config.clone(), tokio::time::Instant::now()),
+            config,
             queue: VecDeque::new(),
             last_seq: 0,
             dirty: true,
@@ -332,6 +346,13 @@ pub fn spawn(
                         None => std::future::pending().await,
                     }
                 };
+                let probe_at = messenger.probe.next_wake();
+                let probe = async move {
+                    match probe_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     msg = rx.recv() => match msg {
@@ -339,7 +360,12 @@ pub fn spawn(
                         Some(msg) => messenger.handle(msg).await,
                     },
                     _ = woken.notified() => messenger.outbox.dirty = true,
+                    Ok(()) = reloads.changed() => {
+                        let config = reloads.borrow_and_update().clone();
+                        messenger.reconfigure(config);
+                    }
                     _ = pump => messenger.pump().await,
+                    _ = probe => messenger.probe_tick().await,
                     // A minute left the hour's window: publish_view below recounts.
                     _ = tokio::time::sleep_until(decay) => {}
                 }
@@ -364,10 +390,12 @@ impl Messenger {
                 self.link = Some((querier, store, creds));
                 // Whatever was written on the last socket and not acked goes out again.
                 self.offline();
+                self.probe_online();
             }
             MessengerMsg::Offline => {
                 self.link = None;
                 self.offline();
+                self.probe_offline();
             }
             MessengerMsg::LoggedOut => self.fail_all("session logged out").await,
             MessengerMsg::Receipt { node, ack } => self.on_receipt(&node, ack).await,
@@ -381,14 +409,6 @@ impl Messenger {
                 _ => {}
             },
         }
-    }
-
-    fn emit(&self, kind: MessageEventKind) {
-        // No listener is fine: events are for whoever subscribed.
-        let _ = self.events.send(MessageEvent {
-            session: self.session.clone(),
-            kind,
-        });
     }
 
     /// Sends `node` on the current socket; false when there is none or it is closing.

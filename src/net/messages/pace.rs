@@ -38,6 +38,18 @@ impl Pace {
         }
     }
 
+    /// New limits (config reload): the sends already counted still count, tokens above the
+    /// new burst are dropped.
+    pub fn set_config(&mut self, config: MessagesConfig, now: Instant) {
+        self.refill(now);
+        self.tokens = self.tokens.min(f64::from(config.burst));
+        let interval = 60.0 / f64::from(config.per_minute);
+        self.extra = self
+            .extra
+            .min(Duration::from_secs_f64(interval * config.jitter));
+        self.config = config;
+    }
+
     fn rate(&self) -> f64 {
         f64::from(self.config.per_minute) / 60.0
     }

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::probe::is_probe_text;
 use super::tally::Tally;
-use super::{MessageEventKind, MessageStatus, Messenger, SendError};
+use super::{MessageEvent, MessageEventKind, MessageStatus, Messenger, SendError};
 use crate::session::status::OutboxView;
 use crate::store::outbox::{OutStatus, OutboxEntry};
 use crate::store::tally::Counted;
@@ -119,6 +120,7 @@ impl Messenger {
         self.outbox.pace.record(now, rand::random::<f64>());
         match self.send_queued(&entry).await {
             Ok(()) => {
+                self.probe_written(&entry.id);
                 self.outbox.in_flight.insert(entry.id.clone());
                 if self.outbox.written.len() >= WRITTEN_KEPT {
                     // Messages never delivered (a peer gone for good): forget their times.
@@ -177,7 +179,8 @@ impl Messenger {
         self.outbox.retry_at = None;
     }
 
-    /// Records a status change of message `id` in the outbox and reports it once.
+    /// Records a status change of message `id` in the outbox and reports it once; its
+    /// webhook event commits with the row.
     pub(super) async fn status(&mut self, id: &str, status: MessageStatus) {
         let in_memory = self.sent.advance(id, status.clone());
         let (out, error) = match &status {
@@ -187,23 +190,79 @@ impl Messenger {
             MessageStatus::Read | MessageStatus::Played => (OutStatus::Read, None),
             MessageStatus::Failed(why) => (OutStatus::Failed, Some(why.clone())),
         };
+        let queued = self.outbox.queue.iter().find(|e| e.id == id);
+        let probe = self.probe.is_pending(id) || queued.is_some_and(|e| is_probe_text(&e.text));
+        // Unchanged rows are reported only for messages this run sent (as before a restart).
+        let remembered = in_memory.is_some();
+        let known = in_memory.or_else(|| queued.map(|e| e.to.clone()));
         let wanted = id.to_string();
         // Strictly increasing per session, so a column filled by this change is told apart
         // from one filled by an earlier change in the same millisecond.
         let at = unix_ms().max(self.outbox.last_stamp + 1);
         self.outbox.last_stamp = at;
+        // A probe is no traffic: no webhook, count or event.
+        let hooks = (!probe).then(|| self.hooks.clone());
+        let reported = status.clone();
         let stored = self
             .keys_call(move |keys, session| {
-                keys.outbox_advance(&session, &wanted, out, error.as_deref(), at)
+                let chat = match known {
+                    Some(chat) => Some(chat),
+                    None => keys.outbox_get(&session, &wanted)?.map(|r| r.to),
+                };
+                let event = chat.map(|chat| MessageEvent {
+                    session: session.clone(),
+                    kind: MessageEventKind::Status {
+                        id: wanted.clone(),
+                        chat,
+                        status: reported,
+                    },
+                });
+                let hook = event
+                    .as_ref()
+                    .zip(hooks)
+                    .and_then(|(e, hooks)| hooks.delivery(e));
+                let row = keys.outbox_advance(
+                    &session,
+                    &wanted,
+                    (out, error.as_deref()),
+                    hook.as_ref(),
+                    at,
+                )?;
+                if row.is_none() && !remembered {
+                    return Ok((None, None, false));
+                }
+                if row.is_none()
+                    && let Some(hook) = &hook
+                {
+                    // Nothing stored changed (a second receipt, `played` after `read`): the
+                    // event is still reported, on its own.
+                    keys.webhook_enqueue(std::slice::from_ref(hook), at)?;
+                }
+                Ok((row, event, hook.is_some()))
             })
             .await;
-        let row = match stored {
-            Ok(row) => row,
+        let (row, event) = match stored {
+            Ok((row, event, hooked)) => {
+                if hooked {
+                    self.hooks.queued();
+                }
+                (row, event)
+            }
             Err(e) => {
                 warn!(id, error = %e, "could not record a message status");
-                None
+                (None, None)
             }
         };
+        if probe {
+            if let Some(row) = &row {
+                self.settled_quietly(row);
+            }
+            let delivered = matches!(out, OutStatus::Delivered | OutStatus::Read);
+            if delivered || out == OutStatus::Failed {
+                self.probe_status(id, delivered);
+            }
+            return;
+        }
         if let Some(row) = &row {
             self.settled(row);
             // The times this change filled carry its stamp (a receipt that overtook the ack
@@ -215,22 +274,38 @@ impl Messenger {
                 self.outbox.tally.add(Counted::Delivered, at, 1);
             }
         }
-        let chat = row.map(|r| r.to).or(in_memory);
-        if let Some(chat) = chat {
-            self.emit(MessageEventKind::Status {
-                id: id.to_string(),
-                chat,
-                status,
-            });
+        if let Some(event) = event {
+            let _ = self.events.send(event);
         }
+    }
+
+    /// New `[messages]` settings (config reload): the send limits, expiry and retention of
+    /// the next sends; nothing queued is dropped.
+    pub(super) fn reconfigure(&mut self, config: crate::config::MessagesConfig) {
+        if config == self.outbox.config {
+            return;
+        }
+        info!(
+            per_minute = config.per_minute,
+            burst = config.burst,
+            "send limits changed by reload"
+        );
+        self.outbox.pace.set_config(config.clone(), Instant::now());
+        self.outbox.config = config;
     }
 
     /// Counts a stored status change; a message no longer queued leaves the pump.
     fn settled(&mut self, row: &OutboxEntry) {
         let event = row.status.as_str();
         self.metrics.message(&self.session, event);
+        self.settled_quietly(row);
+    }
+
+    /// A stored status change, not counted (a probe): the pump lets go of it.
+    fn settled_quietly(&mut self, row: &OutboxEntry) {
         if row.status == OutStatus::Delivered
             && let Some(at) = self.outbox.written.remove(&row.id)
+            && !is_probe_text(&row.text)
         {
             self.metrics
                 .delivery_latency
@@ -290,6 +365,8 @@ impl Messenger {
             sent_1h,
             delivered_1h,
             received_1h,
+            degraded: self.probe.degraded,
+            silent_reconnects: self.probe.reconnects,
         };
         let changed_depth = self.outbox.view.borrow().queued != queued;
         self.outbox.view.send_if_modified(|v| {
@@ -300,7 +377,9 @@ impl Messenger {
             };
             let counted = (v.sent_1h, v.delivered_1h, v.received_1h)
                 != (view.sent_1h, view.delivered_1h, view.received_1h);
-            let changed = v.queued != view.queued || moved || counted;
+            let probed =
+                (v.degraded, v.silent_reconnects) != (view.degraded, view.silent_reconnects);
+            let changed = v.queued != view.queued || moved || counted || probed;
             if changed {
                 *v = view;
             }

@@ -5,7 +5,7 @@
 
 use tracing::{debug, info, warn};
 
-use super::{MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
+use super::{MessageEvent, MessageEventKind, MessageStatus, Messenger, ReceivedMessage};
 use crate::store::SecretBody;
 use crate::store::app_state_keys::AppStateKey;
 use crate::store::outbox::InboxEntry;
@@ -201,48 +201,69 @@ impl Messenger {
             Body::Text(t) => (Some(t), "text".to_owned(), body.len()),
             Body::Other { kind, len } => (None, kind, len),
         };
+        // Another session's probe (`[probe]`): kept (so a redelivery is known) but no
+        // traffic: no webhook, count or event.
+        let probe = text.as_deref().is_some_and(super::is_probe_text);
         let kept = InboxEntry {
             id: incoming.id.clone(),
             from: incoming.sender().to_string(),
             chat: chat.clone(),
-            kind: kind.clone(),
+            kind: if probe { "probe".into() } else { kind.clone() },
             text: text.clone(),
             time: incoming.t,
         };
         let peer = incoming.sender().to_user().to_string();
         let keep = self.outbox.config.keep;
+        let event = MessageEvent {
+            session: self.session.clone(),
+            kind: MessageEventKind::Received(ReceivedMessage {
+                id: incoming.id.clone(),
+                chat,
+                sender: incoming.sender().to_string(),
+                from_me,
+                text,
+                kind,
+                bytes,
+                timestamp: incoming.t,
+            }),
+        };
+        // The webhook event commits with the message row: both or neither.
+        let hook = if probe {
+            None
+        } else {
+            self.hooks.delivery(&event)
+        };
+        let hooked = hook.is_some();
+        let now = super::queue::unix_ms();
         match self
-            .keys_call(move |keys, session| keys.inbox_record(&session, &peer, &kept, keep, &held))
+            .keys_call(move |keys, session| {
+                let hook = hook.as_ref().map(|h| (h, now));
+                keys.inbox_record(&session, (&peer, &kept), keep, &held, hook)
+            })
             .await
         {
             Ok(false) => {
                 debug!(id = %incoming.id, "message received before: not reported again");
                 return true;
             }
+            Ok(true) if hooked => self.hooks.queued(),
             Ok(true) => {}
             Err(e) => {
                 warn!(id = %incoming.id, error = %e, "could not keep a received message");
                 return false;
             }
         }
+        if probe {
+            return true;
+        }
         self.metrics.messages_received.inc();
         self.metrics.message(&self.session, "received");
         if !from_me {
-            let at = super::queue::unix_ms();
             self.outbox
                 .tally
-                .add(crate::store::tally::Counted::Received, at, 1);
+                .add(crate::store::tally::Counted::Received, now, 1);
         }
-        self.emit(MessageEventKind::Received(ReceivedMessage {
-            id: incoming.id.clone(),
-            chat,
-            sender: incoming.sender().to_string(),
-            from_me,
-            text,
-            kind,
-            bytes,
-            timestamp: incoming.t,
-        }));
+        let _ = self.events.send(event);
         true
     }
 

@@ -223,10 +223,22 @@ fn cell<'a>(
     let w = usize::from(width);
     match col {
         Col::Mark => Cell::from(if marked { "+" } else { " " }),
-        Col::State => Cell::from(Span::styled(
-            format!("{} {}", state_glyph(s.state(), ascii), s.state().as_str()),
-            theme.state(s.state()),
-        )),
+        Col::State => {
+            // A degraded session (its end-to-end probe did not arrive) carries a marker.
+            let marker = match (s.outbox.degraded, ascii) {
+                (false, _) => "",
+                (true, false) => " \u{26a0}",
+                (true, true) => " !",
+            };
+            Cell::from(Span::styled(
+                format!(
+                    "{} {}{marker}",
+                    state_glyph(s.state(), ascii),
+                    s.state().as_str()
+                ),
+                theme.state(s.state()),
+            ))
+        }
         Col::Id => Cell::from(clip(&s.id, w, ascii)),
         Col::Label => Cell::from(clip(&s.label, w, ascii)),
         Col::Node => Cell::from(clip(s.owner.as_deref().unwrap_or("-"), w, ascii)),
