@@ -58,14 +58,7 @@ async fn sessions_metrics_and_actions_over_http() {
     let config = config_on(&sim, dir.path(), &["alpha", "beta"], true);
     let started = runner::start(&config, None).await.unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(30),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
 
     assert_eq!(
         request(&base, "GET", "/healthz", None, "").await.status,

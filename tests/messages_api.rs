@@ -56,14 +56,7 @@ async fn pool() -> Pool {
     let addr = "127.0.0.1:0".parse().unwrap();
     let started = runner::start(&config, Some(addr)).await.unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     board::wait_for(
         &started.running.handle.board,
         "paired",

@@ -9,7 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wasp::config::{SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::runner;
 use wasp::session::policy::Policy;
@@ -56,14 +55,7 @@ async fn a_reload_changes_the_send_rate_and_the_webhook_url_of_a_running_session
         .await
         .unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     board::wait_for(&started.running.handle.board, "s", "online", WAIT, |s| {
         s.state() == StateName::Online && s.account.paired
     })

@@ -66,14 +66,7 @@ async fn fleet(n: usize, rate: u32) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&sim, dir.path(), n, rate);
     let started = runner::start(&config, None).await.unwrap();
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     Fleet {
         sim,
         started,

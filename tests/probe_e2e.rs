@@ -11,7 +11,6 @@ mod common;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wasp::config::{ProbeConfig, ProbePeer, SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::runner;
 use wasp::session::policy::Policy;
@@ -74,14 +73,7 @@ async fn a_blackholed_session_is_degraded_and_reconnected_while_the_others_stay_
         .await
         .unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     let handle = &started.running.handle;
     let mut phones = Vec::new();
     for id in ["peer", "quiet", "loud"] {

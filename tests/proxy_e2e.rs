@@ -60,14 +60,7 @@ async fn run(sessions: Vec<SessionConfig>) -> Run {
     let listen = Some("127.0.0.1:0".parse().unwrap());
     let started = runner::start(&config, listen).await.unwrap();
     let http = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     Run {
         sim,
         started,

@@ -23,7 +23,6 @@ use leaks::Capture;
 use proxies::{Kind, Proxy, closed_port};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use wasp::config::{ProxyUrl, SessionConfig};
@@ -129,14 +128,7 @@ async fn the_proxy_password_shows_in_no_log_debug_http_answer_event_or_screen() 
         .unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
     let mut events = common::EventStream::open(&base).await;
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     let board = started.running.handle.board.clone();
     for id in ["socks", "connect", "moved"] {
         common::board::wait_for(&board, id, "online", WAIT, |s| {

@@ -10,7 +10,6 @@ mod common;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use wasp::config::{SessionConfig, WebhookConfig, WebhookUrl};
 use wasp::runner;
 use wasp::session::policy::Policy;
@@ -53,14 +52,7 @@ async fn a_pools_events_reach_the_receiver_signed_and_refused_ones_can_be_redeli
         .await
         .unwrap();
     let base = format!("http://{}", started.http.as_ref().unwrap().addr);
-    let phone = CancellationToken::new();
-    tokio::spawn(runner::virtual_phone(
-        started.running.handle.board.clone(),
-        sim.clone(),
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-        phone.clone(),
-    ));
+    let phone = common::scanning_phone(started.running.handle.board.clone(), &sim);
     let status = board::wait_for(
         &started.running.handle.board,
         "paired",

@@ -86,15 +86,7 @@ impl LivePool {
 
     /// Starts the virtual phone that scans every QR this pool shows; cancel the token to end it.
     pub fn phone(&self, sim: &Handle) -> CancellationToken {
-        let token = CancellationToken::new();
-        tokio::spawn(runner::virtual_phone(
-            self.board(),
-            sim.clone(),
-            Duration::from_millis(10),
-            Duration::from_millis(50),
-            token.clone(),
-        ));
-        token
+        super::scanning_phone(self.board(), sim)
     }
 
     /// What SIGTERM does: every session closed, the pool task ended.

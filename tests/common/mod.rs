@@ -13,6 +13,23 @@ pub mod receiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Starts the virtual phone that scans every QR `board` shows (10 ms after it appears, 50 ms
+/// apart); cancel the token to end it.
+pub fn scanning_phone(
+    board: std::sync::Arc<wasp::net::board::StatusBoard>,
+    sim: &wasp::sim::Handle,
+) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(wasp::runner::virtual_phone(
+        board,
+        sim.clone(),
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(50),
+        token.clone(),
+    ));
+    token
+}
+
 /// Starts `wasp sim ARGS` as a child process and reads its ready line (JSON with `ws_url`,
 /// `admin_url`, `trust_root`); returns the child and the line as written.
 pub fn spawn_sim<I, S>(args: I) -> (std::process::Child, String)
