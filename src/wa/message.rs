@@ -267,8 +267,8 @@ pub fn top_level_fields(bytes: &[u8]) -> Vec<(u32, usize)> {
             0 => varint(rest).map(|(_, n)| n),
             1 => Some(8),
             2 => varint(rest).and_then(|(len, n)| {
-                let len = usize::try_from(len).ok()?;
-                rest.get(..n + len).map(|_| n + len)
+                let end = usize::try_from(len).ok()?.checked_add(n)?;
+                rest.get(..end).map(|_| end)
             }),
             5 => Some(4),
             _ => None,
