@@ -183,6 +183,20 @@ async fn wait_depth_zero(keys: &Arc<KeyStore>) {
     }
 }
 
+/// Waits until a metric reaches `want`: it moves just after the row it counts is written, so
+/// an empty queue alone does not mean it has been counted yet.
+async fn wait_count(what: &str, count: impl Fn() -> u64, want: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while count() < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} of {want}",
+            count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_hanging_receiver_gets_every_event_once_in_order_and_signed() {
     const N: usize = 40;
@@ -214,7 +228,9 @@ async fn a_flaky_hanging_receiver_gets_every_event_once_in_order_and_signed() {
     );
     assert!(requests >= (N * sessions.len()) as u64 + failed + hung);
     let m = &pool.handle.metrics;
-    assert_eq!(m.webhook_delivered.get(), (N * sessions.len()) as u64);
+    let all = (N * sessions.len()) as u64;
+    wait_count("delivered", || m.webhook_delivered.get(), all).await;
+    assert_eq!(m.webhook_delivered.get(), all);
     assert_eq!(m.webhook_retried.get(), failed + hung);
     assert_eq!((m.webhook_dead.get(), m.webhook_lost.get()), (0, 0));
     cancel.cancel();
@@ -240,7 +256,9 @@ async fn a_receiver_answering_400_fills_the_dead_letters_and_loses_nothing_else(
     assert_eq!(count, N as u64);
     assert!(dead.iter().all(|d| d.session == "bad" && d.attempts == 1));
     assert!(dead[0].reason.contains("400"), "{}", dead[0].reason);
-    assert_eq!(pool.handle.metrics.webhook_dead.get(), N as u64);
+    let metrics = &pool.handle.metrics;
+    wait_count("dead", || metrics.webhook_dead.get(), N as u64).await;
+    assert_eq!(metrics.webhook_dead.get(), N as u64);
 
     // The operator fixes the receiver and redelivers: every dead event arrives, in order.
     receiver.set_mode(Mode::Accept);
