@@ -54,9 +54,7 @@ pub async fn run(
     let handshakes_before = fleet.stats().await?["handshakes"].as_u64().unwrap_or(0);
     let limit = u32::try_from(n).unwrap_or(u32::MAX).max(1);
     let started = Instant::now();
-    let pool = runner::start(&fleet.config((limit, limit)), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool = fleet.start((limit, limit)).await?;
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(120) + Duration::from_millis(20) * n as u32;
     let outcome = async {

@@ -105,6 +105,13 @@ impl Fleet {
 
     /// The pool's config: every session autostarts with the default policy; `limits` is
     /// (connects per second, burst).
+    /// The pool on this fleet, started with connect limits `limits` (rate, burst).
+    pub async fn start(&self, limits: (u32, u32)) -> Result<crate::runner::Started, String> {
+        crate::runner::start(&self.config(limits), None)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     pub fn config(&self, limits: (u32, u32)) -> Config {
         let mut config = pool_config(
             &self.sim.target.ws_url,

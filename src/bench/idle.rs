@@ -47,9 +47,7 @@ pub async fn run(
     let me = std::process::id();
     let (rss_before, _) = proc_usage(me).ok_or("cannot read /proc/self")?;
     let started = Instant::now();
-    let pool = runner::start(&fleet.config((1000, 1000)), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool = fleet.start((1000, 1000)).await?;
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(120) + Duration::from_millis(20) * n as u32;
     let outcome = async {

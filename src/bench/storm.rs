@@ -61,9 +61,7 @@ pub async fn run(
         exe,
     })
     .await?;
-    let pool = runner::start(&fleet.config((args.rate, 1)), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool = fleet.start((args.rate, 1)).await?;
     let board = pool.running.handle.board.clone();
     let metrics = pool.running.handle.metrics.clone();
     let expected = Duration::from_secs_f64(n as f64 / f64::from(args.rate));
