@@ -131,7 +131,7 @@ async fn a_stream_error_closes_with_its_cause() {
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
         if let ConnEvent::Closed { cause: c, by_us } = event {
             assert!(!by_us);
-            cause = Some(c);
+            cause = Some(*c);
             break;
         }
     }

@@ -290,21 +290,21 @@ fn id_prefix() -> String {
 #[derive(Debug)]
 pub enum ConnEvent {
     /// A node that was not the answer to one of our queries.
-    Node(Node),
+    Node(Box<Node>),
     /// A frame arrived that went elsewhere (an iq answer to a waiting querier): the link is
     /// alive all the same.
     Received,
     /// A frame decrypted but did not decode as a node (`len` plaintext bytes); it was
     /// skipped and the connection goes on, as the reference clients do.
-    Undecodable { len: usize, error: NodeError },
+    Undecodable { len: usize, error: Box<NodeError> },
     /// The connection ended; the task has finished. `by_us` is true when we closed it.
-    Closed { cause: Cause, by_us: bool },
+    Closed { cause: Box<Cause>, by_us: bool },
 }
 
-enum Command {
-    Send(Node),
+pub(crate) enum Command {
+    Send(Box<Node>),
     Query {
-        node: Node,
+        node: Box<Node>,
         reply: oneshot::Sender<Node>,
     },
     Forget(String),
@@ -334,7 +334,7 @@ impl Querier {
     /// Queues a node for sending.
     pub async fn send(&self, node: Node) -> Result<(), ConnError> {
         self.cmd
-            .send(Command::Send(node))
+            .send(Command::Send(Box::new(node)))
             .await
             .map_err(|_| ConnError::Gone)
     }
@@ -349,7 +349,10 @@ impl Querier {
         let node = node.attr("id", id.clone());
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Command::Query { node, reply })
+            .send(Command::Query {
+                node: Box::new(node),
+                reply,
+            })
             .await
             .map_err(|_| ConnError::Gone)?;
         match tokio::time::timeout(timeout, rx).await {
@@ -514,7 +517,7 @@ async fn run_conn<S>(
                 Err(error) => {
                     let event = ConnEvent::Undecodable {
                         len: plain.len(),
-                        error,
+                        error: Box::new(error),
                     };
                     if events.send(event).await.is_err() {
                         break 'outer (Cause::Closed, true);
@@ -531,10 +534,10 @@ async fn run_conn<S>(
                 continue;
             }
             if let Some(cause) = stanza::end_cause(&node) {
-                let _ = events.send(ConnEvent::Node(node)).await;
+                let _ = events.send(ConnEvent::Node(Box::new(node))).await;
                 break 'outer (cause, false);
             }
-            if events.send(ConnEvent::Node(node)).await.is_err() {
+            if events.send(ConnEvent::Node(Box::new(node))).await.is_err() {
                 break 'outer (Cause::Closed, true);
             }
         }
@@ -584,5 +587,6 @@ async fn run_conn<S>(
         }
     };
     let _ = sink.close().await;
+    let cause = Box::new(cause);
     let _ = events.send(ConnEvent::Closed { cause, by_us }).await;
 }

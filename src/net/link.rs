@@ -45,7 +45,7 @@ pub enum LinkEvent {
     /// Handshake done; the connection task runs.
     Ready(Conn, mpsc::Receiver<ConnEvent>),
     /// The dial or handshake failed.
-    Failed(ConnError),
+    Failed(Box<ConnError>),
 }
 
 /// What a dial needs from the credentials (copied so the task owns it).
@@ -136,11 +136,11 @@ pub async fn open<T: Copy + Send + 'static>(
         r = tokio::time::timeout(connect_timeout, attempt) => r,
     };
     let event = match result {
-        Err(_) => LinkEvent::Failed(ConnError::Timeout {
+        Err(_) => LinkEvent::Failed(Box::new(ConnError::Timeout {
             what: "connect",
             after: connect_timeout,
-        }),
-        Ok(Err(e)) => LinkEvent::Failed(e),
+        })),
+        Ok(Err(e)) => LinkEvent::Failed(Box::new(e)),
         Ok(Ok(socket)) => {
             let (conn, events) = socket.spawn_in(&scope.tasks, cancel.child_token(), 256);
             LinkEvent::Ready(conn, events)

@@ -329,7 +329,7 @@ impl Pool {
                         let path = proxy
                             .as_ref()
                             .map_or("direct".to_string(), ToString::to_string);
-                        let _ = entry.inbox.send(DriverMsg::SetProxy(proxy)).await;
+                        let _ = entry.inbox.send(DriverMsg::SetProxy(Box::new(proxy))).await;
                         info!(session = %id, %path, "proxy changed by reload; used from the next dial");
                     }
                     entry.config = session;

@@ -64,8 +64,8 @@ pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, C
             .await
             .expect("no event in time")
         {
-            Some(ConnEvent::Node(n)) => return Ok(n),
-            Some(ConnEvent::Closed { cause, .. }) => return Err(cause),
+            Some(ConnEvent::Node(n)) => return Ok(*n),
+            Some(ConnEvent::Closed { cause, .. }) => return Err(*cause),
             // Frames that went to a querier, or were skipped as undecodable.
             Some(ConnEvent::Received | ConnEvent::Undecodable { .. }) => {}
             None => return Err(Cause::Closed),

@@ -88,7 +88,7 @@ pub enum DriverMsg {
     /// A config reload changed the client version.
     SetVersion(ClientVersion),
     /// A config reload changed the session's proxy (used from the next dial on).
-    SetProxy(Option<crate::config::ProxyUrl>),
+    SetProxy(Box<Option<crate::config::ProxyUrl>>),
     /// The session's outbox has new messages.
     Wake,
     /// The operator asks for a pairing code for this phone number (`pair_code.rs`).
@@ -99,13 +99,13 @@ pub enum DriverMsg {
 }
 
 /// Results of work the driver started in the background.
-enum Background {
+pub(crate) enum Background {
     Ping {
         conn: ConnId,
         rtt: Result<Duration, ()>,
     },
-    /// A step of pairing by code.
-    Code(pair_code::CodeStep),
+    /// A step of pairing by code (boxed: the channel's blocks hold 32 of the largest variant).
+    Code(Box<pair_code::CodeStep>),
 }
 
 /// The open (or opening) socket of the session, at most one.
@@ -415,7 +415,7 @@ impl Driver {
                 Vec::new()
             }
             DriverMsg::SetProxy(proxy) => {
-                self.spec.proxy = proxy;
+                self.spec.proxy = *proxy;
                 Vec::new()
             }
             DriverMsg::SetVersion(version) => {
@@ -456,7 +456,7 @@ impl Driver {
                 self.session.handle(now(), Event::PingMissed { conn })
             }
             Background::Code(step) => {
-                self.on_code_step(step);
+                self.on_code_step(*step);
                 Vec::new()
             }
         }
@@ -518,6 +518,7 @@ impl Driver {
                 )
             }
             Some(ConnEvent::Closed { cause, by_us }) => {
+                let cause = *cause;
                 if by_us {
                     debug!(%cause, "socket closed by us");
                 } else {
@@ -533,7 +534,7 @@ impl Driver {
             }
             Some(ConnEvent::Node(node)) => {
                 let mut effects = self.session.handle(now(), Event::FrameReceived { conn });
-                effects.extend(self.on_node(conn, node).await);
+                effects.extend(self.on_node(conn, *node).await);
                 effects
             }
         }

@@ -65,16 +65,20 @@ impl Driver {
                 // crash in between gets the receipt again at the next login.
                 if node.tag == "receipt" {
                     let ack = self.shared.endpoint.send_acks;
-                    self.messenger.pass(MessengerMsg::Receipt { node, ack });
+                    self.messenger.pass(MessengerMsg::Receipt {
+                        node: Box::new(node),
+                        ack,
+                    });
                     return Vec::new();
                 }
                 // A <message> is answered by the messenger (receipt, or retry and ack).
                 if node.tag == "message" && self.shared.endpoint.send_acks {
-                    self.messenger.pass(MessengerMsg::Node(node));
+                    self.messenger.pass(MessengerMsg::Node(Box::new(node)));
                     return Vec::new();
                 }
                 if messages::wants(&node) {
-                    self.messenger.pass(MessengerMsg::Node(node.clone()));
+                    self.messenger
+                        .pass(MessengerMsg::Node(Box::new(node.clone())));
                 }
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
                     let (acks, routing) = (self.shared.endpoint.send_acks, &mut self.routing);

@@ -121,7 +121,7 @@ impl Driver {
                 expires_at,
                 reply,
             };
-            let _ = tx.send(Background::Code(step)).await;
+            let _ = tx.send(Background::Code(Box::new(step))).await;
         });
     }
 
@@ -157,7 +157,9 @@ impl Driver {
                 _ = cancel.cancelled() => return,
                 built = built => built.unwrap_or_else(|_| Err("the key bundle could not be built".into())),
             };
-            let _ = tx.send(Background::Code(CodeStep::Finish { conn, result })).await;
+            let _ = tx
+                .send(Background::Code(Box::new(CodeStep::Finish { conn, result })))
+                .await;
         });
     }
 
@@ -229,7 +231,7 @@ impl Driver {
                         refused,
                         previous,
                     };
-                    let _ = tx.send(Background::Code(step)).await;
+                    let _ = tx.send(Background::Code(Box::new(step))).await;
                 });
             }
             CodeStep::Finished {

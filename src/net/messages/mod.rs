@@ -192,9 +192,9 @@ pub enum MessengerMsg {
     Offline,
     /// A `<message>`, `<ack class="message">` or `devices`/`encrypt`
     /// notification.
-    Node(Node),
+    Node(Box<Node>),
     /// A `<receipt>`; acked (when `ack`) once the status it carries is stored.
-    Receipt { node: Node, ack: bool },
+    Receipt { node: Box<Node>, ack: bool },
     /// The session logged out: the queued messages fail.
     LoggedOut,
 }
