@@ -37,7 +37,7 @@ impl std::fmt::Debug for CodeShown {
 pub type CodeReply = oneshot::Sender<Result<CodeShown, String>>;
 
 /// What the background steps of a code pairing report to the driver.
-pub(super) enum CodeStep {
+pub(crate) enum CodeStep {
     /// The server answered `companion_hello` (with its ref) or refused it.
     Hello {
         conn: ConnId,
