@@ -77,6 +77,8 @@ pub async fn run(
             "client_cpu_s_hold": cpu_s,
             "client_cpu_percent_of_one_core": cpu_s / held.max(0.001) * 100.0,
             "sim_rss_kib_online": sim_rss_online,
+            // Where part of each session's bytes go: its three long-lived tasks.
+            "task_futures": crate::net::footprint::report(),
         }))
     }
     .await;

@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::net::footprint;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -250,7 +252,8 @@ where
     ) -> (Conn, mpsc::Receiver<ConnEvent>) {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (event_tx, event_rx) = mpsc::channel(events.max(1));
-        tasks.spawn(run_conn(self, cmd_rx, event_tx, cancel.clone()));
+        let task = run_conn(Box::new(self), cmd_rx, event_tx, cancel.clone());
+        tasks.spawn(footprint::noted(footprint::Task::Conn, task));
         (
             Conn {
                 querier: Querier {
@@ -483,8 +486,10 @@ fn is_answer(node: &Node) -> bool {
     node.tag == "iq" && matches!(node.get_attr("type"), Some("result") | Some("error"))
 }
 
+/// `socket` arrives boxed: an async fn keeps its arguments for its whole life, and this one
+/// lives as long as the connection (issue 15's per-session memory).
 async fn run_conn<S>(
-    socket: NoiseSocket<S>,
+    socket: Box<NoiseSocket<S>>,
     mut cmd_rx: mpsc::Receiver<Command>,
     events: mpsc::Sender<ConnEvent>,
     cancel: CancellationToken,
@@ -495,7 +500,7 @@ async fn run_conn<S>(
         ws,
         mut decoder,
         mut transport,
-    } = socket;
+    } = *socket;
     let (mut sink, mut stream) = ws.split();
     let mut pending: HashMap<String, oneshot::Sender<Node>> = HashMap::new();
 

@@ -5,8 +5,7 @@ pub mod board;
 pub mod conn;
 pub mod driver;
 pub mod event_json;
-#[cfg(test)]
-mod footprint;
+pub mod footprint;
 pub mod gate;
 pub mod handle;
 pub mod hooks;

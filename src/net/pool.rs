@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::config::{Config, MessagesConfig, ServerConfig, SessionConfig};
 use crate::net::board::StatusBoard;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
+use crate::net::footprint;
 use crate::net::gate::ClusterSeam;
 use crate::net::handle::{PoolHandle, PoolRequest};
 use crate::net::hooks::{Hooks, Targets};
@@ -200,9 +201,10 @@ impl Pool {
         let (inbox, rx) = mpsc::channel(16);
         let cancel = self.cancel.child_token();
         self.shared.board.expect(&id);
-        let task = self
-            .tracker
-            .spawn(driver::run(spec, self.shared.clone(), rx, cancel.clone()));
+        let task = self.tracker.spawn(footprint::noted(
+            footprint::Task::Driver,
+            driver::run(spec, self.shared.clone(), rx, cancel.clone()),
+        ));
         self.entries.insert(
             id,
             Entry {

@@ -163,14 +163,27 @@ struct Driver {
 }
 
 /// Runs one session until `cancel` fires, then closes its socket.
-pub async fn run(
+///
+/// This future lives as long as the session, so it is kept small: its arguments arrive boxed
+/// (an async fn keeps its arguments for its whole life), and every step that awaits is boxed
+/// for the time it runs instead of reserving room in the idle future (issue 15).
+pub fn run(
     spec: SessionSpec,
     shared: Shared,
+    inbox: mpsc::Receiver<DriverMsg>,
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let span = tracing::info_span!("session", session = %spec.id);
+    run_in_span(Box::new((spec, shared)), inbox, cancel).instrument(span)
+}
+
+async fn run_in_span(
+    args: Box<(SessionSpec, Shared)>,
     mut inbox: mpsc::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) {
-    let span = tracing::info_span!("session", session = %spec.id);
-    async move {
+    {
+        let (spec, shared) = *args;
         let keep = spec.policy.backups_kept;
         let vault = loop {
             match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
@@ -221,8 +234,8 @@ pub async fn run(
         let (background_tx, mut background_rx) = mpsc::channel(8);
         let channels = (progress_tx, background_tx);
         let (mut driver, first) = Driver::start(spec, shared, vault, stored, channels, &cancel);
-        driver.execute(first).await;
-        driver.publish().await;
+        Box::pin(driver.execute(first)).await;
+        Box::pin(driver.publish()).await;
         // Wakes the loop when the messenger's outbox figures change (publish reads them).
         let mut outbox_changes = driver.outbox.clone();
 
@@ -247,18 +260,16 @@ pub async fn run(
                     Some(msg) => driver.on_message(msg),
                 },
                 Some((conn, event)) = progress_rx.recv() => driver.on_link(conn, event),
-                event = conn_event => driver.on_conn_event(event).await,
+                event = conn_event => Box::pin(driver.on_conn_event(event)).await,
                 Some(done) = background_rx.recv() => driver.on_background(done),
                 Ok(()) = outbox_changes.changed() => driver.on_outbox_change(),
                 _ = sleep => driver.on_timer(),
             };
-            driver.execute(effects).await;
-            driver.publish().await;
+            Box::pin(driver.execute(effects)).await;
+            Box::pin(driver.publish()).await;
         }
-        driver.shutdown().await;
+        Box::pin(driver.shutdown()).await;
     }
-    .instrument(span)
-    .await
 }
 
 /// Publishes why a session never started (it is never dialled).

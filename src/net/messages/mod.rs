@@ -333,48 +333,51 @@ pub fn spawn(
     };
     let span = tracing::info_span!("messages", session = %session);
     let woken = wake.clone();
-    tasks.spawn(
-        async move {
-            messenger.seed_tally().await;
-            messenger.publish_view();
-            loop {
-                let next = messenger.next_pump(tokio::time::Instant::now());
-                let decay = messenger.tally_expiry();
-                let pump = async move {
-                    match next {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let probe_at = messenger.probe.next_wake();
-                let probe = async move {
-                    match probe_at {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    msg = rx.recv() => match msg {
-                        None => break,
-                        Some(msg) => messenger.handle(msg).await,
-                    },
-                    _ = woken.notified() => messenger.outbox.dirty = true,
-                    Ok(()) = reloads.changed() => {
-                        let config = reloads.borrow_and_update().clone();
-                        messenger.reconfigure(config);
-                    }
-                    _ = pump => messenger.pump().await,
-                    _ = probe => messenger.probe_tick().await,
-                    // A minute left the hour's window: publish_view below recounts.
-                    _ = tokio::time::sleep_until(decay) => {}
+    let task = async move {
+        // The handlers are boxed while they run, so the idle future stays small.
+        Box::pin(messenger.seed_tally()).await;
+        messenger.publish_view();
+        loop {
+            let next = messenger.next_pump(tokio::time::Instant::now());
+            let decay = messenger.tally_expiry();
+            let pump = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                messenger.publish_view();
+            };
+            let probe_at = messenger.probe.next_wake();
+            let probe = async move {
+                match probe_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(msg) => Box::pin(messenger.handle(msg)).await,
+                },
+                _ = woken.notified() => messenger.outbox.dirty = true,
+                Ok(()) = reloads.changed() => {
+                    let config = reloads.borrow_and_update().clone();
+                    messenger.reconfigure(config);
+                }
+                _ = pump => Box::pin(messenger.pump()).await,
+                _ = probe => Box::pin(messenger.probe_tick()).await,
+                // A minute left the hour's window: publish_view below recounts.
+                _ = tokio::time::sleep_until(decay) => {}
             }
-            debug!("messenger ended");
+            messenger.publish_view();
         }
-        .instrument(span),
-    );
+        debug!("messenger ended");
+    }
+    .instrument(span);
+    tasks.spawn(crate::net::footprint::noted(
+        crate::net::footprint::Task::Messenger,
+        task,
+    ));
     (MessengerHandle { tx, metrics, wake }, view_rx)
 }
 
