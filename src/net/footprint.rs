@@ -48,7 +48,6 @@ mod tests {
 
     use crate::net::conn::{Command, ConnEvent};
     use crate::net::driver::{Background, DriverMsg};
-    use crate::net::link::LinkEvent;
     use crate::net::messages::MessengerMsg;
 
     #[test]
@@ -58,7 +57,6 @@ mod tests {
             ("ConnEvent", size_of::<ConnEvent>()),
             ("driver::Background", size_of::<Background>()),
             ("DriverMsg", size_of::<DriverMsg>()),
-            ("(u64, LinkEvent)", size_of::<(u64, LinkEvent)>()),
             ("MessengerMsg", size_of::<MessengerMsg>()),
         ];
         eprintln!("{sizes:?}");

@@ -96,15 +96,16 @@ pub struct LinkScope {
     pub tasks: TaskTracker,
 }
 
-/// Runs one dial to completion (or cancellation), sending progress to `progress`.
+/// Runs one dial to completion (or cancellation), sending progress to `progress` (as the
+/// owner's own message type, so one channel can carry it beside the owner's other news).
 /// `connect_timeout` bounds the dial and the handshake together.
-pub async fn open<T: Copy + Send + 'static>(
+pub async fn open<T: Copy + Send + 'static, M: From<(T, LinkEvent)> + Send + 'static>(
     tag: T,
     endpoint: Endpoint,
     keys: DialKeys,
     connect_timeout: Duration,
     limiter: RateLimiter,
-    progress: mpsc::Sender<(T, LinkEvent)>,
+    progress: mpsc::Sender<M>,
     scope: LinkScope,
 ) {
     let cancel = &scope.cancel;
@@ -112,7 +113,9 @@ pub async fn open<T: Copy + Send + 'static>(
         _ = cancel.cancelled() => return,
         waited = limiter.acquire() => waited,
     };
-    let _ = progress.send((tag, LinkEvent::Dialling { waited })).await;
+    let _ = progress
+        .send((tag, LinkEvent::Dialling { waited }).into())
+        .await;
     let attempt = async {
         let ws = transport::dial_via(
             &endpoint.url,
@@ -121,7 +124,7 @@ pub async fn open<T: Copy + Send + 'static>(
             &endpoint.tls,
         )
         .await?;
-        let _ = progress.send((tag, LinkEvent::Dialled)).await;
+        let _ = progress.send((tag, LinkEvent::Dialled).into()).await;
         let hs = ClientHandshake {
             noise_private: keys.noise_private.expose(),
             payload: keys.payload,
@@ -146,5 +149,5 @@ pub async fn open<T: Copy + Send + 'static>(
             LinkEvent::Ready(conn, events)
         }
     };
-    let _ = progress.send((tag, event)).await;
+    let _ = progress.send((tag, event).into()).await;
 }

@@ -45,7 +45,8 @@ pub struct Running {
 }
 
 struct Pool {
-    shared: Shared,
+    /// One copy for every session (each holds a reference, not its own copy).
+    shared: Arc<Shared>,
     entries: HashMap<String, Entry>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -118,7 +119,7 @@ pub fn start_with(
         handle = handle.with_remote(seam.remote.clone());
     }
     let mut pool = Pool {
-        shared,
+        shared: Arc::new(shared),
         entries: HashMap::new(),
         tracker: TaskTracker::new(),
         cancel: cancel.clone(),
@@ -269,7 +270,7 @@ impl Pool {
         {
             // Sessions refused with 405 probe again with the new version at once.
             info!(%version, "client version changed by reload");
-            self.shared.endpoint.version = version;
+            Arc::make_mut(&mut self.shared).endpoint.version = version;
             for entry in self.entries.values() {
                 let _ = entry.inbox.send(DriverMsg::SetVersion(version)).await;
             }

@@ -98,7 +98,7 @@ impl Driver {
                 keys,
                 self.spec.policy.connect_timeout,
                 self.shared.limiter.clone(),
-                self.progress_tx.clone(),
+                self.background_tx.clone(),
                 LinkScope {
                     cancel,
                     tasks: self.tasks.clone(),

@@ -98,14 +98,23 @@ pub enum DriverMsg {
     },
 }
 
-/// Results of work the driver started in the background.
+/// Results of work the driver started in the background, on one channel (each channel costs
+/// every session about a kilobyte and a half for its whole life).
 pub(crate) enum Background {
+    /// Progress of the dial `ConnId` (`link::open`).
+    Link(ConnId, LinkEvent),
     Ping {
         conn: ConnId,
         rtt: Result<Duration, ()>,
     },
     /// A step of pairing by code (boxed: the channel's blocks hold 32 of the largest variant).
     Code(Box<pair_code::CodeStep>),
+}
+
+impl From<(ConnId, LinkEvent)> for Background {
+    fn from((conn, event): (ConnId, LinkEvent)) -> Self {
+        Background::Link(conn, event)
+    }
 }
 
 /// The open (or opening) socket of the session, at most one.
@@ -133,10 +142,11 @@ impl Link {
 
 struct Driver {
     spec: SessionSpec,
-    shared: Shared,
+    shared: Arc<Shared>,
     vault: VaultHandle,
     session: Session,
-    creds: Option<Credentials>,
+    /// Boxed: the driver lives as long as the session, and most of the time only reads these.
+    creds: Option<Box<Credentials>>,
     link: Link,
     /// The code pairing asked for on this connection, from `companion_hello` to its finish.
     code: Option<(ConnId, crate::wa::pair_code::CompanionCode)>,
@@ -155,7 +165,6 @@ struct Driver {
     /// The `was_online` flag as last written, so publishing writes only changes.
     was_online: bool,
     dial_started: Option<Instant>,
-    progress_tx: mpsc::Sender<(ConnId, LinkEvent)>,
     background_tx: mpsc::Sender<Background>,
     /// Dial, ping and query tasks; cancelled and awaited at shutdown.
     tasks: TaskTracker,
@@ -169,7 +178,7 @@ struct Driver {
 /// for the time it runs instead of reserving room in the idle future (issue 15).
 pub fn run(
     spec: SessionSpec,
-    shared: Shared,
+    shared: Arc<Shared>,
     inbox: mpsc::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -178,7 +187,7 @@ pub fn run(
 }
 
 async fn run_in_span(
-    args: Box<(SessionSpec, Shared)>,
+    args: Box<(SessionSpec, Arc<Shared>)>,
     mut inbox: mpsc::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) {
@@ -230,10 +239,9 @@ async fn run_in_span(
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         };
-        let (progress_tx, mut progress_rx) = mpsc::channel(8);
         let (background_tx, mut background_rx) = mpsc::channel(8);
-        let channels = (progress_tx, background_tx);
-        let (mut driver, first) = Driver::start(spec, shared, vault, stored, channels, &cancel);
+        let (mut driver, first) =
+            Driver::start(spec, shared, vault, stored, background_tx, &cancel);
         Box::pin(driver.execute(first)).await;
         Box::pin(driver.publish()).await;
         // Wakes the loop when the messenger's outbox figures change (publish reads them).
@@ -259,7 +267,6 @@ async fn run_in_span(
                     None => break,
                     Some(msg) => driver.on_message(msg),
                 },
-                Some((conn, event)) = progress_rx.recv() => driver.on_link(conn, event),
                 event = conn_event => Box::pin(driver.on_conn_event(event)).await,
                 Some(done) = background_rx.recv() => driver.on_background(done),
                 Ok(()) = outbox_changes.changed() => driver.on_outbox_change(),
@@ -291,10 +298,10 @@ impl Driver {
     /// configured to or when it was meant to be online.
     fn start(
         spec: SessionSpec,
-        shared: Shared,
+        shared: Arc<Shared>,
         vault: VaultHandle,
         (loaded, was_online, backups): (Opened, bool, Backups),
-        (progress_tx, background_tx): (mpsc::Sender<(ConnId, LinkEvent)>, mpsc::Sender<Background>),
+        background_tx: mpsc::Sender<Background>,
         cancel: &CancellationToken,
     ) -> (Driver, Vec<Effect>) {
         let at = now();
@@ -338,13 +345,12 @@ impl Driver {
             shared,
             vault,
             session,
-            creds: loaded.credentials,
+            creds: loaded.credentials.map(Box::new),
             link: Link::None,
             code: None,
             timers: TimerQueue::new(),
             was_online,
             dial_started: None,
-            progress_tx,
             background_tx,
             tasks,
             tasks_cancel,
@@ -458,6 +464,7 @@ impl Driver {
 
     fn on_background(&mut self, done: Background) -> Vec<Effect> {
         match done {
+            Background::Link(conn, event) => self.on_link(conn, event),
             Background::Ping { conn, rtt: Ok(rtt) } => {
                 self.shared.metrics.keepalive_rtt.observe(rtt.as_secs_f64());
                 self.session
@@ -561,9 +568,9 @@ impl Driver {
 
     fn ensure_credentials(&mut self) -> Option<&Credentials> {
         if self.creds.is_none() {
-            self.creds = Some(Credentials::generate());
+            self.creds = Some(Box::new(Credentials::generate()));
         }
-        self.creds.as_ref()
+        self.creds.as_deref()
     }
 
     /// Closes the socket within the shutdown budget, ends the driver's own tasks and saves

@@ -46,8 +46,9 @@ impl Driver {
                         .observe(started.elapsed().as_secs_f64());
                 }
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
-                    self.prekeys.after_login(handle.querier(), creds.clone());
-                    let online = MessengerMsg::Online(handle.querier(), Box::new(creds.clone()));
+                    self.prekeys
+                        .after_login(handle.querier(), (**creds).clone());
+                    let online = MessengerMsg::Online(handle.querier(), creds.clone());
                     self.messenger.pass(online);
                 }
                 self.session.handle(now(), Event::Online { conn })
