@@ -496,11 +496,16 @@ async fn run_conn<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Moved out in a block of its own, so the box is freed now rather than when the
+    // connection ends.
     let NoiseSocket {
         ws,
         mut decoder,
         mut transport,
-    } = *socket;
+    } = {
+        let socket = socket;
+        *socket
+    };
     let (mut sink, mut stream) = ws.split();
     let mut pending: HashMap<String, oneshot::Sender<Node>> = HashMap::new();
 

@@ -192,7 +192,12 @@ async fn run_in_span(
     cancel: CancellationToken,
 ) {
     {
-        let (spec, shared) = *args;
+        // Moved out in a block of its own: a box moved out of is freed only when it goes out
+        // of scope, which for an argument is the end of the session.
+        let (spec, shared) = {
+            let args = args;
+            *args
+        };
         let keep = spec.policy.backups_kept;
         let vault = loop {
             match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
