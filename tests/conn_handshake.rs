@@ -64,10 +64,7 @@ async fn register(
     url: &str,
     root: [u8; 32],
     creds: &Credentials,
-) -> (
-    wasp::net::conn::Conn,
-    tokio::sync::mpsc::Receiver<ConnEvent>,
-) {
+) -> (wasp::net::conn::Conn, wasp::net::chan::Receiver<ConnEvent>) {
     let ws = transport::dial(url, Duration::from_secs(5)).await.unwrap();
     let trust = wasp::wa::noise::TrustRoot(root);
     let socket = client_handshake(

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::net::footprint;
+use crate::net::{chan, footprint};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -239,7 +239,7 @@ where
         self,
         cancel: CancellationToken,
         events: usize,
-    ) -> (Conn, mpsc::Receiver<ConnEvent>) {
+    ) -> (Conn, chan::Receiver<ConnEvent>) {
         self.spawn_in(&TaskTracker::new(), cancel, events)
     }
 
@@ -249,9 +249,9 @@ where
         tasks: &TaskTracker,
         cancel: CancellationToken,
         events: usize,
-    ) -> (Conn, mpsc::Receiver<ConnEvent>) {
-        let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (event_tx, event_rx) = mpsc::channel(events.max(1));
+    ) -> (Conn, chan::Receiver<ConnEvent>) {
+        let (cmd_tx, cmd_rx) = chan::channel(64);
+        let (event_tx, event_rx) = chan::channel(events.max(1));
         let task = run_conn(Box::new(self), cmd_rx, event_tx, cancel.clone());
         tasks.spawn(footprint::noted(footprint::Task::Conn, task));
         (
@@ -318,7 +318,7 @@ pub(crate) enum Command {
 /// background queries can run beside the owner. Dropping a `Querier` does not close anything.
 #[derive(Clone)]
 pub struct Querier {
-    cmd: mpsc::Sender<Command>,
+    cmd: chan::Sender<Command>,
     ids: Arc<IdGen>,
 }
 
@@ -490,8 +490,8 @@ fn is_answer(node: &Node) -> bool {
 /// lives as long as the connection (issue 15's per-session memory).
 async fn run_conn<S>(
     socket: Box<NoiseSocket<S>>,
-    mut cmd_rx: mpsc::Receiver<Command>,
-    events: mpsc::Sender<ConnEvent>,
+    mut cmd_rx: chan::Receiver<Command>,
+    events: chan::Sender<ConnEvent>,
     cancel: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::net::chan;
 use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_handshake};
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tls::ClientTls;
@@ -43,7 +43,7 @@ pub enum LinkEvent {
     /// The WebSocket is open; the handshake is running.
     Dialled,
     /// Handshake done; the connection task runs.
-    Ready(Conn, mpsc::Receiver<ConnEvent>),
+    Ready(Conn, chan::Receiver<ConnEvent>),
     /// The dial or handshake failed.
     Failed(Box<ConnError>),
 }
@@ -105,7 +105,7 @@ pub async fn open<T: Copy + Send + 'static, M: From<(T, LinkEvent)> + Send + 'st
     keys: DialKeys,
     connect_timeout: Duration,
     limiter: RateLimiter,
-    progress: mpsc::Sender<M>,
+    progress: chan::Sender<M>,
     scope: LinkScope,
 ) {
     let cancel = &scope.cancel;

@@ -2,6 +2,7 @@
 //! matching, the per-session driver, the pool and the global connect rate limit.
 
 pub mod board;
+pub mod chan;
 pub mod conn;
 pub mod driver;
 pub mod event_json;

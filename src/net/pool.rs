@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, MessagesConfig, ServerConfig, SessionConfig};
 use crate::net::board::StatusBoard;
+use crate::net::chan;
 use crate::net::driver::{self, DriverMsg, SessionSpec, Shared};
 use crate::net::footprint;
 use crate::net::gate::ClusterSeam;
@@ -30,7 +31,7 @@ use crate::store::keys::KeyStore;
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
 
 struct Entry {
-    inbox: mpsc::Sender<DriverMsg>,
+    inbox: chan::Sender<DriverMsg>,
     cancel: CancellationToken,
     config: SessionConfig,
     task: tokio::task::JoinHandle<()>,
@@ -199,7 +200,7 @@ impl Pool {
             seed: self.seed,
             proxy: config.proxy.clone(),
         };
-        let (inbox, rx) = mpsc::channel(16);
+        let (inbox, rx) = chan::channel(16);
         let cancel = self.cancel.child_token();
         self.shared.board.expect(&id);
         let task = self.tracker.spawn(footprint::noted(

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wasp::net::conn::{ClientHandshake, Conn, ConnEvent, client_handshake};
 use wasp::net::transport;
@@ -34,7 +33,10 @@ fn now_unix() -> u64 {
 
 /// Dials and shakes hands (registration payload when unpaired, login payload when paired);
 /// the connection task runs.
-pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Receiver<ConnEvent>) {
+pub async fn connect(
+    target: &Target,
+    creds: &Credentials,
+) -> (Conn, wasp::net::chan::Receiver<ConnEvent>) {
     let ws = transport::dial(&target.ws_url, WAIT).await.unwrap();
     let version = ClientVersion::default();
     let payload = if creds.is_paired() {
@@ -58,7 +60,7 @@ pub async fn connect(target: &Target, creds: &Credentials) -> (Conn, mpsc::Recei
 }
 
 /// The next node, or the cause the connection ended with.
-pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, Cause> {
+pub async fn next_node(events: &mut wasp::net::chan::Receiver<ConnEvent>) -> Result<Node, Cause> {
     loop {
         match tokio::time::timeout(WAIT, events.recv())
             .await
@@ -74,7 +76,7 @@ pub async fn next_node(events: &mut mpsc::Receiver<ConnEvent>) -> Result<Node, C
 }
 
 /// Waits until the connection closes; returns its cause.
-pub async fn closed(events: &mut mpsc::Receiver<ConnEvent>) -> Cause {
+pub async fn closed(events: &mut wasp::net::chan::Receiver<ConnEvent>) -> Cause {
     loop {
         if let Err(cause) = next_node(events).await {
             return cause;
@@ -83,7 +85,10 @@ pub async fn closed(events: &mut mpsc::Receiver<ConnEvent>) -> Cause {
 }
 
 /// Logs paired credentials in and checks the answer is `<success>`.
-pub async fn login(target: &Target, creds: &Credentials) -> (Conn, mpsc::Receiver<ConnEvent>) {
+pub async fn login(
+    target: &Target,
+    creds: &Credentials,
+) -> (Conn, wasp::net::chan::Receiver<ConnEvent>) {
     let (conn, mut events) = connect(target, creds).await;
     match stanza::classify(next_node(&mut events).await.unwrap()) {
         Incoming::Success { .. } => {}
@@ -96,7 +101,7 @@ pub async fn login(target: &Target, creds: &Credentials) -> (Conn, mpsc::Receive
 pub struct Showing {
     pub creds: Credentials,
     pub conn: Conn,
-    pub events: mpsc::Receiver<ConnEvent>,
+    pub events: wasp::net::chan::Receiver<ConnEvent>,
     pub refs: Vec<String>,
 }
 

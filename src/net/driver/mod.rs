@@ -15,13 +15,14 @@ pub use pair_code::{CodeReply, CodeShown};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::net::board::StatusBoard;
+use crate::net::chan;
 use crate::net::conn::{Conn, ConnEvent};
 use crate::net::inbound;
 use crate::net::link::{Endpoint, LinkEvent};
@@ -127,7 +128,7 @@ enum Link {
     Open {
         conn: ConnId,
         handle: Conn,
-        events: mpsc::Receiver<ConnEvent>,
+        events: chan::Receiver<ConnEvent>,
     },
 }
 
@@ -165,7 +166,7 @@ struct Driver {
     /// The `was_online` flag as last written, so publishing writes only changes.
     was_online: bool,
     dial_started: Option<Instant>,
-    background_tx: mpsc::Sender<Background>,
+    background_tx: chan::Sender<Background>,
     /// Dial, ping and query tasks; cancelled and awaited at shutdown.
     tasks: TaskTracker,
     tasks_cancel: CancellationToken,
@@ -179,7 +180,7 @@ struct Driver {
 pub fn run(
     spec: SessionSpec,
     shared: Arc<Shared>,
-    inbox: mpsc::Receiver<DriverMsg>,
+    inbox: chan::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let span = tracing::info_span!("session", session = %spec.id);
@@ -188,7 +189,7 @@ pub fn run(
 
 async fn run_in_span(
     args: Box<(SessionSpec, Arc<Shared>)>,
-    mut inbox: mpsc::Receiver<DriverMsg>,
+    mut inbox: chan::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) {
     {
@@ -244,7 +245,7 @@ async fn run_in_span(
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         };
-        let (background_tx, mut background_rx) = mpsc::channel(8);
+        let (background_tx, mut background_rx) = chan::channel(8);
         let (mut driver, first) =
             Driver::start(spec, shared, vault, stored, background_tx, &cancel);
         Box::pin(driver.execute(first)).await;
@@ -306,7 +307,7 @@ impl Driver {
         shared: Arc<Shared>,
         vault: VaultHandle,
         (loaded, was_online, backups): (Opened, bool, Backups),
-        background_tx: mpsc::Sender<Background>,
+        background_tx: chan::Sender<Background>,
         cancel: &CancellationToken,
     ) -> (Driver, Vec<Effect>) {
         let at = now();

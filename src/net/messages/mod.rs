@@ -23,11 +23,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
 use crate::config::MessagesConfig;
+use crate::net::chan;
 use crate::net::conn::{ConnError, Querier};
 use crate::net::hooks::Hooks;
 use crate::net::metrics::Metrics;
@@ -202,7 +203,7 @@ pub enum MessengerMsg {
 /// The driver's end of the messenger.
 #[derive(Clone)]
 pub struct MessengerHandle {
-    tx: mpsc::Sender<MessengerMsg>,
+    tx: chan::Sender<MessengerMsg>,
     metrics: Arc<Metrics>,
     /// Rung when the outbox has new rows (a permit is kept, so no ring is lost).
     wake: Arc<Notify>,
@@ -299,7 +300,7 @@ pub fn spawn(
     setup: MessengerSetup,
     (tasks, cancel): (&tokio_util::task::TaskTracker, CancellationToken),
 ) -> (MessengerHandle, watch::Receiver<OutboxView>) {
-    let (tx, mut rx) = mpsc::channel(INBOX);
+    let (tx, mut rx) = crate::net::chan::channel(INBOX);
     let (view, view_rx) = watch::channel(OutboxView::default());
     let wake = Arc::new(Notify::new());
     let metrics = setup.metrics.clone();
