@@ -1,10 +1,18 @@
 //! The global connect rate limit: a token bucket shared by every dial in the process
 //! (default 5 connects/s, burst 10), so an outage is followed by a spread of reconnects
 //! rather than a storm.
+//!
+//! Kept as a theoretical arrival time (GCRA): the bucket is full when `tat` is at or before
+//! now, and each grant moves `tat` one interval on. A dial that had to wait is granted on
+//! that grid, not at the instant its timer happened to fire, so timer lateness (tokio sleeps
+//! in whole milliseconds) is not lost: a plain bucket capped at one token lost it on every
+//! grant and ran a 200/s limit at about 165/s. A sliding one-second count of grants still
+//! caps any second at `rate + burst - 1`, so catching up after a late timer never exceeds
+//! the limit.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -12,8 +20,9 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 struct Bucket {
-    tokens: f64,
-    last: Instant,
+    /// When the next grant is due on the rate's grid; a full bucket has it `burst - 1`
+    /// intervals (or more) in the past.
+    tat: Instant,
     /// When the grants of the last second were made (oldest first).
     recent: VecDeque<Instant>,
 }
@@ -31,6 +40,8 @@ struct Inner {
     bucket: Mutex<Bucket>,
     granted: AtomicU64,
     waited: AtomicU64,
+    /// Dials holding or waiting for the bucket's lock.
+    queued: AtomicUsize,
     /// The most grants within any one second (a window closed at its end, open at its start).
     peak: AtomicU64,
 }
@@ -46,12 +57,12 @@ impl RateLimiter {
                 per_second,
                 burst,
                 bucket: Mutex::new(Bucket {
-                    tokens: burst,
-                    last: Instant::now(),
+                    tat: Instant::now(),
                     recent: VecDeque::new(),
                 }),
                 granted: AtomicU64::new(0),
                 waited: AtomicU64::new(0),
+                queued: AtomicUsize::new(0),
                 peak: AtomicU64::new(0),
             }),
         }
@@ -66,34 +77,48 @@ impl RateLimiter {
     /// each token and race for it: with 2,000 sessions queued, a storm at 200/s granted only
     /// about 160 a second.)
     pub async fn acquire(&self) -> bool {
+        let interval = Duration::from_secs_f64(1.0 / self.inner.per_second);
+        // How far ahead of now `tat` may run and still grant: burst - 1 intervals.
+        let tolerance = interval.mul_f64(self.inner.burst - 1.0);
+        let most_in_a_second = (self.inner.per_second + self.inner.burst - 1.0) as usize;
+        // A dial that found others ahead of it is granted on the grid they left; only one
+        // that found the limiter idle may move `tat` up to now.
+        let behind = self.inner.queued.fetch_add(1, Ordering::SeqCst) > 0;
+        let _queued = Queued(&self.inner.queued);
         let mut waited = false;
         let mut bucket = self.inner.bucket.lock().await;
         loop {
             let now = Instant::now();
-            let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * self.inner.per_second).min(self.inner.burst);
-            bucket.last = now;
-            if bucket.tokens >= 1.0 {
-                bucket.tokens -= 1.0;
+            while bucket
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                bucket.recent.pop_front();
+            }
+            // An idle limiter refills up to the burst, no further.
+            if !waited && !behind && bucket.tat < now {
+                bucket.tat = now;
+            }
+            let due = bucket.tat.checked_sub(tolerance).unwrap_or(now);
+            let second_full = bucket.recent.len() >= most_in_a_second;
+            if due <= now && !second_full {
+                bucket.tat += interval;
                 self.inner.granted.fetch_add(1, Ordering::Relaxed);
-                while bucket
-                    .recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-                {
-                    bucket.recent.pop_front();
-                }
                 bucket.recent.push_back(now);
                 let in_second = bucket.recent.len() as u64;
                 self.inner.peak.fetch_max(in_second, Ordering::Relaxed);
                 return waited;
             }
-            let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / self.inner.per_second);
+            let mut until = due;
+            if second_full && let Some(oldest) = bucket.recent.front() {
+                until = until.max(*oldest + Duration::from_secs(1));
+            }
             if !waited {
                 self.inner.waited.fetch_add(1, Ordering::Relaxed);
                 waited = true;
             }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep_until(until).await;
         }
     }
 
@@ -110,6 +135,15 @@ impl RateLimiter {
     /// Times a connect had to wait for a token (the `connects rate-limited` metric).
     pub fn waited(&self) -> u64 {
         self.inner.waited.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one dial at the limiter for as long as it holds or waits for the lock.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
