@@ -33,7 +33,9 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
 struct Entry {
     inbox: chan::Sender<DriverMsg>,
     cancel: CancellationToken,
-    config: SessionConfig,
+    /// Boxed: the map keeps room for up to twice its entries, and a config is about a
+    /// kilobyte (issue 15's per-session memory).
+    config: Box<SessionConfig>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -212,7 +214,7 @@ impl Pool {
             Entry {
                 inbox,
                 cancel,
-                config,
+                config: Box::new(config),
                 task,
             },
         );
@@ -336,7 +338,7 @@ impl Pool {
                         let _ = entry.inbox.send(DriverMsg::SetProxy(Box::new(proxy))).await;
                         info!(session = %id, %path, "proxy changed by reload; used from the next dial");
                     }
-                    entry.config = session;
+                    *entry.config = session;
                 }
             }
         }
