@@ -53,6 +53,9 @@ pub async fn run(
     .await?;
     let handshakes_before = fleet.stats().await?["handshakes"].as_u64().unwrap_or(0);
     let limit = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    let me = std::process::id();
+    let (_, cpu_before) = super::child::proc_usage(me).ok_or("cannot read /proc/self")?;
+    let (_, sim_cpu_before) = super::child::proc_usage(fleet.sim_pid()).unwrap_or_default();
     let started = Instant::now();
     let pool = fleet.start((limit, limit)).await?;
     let board = pool.running.handle.board.clone();
@@ -60,6 +63,12 @@ pub async fn run(
     let outcome = async {
         let all = until(&board, budget, "every session online", |s| online(s) == n).await?;
         let all_online_s = started.elapsed().as_secs_f64();
+        // CPU seconds (USER_HZ ticks / 100) each side spent getting everyone online: on a
+        // machine shared with the simulator, the wall-clock rate is both sides' sum.
+        let (_, cpu_after) = super::child::proc_usage(me).ok_or("cannot read /proc/self")?;
+        let (_, sim_cpu_after) = super::child::proc_usage(fleet.sim_pid()).unwrap_or_default();
+        let client_cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / 100.0;
+        let sim_cpu_s = sim_cpu_after.saturating_sub(sim_cpu_before) as f64 / 100.0;
         let stats = fleet.stats().await?;
         let handshakes = stats["handshakes"].as_u64().unwrap_or(0) - handshakes_before;
         let mut times: Vec<f64> = all
@@ -79,6 +88,9 @@ pub async fn run(
             "all_online_s": all_online_s,
             "handshakes": handshakes,
             "handshakes_logins_per_s": n as f64 / all_online_s.max(0.001),
+            "client_cpu_s": client_cpu_s,
+            "handshakes_logins_per_client_cpu_s": n as f64 / client_cpu_s.max(0.01),
+            "sim_cpu_s": sim_cpu_s,
             "connect_p50_ms": quantile(&times, 0.50),
             "connect_p99_ms": quantile(&times, 0.99),
             "online_after_start_p50_ms": quantile(&from_start, 0.50),
