@@ -61,7 +61,7 @@ pub async fn run(
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(120) + Duration::from_millis(20) * n as u32;
     let outcome = async {
-        let all = until(&board, budget, "every session online", |s| online(s) == n).await?;
+        let all = until(&board, budget, "every session online", |b| online(b) == n).await?;
         let all_online_s = started.elapsed().as_secs_f64();
         // CPU seconds (USER_HZ ticks / 100) each side spent getting everyone online: on a
         // machine shared with the simulator, the wall-clock rate is both sides' sum.

@@ -209,11 +209,11 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
         scan_all(&board, &args.admin, args.sessions, budget).await?;
         let keys = u64::from(crate::wa::prekey::INITIAL_BATCH) * args.sessions as u64;
         let deadline = Instant::now() + budget;
-        while online(&board.snapshot()) < args.sessions || metrics.prekeys_uploaded.get() < keys {
+        while online(&board) < args.sessions || metrics.prekeys_uploaded.get() < keys {
             if Instant::now() > deadline {
                 return Err(format!(
                     "only {} of {} sessions came online with their pre-keys",
-                    online(&board.snapshot()),
+                    online(&board),
                     args.sessions
                 ));
             }
@@ -271,12 +271,9 @@ async fn scan_all(
     Ok(())
 }
 
-/// Sessions online (and paired).
-pub(super) fn online(statuses: &[Status]) -> usize {
-    statuses
-        .iter()
-        .filter(|s| s.state() == StateName::Online && s.account.paired)
-        .count()
+/// Sessions online (and paired), counted in place on the board.
+pub(super) fn online(board: &StatusBoard) -> usize {
+    board.count(|s| s.state() == StateName::Online && s.account.paired)
 }
 
 /// Waits (following the board's changes) until `done` holds for the snapshot or `within` passed.
@@ -284,19 +281,19 @@ pub(super) async fn until(
     board: &StatusBoard,
     within: Duration,
     what: &str,
-    mut done: impl FnMut(&[Status]) -> bool,
+    mut done: impl FnMut(&StatusBoard) -> bool,
 ) -> Result<Vec<Status>, String> {
     let deadline = tokio::time::Instant::now() + within;
     let mut changes = board.watch();
     loop {
         changes.borrow_and_update();
-        let snapshot = board.snapshot();
-        if done(&snapshot) {
-            return Ok(snapshot);
+        // Asked in place; the statuses are copied once, when it holds.
+        if done(board) {
+            return Ok(board.snapshot());
         }
         // A change, or a look every 100 ms whatever happens.
         let _ = tokio::time::timeout(Duration::from_millis(100), changes.changed()).await;
-        // Let a burst of publishes land before the next look (a look copies every status).
+        // Let a burst of publishes land before the next look.
         tokio::time::sleep(Duration::from_millis(10)).await;
         if tokio::time::Instant::now() > deadline {
             return Err(format!("{what} did not happen within {within:?}"));

@@ -51,7 +51,7 @@ pub async fn run(
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(120) + Duration::from_millis(20) * n as u32;
     let outcome = async {
-        until(&board, budget, "every session online", |s| online(s) == n).await?;
+        until(&board, budget, "every session online", |b| online(b) == n).await?;
         let all_online_s = started.elapsed().as_secs_f64();
         let (rss_online, cpu_before) = proc_usage(me).ok_or("cannot read /proc/self")?;
         let (sim_rss_online, _) = proc_usage(fleet.sim_pid()).unwrap_or_default();
@@ -59,7 +59,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_secs(args.hold)).await;
         let held = hold_start.elapsed().as_secs_f64();
         let (rss_end, cpu_after) = proc_usage(me).ok_or("cannot read /proc/self")?;
-        let still_online = online(&board.snapshot());
+        let still_online = online(&board);
         let cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / TICKS;
         let per = |rss: u64| rss.saturating_sub(rss_before) as f64 / n as f64;
         Ok::<_, String>(json!({

@@ -45,10 +45,8 @@ pub async fn run(
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(60) + Duration::from_millis(20) * n as u32;
     let outcome = async {
-        let loaded = |s: &[crate::session::status::Status]| {
-            s.len() == n
-                && s.iter()
-                    .all(|s| s.account.paired && s.state() != StateName::Stopped)
+        let loaded = |b: &crate::net::board::StatusBoard| {
+            b.count(|s| s.account.paired && s.state() != StateName::Stopped) == n
         };
         let all = until(&board, budget, "every session loaded and queued", loaded).await?;
         let seconds = started.elapsed().as_secs_f64();

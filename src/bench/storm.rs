@@ -67,7 +67,7 @@ pub async fn run(
     let expected = Duration::from_secs_f64(n as f64 / f64::from(args.rate));
     let budget = Duration::from_secs(120) + expected * 3;
     let outcome = async {
-        until(&board, budget, "every session online", |s| online(s) == n).await?;
+        until(&board, budget, "every session online", |b| online(b) == n).await?;
         // The simulator's side must agree before the drop.
         let deadline = Instant::now() + budget;
         while fleet.stats().await?["logged_in"].as_u64().unwrap_or(0) < n as u64 {
@@ -85,7 +85,7 @@ pub async fn run(
             let at = started.elapsed();
             samples.push((at, stats["handshakes"].as_u64().unwrap_or(0)));
             let back = stats["logged_in"].as_u64().unwrap_or(0) >= n as u64;
-            if back && online(&board.snapshot()) == n && at > SAMPLE * 4 {
+            if back && online(&board) == n && at > SAMPLE * 4 {
                 break at.as_secs_f64();
             }
             if started.elapsed() > budget {

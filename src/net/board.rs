@@ -123,6 +123,12 @@ impl StatusBoard {
         self.lock().statuses.values().cloned().collect()
     }
 
+    /// How many statuses `pred` holds for, looked at in place: nothing is copied, so a bench
+    /// may ask often without the asking being what it measures.
+    pub fn count(&self, pred: impl Fn(&Status) -> bool) -> usize {
+        self.lock().statuses.values().filter(|s| pred(s)).count()
+    }
+
     /// One session's status.
     pub fn get(&self, id: &str) -> Option<Status> {
         self.lock().statuses.get(id).cloned()
