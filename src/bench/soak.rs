@@ -299,6 +299,15 @@ async fn measure(
     let paired = until("pairing every session", ready, all_up).await;
     phone.cancel();
     paired?;
+    // The baseline is the settled fleet: each new device uploads its first pre-keys after it
+    // logs in, and the simulator (in this process) keeps them; measured before they land, that
+    // growth was counted as drift.
+    let keys = u64::from(crate::wa::prekey::INITIAL_BATCH) * n as u64;
+    let metrics = running.handle.metrics.clone();
+    until("the first pre-keys uploaded", ready, || {
+        metrics.prekeys_uploaded.get() >= keys
+    })
+    .await?;
     let devices: Vec<String> = sim.devices();
     let rss_start = rss_kib();
     let tasks_start = alive_tasks();
