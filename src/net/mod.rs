@@ -21,5 +21,6 @@ pub mod ratelimit;
 pub mod tasks;
 pub mod tls;
 pub mod transport;
+pub mod upgrade;
 pub mod vault;
 pub mod version;

@@ -15,7 +15,7 @@ use tokio_socks::tcp::Socks5Stream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 
 use super::tls::ClientTls;
-use super::transport::{DialError, WsStream, ws_config};
+use super::transport::{DialError, WsStream};
 use crate::config::{ProxyKind, ProxyUrl};
 
 /// The most a `CONNECT` answer's head may take (status line and headers).
@@ -47,22 +47,18 @@ pub(super) async fn dial(
         }
         Ok(Ok(tcp)) => tcp,
     };
-    let upgrade = tokio_tungstenite::client_async_tls_with_config(
-        request,
-        tcp,
-        Some(ws_config()),
-        Some(tls.connector()),
-    );
+    let upgrade = super::upgrade::upgrade(tcp, request, tls);
     match tokio::time::timeout_at(deadline, upgrade).await {
         Err(_) => Err(DialError::Timeout {
             url: url.to_string(),
             after: timeout,
         }),
-        Ok(Err(e)) => Err(DialError::Failed {
-            url: url.to_string(),
-            reason: format!("{e} (through {proxy})"),
-        }),
-        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(e)) => Err(DialError::of_upgrade(
+            url,
+            e,
+            &format!(" (through {proxy})"),
+        )),
+        Ok(Ok(ws)) => Ok(ws),
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tokio_tungstenite::Connector;
 
 /// Why a CA file cannot be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +75,9 @@ impl ClientTls {
         }
     }
 
-    /// The connector tokio-tungstenite dials `wss://` with.
-    pub fn connector(&self) -> Connector {
-        Connector::Rustls(self.0.clone())
+    /// The rustls configuration every `wss://` dial uses.
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.0.clone()
     }
 }
 

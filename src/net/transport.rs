@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::net::tls::ClientTls;
+use crate::net::upgrade::{self, UpgradeError};
 
 /// The WebSocket stream type a dial returns.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -41,9 +42,10 @@ pub enum DialError {
 /// here are mostly tiny, and larger ones still pass, in several reads).
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        // Held (and zero-filled) by every idle connection: 2 KiB per read is plenty for the
+        // Held (and zero-filled) by every idle connection: 1 KiB per read is plenty for the
         // small frames of an idle link, and a large frame still reserves its whole length.
-        .read_buffer_size(2 * 1024)
+        // (Our own upgrade, `net::upgrade`, is what lets this size hold.)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(Some((1 << 24) + 1024))
         .max_frame_size(Some((1 << 24) + 1024))
@@ -72,26 +74,42 @@ pub async fn dial_via(
     if let Some(proxy) = proxy {
         return super::proxy::dial(request, url, proxy, timeout, tls).await;
     }
-    let connect = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config()),
-        true,
-        Some(tls.connector()),
-    );
+    let secure = request.uri().scheme_str() == Some("wss");
+    let host = request.uri().host().unwrap_or_default().to_string();
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if secure { 443 } else { 80 });
+    let connect = async {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((bare, port))
+            .await
+            .map_err(|e| UpgradeError::Failed(format!("cannot connect: {e}")))?;
+        upgrade::upgrade(tcp, request, tls).await
+    };
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err(DialError::Timeout {
             url: url.to_string(),
             after: timeout,
         }),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(answer))) => Err(DialError::Refused {
-            url: url.to_string(),
-            status: answer.status().as_u16(),
-        }),
-        Ok(Err(e)) => Err(DialError::Failed {
-            url: url.to_string(),
-            reason: e.to_string(),
-        }),
-        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(e)) => Err(DialError::of_upgrade(url, e, "")),
+        Ok(Ok(ws)) => Ok(ws),
+    }
+}
+
+impl DialError {
+    /// A failed upgrade of a dial to `url`; `via` is appended to the reason (a proxy's name).
+    pub(super) fn of_upgrade(url: &str, error: UpgradeError, via: &str) -> Self {
+        match error {
+            UpgradeError::Refused(status) => DialError::Refused {
+                url: url.to_string(),
+                status,
+            },
+            UpgradeError::Failed(reason) => DialError::Failed {
+                url: url.to_string(),
+                reason: format!("{reason}{via}"),
+            },
+        }
     }
 }
 

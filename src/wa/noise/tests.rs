@@ -147,6 +147,57 @@ fn tampered_leaf_is_refused() {
 }
 
 #[test]
+fn a_chain_verified_once_still_refuses_any_changed_byte() {
+    let s = server();
+    let bytes = s.ca.issue_chain(&s.key.public, NOW, 3600);
+    // The same chain twice: the second handshake takes the remembered verification.
+    for _ in 0..2 {
+        handshake(&s.key, bytes.clone(), &s.ca.trust_root()).unwrap();
+    }
+    // Every byte of each signature and of each details, flipped one at a time, is refused
+    // although the untouched chain was verified (and remembered) just before.
+    let chain = CertChain::decode(bytes.as_slice()).unwrap();
+    for (name, leaf) in [("intermediate", false), ("leaf", true)] {
+        for in_signature in [true, false] {
+            fn field(c: &mut CertChain, leaf: bool, sig: bool) -> &mut Option<Vec<u8>> {
+                let cert = if leaf {
+                    &mut c.leaf
+                } else {
+                    &mut c.intermediate
+                };
+                let cert = cert.as_mut().unwrap();
+                if sig {
+                    &mut cert.signature
+                } else {
+                    &mut cert.details
+                }
+            }
+            let len = field(&mut chain.clone(), leaf, in_signature)
+                .as_ref()
+                .unwrap()
+                .len();
+            for i in 0..len {
+                let mut changed = chain.clone();
+                field(&mut changed, leaf, in_signature).as_mut().unwrap()[i] ^= 0x01;
+                let outcome = handshake(&s.key, changed.encode_to_vec(), &s.ca.trust_root());
+                assert!(
+                    outcome.is_err(),
+                    "{name} byte {i} of the {} changed, yet the chain was accepted",
+                    if in_signature { "signature" } else { "details" }
+                );
+            }
+        }
+    }
+    // A remembered chain is still refused by a root that did not sign it.
+    let other = CertAuthority::generate().trust_root();
+    assert_eq!(
+        refusal(bytes.clone(), &s, &other),
+        CertError::BadSignature("intermediate")
+    );
+    handshake(&s.key, bytes, &s.ca.trust_root()).unwrap();
+}
+
+#[test]
 fn leaf_key_must_be_the_server_static_key() {
     let s = server();
     let stranger = KeyPair::generate();
