@@ -136,11 +136,14 @@ impl Default for StorageConfig {
     }
 }
 
-/// `[limits]`: the global connect rate limit and the pool size.
+/// `[limits]`: the global connect rate limit, how many handshakes may run at once, and the
+/// pool size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub connects_per_second: u32,
     pub connect_burst: u32,
+    /// Dials between their TCP connect and the end of their handshake, at most, at once.
+    pub handshakes_in_flight: u32,
     pub max_sessions: u32,
 }
 
@@ -149,6 +152,7 @@ impl Default for Limits {
         Limits {
             connects_per_second: 5,
             connect_burst: 10,
+            handshakes_in_flight: 64,
             max_sessions: 5000,
         }
     }

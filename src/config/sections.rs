@@ -39,7 +39,12 @@ const SERVER_KEYS: [&str; 8] = [
     "ca_file",
 ];
 const STORAGE_KEYS: [&str; 1] = ["data_dir"];
-const LIMITS_KEYS: [&str; 3] = ["connects_per_second", "connect_burst", "max_sessions"];
+const LIMITS_KEYS: [&str; 4] = [
+    "connects_per_second",
+    "connect_burst",
+    "handshakes_in_flight",
+    "max_sessions",
+];
 const HTTP_KEYS: [&str; 8] = [
     "listen",
     "token_env",
@@ -346,6 +351,7 @@ fn read_limits(problems: &mut Problems, t: &Table<'_, '_>) -> Limits {
     let slots = [
         ("connects_per_second", &mut limits.connects_per_second),
         ("connect_burst", &mut limits.connect_burst),
+        ("handshakes_in_flight", &mut limits.handshakes_in_flight),
         ("max_sessions", &mut limits.max_sessions),
     ];
     for (key, slot) in slots {

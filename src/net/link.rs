@@ -1,6 +1,6 @@
-//! Opening one connection for a session: wait for the global rate limit, dial the WebSocket,
-//! run the Noise handshake with the right ClientPayload, start the connection task. Runs as
-//! its own task so the driver stays responsive; reports progress over a channel.
+//! Opening one connection for a session: wait for a handshake slot and the global rate limit,
+//! dial the WebSocket, run the Noise handshake with the right ClientPayload, start the connection
+//! task. Runs as its own task so the driver stays responsive; reports progress over a channel.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -109,9 +109,10 @@ pub async fn open<T: Copy + Send + 'static, M: From<(T, LinkEvent)> + Send + 'st
     scope: LinkScope,
 ) {
     let cancel = &scope.cancel;
-    let waited = tokio::select! {
+    // Held until the handshake has ended, one way or the other.
+    let (slot, waited) = tokio::select! {
         _ = cancel.cancelled() => return,
-        waited = limiter.acquire() => waited,
+        granted = limiter.acquire_dial() => granted,
     };
     let _ = progress
         .send((tag, LinkEvent::Dialling { waited }).into())
@@ -138,6 +139,7 @@ pub async fn open<T: Copy + Send + 'static, M: From<(T, LinkEvent)> + Send + 'st
         _ = cancel.cancelled() => return,
         r = tokio::time::timeout(connect_timeout, attempt) => r,
     };
+    drop(slot);
     let event = match result {
         Err(_) => LinkEvent::Failed(Box::new(ConnError::Timeout {
             what: "connect",

@@ -85,9 +85,10 @@ pub fn start_with(
 ) -> Running {
     let board = Arc::new(StatusBoard::new());
     let metrics = Arc::new(Metrics::new());
-    let limiter = RateLimiter::new(
+    let limiter = RateLimiter::with_in_flight(
         config.limits.connects_per_second,
         config.limits.connect_burst,
+        config.limits.handshakes_in_flight,
     );
     let (events, _) = broadcast::channel(EVENTS_CAPACITY);
     let (messages, messages_rx) = watch::channel(config.messages.clone());

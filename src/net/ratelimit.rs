@@ -1,6 +1,9 @@
 //! The global connect rate limit: a token bucket shared by every dial in the process
 //! (default 5 connects/s, burst 10), so an outage is followed by a spread of reconnects
-//! rather than a storm.
+//! rather than a storm; and the cap on handshakes running at once (`handshakes_in_flight`,
+//! default 64), so that when the rate is high (a large burst, or the limit raised) dials
+//! complete in turn instead of thousands sharing the CPU and all finishing late together,
+//! or timing out together.
 //!
 //! Kept as a theoretical arrival time (GCRA): the bucket is full when `tat` is at or before
 //! now, and each grant moves `tat` one interval on. A dial that had to wait is granted on
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -44,12 +47,26 @@ struct Inner {
     queued: AtomicUsize,
     /// The most grants within any one second (a window closed at its end, open at its start).
     peak: AtomicU64,
+    /// Slots for dials between their TCP connect and the end of their handshake.
+    in_flight: Arc<Semaphore>,
+    slots: usize,
 }
+
+/// A dial's place among the handshakes in flight; dropping it lets the next dial start.
+#[derive(Debug)]
+pub struct DialSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 impl RateLimiter {
     /// A limiter that grants `per_second` tokens a second, holding at most `burst`.
     /// Zero values are raised to 1 (config validation refuses them earlier).
     pub fn new(per_second: u32, burst: u32) -> Self {
+        Self::with_in_flight(per_second, burst, Semaphore::MAX_PERMITS as u32)
+    }
+
+    /// As `new`, with at most `in_flight` dials between their connect and the end of their
+    /// handshake at any time (`acquire_dial`).
+    pub fn with_in_flight(per_second: u32, burst: u32, in_flight: u32) -> Self {
+        let in_flight = (in_flight.max(1) as usize).min(Semaphore::MAX_PERMITS);
         let per_second = f64::from(per_second.max(1));
         let burst = f64::from(burst.max(1));
         RateLimiter {
@@ -64,8 +81,24 @@ impl RateLimiter {
                 waited: AtomicU64::new(0),
                 queued: AtomicUsize::new(0),
                 peak: AtomicU64::new(0),
+                in_flight: Arc::new(Semaphore::new(in_flight)),
+                slots: in_flight,
             }),
         }
+    }
+
+    /// Waits for a handshake slot, then for a token (so a dial waiting for a slot takes no
+    /// token); returns the slot, to hold until the handshake ends, and whether it had to wait
+    /// for the token. Cancel-safe like `acquire`.
+    pub async fn acquire_dial(&self) -> (DialSlot, bool) {
+        let slot = self.inner.in_flight.clone().acquire_owned().await.ok();
+        let waited = self.acquire().await;
+        (DialSlot(slot), waited)
+    }
+
+    /// Handshakes in flight now (slots taken).
+    pub fn in_flight(&self) -> usize {
+        self.inner.slots - self.inner.in_flight.available_permits()
     }
 
     /// Waits until a connect may start; returns true when it had to wait for a token.
@@ -195,6 +228,27 @@ mod tests {
         let elapsed = Instant::now() - start;
         assert!(elapsed <= Duration::from_millis(51), "{elapsed:?}");
         assert_eq!(limiter.granted(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_dials_than_the_slots_run_at_once_and_a_waiting_one_takes_no_token() {
+        let limiter = RateLimiter::with_in_flight(1000, 1000, 3);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(limiter.acquire_dial().await.0);
+        }
+        assert_eq!(limiter.in_flight(), 3);
+        // A fourth waits for a slot, and meanwhile takes no token.
+        let fourth = tokio::time::timeout(Duration::from_secs(5), limiter.acquire_dial()).await;
+        assert!(fourth.is_err());
+        assert_eq!(limiter.granted(), 3);
+        // One handshake ends: the next dial gets its slot and its token.
+        held.pop();
+        let (slot, waited) = limiter.acquire_dial().await;
+        assert!(!waited);
+        assert_eq!((limiter.in_flight(), limiter.granted()), (3, 4));
+        drop((slot, held));
+        assert_eq!(limiter.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]

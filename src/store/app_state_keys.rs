@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::cached::CachedRow;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SecretBody;
@@ -76,7 +77,7 @@ impl KeyStore {
     ) -> Result<Option<AppStateKey>, KeysError> {
         self.with(session, |conn| {
             let found = conn
-                .query_row(
+                .cached_row(
                     "SELECT key_data, fingerprint, timestamp FROM app_state_keys
                      WHERE session = ?1 AND key_id = ?2",
                     params![session, key_id],

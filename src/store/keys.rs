@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::cached::CachedRow;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::wa::creds::{KeyPair, SecretKey};
@@ -132,6 +133,7 @@ impl KeyStore {
             .map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
+        conn.set_prepared_statement_cache_capacity(super::cached::STATEMENTS_KEPT);
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.execute_batch(super::signal::SCHEMA).map_err(fail)?;
         conn.execute_batch(super::app_state_keys::SCHEMA)
@@ -194,7 +196,7 @@ impl KeyStore {
             let tx = conn.transaction()?;
             let mut keys = Vec::new();
             {
-                let mut stmt = tx.prepare(
+                let mut stmt = tx.prepare_cached(
                     "SELECT id, private FROM prekeys WHERE session = ?1 AND uploaded = 0 \
                      ORDER BY id LIMIT ?2",
                 )?;
@@ -220,7 +222,7 @@ impl KeyStore {
                 let id = next;
                 next = if next >= MAX_ID { 1 } else { next + 1 };
                 let taken: bool = tx
-                    .query_row(
+                    .cached_row(
                         "SELECT 1 FROM prekeys WHERE session = ?1 AND id = ?2",
                         params![session, id],
                         |_| Ok(true),
@@ -261,8 +263,9 @@ impl KeyStore {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
             {
-                let mut stmt =
-                    tx.prepare("UPDATE prekeys SET uploaded = 1 WHERE session = ?1 AND id = ?2")?;
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE prekeys SET uploaded = 1 WHERE session = ?1 AND id = ?2",
+                )?;
                 for id in ids {
                     stmt.execute(params![session, id])?;
                 }
@@ -279,7 +282,7 @@ impl KeyStore {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
             let private: Option<Vec<u8>> = tx
-                .query_row(
+                .cached_row(
                     "SELECT private FROM prekeys WHERE session = ?1 AND id = ?2",
                     params![session, id],
                     |r| r.get(0),
@@ -309,7 +312,7 @@ impl KeyStore {
         let path = self.path.clone();
         self.with(session, |conn| {
             let private: Option<Vec<u8>> = conn
-                .query_row(
+                .cached_row(
                     "SELECT private FROM prekeys WHERE session = ?1 AND id = ?2",
                     params![session, id],
                     |r| r.get(0),
@@ -329,7 +332,7 @@ impl KeyStore {
     /// How many keys `session` holds and its next id.
     pub fn counts(&self, session: &str) -> Result<KeyCounts, KeysError> {
         self.with(session, |conn| {
-            let (stored, uploaded) = conn.query_row(
+            let (stored, uploaded) = conn.cached_row(
                 "SELECT COUNT(*), COALESCE(SUM(uploaded), 0) FROM prekeys WHERE session = ?1",
                 params![session],
                 |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?)),
@@ -365,7 +368,7 @@ impl KeyStore {
 /// The next id to hand out (1 for a session never seen; Baileys starts at 1 as well).
 fn next_id(conn: &Connection, session: &str) -> rusqlite::Result<u32> {
     Ok(conn
-        .query_row(
+        .cached_row(
             "SELECT next_id FROM prekey_counter WHERE session = ?1",
             params![session],
             |r| r.get::<_, u32>(0),

@@ -16,6 +16,7 @@
 pub mod app_state_keys;
 mod atomic;
 mod backup;
+mod cached;
 mod error;
 mod file;
 pub mod keys;

@@ -6,6 +6,7 @@
 //!
 //! Times are unix milliseconds given by the caller. Every method blocks on disk I/O.
 
+use super::cached::CachedRow;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::keys::{KeyStore, KeysError};
@@ -190,7 +191,7 @@ fn in_row(r: &Row<'_>) -> rusqlite::Result<InboxEntry> {
 
 /// The next sequence number of `session`.
 fn next_seq(tx: &rusqlite::Transaction<'_>, session: &str) -> rusqlite::Result<i64> {
-    tx.query_row(
+    tx.cached_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session = ?1",
         params![session],
         |r| r.get(0),
@@ -251,7 +252,7 @@ impl KeyStore {
             let tx = conn.transaction()?;
             if let Some(key) = &msg.key {
                 let earlier = tx
-                    .query_row(
+                    .cached_row(
                         &format!(
                             "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 AND client_key = ?2"
                         ),
@@ -294,7 +295,7 @@ impl KeyStore {
     /// The queued messages of `session` after sequence number `after`, oldest first.
     pub fn outbox_queued(&self, session: &str, after: i64) -> Result<Vec<OutboxEntry>, KeysError> {
         self.with(session, |conn| {
-            let mut stmt = conn.prepare(&format!(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 AND direction = 'out' \
                  AND status = 'queued' AND seq > ?2 ORDER BY seq"
             ))?;
@@ -307,7 +308,7 @@ impl KeyStore {
     pub fn outbox_get(&self, session: &str, id: &str) -> Result<Option<OutboxEntry>, KeysError> {
         self.with(session, |conn| {
             Ok(Ok(conn
-                .query_row(
+                .cached_row(
                     &format!(
                         "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 \
                          AND direction = 'out' AND id = ?2"
@@ -431,7 +432,7 @@ impl KeyStore {
         self.with(session, |conn| {
             let kept = match direction {
                 Direction::Out => {
-                    let mut stmt = conn.prepare(&format!(
+                    let mut stmt = conn.prepare_cached(&format!(
                         "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 \
                          AND direction = 'out' AND kind != 'probe' ORDER BY seq DESC LIMIT ?2"
                     ))?;
@@ -440,7 +441,7 @@ impl KeyStore {
                         .collect::<rusqlite::Result<Vec<_>>>()?
                 }
                 Direction::In => {
-                    let mut stmt = conn.prepare(
+                    let mut stmt = conn.prepare_cached(
                         "SELECT id, sender, chat, kind, text, queued_at FROM messages \
                          WHERE session = ?1 AND direction = 'in' AND kind != 'probe' \
                          ORDER BY seq DESC LIMIT ?2",

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use super::cached::CachedRow;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::SecretBody;
@@ -110,7 +111,7 @@ impl KeyStore {
     ) -> Result<Option<SecretBody>, KeysError> {
         self.with(session, |conn| {
             let value: Option<Vec<u8>> = conn
-                .query_row(
+                .cached_row(
                     "SELECT value FROM signal WHERE session = ?1 AND kind = ?2 AND name = ?3",
                     params![session, kind.column(), name],
                     |r| r.get(0),
@@ -152,7 +153,7 @@ impl KeyStore {
     ) -> Result<Option<CachedDevices>, KeysError> {
         self.with(session, |conn| {
             let row: Option<(String, Option<String>, i64)> = conn
-                .query_row(
+                .cached_row(
                     "SELECT devices, lid, fetched_at FROM device_cache \
                      WHERE session = ?1 AND user = ?2",
                     params![session, user],

@@ -44,7 +44,7 @@ impl KeyStore {
                 (Counted::Delivered, "out", "delivered_at"),
                 (Counted::Received, "in", "queued_at"),
             ] {
-                let mut stmt = conn.prepare(&format!(
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {column} / 60000, COUNT(*) FROM messages WHERE session = ?1 \
                      AND direction = ?2 AND kind != 'probe' AND {column} >= ?3 GROUP BY 1"
                 ))?;
