@@ -16,6 +16,7 @@ use wasp::wa::stanza::Cause;
 enum Step {
     Op(u8),
     FireTimer(u8),
+    DialStarted,
     Dialled,
     Online,
     Refs,
@@ -34,6 +35,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0u8..6).prop_map(Step::Op),
         any::<u8>().prop_map(Step::FireTimer),
+        Just(Step::DialStarted),
         Just(Step::Dialled),
         Just(Step::Online),
         Just(Step::Refs),
@@ -114,6 +116,7 @@ proptest! {
                     Event::TimerFired { timer }
                 }
                 Step::FireTimer(_) => { fx = Vec::new(); continue; }
+                Step::DialStarted => Event::DialStarted { conn: live.unwrap_or(0) },
                 Step::Dialled => Event::Dialled { conn: live.unwrap_or(0) },
                 Step::Online => Event::Online { conn: live.unwrap_or(0) },
                 Step::Refs => Event::QrRefs { conn: live.unwrap_or(0), codes: vec![QrText::new("r1".into()), QrText::new("r2".into())] },

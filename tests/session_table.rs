@@ -74,6 +74,7 @@ impl Rig {
         let mut r = Rig::new(policy, true);
         r.feed(Event::Start);
         let conn = r.conn();
+        r.feed(Event::DialStarted { conn });
         r.feed(Event::Dialled { conn });
         r.feed(Event::HandshakeDone { conn });
         r.feed(Event::Online { conn });
@@ -85,6 +86,7 @@ impl Rig {
         let mut r = Rig::new(Policy::default(), false);
         r.feed(Event::Start);
         let conn = r.conn();
+        r.feed(Event::DialStarted { conn });
         r.feed(Event::Dialled { conn });
         r.feed(Event::HandshakeDone { conn });
         let codes = (1..=6).map(|i| QrText::new(format!("ref{i}"))).collect();
@@ -467,10 +469,39 @@ fn any_frame_counts_as_life() {
 fn connect_timeout_is_408() {
     let mut r = Rig::new(Policy::default(), true);
     r.feed(Event::Start);
+    let conn = r.conn();
+    r.feed(Event::DialStarted { conn });
     let fx = r.fire(TimerKind::ConnectTimeout);
     assert!(fx.iter().any(|e| matches!(e, Effect::Close { .. })));
     r.closed(Cause::Closed);
     assert_eq!(r.s.status(r.now).last_code, Some(408));
+}
+
+#[test]
+fn the_connect_timeout_runs_from_the_dials_start_not_from_its_wait_in_the_queue() {
+    let mut r = Rig::new(Policy::default(), true);
+    r.feed(Event::Start);
+    let conn = r.conn();
+    // Queued for a slot and a token: no connect timeout yet, however long that takes.
+    assert!(r.timers.newest(TimerKind::ConnectTimeout).is_none());
+    r.now += secs(600);
+    assert_eq!(r.state(), StateName::Connecting);
+    r.feed(Event::DialStarted { conn });
+    let (at, _) = r
+        .timers
+        .newest(TimerKind::ConnectTimeout)
+        .expect("armed at the dial");
+    assert_eq!(at, r.now + Policy::default().connect_timeout);
+    // The timeline shows the wait and the dial apart.
+    let status = r.s.status(r.now);
+    let last = status.timeline.last().unwrap();
+    assert_eq!(
+        (last.state, last.cause.as_str()),
+        (StateName::Connecting, "dial started")
+    );
+    // A DialStarted for a connection that is not the live one changes nothing.
+    let fx = r.feed(Event::DialStarted { conn: conn + 1 });
+    assert!(fx.is_empty());
 }
 
 #[test]

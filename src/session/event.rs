@@ -41,6 +41,11 @@ pub struct TimerId {
 pub enum Event {
     /// Connect requested by config (autostart, or online before the last stop).
     Start,
+    /// The dial of `conn` has its handshake slot and rate token: the TCP connect starts now.
+    /// (Until then it waited its turn, which does not count against the connect timeout.)
+    DialStarted {
+        conn: ConnId,
+    },
     /// The WebSocket of `conn` is open; the handshake runs.
     Dialled {
         conn: ConnId,

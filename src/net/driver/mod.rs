@@ -500,7 +500,7 @@ impl Driver {
                 if waited {
                     self.shared.metrics.connects_rate_limited.inc();
                 }
-                Vec::new()
+                self.session.handle(now(), Event::DialStarted { conn })
             }
             LinkEvent::Dialled => self.session.handle(now(), Event::Dialled { conn }),
             LinkEvent::Ready(handle, events) => {

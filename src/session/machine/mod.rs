@@ -151,6 +151,18 @@ impl Session {
         let mut fx = Vec::new();
         match event {
             Event::Start => self.connect(now, "start", &mut fx),
+            Event::DialStarted { conn } => {
+                if self.state == (State::Connecting { conn }) {
+                    self.arm(
+                        TimerKind::ConnectTimeout,
+                        now + self.policy.connect_timeout,
+                        &mut fx,
+                    );
+                    let entry = self.timeline_entry(now, "dial started", None);
+                    self.timeline.push(entry.clone());
+                    fx.push(Effect::Record(entry));
+                }
+            }
             Event::Dialled { conn } => {
                 if self.state == (State::Connecting { conn }) {
                     self.enter(now, State::Handshaking { conn }, "dialled", None, &mut fx);
@@ -279,12 +291,11 @@ impl Session {
             self.outage_started = Some(now);
         }
         self.enter(now, State::Connecting { conn }, why, None, fx);
+        // The connect timeout is armed when the dial starts (`DialStarted`), not here: a
+        // dial may first wait for a handshake slot and a rate token, and a large fleet at the
+        // default 5 connects a second would otherwise time out in the queue, go to the back
+        // of it and count failed attempts it never made.
         fx.push(Effect::Dial { conn });
-        self.arm(
-            TimerKind::ConnectTimeout,
-            now + self.policy.connect_timeout,
-            fx,
-        );
     }
 
     /// Closes the live socket, reporting `cause` when its `Closed` arrives.
@@ -375,6 +386,17 @@ impl Session {
         self.since = now;
         self.timeline.push(entry.clone());
         fx.push(Effect::Record(entry));
+    }
+
+    /// A timeline entry for a step within the current state (its name and reason).
+    fn timeline_entry(&self, now: Instant, cause: &str, code: Option<u16>) -> TimelineEntry {
+        TimelineEntry {
+            at: now,
+            state: self.state.name(),
+            cause: cause.to_string(),
+            code,
+            detail: self.state.reason(),
+        }
     }
 }
 
