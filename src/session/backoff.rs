@@ -3,8 +3,45 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-use rand::rngs::StdRng;
+use rand::{Error, Rng, RngCore};
+
+/// The jitter source of one session: SplitMix64, eight bytes of state. Jitter needs spread,
+/// not secrecy, and a session kept `StdRng`'s 320-byte block buffer for it.
+#[derive(Debug, Clone)]
+pub struct JitterRng(u64);
+
+impl JitterRng {
+    /// A source seeded with `seed` (the same seed gives the same delays).
+    pub fn seed_from_u64(seed: u64) -> Self {
+        JitterRng(seed)
+    }
+}
+
+impl RngCore for JitterRng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
 
 /// The delay policy of one session.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,7 +54,7 @@ pub struct BackoffPolicy {
 
 impl BackoffPolicy {
     /// The delay before attempt `attempt` (1-based): base * 2^(attempt-1), capped, jittered.
-    pub fn delay(&self, attempt: u32, rng: &mut StdRng) -> Duration {
+    pub fn delay(&self, attempt: u32, rng: &mut JitterRng) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
         let raw = self.base.saturating_mul(1u32 << exp).min(self.cap);
         let jitter = self.jitter.clamp(0.0, 0.99);
@@ -33,7 +70,6 @@ impl BackoffPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn doubles_to_the_cap_within_jitter_and_repeats_for_a_seed() {
@@ -43,7 +79,7 @@ mod tests {
             jitter: 0.2,
         };
         let expected = [1u64, 2, 4, 8, 16, 32, 60, 60, 60];
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = JitterRng::seed_from_u64(7);
         let first: Vec<Duration> = (1..=9).map(|a| policy.delay(a, &mut rng)).collect();
         for (d, e) in first.iter().zip(expected) {
             let e = e as f64;
@@ -52,7 +88,7 @@ mod tests {
                 "{d:?} vs {e}"
             );
         }
-        let mut rng = StdRng::seed_from_u64(7);
+        let mut rng = JitterRng::seed_from_u64(7);
         let again: Vec<Duration> = (1..=9).map(|a| policy.delay(a, &mut rng)).collect();
         assert_eq!(first, again);
     }
@@ -64,7 +100,7 @@ mod tests {
             cap: Duration::from_secs(3),
             jitter: 0.0,
         };
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = JitterRng::seed_from_u64(1);
         assert_eq!(policy.delay(1, &mut rng), Duration::from_millis(500));
         assert_eq!(policy.delay(3, &mut rng), Duration::from_secs(2));
         assert_eq!(policy.delay(40, &mut rng), Duration::from_secs(3));

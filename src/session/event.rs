@@ -29,6 +29,24 @@ pub enum TimerKind {
     Backup,
 }
 
+impl TimerKind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 7;
+
+    /// A dense index, below `COUNT`.
+    pub fn index(self) -> usize {
+        match self {
+            TimerKind::Retry => 0,
+            TimerKind::ConnectTimeout => 1,
+            TimerKind::Ping => 2,
+            TimerKind::Dead => 3,
+            TimerKind::QrExpiry => 4,
+            TimerKind::Stable => 5,
+            TimerKind::Backup => 6,
+        }
+    }
+}
+
 /// A timer with its generation: a fired timer whose generation is no longer armed is stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId {

@@ -12,12 +12,9 @@ mod pairing;
 mod timers;
 mod view;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
+use super::backoff::JitterRng;
 use super::effect::Effect;
 use super::event::{ConnId, Event, TimerKind};
 use super::policy::Policy;
@@ -26,6 +23,7 @@ use super::state::{Keepalive, State};
 use super::status::{Backups, TimelineEntry};
 use super::timeline::{HourWindow, Timeline, Uptime};
 use crate::wa::stanza::Cause;
+use timers::Armed;
 
 /// How long the first QR ref lives; later refs live `NEXT_QR_TTL`.
 pub const FIRST_QR_TTL: Duration = Duration::from_secs(60);
@@ -58,9 +56,9 @@ pub struct Session {
     pub(super) live: Option<Live>,
     next_conn: ConnId,
     /// The generation of each armed timer; a fired timer of another generation is stale.
-    armed: HashMap<TimerKind, u64>,
+    armed: Armed,
     generation: u64,
-    pub(super) rng: StdRng,
+    pub(super) rng: JitterRng,
     /// Reconnect attempts in the current outage.
     pub(super) attempt: u32,
     pub(super) conflict_retries: u32,
@@ -103,9 +101,9 @@ impl Session {
             has_credentials,
             live: None,
             next_conn: 1,
-            armed: HashMap::new(),
+            armed: Armed::default(),
             generation: 0,
-            rng: StdRng::seed_from_u64(seed),
+            rng: JitterRng::seed_from_u64(seed),
             attempt: 0,
             conflict_retries: 0,
             conflicts: HourWindow::default(),

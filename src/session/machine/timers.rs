@@ -11,6 +11,59 @@ use super::super::state::State;
 use super::Session;
 use crate::wa::stanza::Cause;
 
+/// The generation armed for each timer kind (0: none armed; generations start at 1). A fixed
+/// array: a session keeps one, and a hash map cost it a heap table.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Armed([u64; TimerKind::COUNT]);
+
+impl Armed {
+    fn insert(&mut self, kind: TimerKind, generation: u64) {
+        self.0[kind.index()] = generation;
+    }
+
+    fn remove(&mut self, kind: &TimerKind) {
+        self.0[kind.index()] = 0;
+    }
+
+    fn clear(&mut self) {
+        self.0 = [0; TimerKind::COUNT];
+    }
+
+    fn get(&self, kind: &TimerKind) -> Option<&u64> {
+        Some(&self.0[kind.index()]).filter(|g| **g != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_slot() {
+        let kinds = [
+            TimerKind::Retry,
+            TimerKind::ConnectTimeout,
+            TimerKind::Ping,
+            TimerKind::Dead,
+            TimerKind::QrExpiry,
+            TimerKind::Stable,
+            TimerKind::Backup,
+        ];
+        let mut armed = Armed::default();
+        for (i, kind) in kinds.iter().enumerate() {
+            armed.insert(*kind, i as u64 + 1);
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            assert_eq!(armed.get(kind), Some(&(i as u64 + 1)), "{kind:?}");
+        }
+        armed.remove(&TimerKind::Ping);
+        assert_eq!(armed.get(&TimerKind::Ping), None);
+        assert_eq!(armed.get(&TimerKind::Dead), Some(&4));
+        armed.clear();
+        assert!(kinds.iter().all(|k| armed.get(k).is_none()));
+    }
+}
+
 impl Session {
     pub(super) fn arm(&mut self, kind: TimerKind, at: Instant, fx: &mut Vec<Effect>) {
         self.generation += 1;
