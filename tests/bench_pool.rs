@@ -39,10 +39,13 @@ async fn connect_brings_every_session_online_once() {
     let args = connect::ConnectArgs {
         sessions: N,
         tls: false,
+        handshakes_in_flight: Some(4),
         json: true,
     };
     let r = connect::run(&args, exe()).await.unwrap();
     assert!(r["handshakes"].as_u64().unwrap() >= N, "{r}");
+    // Fewer handshake slots than sessions: the rest waited their turn and still came online.
+    assert_eq!(r["handshakes_in_flight"], 4, "{r}");
     assert_eq!(r["peak_logins_per_device"], 1, "{r}");
     let (p50, p99) = (
         r["connect_p50_ms"].as_f64().unwrap(),

@@ -21,6 +21,10 @@ pub struct ConnectArgs {
     /// Serve and dial `wss://`.
     #[arg(long)]
     pub tls: bool,
+    /// Dials mid-handshake at once (the pool's `[limits] handshakes_in_flight`; its default
+    /// when not given).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub handshakes_in_flight: Option<u32>,
     /// Print the report as one JSON line (the only output form).
     #[arg(long)]
     pub json: bool,
@@ -57,7 +61,14 @@ pub async fn run(
     let (_, cpu_before) = super::child::proc_usage(me).ok_or("cannot read /proc/self")?;
     let (_, sim_cpu_before) = super::child::proc_usage(fleet.sim_pid()).unwrap_or_default();
     let started = Instant::now();
-    let pool = fleet.start((limit, limit)).await?;
+    let mut config = fleet.config((limit, limit));
+    if let Some(slots) = args.handshakes_in_flight {
+        config.limits.handshakes_in_flight = slots;
+    }
+    let in_flight = config.limits.handshakes_in_flight;
+    let pool = runner::start(&config, None)
+        .await
+        .map_err(|e| e.to_string())?;
     let board = pool.running.handle.board.clone();
     let budget = Duration::from_secs(120) + Duration::from_millis(20) * n as u32;
     let outcome = async {
@@ -85,6 +96,7 @@ pub async fn run(
             "bench": "connect",
             "sessions": n,
             "tls": args.tls,
+            "handshakes_in_flight": in_flight,
             "all_online_s": all_online_s,
             "handshakes": handshakes,
             "handshakes_logins_per_s": n as f64 / all_online_s.max(0.001),
