@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::child::proc_usage;
+use super::child::{proc_status_kib, proc_usage};
 use super::fleet::{Fleet, FleetOptions, online, until};
 use crate::runner;
 
@@ -46,6 +46,11 @@ pub async fn run(
     .await?;
     let me = std::process::id();
     let (rss_before, _) = proc_usage(me).ok_or("cannot read /proc/self")?;
+    let split = || {
+        let kib = |field| proc_status_kib(me, field).unwrap_or(0);
+        (kib("RssAnon"), kib("RssFile"))
+    };
+    let split_before = split();
     let started = Instant::now();
     let pool = fleet.start((1000, 1000)).await?;
     let board = pool.running.handle.board.clone();
@@ -54,6 +59,7 @@ pub async fn run(
         until(&board, budget, "every session online", |b| online(b) == n).await?;
         let all_online_s = started.elapsed().as_secs_f64();
         let (rss_online, cpu_before) = proc_usage(me).ok_or("cannot read /proc/self")?;
+        let split_online = split();
         let (sim_rss_online, _) = proc_usage(fleet.sim_pid()).unwrap_or_default();
         let hold_start = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.hold)).await;
@@ -62,6 +68,7 @@ pub async fn run(
         let still_online = online(&board);
         let cpu_s = cpu_after.saturating_sub(cpu_before) as f64 / TICKS;
         let per = |rss: u64| rss.saturating_sub(rss_before) as f64 / n as f64;
+        let per_delta = |from: u64, to: u64| to.saturating_sub(from) as f64 / n as f64;
         Ok::<_, String>(json!({
             "bench": "idle",
             "sessions": n,
@@ -74,6 +81,14 @@ pub async fn run(
             "client_rss_kib_end": rss_end,
             "client_rss_kib_per_session_online": per(rss_online),
             "client_rss_kib_per_session": per(rss_end),
+            // The same RSS apart: anonymous memory (heap, stacks) and pages of mapped files
+            // (the binary's code as it is first run, libraries): the second is a fixed cost
+            // of the process, not of each session.
+            "client_rss_anon_kib_before": split_before.0,
+            "client_rss_anon_kib_online": split_online.0,
+            "client_rss_file_kib_before": split_before.1,
+            "client_rss_file_kib_online": split_online.1,
+            "client_rss_anon_kib_per_session_online": per_delta(split_before.0, split_online.0),
             "client_cpu_s_hold": cpu_s,
             "client_cpu_percent_of_one_core": cpu_s / held.max(0.001) * 100.0,
             "sim_rss_kib_online": sim_rss_online,

@@ -189,9 +189,24 @@ pub fn run(
 
 async fn run_in_span(
     args: Box<(SessionSpec, Arc<Shared>)>,
-    mut inbox: chan::Receiver<DriverMsg>,
+    inbox: chan::Receiver<DriverMsg>,
     cancel: CancellationToken,
 ) {
+    // Opening the store and loading the session run in a future of their own, boxed and
+    // freed before the session's long life starts: their state would otherwise take room
+    // in the future that lives as long as the session.
+    let Some(started) = Box::pin(open_and_load(args, &cancel)).await else {
+        return;
+    };
+    serve(started, inbox, cancel).await;
+}
+
+/// Opens the session's store and loads it, showing why on the board when it cannot; `None`
+/// when the session must not start (or was cancelled meanwhile).
+async fn open_and_load(
+    args: Box<(SessionSpec, Arc<Shared>)>,
+    cancel: &CancellationToken,
+) -> Option<Box<(Driver, chan::Receiver<Background>)>> {
     {
         // Moved out in a block of its own: a box moved out of is freed only when it goes out
         // of scope, which for an argument is the end of the session.
@@ -207,7 +222,7 @@ async fn run_in_span(
                     let phase = Phase::Failed { probe_at: None };
                     not_started(&shared, &spec, phase, format!("{reason}; asking again"));
                     tokio::select! {
-                        _ = cancel.cancelled() => return,
+                        _ = cancel.cancelled() => return None,
                         _ = tokio::time::sleep(STORE_RETRY) => {}
                     }
                 }
@@ -219,7 +234,7 @@ async fn run_in_span(
                         _ => Phase::Failed { probe_at: None },
                     };
                     not_started(&shared, &spec, phase, err.to_string());
-                    return;
+                    return None;
                 }
             }
         };
@@ -231,7 +246,7 @@ async fn run_in_span(
                 let phase = Phase::Failed { probe_at: None };
                 let reason = format!("the store of session {} could not be read", spec.id);
                 not_started(&shared, &spec, phase, reason);
-                return;
+                return None;
             };
             // The store could not be asked (Redis unreachable): nothing is known about the
             // credentials, so wait and ask again rather than start as if there were none.
@@ -241,15 +256,31 @@ async fn run_in_span(
             let phase = Phase::Failed { probe_at: None };
             not_started(&shared, &spec, phase, format!("{reason}; asking again"));
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => return None,
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
         };
-        let (background_tx, mut background_rx) = chan::channel(8);
-        let (mut driver, first) =
-            Driver::start(spec, shared, vault, stored, background_tx, &cancel);
+        let (background_tx, background_rx) = chan::channel(8);
+        let (mut driver, first) = Driver::start(spec, shared, vault, stored, background_tx, cancel);
         Box::pin(driver.execute(first)).await;
         Box::pin(driver.publish()).await;
+        Some(Box::new((driver, background_rx)))
+    }
+}
+
+/// The session's life once started: events in, effects out, until cancelled.
+async fn serve(
+    started: Box<(Driver, chan::Receiver<Background>)>,
+    mut inbox: chan::Receiver<DriverMsg>,
+    cancel: CancellationToken,
+) {
+    {
+        // Unboxed in a block of its own, as `run_in_span`'s arguments are (an argument
+        // lives as long as the future; the driver must be held once, not twice).
+        let (mut driver, mut background_rx) = {
+            let started = started;
+            *started
+        };
         // Wakes the loop when the messenger's outbox figures change (publish reads them).
         let mut outbox_changes = driver.outbox.clone();
 
