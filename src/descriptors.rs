@@ -1,6 +1,6 @@
 //! The process's file-descriptor limit: raising the soft `RLIMIT_NOFILE` to the hard limit at
-//! start, and the budget a config needs (two per session, the HTTP endpoint's connection cap,
-//! a fixed allowance for files), so a pool that cannot fit is refused with one sentence
+//! start, and the budget a config needs (one per session, one for all the session locks, the
+//! HTTP endpoint's connection cap, a fixed allowance for files), so a pool that cannot fit is refused with one sentence
 //! instead of failing dials with "Too many open files" later.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -10,8 +10,17 @@ use crate::config::Config;
 /// Descriptors kept for everything that is not a session or an HTTP connection: stdio, log
 /// files, the runtime's own (epoll, wakers), credential writes and backups in flight.
 pub const FILES_ALLOWANCE: u64 = 64;
-/// Descriptors each session may hold at once: its socket and its lock file.
+/// Descriptors each session may hold at once: its socket. On Linux its lock is a byte of the
+/// one shared lock file ([`SESSION_LOCKS`]); elsewhere it keeps its own lock file open.
+#[cfg(target_os = "linux")]
+pub const PER_SESSION: u64 = 1;
+#[cfg(not(target_os = "linux"))]
 pub const PER_SESSION: u64 = 2;
+/// Descriptors for all the session locks together: the store's one `sessions.lock` on Linux.
+#[cfg(target_os = "linux")]
+pub const SESSION_LOCKS: u64 = 1;
+#[cfg(not(target_os = "linux"))]
+pub const SESSION_LOCKS: u64 = 0;
 /// What "raise to the hard limit" means when the hard limit is unlimited (Linux refuses a
 /// soft limit above `fs.nr_open`, 1,048,576 by default).
 const UNLIMITED_TARGET: u64 = 1 << 20;
@@ -22,7 +31,7 @@ pub enum DescriptorError {
     #[error("could not read the open-files limit: {0}")]
     Read(#[source] nix::Error),
     #[error(
-        "{sessions} sessions need about {needed} file descriptors ({PER_SESSION} per session, {http} for HTTP connections, {FILES_ALLOWANCE} for files) but the open-files limit is {limit}: raise it (ulimit -n, or LimitNOFILE= in the systemd unit) or configure fewer sessions"
+        "{sessions} sessions need about {needed} file descriptors ({PER_SESSION} per session, {SESSION_LOCKS} for the session locks, {http} for HTTP connections, {FILES_ALLOWANCE} for files) but the open-files limit is {limit}: raise it (ulimit -n, or LimitNOFILE= in the systemd unit) or configure fewer sessions"
     )]
     DoesNotFit {
         sessions: u64,
@@ -81,12 +90,12 @@ impl Budget {
     }
 
     pub fn needed(&self) -> u64 {
-        self.sessions * PER_SESSION + self.http + FILES_ALLOWANCE
+        self.sessions * PER_SESSION + SESSION_LOCKS + self.http + FILES_ALLOWANCE
     }
 
-    /// How many sessions fit in `limit` beside the HTTP share and the files.
+    /// How many sessions fit in `limit` beside the session locks, the HTTP share and the files.
     pub fn sessions_that_fit(&self, limit: u64) -> u64 {
-        limit.saturating_sub(self.http + FILES_ALLOWANCE) / PER_SESSION
+        limit.saturating_sub(SESSION_LOCKS + self.http + FILES_ALLOWANCE) / PER_SESSION
     }
 
     /// Refuses a budget that does not fit in `limit`.
@@ -120,22 +129,45 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn two_thousand_sessions_fit_in_65536_but_not_in_1024() {
         let budget = Budget::of(&config(2000, true), true);
-        assert_eq!(budget.needed(), 2000 * 2 + 256 + 16 + 64);
+        assert_eq!(budget.needed(), 2000 + 1 + 256 + 16 + 64);
         assert!(budget.check(65_536).is_ok());
         let error = budget.check(1024).unwrap_err().to_string();
-        assert!(error.starts_with("2000 sessions need about 4336 file descriptors"));
+        assert!(
+            error.starts_with(
+                "2000 sessions need about 2337 file descriptors (1 per session, 1 for the session locks, 272 for HTTP connections, 64 for files)"
+            ),
+            "{error}"
+        );
         assert!(error.contains("limit is 1024"), "{error}");
         assert!(!error.contains(". "), "one sentence: {error}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn ten_thousand_sessions_fit_under_20000_with_the_endpoint() {
+        let budget = Budget::of(&config(10_000, true), true);
+        assert_eq!(budget.needed(), 10_337);
+        assert!(budget.check(20_000).is_ok());
+        assert!(budget.sessions_that_fit(20_000) >= 10_000);
     }
 
     #[test]
     fn a_small_pool_fits_in_1024_with_the_endpoint() {
         let budget = Budget::of(&config(300, true), true);
         assert!(budget.check(1024).is_ok());
-        assert_eq!(budget.sessions_that_fit(1024), (1024 - 256 - 16 - 64) / 2);
+        assert_eq!(
+            budget.sessions_that_fit(1024),
+            (1024 - SESSION_LOCKS - 256 - 16 - 64) / PER_SESSION
+        );
         assert_eq!(Budget::of(&config(300, true), false).http, 0);
+        // The count `check` refuses past is the count `sessions_that_fit` gives.
+        let fit = budget.sessions_that_fit(1024);
+        let at = |sessions| Budget { sessions, ..budget };
+        assert!(at(fit).check(1024).is_ok());
+        assert!(at(fit + 1).check(1024).is_err());
     }
 
     #[test]

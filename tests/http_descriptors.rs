@@ -232,7 +232,7 @@ fn a_pool_too_big_for_the_limit_is_refused_in_one_sentence() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(
-            stderr.contains("2000 sessions need about 4336 file descriptors")
+            stderr.contains("2000 sessions need about 2337 file descriptors")
                 && stderr.contains("the open-files limit is 1024"),
             "{args:?}: {stderr}"
         );
@@ -241,7 +241,7 @@ fn a_pool_too_big_for_the_limit_is_refused_in_one_sentence() {
 
     // A low soft limit under a high hard one is fine: wasp raises the soft limit.
     let hard = wasp::descriptors::current().unwrap().hard;
-    if hard >= 4336 {
+    if hard >= 2337 {
         let output = wasp_limited("-Sn 1024", &["check-config"], &file)
             .output()
             .unwrap();

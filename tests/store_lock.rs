@@ -1,6 +1,7 @@
 //! Two processes on one data dir: the second cannot take a running session and is told which
 //! process holds it; a holder that dies (even by SIGKILL) leaves no stale lock behind.
 //! The other process is this test binary re-invoked on its ignored `child_holds_the_lock` test.
+//! Two stores on one data dir in one process refuse each other the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -125,4 +126,43 @@ fn a_killed_holder_leaves_no_stale_lock() {
     child.wait().unwrap();
     let lock = store.lock(SESSION).unwrap();
     assert_eq!(lock.holder().pid(), Some(std::process::id()));
+}
+
+#[test]
+fn a_second_store_in_the_same_process_is_refused_until_the_first_lets_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = FileStore::new(tmp.path());
+    let second = FileStore::new(tmp.path());
+    let held = first.lock(SESSION).unwrap();
+
+    let err = second.lock(SESSION).unwrap_err();
+    let StoreError::Locked { holder, path, .. } = &err else {
+        panic!("expected Locked, got {err}");
+    };
+    let LockHolder::Process { pid, program, .. } = holder else {
+        panic!("the holder did not write its name: {holder}");
+    };
+    assert_eq!(*pid, std::process::id());
+    let this_program = std::env::current_exe().unwrap();
+    assert_eq!(
+        program.as_str(),
+        this_program.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(path, &second.lock_path(SESSION).unwrap());
+    assert_eq!(second.is_locked(SESSION).unwrap(), Some(holder.clone()));
+    assert_eq!(first.is_locked(SESSION).unwrap(), Some(holder.clone()));
+    // The first store refuses itself too.
+    assert!(matches!(
+        first.lock(SESSION),
+        Err(StoreError::Locked { .. })
+    ));
+
+    drop(held);
+    assert_eq!(second.is_locked(SESSION).unwrap(), None);
+    let lock = second.lock(SESSION).unwrap();
+    assert_eq!(lock.holder().pid(), Some(std::process::id()));
+    assert!(matches!(
+        first.lock(SESSION),
+        Err(StoreError::Locked { .. })
+    ));
 }

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::atomic::{self, DIR_MODE, DirectWrites, Kind, WriteSeam};
 use super::error::{StoreError, describe_json_error};
-use super::lock::{self, LockHolder, SessionLock};
+use super::lock::{self, LockHolder, SessionLock, StoreLocks};
 use super::{
     BackupInfo, CredentialStore, LastBackup, LoadSource, Loaded, PersistedStatus, SecretBody,
     WipeReport,
@@ -29,6 +29,9 @@ pub(super) const BACKUP_DIR: &str = "backups";
 pub struct FileStore {
     data_dir: PathBuf,
     writes: Arc<dyn WriteSeam>,
+    /// The kernel side of the session locks, shared by clones (on Linux, one descriptor for
+    /// all of them; see `lock/ofd.rs`).
+    locks: Arc<StoreLocks>,
 }
 
 impl fmt::Debug for FileStore {
@@ -47,8 +50,10 @@ impl FileStore {
 
     /// A store whose file writes go through `writes` (tests inject a full disk this way).
     pub fn with_write_seam(data_dir: impl Into<PathBuf>, writes: Arc<dyn WriteSeam>) -> Self {
+        let data_dir = data_dir.into();
         FileStore {
-            data_dir: data_dir.into(),
+            locks: Arc::new(StoreLocks::in_dir(&data_dir)),
+            data_dir,
             writes,
         }
     }
@@ -71,6 +76,8 @@ impl FileStore {
         Ok(self.session_dir(session)?.join(STATUS_FILE))
     }
 
+    /// The file that names a session lock's holder (`<session>/session.lock`); the lock itself
+    /// is a byte of `<data_dir>/sessions.lock` on Linux.
     pub fn lock_path(&self, session: &str) -> Result<PathBuf, StoreError> {
         Ok(self.session_dir(session)?.join(LOCK_FILE))
     }
@@ -353,7 +360,7 @@ impl CredentialStore for FileStore {
     fn lock(&self, session: &str) -> Result<SessionLock, StoreError> {
         let dir = self.session_dir(session)?;
         self.ensure_dir(session, &dir)?;
-        let held = lock::acquire(session, &dir.join(LOCK_FILE))?;
+        let held = lock::acquire(&self.locks, session, &dir.join(LOCK_FILE))?;
         for stale_dir in [dir.clone(), dir.join(BACKUP_DIR)] {
             match atomic::remove_stale_temps(&stale_dir) {
                 Ok(0) => {}
@@ -367,7 +374,7 @@ impl CredentialStore for FileStore {
     }
 
     fn is_locked(&self, session: &str) -> Result<Option<LockHolder>, StoreError> {
-        lock::probe(session, &self.lock_path(session)?)
+        lock::probe(self.locks.as_ref(), session, &self.lock_path(session)?)
     }
 
     fn save_status(&self, session: &str, status: &PersistedStatus) -> Result<(), StoreError> {

@@ -1,13 +1,27 @@
-//! The per-session OS file lock (`flock` through `File::try_lock`): held while a session runs so
-//! that a second wasp process on the same host refuses it, and says which process holds it.
-//! The kernel drops the lock when its holder dies, so a killed process never leaves it stuck.
+//! Session locks: held while a session runs so that a second wasp process on the same host (or
+//! a second store on the same directory) refuses it, and says which process holds it. The
+//! kernel lock is the truth and is dropped by the kernel when its holder dies, so a killed
+//! process never leaves a session stuck. On Linux all of a store's sessions are byte-range
+//! locks on one `sessions.lock` file (`ofd.rs`); elsewhere each session `flock`s its own
+//! `session.lock` (`flock.rs`). Either way the holder writes its name into `session.lock`.
+
+#[cfg(any(test, not(target_os = "linux")))]
+mod flock;
+#[cfg(target_os = "linux")]
+mod ofd;
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) use flock::FlockLocks as StoreLocks;
+#[cfg(target_os = "linux")]
+pub(crate) use ofd::OfdLocks as StoreLocks;
 
 use super::atomic::FILE_MODE;
 use super::error::StoreError;
@@ -102,13 +116,42 @@ impl fmt::Display for LockHolder {
     }
 }
 
+/// A lock file that could not be opened or locked.
+#[derive(Debug)]
+pub(crate) struct LockIo {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+/// Why a kernel lock was not taken.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Another holder has it.
+    Held,
+    Io(LockIo),
+}
+
+/// A kernel lock taken by a [`KernelLocks`]; dropping it releases the lock.
+pub(crate) trait HeldLock: fmt::Debug + Send + Sync {}
+
+/// The kernel side of the session locks of one store (one data directory).
+pub(crate) trait KernelLocks {
+    /// Takes `session`'s lock, or refuses when someone (this store included) holds it.
+    /// `record` is the session's `session.lock`.
+    fn take(this: &Arc<Self>, session: &str, record: &Path) -> Result<Box<dyn HeldLock>, Refusal>;
+
+    /// Whether anyone, this process included, holds `session`'s lock. Creates no file.
+    fn is_held(&self, session: &str, record: &Path) -> Result<bool, LockIo>;
+}
+
 /// A held session lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct SessionLock {
     session: String,
     path: PathBuf,
     holder: LockHolder,
-    file: File,
+    /// Kept only to be dropped, after `Drop::drop` has cleared the record (fields drop after it).
+    _held: Box<dyn HeldLock>,
 }
 
 impl SessionLock {
@@ -117,7 +160,7 @@ impl SessionLock {
         &self.session
     }
 
-    /// The lock file.
+    /// The file that names the holder (`<session dir>/session.lock`).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -133,90 +176,90 @@ impl SessionLock {
 
 impl Drop for SessionLock {
     fn drop(&mut self) {
-        // Clear our name first so nobody reads it after we are gone; closing the file unlocks.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        // Clear our name while we still hold the lock, so nobody reads it after we are gone (and
+        // we never clear the name of the next holder); then `_held` drops and the kernel unlocks.
+        clear_record(&self.path);
     }
 }
 
-fn open_lock_file(path: &Path, create: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
+/// The holder's record goes through its own short-lived descriptor: open, write, close. It is
+/// not fsynced: the record only says who holds the lock, the kernel lock is the truth, and after
+/// a crash the kernel lock is gone whatever the record says.
+fn write_record(path: &Path, record: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new()
         .write(true)
-        .create(create)
-        .truncate(false)
+        .create(true)
+        .truncate(true)
         .mode(FILE_MODE)
-        .open(path)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(record.as_bytes())
 }
 
-fn read_holder(file: &mut File) -> LockHolder {
+fn clear_record(path: &Path) {
+    let _ = OpenOptions::new().write(true).truncate(true).open(path);
+}
+
+fn read_record(path: &Path) -> LockHolder {
     let mut text = String::new();
-    let read = file
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| file.take(4096).read_to_string(&mut text));
-    match read {
+    match File::open(path).and_then(|file| file.take(4096).read_to_string(&mut text)) {
         Ok(_) => LockHolder::from_record(&text),
         Err(_) => LockHolder::Unknown,
     }
 }
 
-/// Takes the lock at `path` for `session`, or says who holds it.
-pub(crate) fn acquire(session: &str, path: &Path) -> Result<SessionLock, StoreError> {
-    let lock_error = |source| StoreError::Lock {
-        session: session.to_owned(),
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = open_lock_file(path, true).map_err(lock_error)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
+/// Takes `session`'s lock through `locks` and writes this process's name into `record`, or
+/// says who holds it.
+pub(crate) fn acquire<K: KernelLocks>(
+    locks: &Arc<K>,
+    session: &str,
+    record: &Path,
+) -> Result<SessionLock, StoreError> {
+    let held = match K::take(locks, session, record) {
+        Ok(held) => held,
+        Err(Refusal::Held) => {
             return Err(StoreError::Locked {
                 session: session.to_owned(),
-                path: path.to_owned(),
-                holder: read_holder(&mut file),
+                path: record.to_owned(),
+                holder: read_record(record),
             });
         }
-        Err(TryLockError::Error(e)) => return Err(lock_error(e)),
-    }
-    let holder = LockHolder::this_process(SystemTime::now());
-    let record = holder.to_record();
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .and_then(|()| file.set_len(0))
-        .and_then(|()| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(record.as_bytes()))
-        .and_then(|()| file.sync_data())
-        .map_err(lock_error)?;
-    Ok(SessionLock {
-        session: session.to_owned(),
-        path: path.to_owned(),
-        holder,
-        file,
-    })
-}
-
-/// Who holds the lock at `path`, or `None` when nobody does. Never creates the file.
-pub(crate) fn probe(session: &str, path: &Path) -> Result<Option<LockHolder>, StoreError> {
-    let mut file = match open_lock_file(path, false) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(Refusal::Io(LockIo { path, source })) => {
             return Err(StoreError::Lock {
                 session: session.to_owned(),
-                path: path.to_owned(),
+                path,
                 source,
             });
         }
     };
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok(None)
-        }
-        Err(TryLockError::WouldBlock) => Ok(Some(read_holder(&mut file))),
-        Err(TryLockError::Error(source)) => Err(StoreError::Lock {
+    let holder = LockHolder::this_process(SystemTime::now());
+    let lock = SessionLock {
+        session: session.to_owned(),
+        path: record.to_owned(),
+        holder,
+        _held: held,
+    };
+    // On failure `lock` drops here and releases the kernel lock again.
+    write_record(record, &lock.holder.to_record()).map_err(|source| StoreError::Lock {
+        session: session.to_owned(),
+        path: record.to_owned(),
+        source,
+    })?;
+    Ok(lock)
+}
+
+/// Who holds `session`'s lock, or `None` when nobody does. Never creates a file.
+pub(crate) fn probe<K: KernelLocks>(
+    locks: &K,
+    session: &str,
+    record: &Path,
+) -> Result<Option<LockHolder>, StoreError> {
+    match locks.is_held(session, record) {
+        Ok(false) => Ok(None),
+        Ok(true) => Ok(Some(read_record(record))),
+        Err(LockIo { path, source }) => Err(StoreError::Lock {
             session: session.to_owned(),
-            path: path.to_owned(),
+            path,
             source,
         }),
     }
@@ -261,22 +304,46 @@ mod tests {
         assert_eq!(LockHolder::from_record(""), LockHolder::Unknown);
     }
 
-    #[test]
-    fn second_lock_in_the_same_process_is_refused_until_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("session.lock");
-        let first = acquire("s1", &path).unwrap();
-        let err = acquire("s1", &path).unwrap_err();
+    /// One store refuses a session it already holds (naming this process), releases it on drop,
+    /// and clears its name from the record.
+    fn refuses_its_own_session_until_released<K: KernelLocks>(locks: Arc<K>, dir: &Path) {
+        let record = dir.join("s1").join("session.lock");
+        fs::create_dir_all(record.parent().unwrap()).unwrap();
+        assert_eq!(probe(locks.as_ref(), "s1", &record).unwrap(), None);
+        let first = acquire(&locks, "s1", &record).unwrap();
+        assert_eq!(read_record(&record).pid(), Some(std::process::id()));
+        let err = acquire(&locks, "s1", &record).unwrap_err();
         assert!(
             matches!(&err, StoreError::Locked { holder, .. } if holder.pid() == Some(std::process::id())),
             "{err}"
         );
         assert_eq!(
-            probe("s1", &path).unwrap().and_then(|h| h.pid()),
+            probe(locks.as_ref(), "s1", &record)
+                .unwrap()
+                .and_then(|h| h.pid()),
             Some(std::process::id())
         );
-        first.release();
-        assert_eq!(probe("s1", &path).unwrap(), None);
-        acquire("s1", &path).unwrap();
+        drop(first);
+        assert_eq!(probe(locks.as_ref(), "s1", &record).unwrap(), None);
+        assert_eq!(fs::read(&record).unwrap(), b"", "the name is cleared");
+        acquire(&locks, "s1", &record).unwrap().release();
+    }
+
+    #[test]
+    fn second_lock_in_the_same_store_is_refused_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        refuses_its_own_session_until_released(
+            Arc::new(StoreLocks::in_dir(dir.path())),
+            dir.path(),
+        );
+    }
+
+    #[test]
+    fn the_flock_fallback_refuses_a_second_lock_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        refuses_its_own_session_until_released(
+            Arc::new(flock::FlockLocks::in_dir(dir.path())),
+            dir.path(),
+        );
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! Layout of [`FileStore`] (directories 0700, files 0600):
 //! ```text
+//! <data_dir>/sessions.lock             every session's OS lock, one byte each (Linux)
 //! <data_dir>/<session id>/
 //!     creds.wasp                       credentials (sealed: version, kind, length, SHA-256)
 //!     status.wasp                      PersistedStatus (sealed the same way)
-//!     session.lock                     OS lock while the session runs; holder pid/host/time
+//!     session.lock                     holder pid/host/time (elsewhere than Linux, the lock too)
 //!     backups/creds-000012-20260415T101500Z.wasp
 //!     creds.wasp.corrupt-20260415T101500Z   a refused file, kept for inspection
 //! ```
@@ -224,8 +225,8 @@ pub trait CredentialStore: Send + Sync {
     /// [`StoreError::Locked`] naming the holder.
     fn lock(&self, session: &str) -> Result<SessionLock, StoreError>;
 
-    /// Who holds the session's lock, if anyone. (The probe takes the lock for an instant when it
-    /// is free, so use [`CredentialStore::lock`] itself to start a session, not probe-then-lock.)
+    /// Who holds the session's lock, if anyone (this store included). The answer can be stale
+    /// at once, so use [`CredentialStore::lock`] itself to start a session, not probe-then-lock.
     fn is_locked(&self, session: &str) -> Result<Option<LockHolder>, StoreError>;
 
     /// Replaces the persisted status atomically.
