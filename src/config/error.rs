@@ -108,6 +108,10 @@ pub enum ConfigError {
     UnsafeSessionId { id: String, found: char },
     #[error("session id \"{id}\" must not start with '.'")]
     SessionIdStartsWithDot { id: String },
+    #[error(
+        "session id \"{id}\" is the name of one of wasp's own files in the data directory; choose another"
+    )]
+    SessionIdReserved { id: String },
     #[error("session id \"{id}\" is {len} characters long; the limit is {max}")]
     SessionIdTooLong { id: String, len: usize, max: usize },
     #[error("session id \"{id}\" is already used by the session on line {first_line}")]

@@ -324,8 +324,21 @@ impl SessionConfig {
     }
 }
 
+/// The names of wasp's own files and directories in the data directory, where each session
+/// has a directory named after its id.
+const RESERVED_IDS: [&str; 8] = [
+    "keys.db",
+    "keys.db-wal",
+    "keys.db-shm",
+    "keys.db-journal",
+    "sessions.lock",
+    "http-token",
+    "wasp.sock",
+    "logs",
+];
+
 /// Checks that `id` can name a directory and a Redis key: non-empty, at most 64
-/// characters of `[A-Za-z0-9._-]`, not starting with '.'.
+/// characters of `[A-Za-z0-9._-]`, not starting with '.', not one of `RESERVED_IDS`.
 pub fn check_session_id(id: &str) -> Result<(), ConfigError> {
     if id.is_empty() {
         return Err(ConfigError::Empty {
@@ -343,6 +356,9 @@ pub fn check_session_id(id: &str) -> Result<(), ConfigError> {
     }
     if id.starts_with('.') {
         return Err(ConfigError::SessionIdStartsWithDot { id: id.to_string() });
+    }
+    if RESERVED_IDS.contains(&id) {
+        return Err(ConfigError::SessionIdReserved { id: id.to_string() });
     }
     if id.len() > MAX_SESSION_ID_LEN {
         return Err(ConfigError::SessionIdTooLong {

@@ -215,6 +215,18 @@ fn session_ids_must_be_safe_directory_names() {
     for id in ["", ".hidden", "..", "a/b", "a b", "é", &"a".repeat(65)] {
         assert!(check_session_id(id).is_err(), "{id:?}");
     }
+    // The data directory's own files: a session directory of that name would clash.
+    for id in [
+        "keys.db",
+        "sessions.lock",
+        "http-token",
+        "wasp.sock",
+        "logs",
+    ] {
+        let refused = check_session_id(id).unwrap_err().to_string();
+        assert!(refused.contains("wasp's own files"), "{refused}");
+    }
+    assert_eq!(check_session_id("keys.db2"), Ok(()));
 }
 
 #[test]
