@@ -340,20 +340,11 @@ pub fn spawn(
         messenger.publish_view();
         loop {
             let next = messenger.next_pump(tokio::time::Instant::now());
-            let decay = messenger.tally_expiry();
-            let pump = async move {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             let probe_at = messenger.probe.next_wake();
-            let probe = async move {
-                match probe_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // One timer for the three deadlines (the next send, the probe, a minute leaving
+            // the hour's tally): the idle future holds one sleep, not three.
+            let decay = messenger.tally_expiry();
+            let wake = [next, probe_at].into_iter().flatten().fold(decay, Ord::min);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 msg = rx.recv() => match msg {
@@ -365,10 +356,16 @@ pub fn spawn(
                     let config = reloads.borrow_and_update().clone();
                     messenger.reconfigure(config);
                 }
-                _ = pump => Box::pin(messenger.pump()).await,
-                _ = probe => Box::pin(messenger.probe_tick()).await,
-                // A minute left the hour's window: publish_view below recounts.
-                _ = tokio::time::sleep_until(decay) => {}
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = tokio::time::Instant::now();
+                    if next.is_some_and(|at| at <= now) {
+                        Box::pin(messenger.pump()).await;
+                    }
+                    if probe_at.is_some_and(|at| at <= now) {
+                        Box::pin(messenger.probe_tick()).await;
+                    }
+                    // Else a minute left the hour's window: publish_view below recounts.
+                }
             }
             messenger.publish_view();
         }
