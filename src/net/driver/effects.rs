@@ -96,7 +96,7 @@ impl Driver {
                     ..self.shared.endpoint.clone()
                 },
                 keys,
-                self.spec.policy.connect_timeout,
+                self.session.policy().connect_timeout,
                 self.shared.limiter.clone(),
                 self.background_tx.clone(),
                 LinkScope {
@@ -134,7 +134,7 @@ impl Driver {
             return;
         }
         let querier = handle.querier();
-        let deadline = self.spec.policy.keepalive_deadline;
+        let deadline = self.session.policy().keepalive_deadline;
         let tx = self.background_tx.clone();
         let cancel = self.tasks_cancel.clone();
         self.tasks.spawn(async move {

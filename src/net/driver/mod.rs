@@ -81,6 +81,15 @@ pub struct SessionSpec {
     pub proxy: Option<crate::config::ProxyUrl>,
 }
 
+/// What a driver keeps of its `SessionSpec`: the policy lives in the session machine only
+/// (one copy per session, and the one a reload updates).
+struct Identity {
+    id: String,
+    phone: Option<String>,
+    autostart: bool,
+    proxy: Option<crate::config::ProxyUrl>,
+}
+
 /// Messages from the pool to a driver.
 #[derive(Debug)]
 pub enum DriverMsg {
@@ -142,7 +151,7 @@ impl Link {
 }
 
 struct Driver {
-    spec: SessionSpec,
+    spec: Identity,
     shared: Arc<Shared>,
     vault: VaultHandle,
     session: Session,
@@ -342,32 +351,42 @@ impl Driver {
         cancel: &CancellationToken,
     ) -> (Driver, Vec<Effect>) {
         let at = now();
-        let session = Session::new(
-            spec.id.clone(),
-            spec.label.clone(),
-            spec.policy.clone(),
-            loaded.credentials.is_some(),
-            spec.seed,
-            at,
-        );
+        let SessionSpec {
+            id,
+            label,
+            phone,
+            policy,
+            autostart,
+            seed,
+            proxy,
+        } = spec;
         let (tasks, tasks_cancel) = (TaskTracker::new(), cancel.child_token());
-        let prekeys = PreKeys::new(
-            &spec.id,
-            &shared,
-            &spec.policy,
-            (tasks.clone(), tasks_cancel.clone()),
-        );
+        let prekeys = PreKeys::new(&id, &shared, &policy, (tasks.clone(), tasks_cancel.clone()));
         let setup = MessengerSetup {
             keys: shared.keys.clone(),
             metrics: shared.metrics.clone(),
             events: shared.events.clone(),
             hooks: shared.hooks.clone(),
-            timeout: spec.policy.query_timeout,
+            timeout: policy.query_timeout,
             config: shared.messages.clone(),
             probe: shared.probe.clone().map(|config| messages::ProbeSetup {
                 config,
                 board: shared.board.clone(),
             }),
+        };
+        let session = Session::new(
+            id.clone(),
+            label,
+            policy,
+            loaded.credentials.is_some(),
+            seed,
+            at,
+        );
+        let spec = Identity {
+            id,
+            phone,
+            autostart,
+            proxy,
         };
         let (messenger, outbox) = messages::spawn(&spec.id, setup, (&tasks, tasks_cancel.clone()));
         let mut driver = Driver {

@@ -92,7 +92,7 @@ impl Driver {
         let expires_at = lifetime(qr);
         let (conn, querier) = (*conn, handle.querier());
         let (noise, device) = (creds.noise.public, self.shared.endpoint.device.clone());
-        let timeout = self.spec.policy.query_timeout;
+        let timeout = self.session.policy().query_timeout;
         let (tx, cancel) = (self.background_tx.clone(), self.tasks_cancel.clone());
         self.tasks.spawn(async move {
             let mut pairing = CompanionCode::new(digits, LinkCode::random());
@@ -215,7 +215,7 @@ impl Driver {
                 // The phone authenticates pair-success with the derived secret, not the QR's.
                 let previous = std::mem::replace(&mut creds.adv_secret, adv);
                 let querier = handle.querier();
-                let timeout: Duration = self.spec.policy.query_timeout;
+                let timeout: Duration = self.session.policy().query_timeout;
                 let (tx, cancel) = (self.background_tx.clone(), self.tasks_cancel.clone());
                 self.tasks.spawn(async move {
                     let refused = tokio::select! {

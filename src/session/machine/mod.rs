@@ -139,6 +139,11 @@ impl Session {
         self.live_conn() == Some(conn)
     }
 
+    /// The policy in force (the configured one, or the last reload's).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Applies a new policy (config reload); the current socket is kept.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
