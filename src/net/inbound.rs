@@ -3,6 +3,8 @@
 //! pre-key refill an `encrypt` notification asks for. A pure decision, so the shapes are
 //! tested without a socket; the driver carries the actions out.
 
+use std::sync::Arc;
+
 use tracing::{debug, warn};
 
 use crate::net::conn::{Conn, ConnEvent};
@@ -53,7 +55,7 @@ pub fn decide(node: &Node, own_jid: Option<&str>, send_acks: bool) -> Vec<Action
 pub async fn answer(
     node: &Node,
     conn: &Conn,
-    creds: &Credentials,
+    creds: &Arc<Credentials>,
     send_acks: bool,
     prekeys: &PreKeys,
     routing: &mut Option<Vec<u8>>,

@@ -92,7 +92,7 @@ impl PreKeys {
 
     /// After `<success>`: count, upload if needed, then `passive active`. Runs in the
     /// background; a failure is logged and does not end the session.
-    pub fn after_login(&self, querier: Querier, creds: Credentials) {
+    pub fn after_login(&self, querier: Querier, creds: Arc<Credentials>) {
         let this = self.clone();
         self.spawn(async move {
             let seen = this.confirmed.load(Ordering::SeqCst);
@@ -112,7 +112,7 @@ impl PreKeys {
     }
 
     /// On `<notification type="encrypt"><count value=N/>`: refill when `count` is low.
-    pub fn on_low(&self, querier: Querier, creds: Credentials, count: u32) {
+    pub fn on_low(&self, querier: Querier, creds: Arc<Credentials>, count: u32) {
         let this = self.clone();
         let seen = self.confirmed.load(Ordering::SeqCst);
         self.spawn(async move {

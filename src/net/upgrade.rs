@@ -224,7 +224,8 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_answers_are_refused_with_their_reason() {
-        let cases: Vec<(Box<dyn Fn(&str) -> String>, &str)> = vec![
+        type Answer = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(Answer, &str)> = vec![
             (
                 Box::new(|_| "HTTP/1.1 503 Service Unavailable\r\n\r\n".into()),
                 "HTTP 503",

@@ -156,7 +156,7 @@ struct Driver {
     vault: VaultHandle,
     session: Session,
     /// Boxed: the driver lives as long as the session, and most of the time only reads these.
-    creds: Option<Box<Credentials>>,
+    creds: Option<Arc<Credentials>>,
     link: Link,
     /// The code pairing asked for on this connection, from `companion_hello` to its finish.
     code: Option<(ConnId, crate::wa::pair_code::CompanionCode)>,
@@ -401,7 +401,7 @@ impl Driver {
             shared,
             vault,
             session,
-            creds: loaded.credentials.map(Box::new),
+            creds: loaded.credentials.map(Arc::new),
             link: Link::None,
             code: None,
             timers: TimerQueue::new(),
@@ -624,7 +624,7 @@ impl Driver {
 
     fn ensure_credentials(&mut self) -> Option<&Credentials> {
         if self.creds.is_none() {
-            self.creds = Some(Box::new(Credentials::generate()));
+            self.creds = Some(Arc::new(Credentials::generate()));
         }
         self.creds.as_deref()
     }

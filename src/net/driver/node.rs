@@ -2,6 +2,8 @@
 //! login (the pre-key flow and the messenger start), server pings, the pushed stanzas `inbound`
 //! answers, and the message stanzas the messenger takes.
 
+use std::sync::Arc;
+
 use tracing::{debug, info, warn};
 
 use super::{Driver, Link, now};
@@ -46,8 +48,7 @@ impl Driver {
                         .observe(started.elapsed().as_secs_f64());
                 }
                 if let (Link::Open { handle, .. }, Some(creds)) = (&self.link, &self.creds) {
-                    self.prekeys
-                        .after_login(handle.querier(), (**creds).clone());
+                    self.prekeys.after_login(handle.querier(), creds.clone());
                     let online = MessengerMsg::Online(handle.querier(), creds.clone());
                     self.messenger.pass(online);
                 }
@@ -92,7 +93,7 @@ impl Driver {
     }
 
     async fn on_pair_success(&mut self, conn: ConnId, id: &str, node: &Node) -> Vec<Effect> {
-        let Some(creds) = self.creds.as_mut() else {
+        let Some(creds) = self.creds.as_mut().map(Arc::make_mut) else {
             return Vec::new();
         };
         let result = pair::parse_pair_success(node)

@@ -4,6 +4,7 @@
 //! with the key bundle and the derived adv secret, after which `pair-success` completes
 //! as with a QR. PBKDF2 (131072 rounds, twice per pairing) runs on the blocking pool.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -208,7 +209,8 @@ impl Driver {
                         return;
                     }
                 };
-                let (Some(creds), Link::Open { handle, .. }) = (self.creds.as_mut(), &self.link)
+                let (Some(creds), Link::Open { handle, .. }) =
+                    (self.creds.as_mut().map(Arc::make_mut), &self.link)
                 else {
                     return;
                 };
@@ -246,7 +248,7 @@ impl Driver {
                 match refused {
                     None => info!("the phone accepted the pairing code; waiting for pair-success"),
                     Some(code) => {
-                        if let Some(creds) = self.creds.as_mut() {
+                        if let Some(creds) = self.creds.as_mut().map(Arc::make_mut) {
                             creds.adv_secret = previous;
                         }
                         warn!(

@@ -188,7 +188,7 @@ pub enum SendError {
 /// What the driver tells the messenger.
 pub enum MessengerMsg {
     /// Logged in on a new socket with these credentials.
-    Online(Querier, Box<Credentials>),
+    Online(Querier, Arc<Credentials>),
     /// The socket closed.
     Offline,
     /// A `<message>`, `<ack class="message">` or `devices`/`encrypt`
@@ -272,7 +272,7 @@ struct Messenger {
     /// Where webhook events go: queued with the row they report.
     hooks: Arc<Hooks>,
     timeout: Duration,
-    link: Option<(Querier, KeySignalStore, Box<Credentials>)>,
+    link: Option<(Querier, KeySignalStore, Arc<Credentials>)>,
     sent: sent::SentLog,
     /// Retry receipts we sent per incoming message id.
     retry_counts: HashMap<String, u32>,

@@ -34,36 +34,6 @@ impl Armed {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_has_its_own_slot() {
-        let kinds = [
-            TimerKind::Retry,
-            TimerKind::ConnectTimeout,
-            TimerKind::Ping,
-            TimerKind::Dead,
-            TimerKind::QrExpiry,
-            TimerKind::Stable,
-            TimerKind::Backup,
-        ];
-        let mut armed = Armed::default();
-        for (i, kind) in kinds.iter().enumerate() {
-            armed.insert(*kind, i as u64 + 1);
-        }
-        for (i, kind) in kinds.iter().enumerate() {
-            assert_eq!(armed.get(kind), Some(&(i as u64 + 1)), "{kind:?}");
-        }
-        armed.remove(&TimerKind::Ping);
-        assert_eq!(armed.get(&TimerKind::Ping), None);
-        assert_eq!(armed.get(&TimerKind::Dead), Some(&4));
-        armed.clear();
-        assert!(kinds.iter().all(|k| armed.get(k).is_none()));
-    }
-}
-
 impl Session {
     pub(super) fn arm(&mut self, kind: TimerKind, at: Instant, fx: &mut Vec<Effect>) {
         self.generation += 1;
@@ -198,5 +168,35 @@ impl Session {
             let at = last_alive + self.policy.dead_after;
             self.arm(TimerKind::Dead, at, fx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_slot() {
+        let kinds = [
+            TimerKind::Retry,
+            TimerKind::ConnectTimeout,
+            TimerKind::Ping,
+            TimerKind::Dead,
+            TimerKind::QrExpiry,
+            TimerKind::Stable,
+            TimerKind::Backup,
+        ];
+        let mut armed = Armed::default();
+        for (i, kind) in kinds.iter().enumerate() {
+            armed.insert(*kind, i as u64 + 1);
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            assert_eq!(armed.get(kind), Some(&(i as u64 + 1)), "{kind:?}");
+        }
+        armed.remove(&TimerKind::Ping);
+        assert_eq!(armed.get(&TimerKind::Ping), None);
+        assert_eq!(armed.get(&TimerKind::Dead), Some(&4));
+        armed.clear();
+        assert!(kinds.iter().all(|k| armed.get(k).is_none()));
     }
 }
