@@ -152,7 +152,7 @@ impl Default for Limits {
         Limits {
             connects_per_second: 5,
             connect_burst: 10,
-            handshakes_in_flight: 64,
+            handshakes_in_flight: 16,
             max_sessions: 5000,
         }
     }

@@ -1,7 +1,7 @@
 //! The global connect rate limit: a token bucket shared by every dial in the process
 //! (default 5 connects/s, burst 10), so an outage is followed by a spread of reconnects
 //! rather than a storm; and the cap on handshakes running at once (`handshakes_in_flight`,
-//! default 64), so that when the rate is high (a large burst, or the limit raised) dials
+//! default 16), so that when the rate is high (a large burst, or the limit raised) dials
 //! complete in turn instead of thousands sharing the CPU and all finishing late together,
 //! or timing out together.
 //!
