@@ -129,6 +129,12 @@ impl StatusBoard {
         self.lock().statuses.values().filter(|s| pred(s)).count()
     }
 
+    /// What `pick` takes from each status, looked at in place (only what it returns is
+    /// copied), in session id order.
+    pub fn pick<T>(&self, pick: impl Fn(&Status) -> Option<T>) -> Vec<T> {
+        self.lock().statuses.values().filter_map(pick).collect()
+    }
+
     /// One session's status.
     pub fn get(&self, id: &str) -> Option<Status> {
         self.lock().statuses.get(id).cloned()
@@ -182,6 +188,19 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert!(batch.iter().all(|s| s.attempt == 999));
         assert!(board.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn pick_takes_what_it_returns_in_id_order() {
+        let board = StatusBoard::new();
+        let now = Instant::now();
+        for (id, attempt) in [("c", 3), ("a", 1), ("b", 2)] {
+            let mut s = Status::new(id, id, now);
+            s.attempt = attempt;
+            board.publish(s);
+        }
+        let odd = board.pick(|s| (s.attempt % 2 == 1).then(|| s.id.clone()));
+        assert_eq!(odd, ["a", "c"]);
     }
 
     #[test]
