@@ -366,7 +366,7 @@ async fn unknown_device_and_tampered_registration_get_401() {
 async fn dictionary_version_2_is_refused_and_counted() {
     use futures::SinkExt;
     let sim = start().await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(sim.ws_url.as_str())
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(&sim.ws_url))
         .await
         .unwrap();
     ws.send(tokio_tungstenite::tungstenite::Message::Binary(
@@ -389,4 +389,35 @@ async fn only_the_chat_path_upgrades() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
+}
+
+/// A request to `url` with WhatsApp Web's `Origin`, as every web client sends it.
+fn with_origin(url: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", wasp::net::transport::ORIGIN.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn an_upgrade_without_the_web_origin_is_refused() {
+    let sim = start().await;
+    let err = tokio_tungstenite::connect_async(sim.ws_url.as_str())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut wrong = with_origin(&sim.ws_url);
+    wrong
+        .headers_mut()
+        .insert("Origin", "https://example.com".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(wrong).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    // Our own dial (net::upgrade) carries it.
+    assert!(
+        wasp::net::transport::dial(&sim.ws_url, std::time::Duration::from_secs(10))
+            .await
+            .is_ok()
+    );
 }

@@ -156,13 +156,23 @@ impl Drop for Counted {
 
 #[allow(clippy::result_large_err)] // the signature tungstenite's callback requires
 fn check_path(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
-    if request.uri().path() == "/ws/chat" {
-        Ok(response)
-    } else {
+    if request.uri().path() != "/ws/chat" {
         let mut err = ErrorResponse::new(Some("not found: the WebSocket is on /ws/chat".into()));
         *err.status_mut() = StatusCode::NOT_FOUND;
-        Err(err)
+        return Err(err);
     }
+    // PROTOCOL.md 1: a web client's upgrade carries WhatsApp Web's `Origin`. (The status the
+    // real server answers without it is not confirmed; 403 is what an origin check answers.)
+    let origin = request.headers().get("Origin").map(|v| v.as_bytes());
+    if origin != Some(crate::net::transport::ORIGIN.as_bytes()) {
+        let mut err = ErrorResponse::new(Some(format!(
+            "forbidden: the upgrade must carry Origin: {}",
+            crate::net::transport::ORIGIN
+        )));
+        *err.status_mut() = StatusCode::FORBIDDEN;
+        return Err(err);
+    }
+    Ok(response)
 }
 
 async fn serve(
