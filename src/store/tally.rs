@@ -29,6 +29,19 @@ impl Counted {
     }
 }
 
+/// Counts per minute of `column` for one session and direction since a time.
+///
+/// Grouped outside an unflattened subquery (`LIMIT -1`): grouped directly, SQLite marks the
+/// session parameter as one that may change the plan and compiles the statement again each
+/// time a different session binds it, which made every session's start parse three queries.
+fn minutes_sql(column: &str) -> String {
+    format!(
+        "SELECT minute, COUNT(*) FROM (SELECT {column} / 60000 AS minute FROM messages \
+         WHERE session = ?1 AND direction = ?2 AND kind != 'probe' AND {column} >= ?3 \
+         LIMIT -1) GROUP BY minute"
+    )
+}
+
 impl KeyStore {
     /// `(what, unix minute, count)` for every minute since `since_ms` that has any.
     pub fn message_minutes(
@@ -44,10 +57,7 @@ impl KeyStore {
                 (Counted::Delivered, "out", "delivered_at"),
                 (Counted::Received, "in", "queued_at"),
             ] {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {column} / 60000, COUNT(*) FROM messages WHERE session = ?1 \
-                     AND direction = ?2 AND kind != 'probe' AND {column} >= ?3 GROUP BY 1"
-                ))?;
+                let mut stmt = conn.prepare_cached(&minutes_sql(column))?;
                 let rows = stmt.query_map(params![session, direction, since], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
                 })?;
@@ -120,5 +130,24 @@ mod tests {
             "the message acked before the cut is not counted; a read one counts as delivered"
         );
         assert!(store.message_minutes("other", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn another_session_reuses_the_compiled_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::in_data_dir(dir.path());
+        for session in ["a", "b", "c", "d"] {
+            store.message_minutes(session, 0).unwrap();
+        }
+        store
+            .with("a", |conn| {
+                for column in ["sent_at", "delivered_at", "queued_at"] {
+                    let stmt = conn.prepare_cached(&minutes_sql(column))?;
+                    let again = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+                    assert_eq!(again, 0, "{column}: compiled again for another session");
+                }
+                Ok(Ok(()))
+            })
+            .unwrap();
     }
 }
