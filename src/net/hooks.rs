@@ -27,9 +27,12 @@ impl Targets {
         let webhook = config.webhook.clone().unwrap_or_default();
         Targets {
             global: webhook.url,
+            // Only the sessions with a `webhook` key of their own: a missing one inherits,
+            // and a fleet of thousands without the key keeps no entry per session.
             sessions: config
                 .sessions
                 .iter()
+                .filter(|s| s.webhook != SessionWebhook::Inherit)
                 .map(|s| (s.id.clone(), s.webhook.clone()))
                 .collect(),
             events: webhook.events,

@@ -42,10 +42,11 @@ pub enum DialError {
 /// here are mostly tiny, and larger ones still pass, in several reads).
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        // Held (and zero-filled) by every idle connection: 1 KiB per read is plenty for the
-        // small frames of an idle link, and a large frame still reserves its whole length.
-        // (Our own upgrade, `net::upgrade`, is what lets this size hold.)
-        .read_buffer_size(1024)
+        // Held (and zero-filled) by every idle connection: 512 bytes per read is plenty for
+        // the small frames of an idle link (pings, acks, receipts), and a large frame still
+        // reserves its whole length at once; it is only read in more pieces. (Our own
+        // upgrade, `net::upgrade`, is what lets this size hold.)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_message_size(Some((1 << 24) + 1024))
         .max_frame_size(Some((1 << 24) + 1024))
