@@ -44,10 +44,14 @@ pub enum LockHolder {
 impl LockHolder {
     /// This process, now.
     pub fn this_process(now: SystemTime) -> LockHolder {
+        // Read once per process: a pool locking thousands of sessions at start would
+        // otherwise read /proc for each.
+        static NAMES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+        let (program, host) = NAMES.get_or_init(|| (program_name(), host_name()));
         LockHolder::Process {
             pid: std::process::id(),
-            program: program_name(),
-            host: host_name(),
+            program: program.clone(),
+            host: host.clone(),
             since: now,
         }
     }

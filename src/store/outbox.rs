@@ -152,6 +152,18 @@ impl Direction {
 const OUT_COLUMNS: &str =
     "id, chat, text, status, error, client_key, seq, queued_at, sent_at, delivered_at, read_at";
 
+/// A session's queued messages after a sequence number, sorted by the caller.
+///
+/// No `ORDER BY`: with one, SQLite marks the session parameter as one that may change the plan
+/// and compiles the statement again whenever another session binds it, and every session asks
+/// for its queue when it starts.
+fn queued_sql() -> String {
+    format!(
+        "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 AND direction = 'out' \
+         AND status = 'queued' AND seq > ?2"
+    )
+}
+
 /// SQLite integers are signed: times go in and out through these.
 fn sql_ms(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
@@ -295,12 +307,11 @@ impl KeyStore {
     /// The queued messages of `session` after sequence number `after`, oldest first.
     pub fn outbox_queued(&self, session: &str, after: i64) -> Result<Vec<OutboxEntry>, KeysError> {
         self.with(session, |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {OUT_COLUMNS} FROM messages WHERE session = ?1 AND direction = 'out' \
-                 AND status = 'queued' AND seq > ?2 ORDER BY seq"
-            ))?;
+            let mut stmt = conn.prepare_cached(&queued_sql())?;
             let rows = stmt.query_map(params![session, after], out_row)?;
-            Ok(Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?))
+            let mut queued = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            queued.sort_unstable_by_key(|entry| entry.seq);
+            Ok(Ok(queued))
         })
     }
 
@@ -503,6 +514,34 @@ mod tests {
         assert_eq!(ids, ["A", "C"], "B was never queued; order kept");
         assert_eq!(store.outbox_queued("s", queued[0].seq).unwrap().len(), 1);
         assert!(store.outbox_queued("other", 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_session_reads_its_queue_with_the_same_compiled_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::in_data_dir(dir.path());
+        for session in ["a", "b", "c", "d"] {
+            for id in ["1", "2", "3"] {
+                store
+                    .outbox_enqueue(session, &msg(id, None), 10, 1000)
+                    .unwrap();
+            }
+            let ids: Vec<String> = store
+                .outbox_queued(session, 0)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(ids, ["1", "2", "3"], "{session}: queue order");
+        }
+        store
+            .with("a", |conn| {
+                let stmt = conn.prepare_cached(&queued_sql())?;
+                let again = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+                assert_eq!(again, 0, "compiled again for another session");
+                Ok(Ok(()))
+            })
+            .unwrap();
     }
 
     #[test]
