@@ -206,7 +206,7 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
     let metrics = running.running.handle.metrics.clone();
     let budget = Duration::from_secs(60) + PAIR_BUDGET_PER_SESSION * args.sessions as u32;
     let outcome = async {
-        scan_all(&board, &args.admin, args.sessions, budget).await?;
+        scan_all(&running.running.handle, &args.admin, args.sessions, budget).await?;
         let keys = u64::from(crate::wa::prekey::INITIAL_BATCH) * args.sessions as u64;
         let deadline = Instant::now() + budget;
         while online(&board) < args.sessions || metrics.prekeys_uploaded.get() < keys {
@@ -232,13 +232,16 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
     }))
 }
 
-/// The phone scans every QR the pool shows, 16 at a time, until every session is paired.
+/// The phone scans every QR the pool shows, 16 at a time, until every session is paired. A
+/// session whose QR codes all expired before the phone got to it (thousands pairing at once)
+/// is stopped by the pool; it is started again, to show new ones.
 async fn scan_all(
-    board: &StatusBoard,
+    handle: &crate::net::handle::PoolHandle,
     admin: &str,
     n: usize,
     budget: Duration,
 ) -> Result<(), String> {
+    let board: &StatusBoard = &handle.board;
     let deadline = Instant::now() + budget;
     let mut scanned = std::collections::HashSet::new();
     while scanned.len() < n {
@@ -266,6 +269,17 @@ async fn scan_all(
             .collect()
             .await;
         scanned.extend(done.into_iter().flatten());
+        let timed_out = crate::session::reason::StopReason::PairingTimedOut.to_string();
+        let expired: Vec<String> = board.pick(|s| {
+            (!scanned.contains(&s.id) && s.state() == StateName::Stopped && s.reason == timed_out)
+                .then(|| s.id.clone())
+        });
+        for id in expired {
+            handle
+                .act(&id, crate::session::command::Command::Pair)
+                .await
+                .map_err(|e| format!("cannot pair {id} again: {e}"))?;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
