@@ -85,3 +85,33 @@ async fn restore_loads_and_queues_every_session() {
     );
     assert!(loaded >= returned, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_paired_in_waves_has_every_session_paired_once() {
+    use wasp::bench::fleet::{Fleet, FleetOptions};
+    use wasp::session::status::StateName;
+    let options = FleetOptions {
+        sessions: 5,
+        tls: false,
+        exe: exe(),
+    };
+    // Waves of 2: three `wasp bench prepare` runs (2, 2 and 1 sessions), one after another.
+    let fleet = Fleet::build_in_waves(&options, 2).await.unwrap();
+    let stats = fleet.stats().await.unwrap();
+    assert_eq!(stats["pairings"], 5, "{stats}");
+    let pool = fleet.start((100, 100)).await.unwrap();
+    let board = pool.running.handle.board.clone();
+    let mut changes = board.watch();
+    // A liveness bound, not a timing: a session left unpaired would never come online.
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while board.count(|s| s.state() == StateName::Online && s.account.paired) < 5 {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("every session of the fleet online and paired");
+    let mut ids: Vec<String> = board.snapshot().into_iter().map(|s| s.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["b00000", "b00001", "b00002", "b00003", "b00004"]);
+    wasp::runner::stop(pool).await;
+}

@@ -22,6 +22,12 @@ use crate::session::status::{StateName, Status};
 /// How long pairing may take per session before the fleet is given up (plus a minute).
 const PAIR_BUDGET_PER_SESSION: Duration = Duration::from_millis(250);
 
+/// Sessions one `wasp bench prepare` pairs; a larger fleet is paired by several, one after
+/// another. 10,000 pairing at once in one child fell behind on their acks (the strict
+/// simulator then ended their streams over and over); 2,000 at once pair in well under a
+/// minute.
+const PAIR_WAVE: usize = 2000;
+
 /// What fleet to build.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -48,12 +54,23 @@ impl Drop for Fleet {
 
 /// Session ids of the fleet: `b00000`, `b00001`, ...
 fn ids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("b{i:05}")).collect()
+    ids_from(0, n)
+}
+
+/// The `n` fleet ids from the `first`th on.
+fn ids_from(first: usize, n: usize) -> Vec<String> {
+    (first..first + n).map(|i| format!("b{i:05}")).collect()
 }
 
 impl Fleet {
-    /// Starts the simulator and has `wasp bench prepare` pair every session.
+    /// Starts the simulator and has `wasp bench prepare` pair every session, at most
+    /// `PAIR_WAVE` at a time.
     pub async fn build(options: &FleetOptions) -> Result<Fleet, String> {
+        Self::build_in_waves(options, PAIR_WAVE).await
+    }
+
+    /// `build`, pairing at most `wave` sessions at a time (each wave a `wasp bench prepare`).
+    pub async fn build_in_waves(options: &FleetOptions, wave: usize) -> Result<Fleet, String> {
         let dir = std::env::temp_dir().join(format!(
             "wasp-bench-fleet-{}-{:x}",
             std::process::id(),
@@ -76,19 +93,30 @@ impl Fleet {
             ids: ids(options.sessions),
             ca_certs,
         };
-        let mut command = Command::new(executable(options.exe.as_deref())?);
+        for first in (0..options.sessions).step_by(wave.max(1)) {
+            let count = wave.max(1).min(options.sessions - first);
+            fleet.prepare(options.exe.as_deref(), first, count).await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Runs `wasp bench prepare` for the `count` sessions from the `first`th on.
+    async fn prepare(&self, exe: Option<&Path>, first: usize, count: usize) -> Result<(), String> {
+        let mut command = Command::new(executable(exe)?);
         command
-            .args(["bench", "prepare", "--sessions"])
-            .arg(options.sessions.to_string())
+            .args(["bench", "prepare", "--first"])
+            .arg(first.to_string())
+            .arg("--sessions")
+            .arg(count.to_string())
             .arg("--dir")
-            .arg(&fleet.dir)
+            .arg(&self.dir)
             .arg("--ws-url")
-            .arg(&fleet.sim.target.ws_url)
+            .arg(&self.sim.target.ws_url)
             .arg("--admin")
-            .arg(&fleet.sim.admin)
+            .arg(&self.sim.admin)
             .arg("--trust-root")
-            .arg(base64::engine::general_purpose::STANDARD.encode(fleet.sim.target.trust.0));
-        if let Some(ca) = &fleet.sim.ca_file {
+            .arg(base64::engine::general_purpose::STANDARD.encode(self.sim.target.trust.0));
+        if let Some(ca) = &self.sim.ca_file {
             command.arg("--ca-file").arg(ca);
         }
         // Its report line is not ours to print; its errors go to our stderr.
@@ -100,11 +128,9 @@ impl Fleet {
         if !status.success() {
             return Err(format!("wasp bench prepare failed ({status})"));
         }
-        Ok(fleet)
+        Ok(())
     }
 
-    /// The pool's config: every session autostarts with the default policy; `limits` is
-    /// (connects per second, burst).
     /// The pool on this fleet, started with connect limits `limits` (rate, burst).
     pub async fn start(&self, limits: (u32, u32)) -> Result<crate::runner::Started, String> {
         crate::runner::start(&self.config(limits), None)
@@ -112,6 +138,8 @@ impl Fleet {
             .map_err(|e| e.to_string())
     }
 
+    /// The pool's config: every session autostarts with the default policy; `limits` is
+    /// (connects per second, burst).
     pub fn config(&self, limits: (u32, u32)) -> Config {
         let mut config = pool_config(
             &self.sim.target.ws_url,
@@ -166,6 +194,9 @@ fn pool_config(url: &str, trust: [u8; 32], dir: &Path, ids: &[String]) -> Config
 /// The options of the hidden `wasp bench prepare` (run by `Fleet::build`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PrepareArgs {
+    /// The fleet index of the first session this run pairs.
+    #[arg(long, default_value_t = 0)]
+    pub first: usize,
     #[arg(long)]
     pub sessions: usize,
     #[arg(long)]
@@ -187,7 +218,7 @@ pub(super) async fn prepare(args: &PrepareArgs) -> Result<serde_json::Value, Str
         .ok()
         .and_then(|v| v.try_into().ok())
         .ok_or("--trust-root is not a base64 32-byte key")?;
-    let ids = ids(args.sessions);
+    let ids = ids_from(args.first, args.sessions);
     let mut config = pool_config(&args.ws_url, trust, &args.dir, &ids);
     if let Some(file) = &args.ca_file {
         let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
