@@ -14,10 +14,7 @@ use wasp::wa::node::Node;
 use wasp::wa::payload::ClientVersion;
 use wasp::wa::{ack, stanza};
 
-#[path = "common/scripted.rs"]
-mod scripted;
-
-use scripted::{Log, OWN, PEER, pool, serve_node, serve_node_with, server, wait_until};
+use crate::scripted::{Log, OWN, PEER, pool, serve_node, serve_node_with, server, wait_until};
 
 const ROUTING: &[u8] = &[0x08, 0x08, 0x02, 0x10, 0x05];
 

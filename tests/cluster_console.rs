@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, Redis, all_online, pair_all, simulator, write_config};
+use crate::common::cluster::{Node, Redis, all_online, pair_all, simulator, write_config};
 
 const N: usize = 4;
 

@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{
+use crate::common::cluster::{
     Node, Redis, all_online, online_by_node, pair_all, signal, simulator, wait_until,
 };
 

@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{Node, Redis, all_online, pair_all, simulator, wait_until};
+use crate::common::cluster::{Node, Redis, all_online, pair_all, simulator, wait_until};
 
 const N: usize = 40;
 

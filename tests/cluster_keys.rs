@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::cluster::Redis;
+use crate::common::cluster::Redis;
 use wasp::store::keys::{KeyStore, KeysError};
 use wasp::store::mirror::Mirror;
 use wasp::store::outbox::NewMessage;

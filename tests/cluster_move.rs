@@ -7,15 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::cluster::{
+use crate::common::cluster::{
     Node, Redis, all_online, pair_all, simulator, wait_until, write_config_extra,
 };
-use common::delivery::{exactly_once, phone_got};
+use crate::common::delivery::{exactly_once, phone_got};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use wasp::attach::{Client, Target, remote};

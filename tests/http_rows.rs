@@ -4,12 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{EventStream, request, wait_state};
+use crate::common::{EventStream, request, wait_state};
 use wasp::config::{Config, SessionConfig};
 use wasp::runner;
 use wasp::sim::{Server, SimConfig};

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
 use wasp::sim::{Handle, Server, SimConfig};
 
-use common::{EventStream, board, request};
+use crate::common::{EventStream, board, request};
 
 const TOKEN: &str = "outbox-test-token";
 const WAIT: Duration = Duration::from_secs(60);

@@ -18,13 +18,10 @@ use wasp::wa::messaging::usync;
 use wasp::wa::node::Node;
 use wasp::wa::signal::EncType;
 
-#[path = "common/phones.rs"]
-mod phones;
-#[path = "common/scripted.rs"]
-mod scripted;
+use crate::scripted;
 
-use phones::{new_phones, next_event, peer, run_script};
-use scripted::{PEER, WAIT, pool, server, unix_now, wait_until};
+use crate::phones::{new_phones, next_event, peer, run_script};
+use crate::scripted::{PEER, WAIT, pool, server, unix_now, wait_until};
 
 const TEXTS: usize = 20;
 

@@ -8,19 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "common/fleet.rs"]
-mod fleet;
-#[path = "common/relay_peer.rs"]
-mod relay_peer;
-#[path = "common/sim_client.rs"]
-mod sim_client;
+use crate::relay_peer;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::board;
-use fleet::{WAIT, collect, fleet, receive};
+use crate::common::board;
+use crate::fleet::{WAIT, collect, fleet, receive};
 use tokio_util::sync::CancellationToken;
 use wasp::net::messages::{MessageEvent, MessageEventKind, MessageStatus};
 use wasp::runner;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
 use wasp::sim::{Server, SimConfig};
 
-use common::receiver::{Mode, Receiver};
-use common::{board, request};
+use crate::common::receiver::{Mode, Receiver};
+use crate::common::{board, request};
 
 const TOKEN: &str = "reload-token";
 /// Far below the 3 minutes the last message would wait at the old `per_minute = 1`.

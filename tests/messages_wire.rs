@@ -8,12 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/phones.rs"]
-mod phones;
-#[path = "common/scripted.rs"]
-mod scripted;
+use crate::phones;
+use crate::scripted;
 
-use scripted::{OWN, PEER, pool_with_identity, server, unix_now, wait_until};
+use crate::scripted::{OWN, PEER, pool_with_identity, server, unix_now, wait_until};
 use wasp::session::status::StateName;
 use wasp::store::{CredentialStoreExt, FileStore};
 use wasp::wa::creds::Credentials;

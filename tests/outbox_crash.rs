@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +20,8 @@ use base64::Engine;
 use tokio::time::Instant;
 use wasp::sim::{Fault, FaultArgs, Handle, Server, SimConfig};
 
-use common::delivery::exactly_once;
-use common::headless::Headless;
+use crate::common::delivery::exactly_once;
+use crate::common::headless::Headless;
 
 const TOKEN: &str = "crash-test-token";
 const WAIT: Duration = Duration::from_secs(120);

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Fault, Handle, Server, SimConfig};
 
-use common::board;
+use crate::common::board;
 
 fn fast_policy() -> Policy {
     let ms = Duration::from_millis;

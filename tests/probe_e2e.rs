@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -17,8 +17,8 @@ use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
 use wasp::sim::{Fault, Server, SimConfig};
 
-use common::receiver::{Mode, Receiver};
-use common::{board, request};
+use crate::common::receiver::{Mode, Receiver};
+use crate::common::{board, request};
 
 const TOKEN: &str = "probe-e2e-token";
 const WAIT: Duration = Duration::from_secs(90);

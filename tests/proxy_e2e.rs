@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "common/proxies.rs"]
-mod proxies;
+use crate::common;
 
 use std::time::Duration;
 
-use proxies::{Kind, Proxy, closed_port};
+use crate::proxies::{Kind, Proxy, closed_port};
 use tokio_util::sync::CancellationToken;
 use wasp::config::{Config, ProxyUrl, SessionConfig};
 use wasp::runner::{self, Started};
@@ -20,7 +18,7 @@ use wasp::session::policy::Policy;
 use wasp::session::status::{StateName, Status};
 use wasp::sim::{Handle, Server, SimConfig};
 
-use common::board;
+use crate::common::board;
 
 const WAIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "proxy-e2e-token";

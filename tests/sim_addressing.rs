@@ -7,12 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/relay_peer.rs"]
-mod relay_peer;
-#[path = "common/sim_client.rs"]
-mod sim_client;
-
-use relay_peer::Peer;
+use crate::relay_peer::Peer;
 use wasp::sim::{Server, SimConfig};
 use wasp::wa::jid::Jid;
 use wasp::wa::messaging::stanza::participant_hash;

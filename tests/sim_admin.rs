@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::request;
+use crate::common::request;
 
 #[tokio::test]
 async fn sim_prints_its_ready_line_and_refuses_bad_admin_input() {
@@ -111,8 +111,7 @@ fn unsafe_free_kill(child: &mut std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
-#[path = "common/sim_client.rs"]
-mod sim_client;
+use crate::sim_client;
 
 use wasp::sim::{Server, SimConfig};
 use wasp::wa::stanza::Cause;

@@ -6,12 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/sim_client.rs"]
-mod sim_client;
-
 use std::time::Duration;
 
-use sim_client::{closed, next_node, show_qr, target};
+use crate::sim_client::{closed, next_node, show_qr, target};
 use wasp::net::conn::ConnError;
 use wasp::sim::{Server, SimConfig, SimError};
 use wasp::wa::device::DeviceName;

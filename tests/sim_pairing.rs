@@ -4,10 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/sim_client.rs"]
-mod sim_client;
+use crate::sim_client;
 
-use sim_client::{closed, connect, login, pair_new, show_qr, target};
+use crate::sim_client::{closed, connect, login, pair_new, show_qr, target};
 use wasp::sim::{Fault, Handle, ScanOptions, Server, SimConfig, SimError, Tamper};
 use wasp::wa::node::{Content, Node};
 use wasp::wa::pair::{self, PairError};

@@ -4,12 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/sim_client.rs"]
-mod sim_client;
-
 use std::time::Duration;
 
-use sim_client::{WAIT, closed, connect, login, next_node, pair_new, target};
+use crate::sim_client::{WAIT, closed, connect, login, next_node, pair_new, target};
 use wasp::net::conn::ConnError;
 use wasp::sim::{Fault, FaultPlan, Handle, Server, SimConfig};
 use wasp::wa::creds::Credentials;

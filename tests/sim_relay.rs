@@ -4,13 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "common/relay_peer.rs"]
-mod relay_peer;
-#[path = "common/sim_client.rs"]
-mod sim_client;
+use crate::common;
 
-use relay_peer::{Peer, wait_for};
+use crate::relay_peer::{Peer, wait_for};
 use wasp::sim::{Handle, Server, SimConfig};
 use wasp::wa::jid::Jid;
 use wasp::wa::message::{self, Message};

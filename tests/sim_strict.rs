@@ -6,13 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-#[path = "common/sim_client.rs"]
-mod sim_client;
+use crate::common;
+use crate::sim_client;
 
 use std::time::Duration;
 
-use sim_client::{
+use crate::sim_client::{
     drain, own_jid, pair_new, prekey_upload, raw_connect, raw_login, raw_query, recv, target,
 };
 use wasp::net::conn::{ClientHandshake, client_handshake};

@@ -6,12 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/sim_client.rs"]
-mod sim_client;
-
 use std::time::Duration;
 
-use sim_client::{drain, own_jid, pair_new, prekey_upload, raw_login, raw_query, recv, target};
+use crate::sim_client::{
+    drain, own_jid, pair_new, prekey_upload, raw_login, raw_query, recv, target,
+};
 use wasp::sim::load::ClientSocket;
 use wasp::sim::{Handle, Server, SimConfig, Strictness};
 use wasp::wa::creds::Credentials;

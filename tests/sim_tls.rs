@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::board::{wait_for, wait_for_all};
 use base64::Engine;
-use common::board::{wait_for, wait_for_all};
 use wasp::net::transport::{self, DialError};
 use wasp::runner;
 use wasp::session::status::StateName;

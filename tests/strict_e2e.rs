@@ -7,8 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod ui_support;
+use crate::common;
+use crate::ui_support;
 
 use std::time::Duration;
 
@@ -20,9 +20,9 @@ use wasp::sim::{Handle, Server, SimConfig, StrictPatch, Strictness, pushes};
 use wasp::ui::{Model, Msg, Settings, update};
 use wasp::wa::payload::ClientVersion;
 
-use common::board::{wait_for, wait_for_all};
-use common::headless::Headless;
-use common::live::{LivePool, config, short_policy};
+use crate::common::board::{wait_for, wait_for_all};
+use crate::common::headless::Headless;
+use crate::common::live::{LivePool, config, short_policy};
 
 const WAIT: Duration = Duration::from_secs(60);
 

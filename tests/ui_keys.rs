@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod ui_support;
-
 use std::time::Duration;
 
+use crate::ui_support::*;
 use crossterm::event::{KeyCode, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ui_support::*;
 use wasp::session::Command;
 use wasp::session::status::StateName;
 use wasp::ui::model::{Confirm, Mode, Pane, SortKey};

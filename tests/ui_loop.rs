@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod ui_support;
-
 use std::time::Duration;
 
+use crate::ui_support::harness::{clock, press, rig, stop_after, type_keys};
 use crossterm::event::KeyCode;
-use ui_support::harness::{clock, press, rig, stop_after, type_keys};
 use wasp::session::Command;
 use wasp::session::status::{Phase, Status};
 use wasp::ui::{Order, sample_fleet};

@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod ui_support;
-
 use std::time::Duration;
 
+use crate::ui_support::*;
 use crossterm::event::KeyCode;
-use ui_support::*;
 use wasp::session::status::StateName;
 use wasp::ui::model::{Confirm, Mode};
 use wasp::ui::{LogRing, Model, Msg, Order, PoolUpdate, Request, Settings, update};

@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +25,7 @@ use wasp::session::policy::Policy;
 use wasp::store::keys::KeyStore;
 use wasp::webhook::{self, Settings, Targets, WebhookSecret, WebhookSetup};
 
-use common::receiver::{Hit, Mode, Receiver};
+use crate::common::receiver::{Hit, Mode, Receiver};
 
 const SECRET: &str = "webhook-test-secret";
 const WAIT: Duration = Duration::from_secs(120);

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -16,8 +16,8 @@ use wasp::session::policy::Policy;
 use wasp::session::status::StateName;
 use wasp::sim::{Server, SimConfig};
 
-use common::receiver::{Mode, Receiver};
-use common::{board, request};
+use crate::common::receiver::{Mode, Receiver};
+use crate::common::{board, request};
 
 const TOKEN: &str = "webhook-e2e-token";
 const WAIT: Duration = Duration::from_secs(60);

@@ -338,10 +338,13 @@ pub async fn pair_all(sim: &Handle, nodes: &[&Node], n: usize) {
                 // The QR is shown only to the token holder.
                 let token = Some(node.token.as_str());
                 let detail = super::request(&node.http, "GET", &path, token, "").await;
+                // A QR counts as scanned only once the simulator paired it: a scan that
+                // failed (its pairing socket gone as the session moved) is tried again.
                 if let Some(qr) = detail.json()["qr"].as_str()
-                    && scanned.insert(qr.to_string())
+                    && !scanned.contains(qr)
+                    && sim.scan(qr, None).await.is_ok()
                 {
-                    let _ = sim.scan(qr, None).await;
+                    scanned.insert(qr.to_string());
                 }
             }
         }
