@@ -74,3 +74,28 @@ mod ui_pair_code;
 mod ui_tmux;
 mod webhook_delivery;
 mod webhook_e2e;
+
+/// With `autotests` off, a test file named neither here nor in `Cargo.toml` would silently not
+/// be built: every `tests/*.rs` must be one or the other.
+#[test]
+fn every_test_file_is_built() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = std::fs::read_to_string(root.join("tests/suite.rs")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        let in_suite = suite.contains(&format!("\nmod {stem};\n"));
+        let own_binary = manifest.contains(&format!("path = \"tests/{name}\""));
+        if !in_suite && !own_binary {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "test files built by nothing (add each to tests/suite.rs or Cargo.toml): {missing:?}"
+    );
+}
