@@ -24,8 +24,8 @@ const PAIR_BUDGET_PER_SESSION: Duration = Duration::from_millis(250);
 
 /// Sessions one `wasp bench prepare` pairs; a larger fleet is paired by several, one after
 /// another. 10,000 pairing at once in one child fell behind on their acks (the strict
-/// simulator then ended their streams over and over); 2,000 at once pair in well under a
-/// minute.
+/// simulator then ended their streams over and over); a wave of 2,000 took about a minute
+/// (10,000 in five waves, about five minutes, on the 2-core machine).
 const PAIR_WAVE: usize = 2000;
 
 /// What fleet to build.
@@ -52,12 +52,7 @@ impl Drop for Fleet {
     }
 }
 
-/// Session ids of the fleet: `b00000`, `b00001`, ...
-fn ids(n: usize) -> Vec<String> {
-    ids_from(0, n)
-}
-
-/// The `n` fleet ids from the `first`th on.
+/// The `n` fleet ids from the `first`th on: `b00000`, `b00001`, ...
 fn ids_from(first: usize, n: usize) -> Vec<String> {
     (first..first + n).map(|i| format!("b{i:05}")).collect()
 }
@@ -90,11 +85,12 @@ impl Fleet {
         let fleet = Fleet {
             sim,
             dir,
-            ids: ids(options.sessions),
+            ids: ids_from(0, options.sessions),
             ca_certs,
         };
-        for first in (0..options.sessions).step_by(wave.max(1)) {
-            let count = wave.max(1).min(options.sessions - first);
+        let wave = wave.max(1);
+        for first in (0..options.sessions).step_by(wave) {
+            let count = wave.min(options.sessions - first);
             fleet.prepare(options.exe.as_deref(), first, count).await?;
         }
         Ok(fleet)
