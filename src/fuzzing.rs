@@ -60,7 +60,7 @@ pub fn frame(data: &[u8]) {
 /// Fixed keys and one certificate chain, so every run is the same handshake but for the
 /// ephemeral keys (drawn fresh, as the real client does).
 struct NoiseFixture {
-    client: [u8; 32],
+    client: KeyPair,
     server: KeyPair,
     ca: CertAuthority,
     chain: Vec<u8>,
@@ -76,7 +76,7 @@ fn noise_fixture() -> &'static NoiseFixture {
         let ca = CertAuthority::from_private([0x33; 32]);
         let chain = ca.issue_chain(&server.public, NOISE_NOW - 60, 3600);
         NoiseFixture {
-            client: [0x11; 32],
+            client: KeyPair::from_private(SecretKey::from_bytes([0x11; 32])),
             server,
             ca,
             chain,
@@ -100,7 +100,7 @@ pub fn noise_server_hello(data: &[u8]) {
         return;
     };
     let real_hello = |chain: Vec<u8>| -> Option<Vec<u8>> {
-        let mut server = Responder::new(fx.server.private.expose(), chain).ok()?;
+        let mut server = Responder::new(&fx.server, chain).ok()?;
         server.read_client_hello(&hello).ok()?;
         server.server_hello().ok()
     };

@@ -26,9 +26,7 @@ async fn serve_one(
     let (tcp, _) = listener.accept().await.unwrap();
     let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
     let chain = ca.issue_chain(&key.public, NOW, 3600);
-    let (mut socket, finish) = server_handshake(ws, key.private.expose(), chain, None)
-        .await
-        .unwrap();
+    let (mut socket, finish) = server_handshake(ws, &key, chain, None).await.unwrap();
     loop {
         let node = match socket.recv_node().await {
             Ok(node) => node,
@@ -70,7 +68,7 @@ async fn register(
     let socket = client_handshake(
         ws,
         ClientHandshake {
-            noise_private: creds.noise.private.expose(),
+            noise: &creds.noise,
             payload: payload::registration_payload(creds, &ClientVersion::default()),
             trust: &trust,
             now_unix: NOW,
@@ -144,7 +142,7 @@ async fn a_server_signed_by_another_root_is_refused() {
     let err = client_handshake(
         ws,
         ClientHandshake {
-            noise_private: creds.noise.private.expose(),
+            noise: &creds.noise,
             payload: Vec::new(),
             trust: &stranger,
             now_unix: NOW,

@@ -236,7 +236,7 @@ async fn slow_handshakes_for_all_and_for_one_device() {
     let handshake = wasp::net::conn::client_handshake(
         ws,
         wasp::net::conn::ClientHandshake {
-            noise_private: creds.noise.private.expose(),
+            noise: &creds.noise,
             payload: wasp::wa::payload::login_payload(&creds, &Default::default()).unwrap(),
             trust: &t.trust,
             now_unix: std::time::SystemTime::now()

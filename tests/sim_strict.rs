@@ -390,7 +390,7 @@ async fn dial_with(
         .await
         .unwrap();
     let handshake = ClientHandshake {
-        noise_private: creds.noise.private.expose(),
+        noise: &creds.noise,
         payload,
         trust: &sim.trust_root,
         now_unix,

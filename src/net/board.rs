@@ -64,22 +64,32 @@ impl StatusBoard {
 
     /// Stores a session's new status and wakes the readers.
     pub fn publish(&self, status: Status) {
-        let changed = {
+        let event = {
             let mut inner = self.lock();
             inner.awaited.remove(&status.id);
-            let changed = inner.statuses.get(&status.id) != Some(&status);
-            if changed {
-                inner.dirty.insert(status.id.clone());
-                inner.statuses.insert(status.id.clone(), status.clone());
+            if inner.statuses.get(&status.id) == Some(&status) {
+                return;
             }
-            changed
+            if !inner.dirty.contains(&status.id) {
+                inner.dirty.insert(status.id.clone());
+            }
+            // A copy for the followers only when there are any (a pool's logins publish
+            // several times each; the copy and its timeline were a few % of a login).
+            let event = (self.events.receiver_count() > 0).then(|| Box::new(status.clone()));
+            match inner.statuses.get_mut(&status.id) {
+                Some(slot) => *slot = status,
+                None => {
+                    inner.statuses.insert(status.id.clone(), status);
+                }
+            }
+            event
         };
-        if changed {
-            let _ = self.events.send(BoardEvent::Status(Box::new(status)));
-            self.notify.notify_waiters();
-            self.notify.notify_one();
-            self.version.send_modify(|v| *v += 1);
+        if let Some(status) = event {
+            let _ = self.events.send(BoardEvent::Status(status));
         }
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+        self.version.send_modify(|v| *v += 1);
     }
 
     /// Records that session `id` was started: the board is not ready until it publishes.

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::net::transport::DialError;
+use crate::wa::creds::KeyPair;
 use crate::wa::frame::{self, FrameDecoder, FrameError};
 use crate::wa::node::{self, Node, NodeError};
 use crate::wa::noise::{ClientFinish, Initiator, NoiseError, Responder, Transport, TrustRoot};
@@ -84,8 +85,8 @@ pub struct NoiseSocket<S> {
 
 /// What the client side of the handshake needs.
 pub struct ClientHandshake<'a> {
-    /// The session's static noise private key.
-    pub noise_private: &'a [u8; 32],
+    /// The session's static noise key pair.
+    pub noise: &'a KeyPair,
     /// The encoded ClientPayload (registration or login).
     pub payload: Vec<u8>,
     pub trust: &'a TrustRoot,
@@ -146,7 +147,7 @@ pub async fn client_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut initiator = Initiator::new(hs.noise_private)?;
+    let mut initiator = Initiator::new(hs.noise)?;
     let hello = initiator.client_hello()?;
     let mut out = frame::client_intro(hs.routing);
     frame::encode_frame(&hello, &mut out)?;
@@ -171,7 +172,7 @@ where
 /// and returns the client's static key and payload for inspection.
 pub async fn server_handshake<S>(
     mut ws: WebSocketStream<S>,
-    static_private: &[u8; 32],
+    static_key: &KeyPair,
     cert_chain: Vec<u8>,
     hello_delay: Option<Duration>,
 ) -> Result<(NoiseSocket<S>, ClientFinish), ConnError>
@@ -180,7 +181,7 @@ where
 {
     let mut decoder = FrameDecoder::server();
     let hello = read_frame(&mut ws, &mut decoder).await?;
-    let mut responder = Responder::new(static_private, cert_chain)?;
+    let mut responder = Responder::new(static_key, cert_chain)?;
     responder.read_client_hello(&hello)?;
     if let Some(delay) = hello_delay {
         tokio::time::sleep(delay).await;
@@ -209,6 +210,25 @@ where
     pub async fn send_node(&mut self, node: &Node) -> Result<(), ConnError> {
         let plain = node::encode(node)?;
         send_encrypted(&mut self.ws, &mut self.transport, &plain).await
+    }
+
+    /// Encrypts `node` into the write buffer without writing it out: nodes fed one after
+    /// another leave in one write at the next [`Self::flush`] (or send).
+    pub async fn feed_node(&mut self, node: &Node) -> Result<(), ConnError> {
+        let plain = node::encode(node)?;
+        let out = seal(&mut self.transport, &plain)?;
+        self.ws
+            .feed(Message::Binary(out.into()))
+            .await
+            .map_err(|e| ConnError::Ws(e.to_string()))
+    }
+
+    /// Writes out what [`Self::feed_node`] buffered.
+    pub async fn flush(&mut self) -> Result<(), ConnError> {
+        self.ws
+            .flush()
+            .await
+            .map_err(|e| ConnError::Ws(e.to_string()))
     }
 
     /// Encrypts and sends `plain` as one frame whatever it holds (tests send broken nodes).
@@ -278,10 +298,15 @@ async fn send_encrypted<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    send_raw(ws, seal(transport, plain)?).await
+}
+
+/// `plain` encrypted and framed.
+fn seal(transport: &mut Transport, plain: &[u8]) -> Result<Vec<u8>, ConnError> {
     let sealed = transport.encrypt(plain)?;
     let mut out = Vec::with_capacity(sealed.len() + 3);
     frame::encode_frame(&sealed, &mut out)?;
-    send_raw(ws, out).await
+    Ok(out)
 }
 
 fn id_prefix() -> String {

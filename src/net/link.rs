@@ -12,7 +12,7 @@ use crate::net::conn::{ClientHandshake, Conn, ConnError, ConnEvent, client_hands
 use crate::net::ratelimit::RateLimiter;
 use crate::net::tls::ClientTls;
 use crate::net::transport;
-use crate::wa::creds::{Credentials, SecretKey};
+use crate::wa::creds::{Credentials, KeyPair};
 use crate::wa::device::DeviceName;
 use crate::wa::noise::TrustRoot;
 use crate::wa::payload::{self, ClientVersion};
@@ -50,7 +50,7 @@ pub enum LinkEvent {
 
 /// What a dial needs from the credentials (copied so the task owns it).
 pub struct DialKeys {
-    noise_private: SecretKey,
+    noise: KeyPair,
     payload: Vec<u8>,
     routing: Option<Vec<u8>>,
 }
@@ -69,7 +69,7 @@ impl DialKeys {
             payload::registration_payload_as(creds, version, device)
         };
         Ok(DialKeys {
-            noise_private: SecretKey::from_bytes(*creds.noise.private.expose()),
+            noise: creds.noise.clone(),
             payload,
             routing: None,
         })
@@ -127,7 +127,7 @@ pub async fn open<T: Copy + Send + 'static, M: From<(T, LinkEvent)> + Send + 'st
         .await?;
         let _ = progress.send((tag, LinkEvent::Dialled).into()).await;
         let hs = ClientHandshake {
-            noise_private: keys.noise_private.expose(),
+            noise: &keys.noise,
             payload: keys.payload,
             trust: &endpoint.trust,
             now_unix: now_unix(),

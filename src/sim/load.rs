@@ -101,7 +101,7 @@ pub async fn connect(target: &Target, creds: &Credentials) -> Result<ClientSocke
     let handshake = client_handshake(
         ws,
         ClientHandshake {
-            noise_private: creds.noise.private.expose(),
+            noise: &creds.noise,
             payload,
             trust: &target.trust,
             now_unix: now_unix(),

@@ -179,6 +179,13 @@ impl Registry {
             server: SecretKey::from_bytes(key(&saved.server_private)?),
         };
         for device in saved.devices {
+            // `devices_of` finds a phone's devices by this form of their JIDs.
+            if device.jid != device_jid(&device.phone, device.device) {
+                return Err(bad(format!(
+                    "device {} is not {}:{}@s.whatsapp.net",
+                    device.jid, device.phone, device.device
+                )));
+            }
             registry.devices.insert(device.jid.clone(), device);
         }
         for (jid, saved) in saved.mail {
@@ -214,6 +221,17 @@ impl Registry {
 
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.devices.values()
+    }
+
+    /// The paired devices of one phone number, in JID order: a range of the map, as every
+    /// device's JID is `PHONE:DEVICE@...` (a scan of all devices per login made a fleet's
+    /// logins quadratic).
+    pub fn devices_of<'a>(&'a self, phone: &'a str) -> impl Iterator<Item = &'a Device> + 'a {
+        // ';' follows ':' in ASCII, so the range holds exactly the keys starting "PHONE:".
+        self.devices
+            .range(format!("{phone}:")..format!("{phone};"))
+            .map(|(_, d)| d)
+            .filter(move |d| d.phone == phone)
     }
 
     pub fn knows(&self, jid: &str) -> bool {
@@ -480,14 +498,60 @@ mod tests {
     use super::*;
 
     fn device(n: u32) -> Device {
+        device_of("15550001111", n)
+    }
+
+    fn device_of(phone: &str, n: u32) -> Device {
         Device {
-            jid: device_jid("15550001111", n),
-            phone: "15550001111".into(),
+            jid: device_jid(phone, n),
+            phone: phone.into(),
             device: n,
             lid: format!("{n}@lid"),
             noise_public: [n as u8; 32],
             identity_public: [7; 32],
         }
+    }
+
+    #[test]
+    fn a_phones_devices_are_its_own_and_no_other_numbers() {
+        let mut reg = Registry::open(None).unwrap();
+        // Numbers that are prefixes of each other, and one that sorts between them.
+        for (phone, n) in [
+            ("1555", 1),
+            ("1555", 12),
+            ("15551", 2),
+            ("1555", 3),
+            ("15550", 7),
+        ] {
+            reg.add_device(device_of(phone, n));
+        }
+        let of = |phone: &str| -> Vec<u32> {
+            let mut numbers: Vec<u32> = reg.devices_of(phone).map(|d| d.device).collect();
+            numbers.sort();
+            numbers
+        };
+        assert_eq!(of("1555"), vec![1, 3, 12]);
+        assert_eq!(of("15551"), vec![2]);
+        assert_eq!(of("15550"), vec![7]);
+        assert!(of("155").is_empty());
+    }
+
+    #[test]
+    fn a_state_file_device_whose_jid_is_not_its_phone_and_number_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let mut first = Registry::open(Some(path.clone())).unwrap();
+        first.add_device(Device {
+            jid: "15550001111:9@s.whatsapp.net".into(),
+            ..device(4)
+        });
+        let (to, body) = first.snapshot().unwrap();
+        write_atomic(&to, &body).unwrap();
+        let err = Registry::open(Some(path)).err().unwrap().to_string();
+        assert!(
+            err.contains("15550001111:9@s.whatsapp.net is not 15550001111:4@s.whatsapp.net"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn phone_of(reg: &Registry, jid: &Jid) -> Option<String> {
     if jid.server != PN_SERVER {
         return None;
     }
-    let known = reg.accounts.contains_key(&jid.user) || reg.devices().any(|d| d.phone == jid.user);
+    let known = reg.accounts.contains_key(&jid.user) || reg.devices_of(&jid.user).next().is_some();
     known.then(|| jid.user.clone())
 }
 
@@ -54,8 +54,8 @@ pub fn phone_of(reg: &Registry, jid: &Jid) -> Option<String> {
 pub fn account<'a>(reg: &'a mut Registry, phone: &str) -> &'a mut PhoneAccount {
     if !reg.accounts.contains_key(phone) {
         let lid = reg
-            .devices()
-            .find(|d| d.phone == phone)
+            .devices_of(phone)
+            .next()
             .map(|d| lid_user(&d.lid).to_string())
             .unwrap_or_else(new_lid);
         reg.accounts
@@ -73,16 +73,13 @@ pub fn new_lid() -> String {
 
 /// The paired device numbers of an account, ascending.
 pub(super) fn paired(reg: &Registry, phone: &str) -> Vec<u32> {
-    reg.devices()
-        .filter(|d| d.phone == phone)
-        .map(|d| d.device)
-        .collect()
+    reg.devices_of(phone).map(|d| d.device).collect()
 }
 
 /// The JIDs of an account's paired devices other than `except`.
 pub fn other_devices(reg: &Registry, phone: &str, except: &str) -> Vec<String> {
-    reg.devices()
-        .filter(|d| d.phone == phone && d.jid != except)
+    reg.devices_of(phone)
+        .filter(|d| d.jid != except)
         .map(|d| d.jid.clone())
         .collect()
 }

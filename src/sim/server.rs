@@ -22,7 +22,7 @@ use super::stats::ErrorKind;
 use super::tls::SimStream;
 use crate::net::conn::{ConnError, server_handshake};
 use crate::net::transport::ws_config;
-use crate::wa::creds::SecretKey;
+use crate::wa::creds::KeyPair;
 use crate::wa::device;
 use crate::wa::frame::FrameError;
 use crate::wa::node::Node;
@@ -40,7 +40,8 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
 /// What every connection task shares.
 pub struct Core {
     registry: Mutex<Registry>,
-    pub server_private: SecretKey,
+    /// The server's static noise key pair.
+    pub server_key: KeyPair,
     pub cert_chain: Vec<u8>,
     pub connections: AtomicU64,
     next_conn: AtomicU64,
@@ -51,10 +52,10 @@ pub struct Core {
 
 impl Core {
     pub fn new(registry: Registry, cert_chain: Vec<u8>) -> Self {
-        let server_private = SecretKey::from_bytes(*registry.keys().server.expose());
+        let server_key = KeyPair::from_private(registry.keys().server.clone());
         Core {
             registry: Mutex::new(registry),
-            server_private,
+            server_key,
             cert_chain,
             connections: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
@@ -199,13 +200,7 @@ async fn serve(
             tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config()))
                 .await
                 .map_err(|e| ConnError::Ws(e.to_string()))?;
-        server_handshake(
-            ws,
-            core.server_private.expose(),
-            core.cert_chain.clone(),
-            hello_delay,
-        )
-        .await
+        server_handshake(ws, &core.server_key, core.cert_chain.clone(), hello_delay).await
     };
     let (socket, finish) = tokio::select! {
         _ = cancel.cancelled() => return,

@@ -95,11 +95,9 @@ where
                 continue;
             }
             let chain = ca.issue_chain(&key.public, unix_now() - 60, 3600);
-            let (log, script, private) = (shared.clone(), script.clone(), key.private.clone());
+            let (log, script, private) = (shared.clone(), script.clone(), key.clone());
             tokio::spawn(async move {
-                let Ok((socket, finish)) =
-                    server_handshake(ws, private.expose(), chain, None).await
-                else {
+                let Ok((socket, finish)) = server_handshake(ws, &private, chain, None).await else {
                     return;
                 };
                 let hello = payload::decode_client_payload(&finish.payload).unwrap();

@@ -47,7 +47,7 @@ pub async fn connect(
     let socket = client_handshake(
         ws,
         ClientHandshake {
-            noise_private: creds.noise.private.expose(),
+            noise: &creds.noise,
             payload,
             trust: &target.trust,
             now_unix: now_unix(),

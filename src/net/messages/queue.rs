@@ -206,21 +206,23 @@ impl Messenger {
         let stored = self
             .keys_call(move |keys, session| {
                 let chat = match known {
-                    Some(chat) => Some(chat),
-                    None => keys.outbox_get(&session, &wanted)?.map(|r| r.to),
+                    Some(chat) => chat,
+                    // Not a message of ours (a receipt for another client's message, or one
+                    // long gone): nothing to advance, nothing to report.
+                    None => match keys.outbox_get(&session, &wanted)? {
+                        Some(row) => row.to,
+                        None => return Ok((None, None, false)),
+                    },
                 };
-                let event = chat.map(|chat| MessageEvent {
+                let event = MessageEvent {
                     session: session.clone(),
                     kind: MessageEventKind::Status {
                         id: wanted.clone(),
                         chat,
                         status: reported,
                     },
-                });
-                let hook = event
-                    .as_ref()
-                    .zip(hooks)
-                    .and_then(|(e, hooks)| hooks.delivery(e));
+                };
+                let hook = hooks.and_then(|hooks| hooks.delivery(&event));
                 let row = keys.outbox_advance(
                     &session,
                     &wanted,
@@ -238,7 +240,7 @@ impl Messenger {
                     // event is still reported, on its own.
                     keys.webhook_enqueue(std::slice::from_ref(hook), at)?;
                 }
-                Ok((row, event, hook.is_some()))
+                Ok((row, Some(event), hook.is_some()))
             })
             .await;
         let (row, event) = match stored {

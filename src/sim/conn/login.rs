@@ -34,16 +34,17 @@ impl Conn {
                 return false;
             }
         }
-        true
+        pending.is_empty() || self.socket.flush().await.is_ok()
     }
 
-    /// Sends a pushed stanza (already in the device's mailbox) and starts its ack clock.
+    /// Queues a pushed stanza (already in the device's mailbox) for the next flush and
+    /// starts its ack clock.
     async fn push(&mut self, node: &Node) -> bool {
         self.shown.insert(mailbox::key(node));
         if let Some(id) = node.get_attr("id") {
             self.delivery.sent(id, tokio::time::Instant::now());
         }
-        self.socket.send_node(node).await.is_ok()
+        self.socket.feed_node(node).await.is_ok()
     }
 
     /// What a real server sends right after `<success>` (PROTOCOL-MESSAGING.md §4.1): the
@@ -55,11 +56,7 @@ impl Conn {
         let (queued, live) = {
             let mut reg = self.core.reg();
             let numbers: Vec<u32> = std::iter::once(0)
-                .chain(
-                    reg.devices()
-                        .filter(|d| d.phone == device.phone)
-                        .map(|d| d.device),
-                )
+                .chain(reg.devices_of(&device.phone).map(|d| d.device))
                 .collect();
             let check_prekeys = reg.strict.prekeys;
             let mailbox = reg.mailbox(&device.jid);
@@ -81,9 +78,10 @@ impl Conn {
             (queued, live)
         };
         self.save_later();
+        // Written out together at the end, as a server's burst arrives.
         if self
             .socket
-            .send_node(&pushes::offline_preview(&queued))
+            .feed_node(&pushes::offline_preview(&queued))
             .await
             .is_err()
         {
@@ -95,7 +93,7 @@ impl Conn {
             }
         }
         for node in [pushes::offline_end(queued.len()), pushes::edge_routing()] {
-            if self.socket.send_node(&node).await.is_err() {
+            if self.socket.feed_node(&node).await.is_err() {
                 return false;
             }
         }
@@ -104,7 +102,7 @@ impl Conn {
                 return false;
             }
         }
-        true
+        self.socket.flush().await.is_ok()
     }
 
     /// At an ack deadline: ends the stream when `max_unacked` pushed stanzas are overdue,

@@ -35,14 +35,14 @@ fn snow_read(hs: &mut snow::HandshakeState, message: &[u8]) -> Result<Vec<u8>, s
     Ok(out)
 }
 
-fn standard_initiator(private: &[u8; 32]) -> Initiator {
-    let mut init = Initiator::new(private).unwrap();
+fn standard_initiator(key: &KeyPair) -> Initiator {
+    let mut init = Initiator::new(key).unwrap();
     init.transcript = Transcript::Standard;
     init
 }
 
-fn standard_responder(private: &[u8; 32], chain: Vec<u8>) -> Responder {
-    let mut resp = Responder::new(private, chain).unwrap();
+fn standard_responder(key: &KeyPair, chain: Vec<u8>) -> Responder {
+    let mut resp = Responder::new(key, chain).unwrap();
     resp.transcript = Transcript::Standard;
     resp
 }
@@ -73,7 +73,7 @@ fn our_initiator_with_the_standard_step_completes_a_handshake_with_snow() {
     let mut resp = snow_builder(server.private.expose())
         .build_responder()
         .unwrap();
-    let mut init = standard_initiator(client.private.expose());
+    let mut init = standard_initiator(&client);
 
     let hello = HandshakeMessage::decode(init.client_hello().unwrap().as_slice()).unwrap();
     let e = hello.client_hello.unwrap().ephemeral.unwrap();
@@ -115,7 +115,7 @@ fn snow_completes_a_handshake_with_our_responder_with_the_standard_step() {
     let mut init = snow_builder(client.private.expose())
         .build_initiator()
         .unwrap();
-    let mut resp = standard_responder(server.private.expose(), chain.clone());
+    let mut resp = standard_responder(&server, chain.clone());
 
     let e = snow_write(&mut init, &[]);
     let hello = HandshakeMessage {
@@ -161,11 +161,7 @@ fn a_standard_noise_client_is_refused_by_our_whatsapp_responder() {
     let mut init = snow_builder(client.private.expose())
         .build_initiator()
         .unwrap();
-    let mut resp = Responder::new(
-        server.private.expose(),
-        ca.issue_chain(&server.public, NOW, 3600),
-    )
-    .unwrap();
+    let mut resp = Responder::new(&server, ca.issue_chain(&server.public, NOW, 3600)).unwrap();
     let hello = HandshakeMessage {
         client_hello: Some(ClientHello {
             ephemeral: Some(snow_write(&mut init, &[])),
@@ -195,7 +191,7 @@ fn our_whatsapp_initiator_is_refused_by_a_standard_noise_server() {
     let mut resp = snow_builder(server.private.expose())
         .build_responder()
         .unwrap();
-    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
     let hello = HandshakeMessage::decode(init.client_hello().unwrap().as_slice()).unwrap();
     snow_read(&mut resp, &hello.client_hello.unwrap().ephemeral.unwrap()).unwrap();
     let raw = snow_write(&mut resp, &ca.issue_chain(&server.public, NOW, 3600));
@@ -219,7 +215,7 @@ fn transcript_hash_after_the_client_hello_is_whatsapps() {
     // client's ephemeral key, and nothing else before the server's ephemeral key.
     let client = KeyPair::generate();
     let e_private = [0x42; 32];
-    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
     init.fixed_ephemeral = Some(e_private);
     let hello = HandshakeMessage::decode(init.client_hello().unwrap().as_slice()).unwrap();
     let e_public = hello.client_hello.unwrap().ephemeral.unwrap();

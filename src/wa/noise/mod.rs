@@ -22,19 +22,22 @@
 //! direction) because WhatsApp frames can exceed the 64 KiB that Noise libraries allow.
 
 mod cert;
+mod dh;
 mod symmetric;
 mod transport;
 
 use prost::Message;
-use x25519_dalek::{PublicKey, StaticSecret};
+use x25519_dalek::StaticSecret;
 
 pub use cert::{CertAuthority, CertError, TrustRoot, sign_details, verify_cert_chain};
 pub use transport::Transport;
 
+use crate::wa::creds::KeyPair;
 use crate::wa::proto::handshake::{
     CertChain, ClientFinish as ClientFinishMsg, ClientHello, HandshakeMessage, ServerHello,
 };
-use symmetric::{SymmetricState, TAG_LEN, dh, ephemeral, key32};
+use dh::{dh, dh_with_known, ephemeral};
+use symmetric::{SymmetricState, TAG_LEN, key32};
 
 /// Length of an encrypted static key: 32 bytes and a 16-byte tag.
 const SEALED_KEY_LEN: usize = 32 + TAG_LEN;
@@ -75,17 +78,20 @@ pub enum NoiseError {
     CounterExhausted,
 }
 
-/// Our static key pair as the handshake needs it.
+/// Our static key pair as the handshake needs it. The public half is the stored one, not
+/// computed again for every handshake: a pair whose halves do not belong together fails
+/// the peer's `se` (or `es`) step, and the handshake with it.
 struct StaticKey {
     secret: StaticSecret,
     public: [u8; 32],
 }
 
 impl StaticKey {
-    fn new(private: &[u8; 32]) -> Self {
-        let secret = StaticSecret::from(*private);
-        let public = PublicKey::from(&secret).to_bytes();
-        StaticKey { secret, public }
+    fn new(pair: &KeyPair) -> Self {
+        StaticKey {
+            secret: StaticSecret::from(*pair.private.expose()),
+            public: pair.public,
+        }
     }
 }
 
@@ -140,12 +146,12 @@ pub struct Initiator {
 }
 
 impl Initiator {
-    /// Starts a handshake with our static noise key (the connection header is mixed in as
-    /// the prologue here).
-    pub fn new(static_private: &[u8; 32]) -> Result<Self, NoiseError> {
+    /// Starts a handshake with our static noise key pair (the connection header is mixed in
+    /// as the prologue here).
+    pub fn new(static_key: &KeyPair) -> Result<Self, NoiseError> {
         Ok(Initiator {
             state: SymmetricState::new(),
-            s: StaticKey::new(static_private),
+            s: StaticKey::new(static_key),
             step: InitiatorStep::Start,
             transcript: Transcript::WhatsApp,
             #[cfg(test)]
@@ -157,7 +163,7 @@ impl Initiator {
         #[cfg(test)]
         if let Some(private) = self.fixed_ephemeral {
             let secret = StaticSecret::from(private);
-            let public = PublicKey::from(&secret).to_bytes();
+            let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
             return (secret, public);
         }
         ephemeral()
@@ -222,7 +228,7 @@ impl Initiator {
             .state
             .decrypt_and_hash(&sealed_static, "server static key")?;
         let rs = key32(&rs, "server static key")?;
-        self.state.mix_key(&dh(&e, &rs)?);
+        self.state.mix_key(&dh_with_known(&e, &rs)?);
         let certs = self
             .state
             .decrypt_and_hash(&sealed_certs, "certificate payload")?;
@@ -307,11 +313,11 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// Starts a handshake with the server's static key and its encoded `CertChain`.
-    pub fn new(static_private: &[u8; 32], cert_chain: Vec<u8>) -> Result<Self, NoiseError> {
+    /// Starts a handshake with the server's static key pair and its encoded `CertChain`.
+    pub fn new(static_key: &KeyPair, cert_chain: Vec<u8>) -> Result<Self, NoiseError> {
         Ok(Responder {
             state: SymmetricState::new(),
-            s: StaticKey::new(static_private),
+            s: StaticKey::new(static_key),
             cert_chain,
             step: ResponderStep::Start,
             transcript: Transcript::WhatsApp,

@@ -1,5 +1,5 @@
 //! The Noise symmetric state (hash `h`, chaining key `ck`, handshake cipher) for
-//! Noise_XX_25519_AESGCM_SHA256, plus the X25519 step both handshake sides share.
+//! Noise_XX_25519_AESGCM_SHA256 (the X25519 step both sides share is in [`super::dh`]).
 //!
 //! Written by hand rather than taken from a Noise library because WhatsApp's transcript is
 //! not quite the standard one: see [`super`] for the one difference.
@@ -8,7 +8,6 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroize;
 
 use super::NoiseError;
@@ -138,23 +137,6 @@ fn hkdf_pair(salt: &[u8; 32], input: &[u8]) -> [u8; 64] {
     hk.expand(&[], &mut out)
         .expect("64 bytes is within HKDF-SHA256's output limit");
     out
-}
-
-/// X25519 between our secret and the peer's public key. An all-zero result (the peer sent
-/// a low-order point, which would make the "secret" public) is refused.
-pub(super) fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], NoiseError> {
-    let shared = secret.diffie_hellman(&PublicKey::from(*public));
-    if !shared.was_contributory() {
-        return Err(NoiseError::LowOrderKey);
-    }
-    Ok(shared.to_bytes())
-}
-
-/// A fresh ephemeral key pair from the operating system's random source.
-pub(super) fn ephemeral() -> (StaticSecret, [u8; 32]) {
-    let secret = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    let public = PublicKey::from(&secret).to_bytes();
-    (secret, public)
 }
 
 /// A 32-byte key from the wire, or `NoiseError::BadLength` naming it.

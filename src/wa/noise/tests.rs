@@ -25,8 +25,8 @@ fn handshake(
     trust: &TrustRoot,
 ) -> Result<(Transport, Transport, ClientFinish, [u8; 32]), NoiseError> {
     let client = KeyPair::generate();
-    let mut init = Initiator::new(client.private.expose())?;
-    let mut resp = Responder::new(server_key.private.expose(), chain)?;
+    let mut init = Initiator::new(&client)?;
+    let mut resp = Responder::new(server_key, chain)?;
     resp.read_client_hello(&init.client_hello()?)?;
     init.read_server_hello(&resp.server_hello()?, trust, NOW)?;
     let (finish, client_t) = init.client_finish(b"client payload")?;
@@ -287,10 +287,10 @@ fn validity_dates_and_serials_are_checked() {
 #[test]
 fn garbage_handshake_messages_are_errors() {
     let s = server();
-    let mut resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let mut resp = Responder::new(&s.key, Vec::new()).unwrap();
     assert!(resp.read_client_hello(&[0xff, 0x00, 0x13]).is_err());
     let client = KeyPair::generate();
-    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
     init.client_hello().unwrap();
     assert!(
         init.read_server_hello(b"\x1a\x02\x0a\x00", &s.ca.trust_root(), NOW)
@@ -302,8 +302,8 @@ fn garbage_handshake_messages_are_errors() {
 fn up_to_server_hello(s: &Server) -> (Initiator, Responder, Vec<u8>) {
     let client = KeyPair::generate();
     let chain = s.ca.issue_chain(&s.key.public, NOW, 3600);
-    let mut init = Initiator::new(client.private.expose()).unwrap();
-    let mut resp = Responder::new(s.key.private.expose(), chain).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
+    let mut resp = Responder::new(&s.key, chain).unwrap();
     resp.read_client_hello(&init.client_hello().unwrap())
         .unwrap();
     let hello = resp.server_hello().unwrap();
@@ -386,7 +386,7 @@ fn a_tampered_client_finish_is_refused_by_the_server() {
 #[test]
 fn a_low_order_client_key_is_refused() {
     let s = server();
-    let mut resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let mut resp = Responder::new(&s.key, Vec::new()).unwrap();
     let hello = HandshakeMessage {
         client_hello: Some(ClientHello {
             ephemeral: Some(vec![0; 32]),
@@ -402,16 +402,16 @@ fn a_low_order_client_key_is_refused() {
 fn steps_out_of_order_are_refused_and_a_failed_handshake_stays_failed() {
     let s = server();
     let client = KeyPair::generate();
-    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
     assert_eq!(
         init.read_server_hello(b"", &s.ca.trust_root(), NOW),
         Err(NoiseError::OutOfOrder)
     );
-    let mut init = Initiator::new(client.private.expose()).unwrap();
+    let mut init = Initiator::new(&client).unwrap();
     init.client_hello().unwrap();
     assert_eq!(init.client_hello(), Err(NoiseError::OutOfOrder));
 
-    let mut resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let mut resp = Responder::new(&s.key, Vec::new()).unwrap();
     assert_eq!(resp.server_hello(), Err(NoiseError::OutOfOrder));
 
     // A server hello from the wrong root fails, and the client cannot then finish.
@@ -428,8 +428,8 @@ fn steps_out_of_order_are_refused_and_a_failed_handshake_stays_failed() {
 fn debug_output_shows_no_key_material() {
     let s = server();
     let client = KeyPair::generate();
-    let init = Initiator::new(client.private.expose()).unwrap();
-    let resp = Responder::new(s.key.private.expose(), Vec::new()).unwrap();
+    let init = Initiator::new(&client).unwrap();
+    let resp = Responder::new(&s.key, Vec::new()).unwrap();
     let chain = s.ca.issue_chain(&s.key.public, NOW, 3600);
     let (t, _, _, _) = handshake(&s.key, chain, &s.ca.trust_root()).unwrap();
     for text in [format!("{init:?}"), format!("{resp:?}"), format!("{t:?}")] {
