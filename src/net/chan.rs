@@ -170,25 +170,46 @@ impl<T> Receiver<T> {
     /// The next message; `None` once every sender is gone and nothing is left.
     pub async fn recv(&mut self) -> Option<T> {
         loop {
-            {
-                let mut state = self.shared.lock();
-                if let Some(value) = state.queue.pop_front() {
-                    if state.queue.is_empty() && state.queue.capacity() > KEPT {
-                        state.queue.shrink_to(KEPT);
-                    }
-                    drop(state);
-                    self.shared.writable.notify_one();
-                    return Some(value);
-                }
-                if state.senders == 0 {
-                    return None;
-                }
+            match self.take() {
+                Ok(value) => return Some(value),
+                Err(Empty::Closed) => return None,
+                Err(Empty::Open) => {}
             }
             // A ring with nobody waiting is kept as a permit, so one sent between the check
             // above and this wait still wakes it.
             self.shared.readable.notified().await;
         }
     }
+
+    /// The next message if one is already waiting (never waits).
+    pub fn try_recv(&mut self) -> Option<T> {
+        self.take().ok()
+    }
+
+    fn take(&mut self) -> Result<T, Empty> {
+        let mut state = self.shared.lock();
+        let Some(value) = state.queue.pop_front() else {
+            return Err(if state.senders == 0 {
+                Empty::Closed
+            } else {
+                Empty::Open
+            });
+        };
+        if state.queue.is_empty() && state.queue.capacity() > KEPT {
+            state.queue.shrink_to(KEPT);
+        }
+        drop(state);
+        self.shared.writable.notify_one();
+        Ok(value)
+    }
+}
+
+/// Why nothing was taken.
+enum Empty {
+    /// Senders remain: something may come.
+    Open,
+    /// Every sender is gone.
+    Closed,
 }
 
 impl<T> Drop for Receiver<T> {
@@ -233,6 +254,23 @@ mod tests {
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn try_recv_takes_what_waits_and_frees_room_for_a_waiting_sender() {
+        let (tx, mut rx) = channel(1);
+        assert_eq!(rx.try_recv(), None, "empty, senders alive");
+        tx.send(1).await.unwrap();
+        let blocked = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(2).await }
+        });
+        assert_eq!(rx.try_recv(), Some(1));
+        blocked.await.unwrap().unwrap();
+        assert_eq!(rx.try_recv(), Some(2));
+        drop(tx);
+        assert_eq!(rx.try_recv(), None, "empty, senders gone");
         assert_eq!(rx.recv().await, None);
     }
 

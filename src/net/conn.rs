@@ -215,12 +215,7 @@ where
     /// Encrypts `node` into the write buffer without writing it out: nodes fed one after
     /// another leave in one write at the next [`Self::flush`] (or send).
     pub async fn feed_node(&mut self, node: &Node) -> Result<(), ConnError> {
-        let plain = node::encode(node)?;
-        let out = seal(&mut self.transport, &plain)?;
-        self.ws
-            .feed(Message::Binary(out.into()))
-            .await
-            .map_err(|e| ConnError::Ws(e.to_string()))
+        feed_sealed(&mut self.ws, &mut self.transport, node).await
     }
 
     /// Writes out what [`Self::feed_node`] buffered.
@@ -299,6 +294,22 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     send_raw(ws, seal(transport, plain)?).await
+}
+
+/// Encrypts and frames `node` into the sink's buffer; the caller flushes.
+async fn feed_sealed<K>(
+    sink: &mut K,
+    transport: &mut Transport,
+    node: &Node,
+) -> Result<(), ConnError>
+where
+    K: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let plain = node::encode(node)?;
+    let out = seal(transport, &plain)?;
+    sink.feed(Message::Binary(out.into()))
+        .await
+        .map_err(|e| ConnError::Ws(e.to_string()))
 }
 
 /// `plain` encrypted and framed.
@@ -580,31 +591,40 @@ async fn run_conn<S>(
         tokio::select! {
             _ = cancel.cancelled() => break (Cause::Closed, true),
             cmd = cmd_rx.recv() => {
-                let node = match cmd {
-                    None | Some(Command::Close) => break (Cause::Closed, true),
-                    Some(Command::Forget(id)) => { pending.remove(&id); continue; }
-                    Some(Command::Send(node)) => node,
-                    Some(Command::Query { node, reply }) => {
-                        if let Some(id) = node.get_attr("id") {
-                            pending.insert(id.to_string(), reply);
-                        }
-                        node
-                    }
-                };
-                let sent = match node::encode(&node) {
-                    Ok(plain) => match transport.encrypt(&plain) {
-                        Ok(sealed) => {
-                            let mut out = Vec::with_capacity(sealed.len() + 3);
-                            match frame::encode_frame(&sealed, &mut out) {
-                                Ok(()) => sink.send(Message::Binary(out.into())).await
-                                    .map_err(|e| ConnError::Ws(e.to_string())),
-                                Err(e) => Err(e.into()),
+                // Every command already waiting goes out in the same write (a login's acks
+                // and queries come in a burst).
+                let mut cmd = cmd;
+                let mut close = false;
+                let mut sent = Ok(());
+                loop {
+                    let node = match cmd {
+                        None | Some(Command::Close) => { close = true; break; }
+                        Some(Command::Forget(id)) => { pending.remove(&id); None }
+                        Some(Command::Send(node)) => Some(node),
+                        Some(Command::Query { node, reply }) => {
+                            if let Some(id) = node.get_attr("id") {
+                                pending.insert(id.to_string(), reply);
                             }
+                            Some(node)
                         }
-                        Err(e) => Err(e.into()),
-                    },
-                    Err(e) => Err(e.into()),
-                };
+                    };
+                    if let Some(node) = node {
+                        sent = feed_sealed(&mut sink, &mut transport, &node).await;
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    match cmd_rx.try_recv() {
+                        Some(next) => cmd = Some(next),
+                        None => break,
+                    }
+                }
+                if sent.is_ok() {
+                    sent = sink.flush().await.map_err(|e| ConnError::Ws(e.to_string()));
+                }
+                if close && sent.is_ok() {
+                    break (Cause::Closed, true);
+                }
                 if let Err(e) = sent {
                     // The server may have ended the stream with a reason (a 440 conflict, a
                     // stream error) just before our write hit the closed socket: that reason,

@@ -336,7 +336,11 @@ pub fn spawn(
     let woken = wake.clone();
     let task = async move {
         // The handlers are boxed while they run, so the idle future stays small.
-        Box::pin(messenger.seed_tally()).await;
+        Box::pin(messenger.seed()).await;
+        if !messenger.outbox.queue.is_empty() {
+            // What the first pump did when it read the queue: expire what waited too long.
+            Box::pin(messenger.pump()).await;
+        }
         messenger.publish_view();
         loop {
             let next = messenger.next_pump(tokio::time::Instant::now());

@@ -84,12 +84,7 @@ impl Messenger {
                 .keys_call(move |keys, session| keys.outbox_queued(&session, after))
                 .await
             {
-                Ok(rows) => {
-                    for row in rows {
-                        self.outbox.last_seq = self.outbox.last_seq.max(row.seq);
-                        self.outbox.queue.push_back(row);
-                    }
-                }
+                Ok(rows) => self.take_queued(rows),
                 Err(e) => {
                     warn!(error = %e, "could not read the outbox");
                     self.outbox.retry_at = Some(Instant::now() + RETRY_AFTER);
@@ -322,19 +317,45 @@ impl Messenger {
         }
     }
 
-    /// Reads the last hour's counts back from keys.db (a restart keeps showing them).
-    pub(super) async fn seed_tally(&mut self) {
+    /// Rows read from the outbox join the queue.
+    fn take_queued(&mut self, rows: Vec<OutboxEntry>) {
+        for row in rows {
+            self.outbox.last_seq = self.outbox.last_seq.max(row.seq);
+            self.outbox.queue.push_back(row);
+        }
+    }
+
+    /// At the messenger's start, in one trip to keys.db: the last hour's counts (a restart
+    /// keeps showing them) and the queued messages (else the first pump reads them).
+    pub(super) async fn seed(&mut self) {
         let since = Tally::window_start_ms(unix_ms());
-        match self
-            .keys_call(move |keys, session| keys.message_minutes(&session, since))
-            .await
-        {
+        let read = self
+            .keys_call(move |keys, session| {
+                Ok((
+                    keys.message_minutes(&session, since),
+                    keys.outbox_queued(&session, 0),
+                ))
+            })
+            .await;
+        let (minutes, queued) = match read {
+            Ok(both) => both,
+            Err(e) => {
+                warn!(error = %e, "could not read keys.db at the start");
+                return;
+            }
+        };
+        match minutes {
             Ok(minutes) => {
                 for (what, minute, n) in minutes {
                     self.outbox.tally.add(what, minute * 60_000, n);
                 }
             }
             Err(e) => warn!(error = %e, "could not read the last hour's message counts"),
+        }
+        // On an error the outbox stays dirty, and the pump reads it (and says so).
+        if let Ok(rows) = queued {
+            self.take_queued(rows);
+            self.outbox.dirty = false;
         }
     }
 
