@@ -7,7 +7,7 @@
 //! Times are unix milliseconds given by the caller. Every method blocks on disk I/O.
 
 use super::cached::CachedRow;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::keys::{KeyStore, KeysError};
 use super::webhook_queue::NewDelivery;
@@ -151,6 +151,19 @@ impl Direction {
 
 const OUT_COLUMNS: &str =
     "id, chat, text, status, error, client_key, seq, queued_at, sent_at, delivered_at, read_at";
+
+/// The queued messages of `session` after sequence number `after`, oldest first.
+pub(super) fn queued_on(
+    conn: &Connection,
+    session: &str,
+    after: i64,
+) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut stmt = conn.prepare_cached(&queued_sql())?;
+    let rows = stmt.query_map(params![session, after], out_row)?;
+    let mut queued = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    queued.sort_unstable_by_key(|entry| entry.seq);
+    Ok(queued)
+}
 
 /// A session's queued messages after a sequence number, sorted by the caller.
 ///
@@ -306,13 +319,7 @@ impl KeyStore {
 
     /// The queued messages of `session` after sequence number `after`, oldest first.
     pub fn outbox_queued(&self, session: &str, after: i64) -> Result<Vec<OutboxEntry>, KeysError> {
-        self.with(session, |conn| {
-            let mut stmt = conn.prepare_cached(&queued_sql())?;
-            let rows = stmt.query_map(params![session, after], out_row)?;
-            let mut queued = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            queued.sort_unstable_by_key(|entry| entry.seq);
-            Ok(Ok(queued))
-        })
+        self.with(session, |conn| Ok(Ok(queued_on(conn, session, after)?)))
     }
 
     /// One outgoing message of `session`.

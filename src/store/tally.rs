@@ -2,9 +2,10 @@
 //! acked, delivered ones, received ones), so a restarted messenger shows the last hour's
 //! figures at once. Bounded by what the table keeps (`[messages] keep` per direction).
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::keys::{KeyStore, KeysError};
+use super::outbox::{OutboxEntry, queued_on};
 
 /// What a count is of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,35 +45,53 @@ fn minutes_sql(column: &str) -> String {
 
 impl KeyStore {
     /// `(what, unix minute, count)` for every minute since `since_ms` that has any.
-    pub fn message_minutes(
+    pub fn message_minutes(&self, session: &str, since_ms: u64) -> Result<Vec<Minute>, KeysError> {
+        self.with(session, |conn| Ok(Ok(minutes_on(conn, session, since_ms)?)))
+    }
+
+    /// What a messenger reads at its start, in one read transaction (one begin and end
+    /// instead of one per statement): [`Self::message_minutes`] since `since_ms` and every
+    /// queued message ([`Self::outbox_queued`] from the start).
+    pub fn messenger_start(
         &self,
         session: &str,
         since_ms: u64,
-    ) -> Result<Vec<(Counted, u64, u32)>, KeysError> {
-        let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+    ) -> Result<(Vec<Minute>, Vec<OutboxEntry>), KeysError> {
         self.with(session, |conn| {
-            let mut out = Vec::new();
-            for (what, direction, column) in [
-                (Counted::Sent, "out", "sent_at"),
-                (Counted::Delivered, "out", "delivered_at"),
-                (Counted::Received, "in", "queued_at"),
-            ] {
-                let mut stmt = conn.prepare_cached(&minutes_sql(column))?;
-                let rows = stmt.query_map(params![session, direction, since], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })?;
-                for row in rows {
-                    let (minute, count) = row?;
-                    out.push((
-                        what,
-                        u64::try_from(minute).unwrap_or(0),
-                        u32::try_from(count).unwrap_or(u32::MAX),
-                    ));
-                }
-            }
-            Ok(Ok(out))
+            let tx = conn.transaction()?;
+            let minutes = minutes_on(&tx, session, since_ms)?;
+            let queued = queued_on(&tx, session, 0)?;
+            tx.commit()?;
+            Ok(Ok((minutes, queued)))
         })
     }
+}
+
+/// `(what, unix minute, count)`.
+pub type Minute = (Counted, u64, u32);
+
+fn minutes_on(conn: &Connection, session: &str, since_ms: u64) -> rusqlite::Result<Vec<Minute>> {
+    let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for (what, direction, column) in [
+        (Counted::Sent, "out", "sent_at"),
+        (Counted::Delivered, "out", "delivered_at"),
+        (Counted::Received, "in", "queued_at"),
+    ] {
+        let mut stmt = conn.prepare_cached(&minutes_sql(column))?;
+        let rows = stmt.query_map(params![session, direction, since], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (minute, count) = row?;
+            out.push((
+                what,
+                u64::try_from(minute).unwrap_or(0),
+                u32::try_from(count).unwrap_or(u32::MAX),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -130,6 +149,23 @@ mod tests {
             "the message acked before the cut is not counted; a read one counts as delivered"
         );
         assert!(store.message_minutes("other", 0).unwrap().is_empty());
+
+        // The start's one read gives what the two reads give.
+        let queued = NewMessage {
+            id: "Q".into(),
+            to: "15550001111@s.whatsapp.net".into(),
+            text: "waiting".into(),
+            key: None,
+        };
+        store.outbox_enqueue("s", &queued, 1, 1000).unwrap();
+        let (mut minutes, rows) = store.messenger_start("s", 60 * minute).unwrap();
+        minutes.sort_by_key(|(what, m, _)| (what.index(), *m));
+        assert_eq!(minutes, got);
+        assert_eq!(rows, store.outbox_queued("s", 0).unwrap());
+        assert_eq!(
+            rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["Q"]
+        );
     }
 
     #[test]

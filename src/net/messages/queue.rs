@@ -329,33 +329,19 @@ impl Messenger {
     /// keeps showing them) and the queued messages (else the first pump reads them).
     pub(super) async fn seed(&mut self) {
         let since = Tally::window_start_ms(unix_ms());
-        let read = self
-            .keys_call(move |keys, session| {
-                Ok((
-                    keys.message_minutes(&session, since),
-                    keys.outbox_queued(&session, 0),
-                ))
-            })
-            .await;
-        let (minutes, queued) = match read {
-            Ok(both) => both,
-            Err(e) => {
-                warn!(error = %e, "could not read keys.db at the start");
-                return;
-            }
-        };
-        match minutes {
-            Ok(minutes) => {
+        match self
+            .keys_call(move |keys, session| keys.messenger_start(&session, since))
+            .await
+        {
+            Ok((minutes, rows)) => {
                 for (what, minute, n) in minutes {
                     self.outbox.tally.add(what, minute * 60_000, n);
                 }
+                self.take_queued(rows);
+                self.outbox.dirty = false;
             }
+            // The outbox stays dirty: the pump reads it again (and says so if it fails).
             Err(e) => warn!(error = %e, "could not read the last hour's message counts"),
-        }
-        // On an error the outbox stays dirty, and the pump reads it (and says so).
-        if let Ok(rows) = queued {
-            self.take_queued(rows);
-            self.outbox.dirty = false;
         }
     }
 
