@@ -100,6 +100,15 @@ mod tests {
     use super::*;
     use crate::store::outbox::{InboxEntry, NewMessage, OutStatus};
 
+    fn message(id: &str) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            to: "15550001111@s.whatsapp.net".into(),
+            text: "t".into(),
+            key: None,
+        }
+    }
+
     #[test]
     fn minutes_count_acks_deliveries_and_receipts_since_the_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -110,13 +119,7 @@ mod tests {
             ("A", 70 * minute, Some(71 * minute)),
             ("B", 70 * minute + 5, None),
         ] {
-            let msg = NewMessage {
-                id: id.into(),
-                to: "15550001111@s.whatsapp.net".into(),
-                text: "t".into(),
-                key: None,
-            };
-            store.outbox_enqueue("s", &msg, 1, 1000).unwrap();
+            store.outbox_enqueue("s", &message(id), 1, 1000).unwrap();
             store
                 .outbox_advance("s", id, (OutStatus::Sent, None), None, acked_at)
                 .unwrap();
@@ -151,13 +154,7 @@ mod tests {
         assert!(store.message_minutes("other", 0).unwrap().is_empty());
 
         // The start's one read gives what the two reads give.
-        let queued = NewMessage {
-            id: "Q".into(),
-            to: "15550001111@s.whatsapp.net".into(),
-            text: "waiting".into(),
-            key: None,
-        };
-        store.outbox_enqueue("s", &queued, 1, 1000).unwrap();
+        store.outbox_enqueue("s", &message("Q"), 1, 1000).unwrap();
         let (mut minutes, rows) = store.messenger_start("s", 60 * minute).unwrap();
         minutes.sort_by_key(|(what, m, _)| (what.index(), *m));
         assert_eq!(minutes, got);
