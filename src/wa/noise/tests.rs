@@ -47,6 +47,29 @@ fn both_sides_agree_and_the_server_learns_the_client_key_and_payload() {
     assert_eq!(c.decrypt(&sealed).unwrap(), b"<success/>");
 }
 
+/// Key pairs load as stored (decisions.md): a client pair whose public half is another key's
+/// gets no further than the server's `se` step.
+#[test]
+fn a_client_key_pair_whose_halves_do_not_belong_together_is_refused_by_the_server() {
+    let s = server();
+    let chain = s.ca.issue_chain(&s.key.public, NOW, 3600);
+    let mismatched = KeyPair {
+        public: KeyPair::generate().public,
+        private: KeyPair::generate().private,
+    };
+    let mut init = Initiator::new(&mismatched).unwrap();
+    let mut resp = Responder::new(&s.key, chain).unwrap();
+    resp.read_client_hello(&init.client_hello().unwrap())
+        .unwrap();
+    init.read_server_hello(&resp.server_hello().unwrap(), &s.ca.trust_root(), NOW)
+        .unwrap();
+    let (finish, _) = init.client_finish(b"client payload").unwrap();
+    assert_eq!(
+        resp.read_client_finish(&finish).err(),
+        Some(NoiseError::HandshakeDecrypt("client payload"))
+    );
+}
+
 #[test]
 fn frames_over_64_kib_work_and_counters_are_per_direction() {
     let s = server();
