@@ -152,7 +152,7 @@ impl Direction {
 const OUT_COLUMNS: &str =
     "id, chat, text, status, error, client_key, seq, queued_at, sent_at, delivered_at, read_at";
 
-/// The queued messages of `session` after sequence number `after`, oldest first.
+/// [`KeyStore::outbox_queued`] on a connection (or within a transaction) already held.
 pub(super) fn queued_on(
     conn: &Connection,
     session: &str,

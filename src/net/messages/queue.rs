@@ -341,7 +341,7 @@ impl Messenger {
                 self.outbox.dirty = false;
             }
             // The outbox stays dirty: the pump reads it again (and says so if it fails).
-            Err(e) => warn!(error = %e, "could not read the last hour's message counts"),
+            Err(e) => warn!(error = %e, "could not read the message counts and the queue"),
         }
     }
 
