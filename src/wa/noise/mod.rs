@@ -36,7 +36,7 @@ use crate::wa::creds::KeyPair;
 use crate::wa::proto::handshake::{
     CertChain, ClientFinish as ClientFinishMsg, ClientHello, HandshakeMessage, ServerHello,
 };
-use dh::{dh, dh_with_known, ephemeral};
+use dh::{PeerKey, dh, dh_with_known, ephemeral};
 use symmetric::{SymmetricState, TAG_LEN, key32};
 
 /// Length of an encrypted static key: 32 bytes and a 16-byte tag.
@@ -129,7 +129,7 @@ enum InitiatorStep {
     /// Sent our ephemeral key; waiting for the server hello.
     SentHello { e: StaticSecret },
     /// Server hello read and its chain accepted.
-    ReadServerHello { server_ephemeral: [u8; 32] },
+    ReadServerHello { server_ephemeral: PeerKey },
     /// A step failed; the handshake cannot go on.
     Failed,
 }
@@ -223,7 +223,8 @@ impl Initiator {
         }
 
         self.state.mix_hash(&re);
-        self.state.mix_key(&dh(&e, &re)?);
+        let re = PeerKey::new(&re);
+        self.state.mix_key(&re.dh(&e)?);
         let rs = self
             .state
             .decrypt_and_hash(&sealed_static, "server static key")?;
@@ -251,7 +252,7 @@ impl Initiator {
             return Err(NoiseError::OutOfOrder);
         };
         let sealed_static = self.state.encrypt_and_hash(&self.s.public)?;
-        self.state.mix_key(&dh(&self.s.secret, &re)?);
+        self.state.mix_key(&re.dh(&self.s.secret)?);
         let sealed_payload = self.state.encrypt_and_hash(payload)?;
         let message = HandshakeMessage {
             client_finish: Some(ClientFinishMsg {
@@ -357,9 +358,10 @@ impl Responder {
         };
         let (e, e_public) = ephemeral();
         self.state.mix_hash(&e_public);
-        self.state.mix_key(&dh(&e, &client_ephemeral)?);
+        let client_ephemeral = PeerKey::new(&client_ephemeral);
+        self.state.mix_key(&client_ephemeral.dh(&e)?);
         let sealed_static = self.state.encrypt_and_hash(&self.s.public)?;
-        self.state.mix_key(&dh(&self.s.secret, &client_ephemeral)?);
+        self.state.mix_key(&client_ephemeral.dh(&self.s.secret)?);
         let sealed_certs = self.state.encrypt_and_hash(&self.cert_chain)?;
         self.step = ResponderStep::SentHello { e };
         Ok(HandshakeMessage {
