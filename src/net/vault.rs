@@ -38,6 +38,9 @@ pub struct Opened {
     pub unavailable: Option<String>,
 }
 
+/// What a driver starts from (see [`Vault::stored`]).
+pub type Stored = (Opened, bool, Backups);
+
 /// One session's handle on the store; holds the session lock until dropped.
 pub struct Vault {
     store: Arc<dyn CredentialStore>,
@@ -183,6 +186,12 @@ impl Vault {
         result
     }
 
+    /// What a driver starts from: the credentials, whether the session was online when the
+    /// last process stopped, and the backup figures.
+    pub fn stored(&self) -> Stored {
+        (self.load(), self.was_online(), self.backup_info())
+    }
+
     /// The backup figures, as the session machine takes them.
     pub fn backup_info(&self) -> Backups {
         self.backups
@@ -233,17 +242,21 @@ impl VaultHandle {
         }
     }
 
-    /// Opens a session's vault on the blocking pool (see [`Vault::open`]).
+    /// Opens a session's vault on the blocking pool (see [`Vault::open`]) and, in the same
+    /// trip, reads what the driver starts from (a pool's start makes thousands of these).
     pub async fn open(
         store: Arc<dyn CredentialStore>,
         id: &str,
         keep: u32,
-    ) -> Result<VaultHandle, VaultError> {
+    ) -> Result<(VaultHandle, Stored), VaultError> {
         let id = id.to_string();
-        on_store_thread(move || Vault::open(store, &id, keep))
-            .await
-            .ok_or_else(|| VaultError::Store("opening the store did not finish".to_string()))?
-            .map(VaultHandle::new)
+        on_store_thread(move || {
+            let vault = Vault::open(store, &id, keep)?;
+            let stored = vault.stored();
+            Ok((VaultHandle::new(vault), stored))
+        })
+        .await
+        .ok_or_else(|| VaultError::Store("opening the store did not finish".to_string()))?
     }
 
     /// Runs `call` with the vault on the blocking pool; `None` if it panicked (logged).
@@ -297,7 +310,7 @@ mod tests {
     async fn a_blocked_store_call_leaves_the_runtime_thread_free() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let store: Arc<dyn CredentialStore> = Arc::new(FileStore::new(dir.path()));
-        let vault = VaultHandle::open(store, "s", 1)
+        let (vault, _) = VaultHandle::open(store, "s", 1)
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
         let (release, released) = std::sync::mpsc::channel::<()>();

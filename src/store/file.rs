@@ -93,15 +93,22 @@ impl FileStore {
             path: dir.to_owned(),
             source,
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(create_error)?;
-        let mode = fs::metadata(dir)
-            .map_err(create_error)?
-            .permissions()
-            .mode();
+        // Looked at first: the directory almost always exists (every session start and
+        // every save comes here), and a `mkdir` that fails costs a call more.
+        let mode = match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => meta.permissions().mode(),
+            _ => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(dir)
+                    .map_err(create_error)?;
+                fs::metadata(dir)
+                    .map_err(create_error)?
+                    .permissions()
+                    .mode()
+            }
+        };
         if mode & 0o777 != DIR_MODE {
             fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(create_error)?;
         }

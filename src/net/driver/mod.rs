@@ -30,9 +30,9 @@ use crate::net::messages::{self, MessageEvent, MessengerHandle, MessengerMsg, Me
 use crate::net::metrics::Metrics;
 use crate::net::prekeys::PreKeys;
 use crate::net::ratelimit::RateLimiter;
-use crate::net::vault::{Opened, VaultError, VaultHandle};
+use crate::net::vault::{Stored, VaultError, VaultHandle};
 use crate::session::policy::Policy;
-use crate::session::status::{Backups, Phase, Status};
+use crate::session::status::{Phase, Status};
 use crate::session::{Command, ConnId, Effect, Event, Session, TimerQueue};
 use crate::store::CredentialStore;
 use crate::store::keys::KeyStore;
@@ -224,9 +224,9 @@ async fn open_and_load(
             *args
         };
         let keep = spec.policy.backups_kept;
-        let vault = loop {
+        let (vault, mut stored) = loop {
             match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
-                Ok(vault) => break vault,
+                Ok(opened) => break opened,
                 Err(VaultError::Unavailable(reason)) => {
                     let phase = Phase::Failed { probe_at: None };
                     not_started(&shared, &spec, phase, format!("{reason}; asking again"));
@@ -247,28 +247,24 @@ async fn open_and_load(
                 }
             }
         };
-        let stored = loop {
-            let Some(stored) = vault
-                .run(|v| (v.load(), v.was_online(), v.backup_info()))
-                .await
-            else {
-                let phase = Phase::Failed { probe_at: None };
-                let reason = format!("the store of session {} could not be read", spec.id);
-                not_started(&shared, &spec, phase, reason);
-                return None;
-            };
-            // The store could not be asked (Redis unreachable): nothing is known about the
-            // credentials, so wait and ask again rather than start as if there were none.
-            let Some(reason) = stored.0.unavailable.clone() else {
-                break stored;
-            };
+        // The store could not be asked (Redis unreachable): nothing is known about the
+        // credentials, so wait and ask again (the lock kept) rather than start as if there
+        // were none.
+        while let Some(reason) = stored.0.unavailable.clone() {
             let phase = Phase::Failed { probe_at: None };
             not_started(&shared, &spec, phase, format!("{reason}; asking again"));
             tokio::select! {
                 _ = cancel.cancelled() => return None,
                 _ = tokio::time::sleep(STORE_RETRY) => {}
             }
-        };
+            let Some(again) = vault.run(|v| v.stored()).await else {
+                let phase = Phase::Failed { probe_at: None };
+                let reason = format!("the store of session {} could not be read", spec.id);
+                not_started(&shared, &spec, phase, reason);
+                return None;
+            };
+            stored = again;
+        }
         let (background_tx, background_rx) = chan::channel(8);
         let (mut driver, first) = Driver::start(spec, shared, vault, stored, background_tx, cancel);
         Box::pin(driver.execute(first)).await;
@@ -346,7 +342,7 @@ impl Driver {
         spec: SessionSpec,
         shared: Arc<Shared>,
         vault: VaultHandle,
-        (loaded, was_online, backups): (Opened, bool, Backups),
+        (loaded, was_online, backups): Stored,
         background_tx: chan::Sender<Background>,
         cancel: &CancellationToken,
     ) -> (Driver, Vec<Effect>) {
