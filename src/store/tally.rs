@@ -43,24 +43,47 @@ fn minutes_sql(column: &str) -> String {
     )
 }
 
+/// What a messenger reads at its start ([`KeyStore::messenger_start`]).
+#[derive(Debug)]
+pub struct MessengerStart {
+    /// `(what, unix minute, count)` for every minute of the window that has any.
+    pub minutes: Vec<Minute>,
+    /// Every queued message ([`KeyStore::outbox_queued`] from the start).
+    pub queued: Vec<OutboxEntry>,
+    /// The session has any message of ours in the outbox, in whatever state: without one, a
+    /// receipt can only be for another client's message.
+    pub has_outgoing: bool,
+}
+
 impl KeyStore {
     /// What a messenger reads at its start, in one read transaction (one begin and end
-    /// instead of one per statement): `(what, unix minute, count)` for every minute since
-    /// `since_ms` that has any, and every queued message ([`Self::outbox_queued`] from the
-    /// start).
+    /// instead of one per statement), the minutes counted from `since_ms`.
     pub fn messenger_start(
         &self,
         session: &str,
         since_ms: u64,
-    ) -> Result<(Vec<Minute>, Vec<OutboxEntry>), KeysError> {
+    ) -> Result<MessengerStart, KeysError> {
         self.with(session, |conn| {
             let tx = conn.transaction()?;
             let minutes = minutes_on(&tx, session, since_ms)?;
             let queued = queued_on(&tx, session, 0)?;
+            let has_outgoing = queued.is_empty().then(|| has_outgoing_on(&tx, session));
+            let has_outgoing = has_outgoing.transpose()?.unwrap_or(true);
             tx.commit()?;
-            Ok(Ok((minutes, queued)))
+            Ok(Ok(MessengerStart {
+                minutes,
+                queued,
+                has_outgoing,
+            }))
         })
     }
+}
+
+fn has_outgoing_on(conn: &Connection, session: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE session = ?1 AND direction = 'out')",
+    )?
+    .query_row(params![session], |r| r.get(0))
 }
 
 /// `(what, unix minute, count)`.
@@ -136,8 +159,13 @@ mod tests {
         store
             .inbox_record("s", ("15550002222@s.whatsapp.net", &inbox), 1000, &[], None)
             .unwrap();
-        let (mut got, none_queued) = store.messenger_start("s", 60 * minute).unwrap();
-        assert!(none_queued.is_empty());
+        let start = store.messenger_start("s", 60 * minute).unwrap();
+        assert!(start.queued.is_empty());
+        assert!(
+            start.has_outgoing,
+            "acked and read messages are the session's own"
+        );
+        let mut got = start.minutes;
         got.sort_by_key(|(what, m, _)| (what.index(), *m));
         assert_eq!(
             got,
@@ -148,11 +176,22 @@ mod tests {
             ],
             "the message acked before the cut is not counted; a read one counts as delivered"
         );
-        assert!(store.messenger_start("other", 0).unwrap().0.is_empty());
+        store
+            .inbox_record(
+                "other",
+                ("15550002222@s.whatsapp.net", &inbox),
+                1000,
+                &[],
+                None,
+            )
+            .unwrap();
+        let other = store.messenger_start("other", 0).unwrap();
+        assert_eq!(other.minutes.len(), 1, "its one received message");
+        assert!(!other.has_outgoing, "a received message is not one of ours");
 
         // A queued message comes with the counts, as the pump would read it.
         store.outbox_enqueue("s", &message("Q"), 1, 1000).unwrap();
-        let (_, rows) = store.messenger_start("s", 60 * minute).unwrap();
+        let rows = store.messenger_start("s", 60 * minute).unwrap().queued;
         assert_eq!(rows, store.outbox_queued("s", 0).unwrap());
         assert_eq!(
             rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),

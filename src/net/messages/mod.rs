@@ -233,6 +233,9 @@ struct Outbox {
     last_seq: i64,
     /// New rows may wait in keys.db.
     dirty: bool,
+    /// The outbox may hold a message of ours (`false` only when the start found none and
+    /// none has been read from it since): a receipt for an id we do not know looks it up.
+    has_outgoing: bool,
     /// Ids written on the current socket and not yet acked.
     in_flight: HashSet<String>,
     /// When each message was written (for the delivery latency).
@@ -323,6 +326,7 @@ pub fn spawn(
             queue: VecDeque::new(),
             last_seq: 0,
             dirty: true,
+            has_outgoing: true,
             in_flight: HashSet::new(),
             written: HashMap::new(),
             tally: tally::Tally::default(),

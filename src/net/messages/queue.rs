@@ -190,6 +190,11 @@ impl Messenger {
         // Unchanged rows are reported only for messages this run sent (as before a restart).
         let remembered = in_memory.is_some();
         let known = in_memory.or_else(|| queued.map(|e| e.to.clone()));
+        if known.is_none() && !probe && !self.outbox.has_outgoing {
+            // The outbox holds no message of ours (checked at the start; every message sent
+            // since was read from it first): a receipt for another client's message.
+            return;
+        }
         let wanted = id.to_string();
         // Strictly increasing per session, so a column filled by this change is told apart
         // from one filled by an earlier change in the same millisecond.
@@ -319,6 +324,7 @@ impl Messenger {
 
     /// Rows read from the outbox join the queue.
     fn take_queued(&mut self, rows: Vec<OutboxEntry>) {
+        self.outbox.has_outgoing |= !rows.is_empty();
         for row in rows {
             self.outbox.last_seq = self.outbox.last_seq.max(row.seq);
             self.outbox.queue.push_back(row);
@@ -333,11 +339,12 @@ impl Messenger {
             .keys_call(move |keys, session| keys.messenger_start(&session, since))
             .await
         {
-            Ok((minutes, rows)) => {
-                for (what, minute, n) in minutes {
+            Ok(start) => {
+                for (what, minute, n) in start.minutes {
                     self.outbox.tally.add(what, minute * 60_000, n);
                 }
-                self.take_queued(rows);
+                self.take_queued(start.queued);
+                self.outbox.has_outgoing = start.has_outgoing;
                 self.outbox.dirty = false;
             }
             // The outbox stays dirty: the pump reads it again (and says so if it fails).
