@@ -189,15 +189,20 @@ impl Drop for SessionLock {
 /// The holder's record goes through its own short-lived descriptor: open, write, close. It is
 /// not fsynced: the record only says who holds the lock, the kernel lock is the truth, and after
 /// a crash the kernel lock is gone whatever the record says.
+///
+/// Written over the old bytes and then cut to its length, not opened with `O_TRUNC`: ext4
+/// flushes a file truncated to nothing and written again when it is closed (its guard for
+/// programs that replace a file that way), which made every session's start wait for the disk.
 fn write_record(path: &Path, record: &str) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(FILE_MODE)
         .open(path)?;
     file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    file.write_all(record.as_bytes())
+    file.write_all(record.as_bytes())?;
+    file.set_len(record.len() as u64)
 }
 
 fn clear_record(path: &Path) {
@@ -306,6 +311,27 @@ mod tests {
             "pid 1234 (wasp) on host-a since 2026-04-15 10:15:00 UTC"
         );
         assert_eq!(LockHolder::from_record(""), LockHolder::Unknown);
+    }
+
+    /// A record left longer than ours (a crashed holder with a longer host name) is replaced
+    /// whole, not overwritten in part, and the file is 0600 even if it was not.
+    #[test]
+    fn a_longer_old_record_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("session.lock");
+        let old = LockHolder::Process {
+            pid: 1,
+            program: "wasp".into(),
+            host: "a-host-name-much-longer-than-this-one-".repeat(4),
+            since: UNIX_EPOCH,
+        };
+        fs::write(&record, old.to_record()).unwrap();
+        fs::set_permissions(&record, fs::Permissions::from_mode(0o644)).unwrap();
+        let ours = LockHolder::this_process(SystemTime::now());
+        write_record(&record, &ours.to_record()).unwrap();
+        assert_eq!(fs::read_to_string(&record).unwrap(), ours.to_record());
+        let mode = fs::metadata(&record).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, FILE_MODE);
     }
 
     /// One store refuses a session it already holds (naming this process), releases it on drop,
