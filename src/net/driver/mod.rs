@@ -43,6 +43,10 @@ use crate::wa::stanza::Cause;
 /// How long shutdown waits for the driver's own tasks (dial, ping, queries) once cancelled.
 const TASKS_BUDGET: Duration = Duration::from_millis(500);
 
+/// At most this many waiting socket events are handled after another before the driver
+/// publishes and looks at its other inputs again.
+const READY_FRAMES: usize = 32;
+
 /// How long a driver waits before asking an unreachable store again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -315,6 +319,15 @@ async fn serve(
                 _ = sleep => driver.on_timer(),
             };
             Box::pin(driver.execute(effects)).await;
+            // Frames already waiting are handled before the status is published: a login's
+            // burst of pushes arrives in one read, and one publish shows where they all led.
+            for _ in 0..READY_FRAMES {
+                let Some(event) = driver.ready_conn_event() else {
+                    break;
+                };
+                let effects = Box::pin(driver.on_conn_event(Some(event))).await;
+                Box::pin(driver.execute(effects)).await;
+            }
             Box::pin(driver.publish()).await;
         }
         Box::pin(driver.shutdown()).await;
@@ -607,6 +620,14 @@ impl Driver {
                 effects.extend(self.on_node(conn, *node).await);
                 effects
             }
+        }
+    }
+
+    /// The open socket's next event if one is already waiting.
+    fn ready_conn_event(&mut self) -> Option<ConnEvent> {
+        match &mut self.link {
+            Link::Open { events, .. } => events.try_recv(),
+            _ => None,
         }
     }
 
