@@ -243,17 +243,19 @@ impl VaultHandle {
     }
 
     /// Opens a session's vault on the blocking pool (see [`Vault::open`]) and, in the same
-    /// trip, reads what the driver starts from (a pool's start makes thousands of these).
-    pub async fn open(
+    /// trip, reads what the driver starts from and runs `also` (a pool's start makes
+    /// thousands of these, and each trip to the blocking pool costs two thread hand-offs).
+    pub async fn open<T: Send + 'static>(
         store: Arc<dyn CredentialStore>,
         id: &str,
         keep: u32,
-    ) -> Result<(VaultHandle, Stored), VaultError> {
+        also: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(VaultHandle, Stored, T), VaultError> {
         let id = id.to_string();
         on_store_thread(move || {
             let vault = Vault::open(store, &id, keep)?;
             let stored = vault.stored();
-            Ok((VaultHandle::new(vault), stored))
+            Ok((VaultHandle::new(vault), stored, also()))
         })
         .await
         .ok_or_else(|| VaultError::Store("opening the store did not finish".to_string()))?
@@ -310,7 +312,7 @@ mod tests {
     async fn a_blocked_store_call_leaves_the_runtime_thread_free() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let store: Arc<dyn CredentialStore> = Arc::new(FileStore::new(dir.path()));
-        let (vault, _) = VaultHandle::open(store, "s", 1)
+        let (vault, _, ()) = VaultHandle::open(store, "s", 1, || ())
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
         let (release, released) = std::sync::mpsc::channel::<()>();

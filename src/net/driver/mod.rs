@@ -35,7 +35,8 @@ use crate::session::policy::Policy;
 use crate::session::status::{Phase, Status};
 use crate::session::{Command, ConnId, Effect, Event, Session, TimerQueue};
 use crate::store::CredentialStore;
-use crate::store::keys::KeyStore;
+use crate::store::keys::{KeyStore, KeysError};
+use crate::store::tally::MessengerStart;
 use crate::wa::creds::Credentials;
 use crate::wa::payload::ClientVersion;
 use crate::wa::stanza::Cause;
@@ -228,8 +229,13 @@ async fn open_and_load(
             *args
         };
         let keep = spec.policy.backups_kept;
-        let (vault, mut stored) = loop {
-            match VaultHandle::open(shared.store.clone(), &spec.id, keep).await {
+        let (vault, mut stored, messenger_start) = loop {
+            // The messenger's start read rides along (keys.db, not the credential store).
+            let read = {
+                let (keys, id) = (shared.keys.clone(), spec.id.clone());
+                move || messages::start_read(&keys, &id)
+            };
+            match VaultHandle::open(shared.store.clone(), &spec.id, keep, read).await {
                 Ok(opened) => break opened,
                 Err(VaultError::Unavailable(reason)) => {
                     let phase = Phase::Failed { probe_at: None };
@@ -270,7 +276,8 @@ async fn open_and_load(
             stored = again;
         }
         let (background_tx, background_rx) = chan::channel(8);
-        let (mut driver, first) = Driver::start(spec, shared, vault, stored, background_tx, cancel);
+        let opened = (vault, stored, messenger_start);
+        let (mut driver, first) = Driver::start(spec, shared, opened, background_tx, cancel);
         Box::pin(driver.execute(first)).await;
         Box::pin(driver.publish()).await;
         Some(Box::new((driver, background_rx)))
@@ -354,8 +361,11 @@ impl Driver {
     fn start(
         spec: SessionSpec,
         shared: Arc<Shared>,
-        vault: VaultHandle,
-        (loaded, was_online, backups): Stored,
+        (vault, (loaded, was_online, backups), messenger_start): (
+            VaultHandle,
+            Stored,
+            Result<MessengerStart, KeysError>,
+        ),
         background_tx: chan::Sender<Background>,
         cancel: &CancellationToken,
     ) -> (Driver, Vec<Effect>) {
@@ -382,6 +392,7 @@ impl Driver {
                 config,
                 board: shared.board.clone(),
             }),
+            start: messenger_start,
         };
         let session = Session::new(
             id.clone(),

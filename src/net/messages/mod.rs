@@ -36,12 +36,14 @@ use crate::session::status::OutboxView;
 use crate::store::keys::{KeyStore, KeysError};
 use crate::store::outbox::OutboxEntry;
 use crate::store::signal_keys::KeySignalStore;
+use crate::store::tally::MessengerStart;
 use crate::wa::creds::Credentials;
 use crate::wa::node::Node;
 use crate::wa::signal::SignalError;
 
 pub use pace::Pace;
 pub use probe::{PROBE_PREFIX, ProbeSetup, is_probe_text};
+pub use queue::start_read;
 pub use send::parse_recipient;
 pub use sent::KEPT as SENT_KEPT;
 
@@ -294,6 +296,8 @@ pub struct MessengerSetup {
     pub config: watch::Receiver<MessagesConfig>,
     /// `[probe]`, when configured.
     pub probe: Option<ProbeSetup>,
+    /// What the messenger starts from, read with the session's store ([`start_read`]).
+    pub start: Result<MessengerStart, KeysError>,
 }
 
 /// Starts the messenger of `session` in `tasks`; it ends when `cancel` fires. The receiver
@@ -309,6 +313,7 @@ pub fn spawn(
     let metrics = setup.metrics.clone();
     let mut reloads = setup.config;
     let config = reloads.borrow_and_update().clone();
+    let start = setup.start;
     let mut messenger = Messenger {
         session: session.to_owned(),
         keys: setup.keys,
@@ -340,7 +345,7 @@ pub fn spawn(
     let woken = wake.clone();
     let task = async move {
         // The handlers are boxed while they run, so the idle future stays small.
-        Box::pin(messenger.seed()).await;
+        messenger.seed(start);
         if !messenger.outbox.queue.is_empty() {
             // What the first pump did when it read the queue: expire what waited too long.
             Box::pin(messenger.pump()).await;

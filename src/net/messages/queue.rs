@@ -14,8 +14,9 @@ use super::probe::is_probe_text;
 use super::tally::Tally;
 use super::{MessageEvent, MessageEventKind, MessageStatus, Messenger, SendError};
 use crate::session::status::OutboxView;
+use crate::store::keys::{KeyStore, KeysError};
 use crate::store::outbox::{OutStatus, OutboxEntry};
-use crate::store::tally::Counted;
+use crate::store::tally::{Counted, MessengerStart};
 
 /// How long the pump waits after a send failed for a reason that may pass (a query timed
 /// out, the socket closed).
@@ -331,14 +332,11 @@ impl Messenger {
         }
     }
 
-    /// At the messenger's start, in one trip to keys.db: the last hour's counts (a restart
-    /// keeps showing them) and the queued messages (else the first pump reads them).
-    pub(super) async fn seed(&mut self) {
-        let since = Tally::window_start_ms(unix_ms());
-        match self
-            .keys_call(move |keys, session| keys.messenger_start(&session, since))
-            .await
-        {
+    /// At the messenger's start: the last hour's counts (a restart keeps showing them) and
+    /// the queued messages (else the first pump reads them), as the driver read them with
+    /// its store ([`start_read`]).
+    pub(super) fn seed(&mut self, read: Result<MessengerStart, KeysError>) {
+        match read {
             Ok(start) => {
                 for (what, minute, n) in start.minutes {
                     self.outbox.tally.add(what, minute * 60_000, n);
@@ -405,4 +403,10 @@ impl Messenger {
             self.metrics.set_outbox_depth(&self.session, queued);
         }
     }
+}
+
+/// What a messenger starts from, read in one transaction of keys.db (blocking): the counts
+/// of the hour's window and the queue.
+pub fn start_read(keys: &KeyStore, session: &str) -> Result<MessengerStart, KeysError> {
+    keys.messenger_start(session, Tally::window_start_ms(unix_ms()))
 }
