@@ -326,15 +326,7 @@ async fn serve(
                 _ = sleep => driver.on_timer(),
             };
             Box::pin(driver.execute(effects)).await;
-            // Frames already waiting are handled before the status is published: a login's
-            // burst of pushes arrives in one read, and one publish shows where they all led.
-            for _ in 0..READY_FRAMES {
-                let Some(event) = driver.ready_conn_event() else {
-                    break;
-                };
-                let effects = Box::pin(driver.on_conn_event(Some(event))).await;
-                Box::pin(driver.execute(effects)).await;
-            }
+            Box::pin(driver.handle_ready()).await;
             Box::pin(driver.publish()).await;
         }
         Box::pin(driver.shutdown()).await;
@@ -634,11 +626,19 @@ impl Driver {
         }
     }
 
-    /// The open socket's next event if one is already waiting.
-    fn ready_conn_event(&mut self) -> Option<ConnEvent> {
-        match &mut self.link {
-            Link::Open { events, .. } => events.try_recv(),
-            _ => None,
+    /// Handles the socket events already waiting (at most [`READY_FRAMES`]), so that the
+    /// publish after them is one: a login's burst of pushes arrives in one read, and one
+    /// publish shows where they all led.
+    async fn handle_ready(&mut self) {
+        for _ in 0..READY_FRAMES {
+            let Link::Open { events, .. } = &mut self.link else {
+                return;
+            };
+            let Some(event) = events.try_recv() else {
+                return;
+            };
+            let effects = Box::pin(self.on_conn_event(Some(event))).await;
+            Box::pin(self.execute(effects)).await;
         }
     }
 

@@ -341,11 +341,13 @@ pub fn spawn(
             view,
         },
     };
+    // Seeded before the task is built: the task would otherwise keep room for what it
+    // starts from for as long as it lives.
+    messenger.seed(start);
     let span = tracing::info_span!("messages", session = %session);
     let woken = wake.clone();
     let task = async move {
         // The handlers are boxed while they run, so the idle future stays small.
-        messenger.seed(start);
         if !messenger.outbox.queue.is_empty() {
             // What the first pump did when it read the queue: expire what waited too long.
             Box::pin(messenger.pump()).await;
