@@ -369,9 +369,9 @@ impl Messenger {
         })
     }
 
-    /// A receipt from the server: a retry request, or a status change of our messages.
-    /// (The driver has acked it already.)
-    /// Handles a `<receipt>`, then acks it (when `ack`): only after its status is stored.
+    /// A receipt from the server (a retry request, or a status change of our messages, or
+    /// of another client's, which changes nothing): handled, then acked (when `ack`), only
+    /// after its status is stored.
     pub(super) async fn on_receipt(&mut self, node: &Node, ack: bool) {
         self.apply_receipt(node).await;
         let own_jid = self.own_jid();
